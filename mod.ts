@@ -1,0 +1,66 @@
+/**
+ * edgepool: a PostgreSQL client and connection pool for Deno, Node, Bun and Cloudflare
+ * Workers, over pluggable transports.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@edgepool/edgepool";
+ *
+ * await using conn = await connect("postgres://app:secret@localhost:5432/app");
+ * const { rows } = await conn.query("select $1::int + 1 as answer", [41]);
+ * console.log(rows[0].answer); // 42
+ * ```
+ *
+ * @module
+ */
+
+import { type ConnectFunction, createConnect } from "./src/connect.ts";
+import { autoTransport } from "./transports/auto.ts";
+
+/**
+ * Opens a PostgreSQL connection. The URL takes libpq's form
+ * (`postgres://user:password@host:port/database?sslmode=require&application_name=app`), and
+ * `options` override it. The TCP transport for the runtime (Deno, Node, Bun, Workers) is
+ * picked unless `options.transport` names one.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@edgepool/edgepool";
+ * const conn = await connect("postgres://app@localhost/app", { connectTimeout: 5000 });
+ * try {
+ *   const result = await conn.query("select now() as now");
+ *   console.log(result.rows[0].now instanceof Date); // true
+ * } finally {
+ *   await conn.close();
+ * }
+ * ```
+ */
+export const connect: ConnectFunction = createConnect(autoTransport);
+
+export { type ConnectFunction, createConnect } from "./src/connect.ts";
+export { Connection } from "./src/connection.ts";
+export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
+export {
+  type ConnectionConfig,
+  type ConnectOptions,
+  parseConfig,
+  redactUrl,
+} from "./src/config.ts";
+export {
+  ConnectionError,
+  type ConnectionErrorCode,
+  PostgresError,
+  type PostgresErrorFields,
+  type PostgresNotice,
+} from "./src/errors.ts";
+export type { FieldDescription, QueryOptions, QueryResult, RowMode } from "./src/result.ts";
+export type {
+  ByteStream,
+  SslMode,
+  StreamHandlers,
+  TlsSettings,
+  Transport,
+  TransportConnectOptions,
+} from "./src/transport.ts";
+export { Oid, serializeParam, type TextParser, textParser } from "./src/types.ts";
+export { autoTransport, detectTcpRuntime, type TcpRuntime } from "./transports/auto.ts";

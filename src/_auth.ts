@@ -1,0 +1,120 @@
+// The authentication exchange of startup: answers each Authentication* ('R') message.
+
+import { cstringEnd, decodeText, protocolError, readInt32 } from "./_backend.ts";
+import * as frontend from "./_frontend.ts";
+import type { Writer } from "./_writer.ts";
+import type { ConnectionConfig } from "./config.ts";
+import { ConnectionError } from "./errors.ts";
+import { md5PasswordMessage } from "./md5.ts";
+import { ScramClient } from "./scram.ts";
+
+const UNSUPPORTED: Record<number, string> = {
+  2: "Kerberos V5",
+  6: "SCM credentials",
+  7: "GSSAPI",
+  8: "GSSAPI",
+  9: "SSPI",
+};
+
+/** Runs the client side of authentication for one connection. */
+export class Authenticator {
+  readonly #config: ConnectionConfig;
+  readonly #writer: Writer;
+  #scram: ScramClient | null = null;
+  #scramVerified = false;
+  #done = false;
+
+  constructor(config: ConnectionConfig, writer: Writer) {
+    this.#config = config;
+    this.#writer = writer;
+  }
+
+  /** Whether AuthenticationOk arrived. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /**
+   * Handles one Authentication message; resolves `true` when it wrote an answer to flush.
+   * The server waits for that answer, so no other message interleaves while this runs.
+   */
+  async message(buf: Uint8Array, start: number, end: number): Promise<boolean> {
+    if (end - start < 4) throw protocolError("Authentication message is too short");
+    const code = readInt32(buf, start);
+    switch (code) {
+      case 0: // AuthenticationOk
+        if (this.#scram !== null && !this.#scramVerified) {
+          // A server that skips SCRAM's final message has not proven it knows the password.
+          throw authFailed("the server accepted SCRAM authentication without proving itself");
+        }
+        this.#done = true;
+        return false;
+      case 3: // AuthenticationCleartextPassword
+        frontend.password(this.#writer, await this.#password("cleartext"));
+        return true;
+      case 5: { // AuthenticationMD5Password
+        if (end - start < 8) throw protocolError("AuthenticationMD5Password is too short");
+        const salt = buf.slice(start + 4, start + 8);
+        const password = await this.#password("md5");
+        frontend.password(this.#writer, md5PasswordMessage(this.#config.user, password, salt));
+        return true;
+      }
+      case 10: { // AuthenticationSASL: the list of mechanisms
+        const mechanisms: string[] = [];
+        let pos = start + 4;
+        while (pos < end && buf[pos] !== 0) {
+          const stop = cstringEnd(buf, pos, end);
+          mechanisms.push(decodeText(buf, pos, stop));
+          pos = stop + 1;
+        }
+        if (!mechanisms.includes("SCRAM-SHA-256")) {
+          throw authFailed(
+            `the server offers SASL mechanisms ${mechanisms.join(", ") || "(none)"}; ` +
+              "edgepool supports SCRAM-SHA-256 (without channel binding)",
+          );
+        }
+        const password = await this.#password("SCRAM-SHA-256");
+        this.#scram = new ScramClient(password);
+        frontend.saslInitialResponse(
+          this.#writer,
+          "SCRAM-SHA-256",
+          this.#scram.clientFirstMessage(),
+        );
+        return true;
+      }
+      case 11: { // AuthenticationSASLContinue
+        if (this.#scram === null) throw protocolError("SASLContinue without SASL");
+        const serverFirst = decodeText(buf, start + 4, end);
+        frontend.saslResponse(this.#writer, await this.#scram.clientFinalMessage(serverFirst));
+        return true;
+      }
+      case 12: // AuthenticationSASLFinal
+        if (this.#scram === null) throw protocolError("SASLFinal without SASL");
+        this.#scram.verifyServerFinal(decodeText(buf, start + 4, end));
+        this.#scramVerified = true;
+        return false;
+      default:
+        throw authFailed(
+          `the server asked for ${
+            UNSUPPORTED[code] ?? `authentication method ${code}`
+          }, which edgepool does not support`,
+        );
+    }
+  }
+
+  async #password(method: string): Promise<string> {
+    const source = this.#config.password;
+    const password = typeof source === "function" ? await source() : source;
+    if (typeof password !== "string") {
+      throw authFailed(
+        `the server asked for a password (${method}) for user "${this.#config.user}" ` +
+          "but none was given",
+      );
+    }
+    return password;
+  }
+}
+
+function authFailed(reason: string): ConnectionError {
+  return new ConnectionError("AUTH_FAILED", `Authentication failed: ${reason}`);
+}

@@ -1,0 +1,196 @@
+// Backend (server → client) message framing and field parsing. Messages are cut out of the
+// incoming chunks in place: a chunk that holds whole messages is parsed without any copy, and
+// only a message split across chunks is assembled in one growing buffer.
+
+import { ConnectionError, type PostgresErrorFields } from "./errors.ts";
+
+/** Called once per complete message: `buf[start..end)` is the body (type and length removed). */
+export type MessageHandler = (type: number, buf: Uint8Array, start: number, end: number) => void;
+
+const EMPTY = new Uint8Array(0);
+const decoder = new TextDecoder();
+
+/** Frames backend messages out of a byte stream. */
+export class Reader {
+  #pending: Uint8Array = EMPTY;
+  #pendingLength = 0;
+  readonly #maxMessageSize: number;
+  readonly #handle: MessageHandler;
+
+  constructor(maxMessageSize: number, handle: MessageHandler) {
+    this.#maxMessageSize = maxMessageSize;
+    this.#handle = handle;
+  }
+
+  /** Bytes held while waiting for the rest of a message. */
+  get buffered(): number {
+    return this.#pendingLength;
+  }
+
+  /**
+   * Feeds bytes in; calls the handler for every complete message. Throws a `PROTOCOL_ERROR`
+   * `ConnectionError` on a malformed frame, after which the reader must not be used again.
+   */
+  push(chunk: Uint8Array): void {
+    if (this.#pendingLength === 0) {
+      const used = this.#parse(chunk, 0, chunk.length);
+      if (used < chunk.length) this.#keep(chunk, used, chunk.length);
+      return;
+    }
+    this.#append(chunk);
+    const buf = this.#pending;
+    const used = this.#parse(buf, 0, this.#pendingLength);
+    if (used === this.#pendingLength) {
+      this.#pendingLength = 0;
+      // Drop a large buffer once its message is done, so one big row does not pin memory.
+      if (buf.length > 65536) this.#pending = EMPTY;
+    } else if (used > 0) {
+      buf.copyWithin(0, used, this.#pendingLength);
+      this.#pendingLength -= used;
+    }
+  }
+
+  // Parses whole messages in buf[pos..end) and returns where the first incomplete one starts.
+  #parse(buf: Uint8Array, pos: number, end: number): number {
+    while (end - pos >= 5) {
+      const type = buf[pos];
+      const length = readInt32(buf, pos + 1);
+      this.#checkLength(type, length);
+      const next = pos + 1 + length;
+      if (next > end) break;
+      this.#handle(type, buf, pos + 5, next);
+      pos = next;
+    }
+    return pos;
+  }
+
+  #checkLength(type: number, length: number): void {
+    if (length < 4) {
+      throw protocolError(`message '${typeName(type)}' has an invalid length ${length}`);
+    }
+    if (length > this.#maxMessageSize) {
+      throw protocolError(
+        `message '${typeName(type)}' of ${length} bytes exceeds maxMessageSize ` +
+          `(${this.#maxMessageSize} bytes)`,
+      );
+    }
+  }
+
+  #keep(chunk: Uint8Array, from: number, to: number): void {
+    const rest = to - from;
+    let size = Math.max(rest, 4096);
+    if (rest >= 5) size = Math.max(size, 1 + readInt32(chunk, from + 1));
+    if (this.#pending.length < size) this.#pending = new Uint8Array(size);
+    this.#pending.set(chunk.subarray(from, to));
+    this.#pendingLength = rest;
+  }
+
+  #append(chunk: Uint8Array): void {
+    const have = this.#pendingLength;
+    let need = have + chunk.length;
+    if (have < 5 && need >= 5) {
+      // The header is now complete: validate before allocating room for the whole message.
+      const head = new Uint8Array(5);
+      head.set(this.#pending.subarray(0, have));
+      head.set(chunk.subarray(0, 5 - have), have);
+      const length = readInt32(head, 1);
+      this.#checkLength(head[0], length);
+      need = Math.max(need, 1 + length);
+    }
+    if (this.#pending.length < need) {
+      let size = Math.max(this.#pending.length * 2, 4096);
+      while (size < need) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.#pending.subarray(0, have));
+      this.#pending = next;
+    }
+    this.#pending.set(chunk, have);
+    this.#pendingLength = have + chunk.length;
+  }
+}
+
+/** Reads a big-endian signed 32-bit integer. */
+export function readInt32(buf: Uint8Array, at: number): number {
+  return (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3];
+}
+
+/** Reads a big-endian signed 16-bit integer. */
+export function readInt16(buf: Uint8Array, at: number): number {
+  return ((buf[at] << 24) | (buf[at + 1] << 16)) >> 16;
+}
+
+/** Decodes UTF-8 bytes; short ASCII runs skip the TextDecoder call. */
+export function decodeText(buf: Uint8Array, start: number, end: number): string {
+  if (end - start < 24) {
+    let out = "";
+    for (let i = start; i < end; i++) {
+      const c = buf[i];
+      if (c > 0x7f) return decoder.decode(buf.subarray(start, end));
+      out += String.fromCharCode(c);
+    }
+    return out;
+  }
+  return decoder.decode(buf.subarray(start, end));
+}
+
+/** Index of the NUL ending the string at `start`; throws if there is none before `end`. */
+export function cstringEnd(buf: Uint8Array, start: number, end: number): number {
+  const at = buf.indexOf(0, start);
+  if (at < 0 || at >= end) throw protocolError("a string in a message is not NUL-terminated");
+  return at;
+}
+
+const ERROR_FIELDS: Record<number, keyof PostgresErrorFields> = {
+  0x53: "severityLocalized", // S
+  0x56: "severity", // V
+  0x43: "code", // C
+  0x4d: "message", // M
+  0x44: "detail", // D
+  0x48: "hint", // H
+  0x50: "position", // P
+  0x70: "internalPosition", // p
+  0x71: "internalQuery", // q
+  0x57: "where", // W
+  0x73: "schema", // s
+  0x74: "table", // t
+  0x63: "column", // c
+  0x64: "dataType", // d
+  0x6e: "constraint", // n
+  0x46: "file", // F
+  0x4c: "line", // L
+  0x52: "routine", // R
+};
+
+/** Parses the fields of an ErrorResponse or NoticeResponse body. */
+export function parseErrorFields(buf: Uint8Array, start: number, end: number): PostgresErrorFields {
+  const fields: Record<string, string | number> = {};
+  let pos = start;
+  while (pos < end && buf[pos] !== 0) {
+    const code = buf[pos];
+    const stop = cstringEnd(buf, pos + 1, end);
+    const value = decodeText(buf, pos + 1, stop);
+    const name = ERROR_FIELDS[code];
+    // Unknown field codes are to be ignored, says the protocol: new ones may be added.
+    if (name !== undefined) {
+      fields[name] = name === "position" || name === "internalPosition" || name === "line"
+        ? Number(value)
+        : value;
+    }
+    pos = stop + 1;
+  }
+  // Servers before 9.6 send no `V`: fall back to the localized severity.
+  if (fields.severity === undefined) fields.severity = fields.severityLocalized ?? "ERROR";
+  if (fields.code === undefined) fields.code = "XX000";
+  if (fields.message === undefined) fields.message = "(no message)";
+  return fields as unknown as PostgresErrorFields;
+}
+
+/** A `PROTOCOL_ERROR` ConnectionError. */
+export function protocolError(detail: string): ConnectionError {
+  return new ConnectionError("PROTOCOL_ERROR", `Protocol error: ${detail}`);
+}
+
+/** A message type as a printable character, or its code when it is not printable. */
+export function typeName(type: number): string {
+  return type >= 0x20 && type < 0x7f ? String.fromCharCode(type) : `0x${type.toString(16)}`;
+}

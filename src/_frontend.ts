@@ -1,0 +1,83 @@
+// Frontend (client → server) messages of protocol 3.0, written into a Writer.
+
+import type { Writer } from "./_writer.ts";
+
+const PROTOCOL_3_0 = 196608;
+const CANCEL_REQUEST_CODE = 80877102;
+
+const Q = 0x51; // Query
+const P = 0x50; // Parse
+const B = 0x42; // Bind
+const D = 0x44; // Describe
+const E = 0x45; // Execute
+const S = 0x53; // Sync
+const X = 0x58; // Terminate
+const p = 0x70; // PasswordMessage, SASLInitialResponse, SASLResponse
+const f = 0x66; // CopyFail
+
+export function startup(w: Writer, params: Record<string, string>): void {
+  w.begin(-1).int32(PROTOCOL_3_0);
+  for (const key in params) w.cstring(key).cstring(params[key]);
+  w.byte(0).end();
+}
+
+export function password(w: Writer, text: string): void {
+  w.begin(p).cstring(text).end();
+}
+
+export function saslInitialResponse(w: Writer, mechanism: string, data: string): void {
+  w.begin(p).cstring(mechanism);
+  const at = w.length;
+  w.int32(0);
+  const written = w.string(data);
+  w.patchInt32(at, written);
+  w.end();
+}
+
+export function saslResponse(w: Writer, data: string): void {
+  w.begin(p);
+  w.string(data);
+  w.end();
+}
+
+export function query(w: Writer, sql: string): void {
+  w.begin(Q).cstring(sql).end();
+}
+
+/**
+ * Parse (unnamed statement, types inferred), Bind (text in, text out), Describe portal,
+ * Execute (all rows) and Sync: one extended-protocol round trip.
+ */
+export function extendedQuery(w: Writer, sql: string, params: (string | null)[]): void {
+  w.begin(P).byte(0).cstring(sql).int16(0).end();
+  const n = params.length;
+  w.begin(B).byte(0).byte(0).int16(0).int16(n);
+  for (let i = 0; i < n; i++) w.value(params[i]);
+  w.int16(0).end();
+  w.begin(D).byte(0x50).byte(0).end();
+  w.begin(E).byte(0).int32(0).end();
+  w.begin(S).end();
+}
+
+export function copyFail(w: Writer, reason: string): void {
+  w.begin(f).cstring(reason).end();
+}
+
+export function sync(w: Writer): void {
+  w.begin(S).end();
+}
+
+export function terminate(w: Writer): void {
+  w.begin(X).end();
+}
+
+/** CancelRequest: a 16-byte message sent on a new connection. */
+export function cancelRequest(processId: number, secretKey: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + secretKey.length);
+  const view = new DataView(out.buffer);
+  view.setInt32(0, out.length);
+  view.setInt32(4, CANCEL_REQUEST_CODE);
+  view.setInt32(8, processId);
+  out.set(secretKey, 12);
+  return out;
+}

@@ -1,0 +1,204 @@
+// One query in flight: collects the messages between its first response and its
+// ReadyForQuery into a QueryResult, decoding each value with the parser chosen for its column.
+
+import { cstringEnd, decodeText, protocolError, readInt16, readInt32 } from "./_backend.ts";
+import { ConnectionError } from "./errors.ts";
+import type { FieldDescription, QueryResult, RowMode } from "./result.ts";
+import { type TextParser, textParser } from "./types.ts";
+
+const NO_FIELDS: FieldDescription[] = [];
+
+/** A query that has been written and waits for its ReadyForQuery. */
+export class PendingQuery {
+  readonly rowMode: RowMode;
+  readonly bigint: boolean;
+  /** Sent with the extended protocol (Parse/Bind/Execute/Sync) rather than a simple Query. */
+  readonly extended: boolean;
+  readonly resolve: (result: QueryResult) => void;
+  readonly reject: (error: unknown) => void;
+  /** The caller has its answer (or gave up): later messages are consumed but not delivered. */
+  settled = false;
+  /** The first error seen; the query rejects with it at ReadyForQuery. */
+  error: unknown = null;
+  /** Set by an abort that happened while an earlier query was still running. */
+  cancelWanted = false;
+  /** Removes the abort listener, if any. */
+  cleanup: (() => void) | null = null;
+
+  #fields: FieldDescription[] = NO_FIELDS;
+  #names: string[] = [];
+  #parsers: (TextParser | undefined)[] = [];
+  #rows: unknown[] = [];
+  #results: QueryResult[] | null = null;
+  #last: QueryResult | null = null;
+
+  constructor(
+    rowMode: RowMode,
+    bigint: boolean,
+    extended: boolean,
+    resolve: (result: QueryResult) => void,
+    reject: (error: unknown) => void,
+  ) {
+    this.rowMode = rowMode;
+    this.bigint = bigint;
+    this.extended = extended;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  rowDescription(buf: Uint8Array, start: number, end: number): void {
+    if (end - start < 2) throw protocolError("RowDescription is truncated");
+    const count = readInt16(buf, start);
+    if (count < 0) throw protocolError(`RowDescription has a negative column count ${count}`);
+    const fields: FieldDescription[] = new Array(count);
+    const names: string[] = new Array(count);
+    const parsers: (TextParser | undefined)[] = new Array(count);
+    const options = { bigint: this.bigint };
+    let pos = start + 2;
+    for (let i = 0; i < count; i++) {
+      const stop = cstringEnd(buf, pos, end);
+      if (stop + 19 > end) throw protocolError("RowDescription is truncated");
+      const name = decodeText(buf, pos, stop);
+      pos = stop + 1;
+      const dataTypeID = readInt32(buf, pos + 6) >>> 0;
+      fields[i] = {
+        name,
+        tableID: readInt32(buf, pos) >>> 0,
+        columnID: readInt16(buf, pos + 4),
+        dataTypeID,
+        dataTypeSize: readInt16(buf, pos + 10),
+        dataTypeModifier: readInt32(buf, pos + 12),
+        format: readInt16(buf, pos + 16) === 1 ? "binary" : "text",
+      };
+      names[i] = name;
+      parsers[i] = textParser(dataTypeID, options);
+      pos += 18;
+    }
+    this.#fields = fields;
+    this.#names = names;
+    this.#parsers = parsers;
+  }
+
+  noData(): void {
+    this.#fields = NO_FIELDS;
+    this.#names = [];
+    this.#parsers = [];
+  }
+
+  dataRow(buf: Uint8Array, start: number, end: number): void {
+    if (this.error !== null || this.settled) return;
+    if (end - start < 2) throw protocolError("DataRow is truncated");
+    const count = readInt16(buf, start);
+    if (count !== this.#parsers.length) {
+      throw protocolError(
+        `DataRow has ${count} columns, RowDescription had ${this.#parsers.length}`,
+      );
+    }
+    const parsers = this.#parsers;
+    let pos = start + 2;
+    let i = 0;
+    try {
+      if (this.rowMode === "array") {
+        const row: unknown[] = new Array(count);
+        for (; i < count; i++) {
+          if (pos + 4 > end) throw protocolError("DataRow is truncated");
+          const length = readInt32(buf, pos);
+          pos += 4;
+          if (length < 0) {
+            row[i] = null;
+            continue;
+          }
+          if (pos + length > end) throw protocolError("DataRow is truncated");
+          const text = decodeText(buf, pos, pos + length);
+          pos += length;
+          const parse = parsers[i];
+          row[i] = parse === undefined ? text : parse(text);
+        }
+        this.#rows.push(row);
+      } else {
+        const names = this.#names;
+        const row: Record<string, unknown> = {};
+        for (; i < count; i++) {
+          if (pos + 4 > end) throw protocolError("DataRow is truncated");
+          const length = readInt32(buf, pos);
+          pos += 4;
+          let value: unknown = null;
+          if (length >= 0) {
+            if (pos + length > end) throw protocolError("DataRow is truncated");
+            const text = decodeText(buf, pos, pos + length);
+            pos += length;
+            const parse = parsers[i];
+            value = parse === undefined ? text : parse(text);
+          }
+          const name = names[i];
+          if (name === "__proto__") {
+            // Assignment would replace the row's prototype: define an own property instead.
+            Object.defineProperty(row, name, { value, enumerable: true, writable: true });
+          } else {
+            row[name] = value;
+          }
+        }
+        this.#rows.push(row);
+      }
+    } catch (error) {
+      if (error instanceof ConnectionError) throw error;
+      // A value the parser cannot read (say, malformed JSON) fails this query, not the connection.
+      this.error = new TypeError(
+        `Cannot decode the value of column '${this.#names[i]}': ` +
+          (error instanceof Error ? error.message : String(error)),
+        { cause: error },
+      );
+    }
+  }
+
+  commandComplete(buf: Uint8Array, start: number, end: number): void {
+    const tag = decodeText(buf, start, cstringEnd(buf, start, end));
+    const space = tag.indexOf(" ");
+    const command = space < 0 ? tag : tag.slice(0, space);
+    let rowCount: number | null = null;
+    const lastSpace = tag.lastIndexOf(" ");
+    if (lastSpace > 0) {
+      const count = tag.slice(lastSpace + 1);
+      if (count.length > 0 && count.charCodeAt(0) >= 48 && count.charCodeAt(0) <= 57) {
+        rowCount = Number(count);
+      }
+    }
+    this.#complete(command, rowCount);
+  }
+
+  emptyQuery(): void {
+    this.#complete("", null);
+  }
+
+  #complete(command: string, rowCount: number | null): void {
+    const result: QueryResult = {
+      command,
+      rowCount,
+      rows: this.#rows as QueryResult["rows"],
+      fields: this.#fields,
+    };
+    if (this.#last !== null) (this.#results ??= [this.#last]).push(result);
+    this.#last = result;
+    this.#rows = [];
+    this.#fields = NO_FIELDS;
+  }
+
+  /** ReadyForQuery arrived: deliver the result or the error. */
+  finish(): void {
+    this.cleanup?.();
+    if (this.settled) return;
+    this.settled = true;
+    if (this.error !== null) return this.reject(this.error);
+    const last = this.#last ?? { command: "", rowCount: null, rows: [], fields: NO_FIELDS };
+    if (this.#results !== null) last.results = this.#results;
+    this.resolve(last);
+  }
+
+  /** Rejects now (abort, connection lost); messages still due are consumed silently. */
+  fail(error: unknown): void {
+    this.cleanup?.();
+    if (this.settled) return;
+    this.settled = true;
+    this.reject(error);
+  }
+}

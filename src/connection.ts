@@ -1,0 +1,573 @@
+/**
+ * A PostgreSQL protocol 3.0 session over any {@link Transport}.
+ *
+ * @module
+ */
+
+import { Authenticator } from "./_auth.ts";
+import {
+  cstringEnd,
+  decodeText,
+  parseErrorFields,
+  protocolError,
+  Reader,
+  readInt32,
+  typeName,
+} from "./_backend.ts";
+import { Emitter } from "./_emitter.ts";
+import * as frontend from "./_frontend.ts";
+import { PendingQuery } from "./_query.ts";
+import { Writer } from "./_writer.ts";
+import type { ConnectionConfig } from "./config.ts";
+import { ConnectionError, PostgresError, type PostgresNotice } from "./errors.ts";
+import type { QueryOptions, QueryResult } from "./result.ts";
+import type { ByteStream, TlsSettings, Transport } from "./transport.ts";
+import { serializeParam } from "./types.ts";
+
+/** Transaction state from the last ReadyForQuery: outside, inside, or inside a failed one. */
+export type TransactionStatus = "idle" | "transaction" | "failed";
+
+/** A NotificationResponse, delivered to `notification` listeners (LISTEN/NOTIFY). */
+export interface Notification {
+  /** Process ID of the notifying backend. */
+  processId: number;
+  /** Channel name. */
+  channel: string;
+  /** Payload string ("" when none). */
+  payload: string;
+}
+
+/** The events of a {@link Connection} and what each listener receives. */
+export interface ConnectionEvents {
+  /** A NoticeResponse (warnings, `RAISE NOTICE`): its fields. */
+  notice: PostgresNotice;
+  /** A NotificationResponse from LISTEN/NOTIFY. */
+  notification: Notification;
+  /** A ParameterStatus: a reported setting changed (`TimeZone`, `application_name`, ...). */
+  parameter: { name: string; value: string };
+  /** The connection closed: `undefined` after `close()`, the error when it broke. Fires once. */
+  close: Error | undefined;
+}
+
+const MAX_PARAMETERS = 65535;
+const CANCEL_TIMEOUT_MS = 10_000;
+
+type State = "startup" | "ready" | "closing" | "closed";
+
+/**
+ * An open PostgreSQL session. Get one with `connect(url)`; close it with `close()` or
+ * `await using`.
+ *
+ * Queries issued together are pipelined: they are written to the server in one flight and
+ * answered in order. A query error leaves the connection usable; a lost connection rejects
+ * every pending query with a `ConnectionError` whose code is `CONNECTION_LOST`.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@edgepool/edgepool";
+ * await using conn = await connect("postgres://app:secret@localhost/app");
+ * const { rows } = await conn.query("select $1::int + 1 as n", [41]);
+ * console.log(rows[0].n); // 42
+ * ```
+ */
+export class Connection implements AsyncDisposable {
+  readonly #stream: ByteStream;
+  readonly #config: ConnectionConfig;
+  readonly #transport: Transport;
+  readonly #tls: TlsSettings | null;
+  readonly #reader: Reader;
+  readonly #writer = new Writer();
+  readonly #events = new Emitter<ConnectionEvents>();
+  readonly #queue: PendingQuery[] = [];
+  #state: State = "startup";
+  #flushScheduled = false;
+  #transactionStatus: TransactionStatus = "idle";
+  #parameters: Record<string, string> = {};
+  #processId = 0;
+  #secretKey: Uint8Array | null = null;
+  /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
+  #fatal: PostgresError | null = null;
+  #auth: Authenticator | null;
+  /**
+   * Messages that arrived while an authentication step was still working (whole messages,
+   * type byte first). The server may send AuthenticationOk and more right behind a SASL
+   * message; nothing may be read until that step is done, or a server could skip the proof.
+   */
+  #deferred: Uint8Array[] | null = null;
+  #startup: { resolve: () => void; reject: (error: unknown) => void } | null = null;
+  #closed: Promise<void>;
+  #resolveClosed!: () => void;
+
+  /** Use `connect()`; this constructor is internal. */
+  constructor(
+    stream: ByteStream,
+    config: ConnectionConfig,
+    transport: Transport,
+    tls: TlsSettings | null,
+  ) {
+    this.#stream = stream;
+    this.#config = config;
+    this.#transport = transport;
+    this.#tls = tls;
+    this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
+      if (this.#deferred !== null) this.#deferred.push(buf.slice(start - 5, end));
+      else if (this.#state === "startup") this.#startupMessage(type, buf, start, end);
+      else this.#message(type, buf, start, end);
+    });
+    this.#auth = new Authenticator(config, this.#writer);
+    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  /** Transaction status from the latest ReadyForQuery. */
+  get transactionStatus(): TransactionStatus {
+    return this.#transactionStatus;
+  }
+
+  /** Settings the server reported with ParameterStatus (`server_version`, `TimeZone`, ...). */
+  get parameters(): Readonly<Record<string, string>> {
+    return this.#parameters;
+  }
+
+  /** Backend process ID (from BackendKeyData), 0 if the server sent none. */
+  get processId(): number {
+    return this.#processId;
+  }
+
+  /** Whether TLS protects the connection. */
+  get encrypted(): boolean {
+    return this.#stream.encrypted;
+  }
+
+  /** Whether the connection is closed or closing: no new queries are accepted. */
+  get closed(): boolean {
+    return this.#state === "closed" || this.#state === "closing";
+  }
+
+  /** Queries written and not yet answered. */
+  get pending(): number {
+    return this.#queue.length;
+  }
+
+  /** Subscribes to an event; returns the function that unsubscribes. */
+  on<K extends keyof ConnectionEvents>(
+    event: K,
+    listener: (value: ConnectionEvents[K]) => void,
+  ): () => void {
+    return this.#events.on(event, listener);
+  }
+
+  /**
+   * Runs a query. Without `params` it uses the simple protocol (one string may hold several
+   * statements); with `params` (even `[]`) the extended protocol and the unnamed statement,
+   * `$1`, `$2`, ... standing for the parameters.
+   */
+  query<Row = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<Row>> {
+    if (this.#state !== "ready") return Promise.reject(this.#closedError());
+    if (typeof sql !== "string") {
+      return Promise.reject(new TypeError(`The query must be a string, not ${typeof sql}`));
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let values: (string | null)[] | undefined;
+    if (params !== undefined && params !== null) {
+      if (!Array.isArray(params)) {
+        return Promise.reject(new TypeError("Query parameters must be an array"));
+      }
+      if (params.length > MAX_PARAMETERS) {
+        return Promise.reject(
+          new RangeError(
+            `A query takes at most ${MAX_PARAMETERS} parameters, got ${params.length}`,
+          ),
+        );
+      }
+      values = new Array(params.length);
+      try {
+        for (let i = 0; i < params.length; i++) values[i] = serializeParam(params[i]);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    const rowMode = options?.rowMode ?? "object";
+    if (rowMode !== "object" && rowMode !== "array") {
+      return Promise.reject(new TypeError(`rowMode must be "object" or "array", not ${rowMode}`));
+    }
+    return new Promise((resolve, reject) => {
+      const query = new PendingQuery(
+        rowMode,
+        this.#config.bigint,
+        values !== undefined,
+        resolve as (result: QueryResult) => void,
+        reject,
+      );
+      if (values === undefined) frontend.query(this.#writer, sql);
+      else frontend.extendedQuery(this.#writer, sql, values);
+      this.#queue.push(query);
+      this.#scheduleFlush();
+      if (signal) {
+        const onAbort = () => this.#abort(query, signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
+        query.cleanup = () => signal.removeEventListener("abort", onAbort);
+      }
+    });
+  }
+
+  /**
+   * Asks the server to cancel the statement running now (CancelRequest on a new transport
+   * connection). Resolves once the request was delivered; whether anything was cancelled
+   * shows in the query's own result (SQLSTATE 57014).
+   */
+  async cancel(): Promise<void> {
+    if (this.#secretKey === null || this.#state === "closed") return;
+    const message = frontend.cancelRequest(this.#processId, this.#secretKey);
+    const stream = await this.#transport.connect({
+      host: this.#config.host,
+      port: this.#config.port,
+      tls: this.#tls,
+      signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
+      keepAlive: false,
+    });
+    await new Promise<void>((resolve) => {
+      // The server closes the connection once it has read the request.
+      const timer = setTimeout(() => stream.close(), CANCEL_TIMEOUT_MS);
+      stream.start({
+        data() {},
+        close() {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+      stream.write(message);
+    });
+  }
+
+  /**
+   * Closes the connection: queries already issued still get their answers, then Terminate is
+   * sent and the transport closed. Idempotent; resolves once closed.
+   */
+  close(): Promise<void> {
+    if (this.#state === "ready") {
+      this.#state = "closing";
+      frontend.terminate(this.#writer);
+      this.#flush();
+      if (this.#queue.length === 0) this.#stream.close();
+    }
+    return this.#closed;
+  }
+
+  /**
+   * Closes the connection at once: pending queries reject with `CONNECTION_CLOSED` (with
+   * `reason` as the cause). Idempotent.
+   */
+  destroy(reason?: unknown): void {
+    if (this.#state === "closed") return;
+    const error = new ConnectionError(
+      "CONNECTION_CLOSED",
+      "Connection closed by the client" + (this.#queue.length ? " with queries pending" : ""),
+      { cause: reason },
+    );
+    if (this.#state === "ready") {
+      frontend.terminate(this.#writer);
+      this.#flush();
+    }
+    this.#end(error, undefined);
+    this.#stream.close();
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Starts the session: reads, sends the StartupMessage, resolves at the first ReadyForQuery. */
+  start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#startup = { resolve, reject };
+      this.#stream.start({
+        data: (chunk) => {
+          try {
+            this.#reader.push(chunk);
+          } catch (error) {
+            this.#failHard(error);
+          }
+        },
+        close: (error) => this.#onStreamClose(error),
+      });
+      const params: Record<string, string> = {
+        user: this.#config.user,
+        database: this.#config.database,
+        application_name: this.#config.applicationName,
+        client_encoding: "UTF8",
+      };
+      if (this.#config.options !== undefined) params.options = this.#config.options;
+      frontend.startup(this.#writer, params);
+      this.#flush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // Writes issued in the same tick leave as one write: a microtask, never a timer.
+    queueMicrotask(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  #flush(): void {
+    if (this.#writer.length === 0 || this.#state === "closed") return;
+    this.#stream.write(this.#writer.take());
+  }
+
+  #startupMessage(type: number, buf: Uint8Array, start: number, end: number): void {
+    switch (type) {
+      case 0x52: // R: Authentication*
+        this.#deferred = [];
+        this.#auth!.message(buf, start, end).then(
+          (wrote) => {
+            if (wrote) this.#flush();
+            this.#replay();
+          },
+          (error) => this.#failHard(error),
+        );
+        return;
+      case 0x4b: // K: BackendKeyData
+        if (end - start < 8) throw protocolError("BackendKeyData is too short");
+        this.#processId = readInt32(buf, start);
+        this.#secretKey = buf.slice(start + 4, end);
+        return;
+      case 0x5a: // Z: ReadyForQuery — the session is ready
+        if (!this.#auth!.done) throw protocolError("ReadyForQuery before authentication completed");
+        this.#auth = null;
+        this.#state = "ready";
+        this.#transactionStatus = status(buf[start]);
+        this.#startup!.resolve();
+        this.#startup = null;
+        return;
+      case 0x45: { // E: the server refused (wrong password, no such database, ...)
+        const error = new PostgresError(parseErrorFields(buf, start, end));
+        this.#failHard(error);
+        return;
+      }
+      case 0x76: // v: NegotiateProtocolVersion — we ask for 3.0 with no options; accept.
+        return;
+      default:
+        this.#common(type, buf, start, end);
+    }
+  }
+
+  /** Handles the messages held back during an authentication step, until the next such step. */
+  #replay(): void {
+    const held = this.#deferred!;
+    this.#deferred = null;
+    for (let i = 0; i < held.length; i++) {
+      if (this.#state === "closed") return;
+      // A message replayed below may begin another authentication step (TypeScript cannot
+      // see that the field changes behind its back, hence the cast).
+      const again = this.#deferred as Uint8Array[] | null;
+      if (again !== null) {
+        // Keep the rest for after that step.
+        again.push(...held.slice(i));
+        return;
+      }
+      const message = held[i];
+      try {
+        if (this.#state === "startup") this.#startupMessage(message[0], message, 5, message.length);
+        else this.#message(message[0], message, 5, message.length);
+      } catch (error) {
+        return this.#failHard(error);
+      }
+    }
+  }
+
+  #message(type: number, buf: Uint8Array, start: number, end: number): void {
+    const head = this.#queue[0];
+    switch (type) {
+      case 0x44: // D: DataRow
+        this.#head(head, type).dataRow(buf, start, end);
+        return;
+      case 0x31: // 1: ParseComplete
+      case 0x32: // 2: BindComplete
+      case 0x33: // 3: CloseComplete
+      case 0x74: // t: ParameterDescription
+      case 0x73: // s: PortalSuspended
+        this.#head(head, type);
+        return;
+      case 0x54: // T: RowDescription
+        this.#head(head, type).rowDescription(buf, start, end);
+        return;
+      case 0x6e: // n: NoData
+        this.#head(head, type).noData();
+        return;
+      case 0x43: // C: CommandComplete
+        this.#head(head, type).commandComplete(buf, start, end);
+        return;
+      case 0x49: // I: EmptyQueryResponse
+        this.#head(head, type).emptyQuery();
+        return;
+      case 0x5a: { // Z: ReadyForQuery
+        const query = this.#head(head, type);
+        this.#transactionStatus = status(buf[start]);
+        this.#queue.shift();
+        query.finish();
+        const next = this.#queue[0];
+        if (next !== undefined && next.cancelWanted) this.#cancelQuietly();
+        if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
+        return;
+      }
+      case 0x45: { // E: ErrorResponse
+        const error = new PostgresError(parseErrorFields(buf, start, end));
+        if (error.severity === "FATAL" || error.severity === "PANIC") {
+          // The server ends the session next; the close reports it to every pending query.
+          this.#fatal = error;
+          return;
+        }
+        const query = this.#head(head, type);
+        if (query.error === null) query.error = error;
+        return;
+      }
+      case 0x47: { // G: CopyInResponse — there is no data to send: make the server fail the COPY.
+        const query = this.#head(head, type);
+        if (this.#queue.length > 1) {
+          // Messages of later queries are already on the wire and would be read as COPY data.
+          throw new ConnectionError(
+            "PROTOCOL_ERROR",
+            "COPY FROM STDIN is not supported by edgepool; the connection was closed because " +
+              "other queries were pipelined behind it",
+          );
+        }
+        frontend.copyFail(this.#writer, "COPY FROM STDIN is not supported by edgepool");
+        // In copy-in mode the server ignored the Sync sent with the query: send another.
+        if (query.extended) frontend.sync(this.#writer);
+        this.#flush();
+        return;
+      }
+      case 0x48: // H: CopyOutResponse
+      case 0x64: // d: CopyData
+      case 0x63: // c: CopyDone
+        // COPY TO STDOUT data is not collected; the CommandComplete still reports the count.
+        this.#head(head, type);
+        return;
+      default:
+        this.#common(type, buf, start, end);
+    }
+  }
+
+  /** Messages valid in any phase. */
+  #common(type: number, buf: Uint8Array, start: number, end: number): void {
+    switch (type) {
+      case 0x53: { // S: ParameterStatus
+        const nameEnd = cstringEnd(buf, start, end);
+        const name = decodeText(buf, start, nameEnd);
+        const value = decodeText(buf, nameEnd + 1, cstringEnd(buf, nameEnd + 1, end));
+        this.#parameters = { ...this.#parameters, [name]: value };
+        this.#events.emit("parameter", { name, value });
+        return;
+      }
+      case 0x4e: // N: NoticeResponse
+        if (this.#events.has("notice")) {
+          this.#events.emit("notice", parseErrorFields(buf, start, end));
+        }
+        return;
+      case 0x41: { // A: NotificationResponse
+        const processId = readInt32(buf, start);
+        const channelEnd = cstringEnd(buf, start + 4, end);
+        const channel = decodeText(buf, start + 4, channelEnd);
+        const payload = decodeText(buf, channelEnd + 1, cstringEnd(buf, channelEnd + 1, end));
+        this.#events.emit("notification", { processId, channel, payload });
+        return;
+      }
+      default:
+        throw protocolError(
+          `unexpected message '${typeName(type)}' ${
+            this.#state === "startup" ? "during startup" : "while running queries"
+          }`,
+        );
+    }
+  }
+
+  #head(head: PendingQuery | undefined, type: number): PendingQuery {
+    if (head === undefined) {
+      throw protocolError(`message '${typeName(type)}' arrived with no query pending`);
+    }
+    return head;
+  }
+
+  #abort(query: PendingQuery, reason: unknown): void {
+    if (query.settled) return;
+    query.fail(reason);
+    // Cancel only the statement that runs now; one queued behind others is cancelled when its
+    // turn comes, so the request does not hit a query that came before it.
+    if (this.#queue[0] === query) this.#cancelQuietly();
+    else query.cancelWanted = true;
+  }
+
+  #cancelQuietly(): void {
+    // The caller already has its rejection; a failed cancel only means the query runs on.
+    this.cancel().catch(() => {});
+  }
+
+  #onStreamClose(error?: Error): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "closing" && this.#queue.length === 0 && this.#fatal === null) {
+      return this.#end(undefined, undefined);
+    }
+    const cause = this.#fatal ?? error;
+    const reason = this.#fatal
+      ? `${this.#fatal.message} (SQLSTATE ${this.#fatal.code})`
+      : error
+      ? error.message
+      : "the server closed the connection";
+    if (this.#state === "startup") {
+      // A server that refuses us says why in an ErrorResponse, and a transport that failed
+      // (TLS, say) says so with its own ConnectionError: report those themselves.
+      const failure = this.#fatal ?? (error instanceof ConnectionError ? error : undefined) ??
+        new ConnectionError("CONNECTION_LOST", `Connection lost during startup: ${reason}`, {
+          cause,
+        });
+      return this.#end(failure, cause);
+    }
+    this.#end(
+      new ConnectionError("CONNECTION_LOST", `Connection lost: ${reason}`, { cause }),
+      cause ?? new Error(reason),
+    );
+  }
+
+  /** A protocol violation or a failure during startup: close at once and report `error`. */
+  #failHard(error: unknown): void {
+    if (this.#state === "closed") return;
+    this.#end(error, error);
+    this.#stream.close();
+  }
+
+  #end(queryError: unknown, closeReason: unknown): void {
+    this.#state = "closed";
+    if (this.#startup !== null) {
+      this.#startup.reject(queryError);
+      this.#startup = null;
+    }
+    const queue = this.#queue.splice(0);
+    for (const query of queue) query.fail(queryError);
+    this.#events.emit(
+      "close",
+      closeReason === undefined ? undefined : toError(closeReason),
+    );
+    this.#resolveClosed();
+  }
+
+  #closedError(): ConnectionError {
+    return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
+  }
+}
+
+function status(byte: number): TransactionStatus {
+  return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";
+}
+
+function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}

@@ -1,0 +1,134 @@
+/**
+ * Stable codes carried by {@link ConnectionError}. They never change between releases, so code
+ * may branch on them.
+ *
+ * - `CONNECTION_LOST`: the connection broke (socket closed, server terminated the backend) while
+ *   queries were pending; every pending query rejects with it.
+ * - `CONNECTION_CLOSED`: a query was issued on a connection that was already closed.
+ * - `CONNECT_TIMEOUT`: connecting (transport, TLS and authentication) took longer than
+ *   `connectTimeout`.
+ * - `CONNECT_FAILED`: the transport could not reach the server (refused, unreachable, DNS).
+ * - `TLS_UNAVAILABLE`: TLS was required but the server or the transport cannot provide it.
+ * - `TLS_FAILED`: the TLS handshake or certificate verification failed.
+ * - `AUTH_FAILED`: authentication could not proceed (unsupported method, a SCRAM server
+ *   signature that does not verify). A wrong password is a {@link PostgresError} (28P01).
+ * - `PROTOCOL_ERROR`: the server sent bytes that are not valid PostgreSQL protocol.
+ */
+export type ConnectionErrorCode =
+  | "CONNECTION_LOST"
+  | "CONNECTION_CLOSED"
+  | "CONNECT_TIMEOUT"
+  | "CONNECT_FAILED"
+  | "TLS_UNAVAILABLE"
+  | "TLS_FAILED"
+  | "AUTH_FAILED"
+  | "PROTOCOL_ERROR";
+
+/**
+ * An error of the connection itself rather than of a query: see {@link ConnectionErrorCode}.
+ * The underlying error, when there is one, is in `cause`.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionError } from "@edgepool/edgepool";
+ * const err = new ConnectionError("CONNECTION_LOST", "Connection lost: socket closed");
+ * console.assert(err.code === "CONNECTION_LOST");
+ * ```
+ */
+export class ConnectionError extends Error {
+  /** The stable code of this error. */
+  readonly code: ConnectionErrorCode;
+
+  /** Makes an error with a stable `code`, a message and an optional `cause`. */
+  constructor(code: ConnectionErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ConnectionError";
+    this.code = code;
+  }
+}
+
+/**
+ * The fields of an ErrorResponse or NoticeResponse, named as in the PostgreSQL documentation
+ * ("Error and Notice Message Fields"). Fields the server did not send are absent.
+ */
+export interface PostgresErrorFields {
+  /** Severity, localized (`S`), e.g. `ERREUR`. */
+  severityLocalized?: string;
+  /** Severity, never localized (`V`): `ERROR`, `FATAL`, `PANIC`, `WARNING`, `NOTICE`, ... */
+  severity: string;
+  /** SQLSTATE code (`C`), e.g. `23505`. */
+  code: string;
+  /** Primary message (`M`). */
+  message: string;
+  /** Detail (`D`). */
+  detail?: string;
+  /** Hint (`H`). */
+  hint?: string;
+  /** 1-based character position in the query string (`P`). */
+  position?: number;
+  /** Position in an internally generated query (`p`). */
+  internalPosition?: number;
+  /** The internally generated query (`q`). */
+  internalQuery?: string;
+  /** Context, such as a call stack of PL/pgSQL functions (`W`). */
+  where?: string;
+  /** Schema name (`s`). */
+  schema?: string;
+  /** Table name (`t`). */
+  table?: string;
+  /** Column name (`c`). */
+  column?: string;
+  /** Data type name (`d`). */
+  dataType?: string;
+  /** Constraint name (`n`). */
+  constraint?: string;
+  /** Source file of the server (`F`). */
+  file?: string;
+  /** Source line of the server (`L`). */
+  line?: number;
+  /** Source routine of the server (`R`). */
+  routine?: string;
+}
+
+/**
+ * An error reported by the PostgreSQL server. It carries every field the server sent; `code` is
+ * the SQLSTATE (`28P01` for a wrong password, `23505` for a unique violation, ...).
+ *
+ * @example
+ * ```ts
+ * import { PostgresError } from "@edgepool/edgepool";
+ * const err = new PostgresError({ severity: "ERROR", code: "23505", message: "duplicate key" });
+ * console.assert(err.code === "23505" && err.message === "duplicate key");
+ * ```
+ */
+export class PostgresError extends Error implements PostgresErrorFields {
+  severityLocalized?: string;
+  severity: string;
+  code: string;
+  detail?: string;
+  hint?: string;
+  position?: number;
+  internalPosition?: number;
+  internalQuery?: string;
+  where?: string;
+  schema?: string;
+  table?: string;
+  column?: string;
+  dataType?: string;
+  constraint?: string;
+  file?: string;
+  line?: number;
+  routine?: string;
+
+  /** Makes an error from the fields of an ErrorResponse. */
+  constructor(fields: PostgresErrorFields) {
+    super(fields.message);
+    this.name = "PostgresError";
+    this.severity = fields.severity;
+    this.code = fields.code;
+    Object.assign(this, fields);
+  }
+}
+
+/** A NoticeResponse from the server: the same fields as an error, at a lower severity. */
+export type PostgresNotice = PostgresErrorFields;

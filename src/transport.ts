@@ -1,0 +1,75 @@
+/**
+ * The transport contract: how the protocol client gets a byte stream to a server. Each runtime
+ * file under `transports/` implements it the same way; the core never imports them.
+ *
+ * @module
+ */
+
+/** `sslmode` as libpq spells it, restricted to the modes edgepool implements. */
+export type SslMode = "disable" | "prefer" | "require" | "verify-full";
+
+/** TLS settings handed to a transport. */
+export interface TlsSettings {
+  /**
+   * - `prefer`: ask for TLS; use it if the server agrees, plain TCP otherwise. No verification.
+   * - `require`: TLS or fail. The certificate is not verified where the runtime allows that
+   *   (Node, Bun); Deno and Workers always verify.
+   * - `verify-full`: TLS or fail; the certificate chain and the host name are verified.
+   */
+  mode: "prefer" | "require" | "verify-full";
+  /** Host name for SNI and verification (the connection's host). */
+  serverName: string;
+  /** Trusted CA certificates in PEM; the runtime's own roots when absent. */
+  ca?: string[];
+  /** Path of a PEM file of trusted CAs (`sslrootcert`), read by the transport. */
+  caFile?: string;
+}
+
+/** Where and how a transport connects. */
+export interface TransportConnectOptions {
+  /** Host name or IP address. */
+  host: string;
+  /** TCP port. */
+  port: number;
+  /** TLS negotiation (SSLRequest) to perform before returning, or `null` for none. */
+  tls: TlsSettings | null;
+  /** Aborts connecting; the transport rejects with the signal's reason and closes. */
+  signal?: AbortSignal;
+  /** Turn on TCP keepalive where the runtime allows it. Default `true`. */
+  keepAlive?: boolean;
+}
+
+/** Receives what a {@link ByteStream} reads. */
+export interface StreamHandlers {
+  /** Bytes arrived. The chunk may be reused by the transport after the call returns. */
+  data(chunk: Uint8Array): void;
+  /** The stream ended; `error` is set when it ended abnormally. Called once. */
+  close(error?: Error): void;
+}
+
+/** A connected, possibly TLS-wrapped, byte stream. */
+export interface ByteStream {
+  /** Whether TLS protects this stream. */
+  readonly encrypted: boolean;
+  /** Starts reading. Called once; nothing is read before it. */
+  start(handlers: StreamHandlers): void;
+  /** Queues bytes for sending. The caller does not touch `data` afterwards. */
+  write(data: Uint8Array): void;
+  /** Closes the stream. Idempotent. `close` handlers still fire once. */
+  close(): void;
+}
+
+/** A way to reach a PostgreSQL server. */
+export interface Transport {
+  /** Short name for messages and logs: `deno-tcp`, `node-tcp`, `workers-tcp`, ... */
+  readonly name: string;
+  /**
+   * Opens a stream to `host:port`, performing the SSLRequest negotiation described by
+   * `options.tls`. Rejects with a `ConnectionError` (`CONNECT_FAILED`, `TLS_UNAVAILABLE`,
+   * `TLS_FAILED`) or with the signal's reason.
+   */
+  connect(options: TransportConnectOptions): Promise<ByteStream>;
+}
+
+/** The 8-byte SSLRequest message: length 8, code 80877103. */
+export const SSL_REQUEST: Uint8Array = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);

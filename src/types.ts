@@ -1,0 +1,501 @@
+/**
+ * PostgreSQL text-format codecs: {@link textParser} turns the text of a column value into a JS
+ * value, {@link serializeParam} turns a JS value into the text of a query parameter.
+ *
+ * Every value of every row goes through a parser, so parsers are picked once per column and are
+ * plain charCode loops that allocate nothing beyond their result.
+ *
+ * @module
+ */
+
+/**
+ * OIDs of the built-in types edgepool knows. Array types are the element name prefixed with
+ * `_`, as in `pg_type`.
+ *
+ * @example
+ * ```ts
+ * import { Oid } from "@edgepool/edgepool";
+ * console.assert(Oid.timestamptz === 1184 && Oid._int4 === 1007);
+ * ```
+ */
+export const Oid = {
+  bool: 16,
+  bytea: 17,
+  name: 19,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  text: 25,
+  oid: 26,
+  json: 114,
+  float4: 700,
+  float8: 701,
+  bpchar: 1042,
+  varchar: 1043,
+  date: 1082,
+  timestamp: 1114,
+  timestamptz: 1184,
+  numeric: 1700,
+  uuid: 2950,
+  jsonb: 3802,
+  _bool: 1000,
+  _bytea: 1001,
+  _name: 1003,
+  _int2: 1005,
+  _int4: 1007,
+  _text: 1009,
+  _bpchar: 1014,
+  _varchar: 1015,
+  _int8: 1016,
+  _float4: 1021,
+  _float8: 1022,
+  _oid: 1028,
+  _date: 1182,
+  _timestamp: 1115,
+  _timestamptz: 1185,
+  _numeric: 1231,
+  _uuid: 2951,
+  _json: 199,
+  _jsonb: 3807,
+} as const;
+
+/** Turns the text form of a value into a JS value. */
+export type TextParser = (text: string) => unknown;
+
+const BACKSLASH = 92;
+const QUOTE = 34;
+const COMMA = 44;
+const LBRACE = 123;
+const RBRACE = 125;
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+const parseBool: TextParser = (text) => text === "t";
+// Number() already reads "NaN", "Infinity" and "-Infinity", the float specials PostgreSQL prints.
+const parseNumber: TextParser = (text) => +text;
+const parseBigInt: TextParser = (text) => BigInt(text);
+const parseJson: TextParser = (text) => JSON.parse(text);
+
+// Hex digit values by char code, -1 for anything else.
+const HEX_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 10; i++) HEX_VALUES[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX_VALUES[65 + i] = HEX_VALUES[97 + i] = 10 + i;
+
+function hexValue(code: number): number {
+  return code < 128 ? HEX_VALUES[code] : -1;
+}
+
+const parseBytea: TextParser = (text) => {
+  if (text.charCodeAt(0) === BACKSLASH && text.charCodeAt(1) === 120) return parseByteaHex(text);
+  return parseByteaEscape(text);
+};
+
+/** `\x0a1b...`, the default `bytea_output`. */
+function parseByteaHex(text: string): Uint8Array {
+  const n = text.length;
+  if ((n & 1) !== 0) throw new SyntaxError("Malformed bytea: odd number of hex digits");
+  const out = new Uint8Array((n - 2) >> 1);
+  for (let i = 2, j = 0; i < n; i += 2, j++) {
+    const hi = hexValue(text.charCodeAt(i));
+    const lo = hexValue(text.charCodeAt(i + 1));
+    if ((hi | lo) < 0) throw new SyntaxError(`Malformed bytea: not a hex digit at ${i}`);
+    out[j] = (hi << 4) | lo;
+  }
+  return out;
+}
+
+/** The legacy `bytea_output = escape`: `\\` is a backslash, `\ooo` an octal byte. */
+function parseByteaEscape(text: string): Uint8Array {
+  const n = text.length;
+  let size = 0;
+  for (let i = 0; i < n; size++) {
+    if (text.charCodeAt(i) !== BACKSLASH) i += 1;
+    else i += text.charCodeAt(i + 1) === BACKSLASH ? 2 : 4;
+  }
+  const out = new Uint8Array(size);
+  for (let i = 0, j = 0; i < n; j++) {
+    const c = text.charCodeAt(i);
+    if (c !== BACKSLASH) {
+      out[j] = c;
+      i += 1;
+    } else if (text.charCodeAt(i + 1) === BACKSLASH) {
+      out[j] = BACKSLASH;
+      i += 2;
+    } else {
+      const a = text.charCodeAt(i + 1) - 48, b = text.charCodeAt(i + 2) - 48;
+      const c2 = text.charCodeAt(i + 3) - 48;
+      if ((a | b | c2) >>> 0 > 7 || a > 3) {
+        throw new SyntaxError(`Malformed bytea: bad escape at ${i}`);
+      }
+      out[j] = (a << 6) | (b << 3) | c2;
+      i += 4;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps
+
+/** The two digits at `i` as a number, or -1 when they are not two digits. */
+function twoDigits(text: string, i: number): number {
+  const a = text.charCodeAt(i) - 48, b = text.charCodeAt(i + 1) - 48;
+  return (a >>> 0) > 9 || (b >>> 0) > 9 ? -1 : a * 10 + b;
+}
+
+/**
+ * Reads ISO DateStyle output: `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM[:SS]]][ BC]`, the year
+ * possibly longer than four digits. Anything else (another DateStyle, `infinity`, a date out of
+ * the range of Date) comes back as the original string, never as a wrong Date. A timestamp
+ * without time zone has no offset and is read as UTC. Microseconds are truncated to
+ * milliseconds.
+ */
+const parseTimestamp: TextParser = (text) => {
+  const n = text.length;
+  let year = 0, i = 0;
+  for (; i < n; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if ((d >>> 0) > 9) break;
+    year = year * 10 + d;
+  }
+  if (i < 4 || text.charCodeAt(i) !== 45 || text.charCodeAt(i + 3) !== 45) return text;
+  const month = twoDigits(text, i + 1);
+  const day = twoDigits(text, i + 4);
+  const sep = text.charCodeAt(i + 6);
+  if (sep !== 32 && sep !== 84) return text; // ' ' or 'T'
+  const hour = twoDigits(text, i + 7);
+  const minute = twoDigits(text, i + 10);
+  const second = twoDigits(text, i + 13);
+  if (
+    month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || minute < 0 || second < 0 ||
+    text.charCodeAt(i + 9) !== 58 || text.charCodeAt(i + 12) !== 58
+  ) return text;
+  i += 15;
+
+  let ms = 0;
+  if (text.charCodeAt(i) === 46) { // '.'
+    // Only the first three digits count: Date holds milliseconds.
+    i++;
+    for (let scale = 100; i < n; i++) {
+      const d = text.charCodeAt(i) - 48;
+      if ((d >>> 0) > 9) break;
+      ms += d * scale;
+      scale = (scale / 10) | 0;
+    }
+  }
+
+  let offset = 0; // seconds east of UTC
+  const sign = text.charCodeAt(i);
+  if (sign === 43 || sign === 45) { // '+' or '-'
+    const oh = twoDigits(text, i + 1);
+    if (oh < 0) return text;
+    offset = oh * 3600;
+    i += 3;
+    if (text.charCodeAt(i) === 58) {
+      const om = twoDigits(text, i + 1);
+      if (om < 0) return text;
+      offset += om * 60;
+      i += 3;
+      if (text.charCodeAt(i) === 58) {
+        const os = twoDigits(text, i + 1);
+        if (os < 0) return text;
+        offset += os;
+        i += 3;
+      }
+    }
+    if (sign === 45) offset = -offset;
+  } else if (sign === 90) {
+    i++; // 'Z': not PostgreSQL output, but what serializeParam sends, so values round-trip
+  }
+
+  if (i !== n) {
+    // " BC" is the only suffix ISO output has. 1 BC is ISO year 0, 2 BC is -1.
+    if (
+      i + 3 !== n || text.charCodeAt(i) !== 32 || text.charCodeAt(i + 1) !== 66 ||
+      text.charCodeAt(i + 2) !== 67
+    ) return text;
+    year = 1 - year;
+  }
+
+  let time = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  if (year >= 0 && year < 100) {
+    // Date.UTC reads years 0..99 as 1900..1999.
+    const date = new Date(time);
+    date.setUTCFullYear(year, month - 1, day);
+    time = date.getTime();
+  }
+  time -= offset * 1000;
+  return time === time && Math.abs(time) <= 8.64e15 ? new Date(time) : text;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Arrays
+
+// Where the array reader stands in the text. Parsing is synchronous and element parsers never
+// parse arrays, so one module-level cursor is safe and saves an allocation per call.
+let cursor = 0;
+
+function isNull(token: string): boolean {
+  return token.length === 4 && (token.charCodeAt(0) | 32) === 110 &&
+    (token.charCodeAt(1) | 32) === 117 && (token.charCodeAt(2) | 32) === 108 &&
+    (token.charCodeAt(3) | 32) === 108;
+}
+
+function parseArray(text: string, parse: TextParser | undefined): unknown[] {
+  // "[0:1]={1,2}": the bounds prefix, printed when a lower bound is not 1.
+  cursor = text.charCodeAt(0) === 91 ? text.indexOf("=") + 1 : 0;
+  if (text.charCodeAt(cursor) !== LBRACE) throw malformedArray(cursor);
+  return readArray(text, parse);
+}
+
+/** Reads the array whose `{` is at `cursor`, and leaves `cursor` after its `}`. */
+function readArray(text: string, parse: TextParser | undefined): unknown[] {
+  const result: unknown[] = [];
+  const n = text.length;
+  let i = cursor + 1;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    if (c === RBRACE) {
+      cursor = i + 1;
+      return result;
+    }
+    if (c === COMMA) {
+      i++;
+    } else if (c === LBRACE) {
+      cursor = i;
+      result.push(readArray(text, parse));
+      i = cursor;
+    } else if (c === QUOTE) {
+      let value = "";
+      let start = ++i;
+      for (;;) {
+        if (i >= n) throw malformedArray(i);
+        const d = text.charCodeAt(i);
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) {
+          value += text.slice(start, i);
+          start = i + 1; // the escaped character opens the next slice
+          i += 2;
+        } else {
+          i++;
+        }
+      }
+      value += text.slice(start, i++);
+      result.push(parse === undefined ? value : parse(value));
+    } else {
+      const start = i;
+      for (; i < n; i++) {
+        const d = text.charCodeAt(i);
+        if (d === COMMA || d === RBRACE) break;
+      }
+      const token = text.slice(start, i);
+      result.push(isNull(token) ? null : parse === undefined ? token : parse(token));
+    }
+  }
+  throw malformedArray(i);
+}
+
+function malformedArray(at: number): SyntaxError {
+  return new SyntaxError(`Malformed array literal: unexpected end or character at ${at}`);
+}
+
+function arrayOf(parse: TextParser | undefined): TextParser {
+  return (text) => parseArray(text, parse);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser tables, built once
+
+const parsers = new Map<number, TextParser>();
+function register(oid: number, arrayOid: number, parse: TextParser | undefined): void {
+  if (parse !== undefined) parsers.set(oid, parse);
+  parsers.set(arrayOid, arrayOf(parse));
+}
+register(Oid.bool, Oid._bool, parseBool);
+register(Oid.bytea, Oid._bytea, parseBytea);
+register(Oid.int2, Oid._int2, parseNumber);
+register(Oid.int4, Oid._int4, parseNumber);
+register(Oid.oid, Oid._oid, parseNumber);
+register(Oid.float4, Oid._float4, parseNumber);
+register(Oid.float8, Oid._float8, parseNumber);
+register(Oid.json, Oid._json, parseJson);
+register(Oid.jsonb, Oid._jsonb, parseJson);
+register(Oid.timestamp, Oid._timestamp, parseTimestamp);
+register(Oid.timestamptz, Oid._timestamptz, parseTimestamp);
+register(Oid.int8, Oid._int8, undefined);
+register(Oid.numeric, Oid._numeric, undefined);
+register(Oid.date, Oid._date, undefined);
+register(Oid.text, Oid._text, undefined);
+register(Oid.varchar, Oid._varchar, undefined);
+register(Oid.bpchar, Oid._bpchar, undefined);
+register(Oid.name, Oid._name, undefined);
+register(Oid.uuid, Oid._uuid, undefined);
+
+const int8BigInt = parseBigInt;
+const int8ArrayBigInt = arrayOf(parseBigInt);
+
+/**
+ * The parser for a column of type `oid`, or `undefined` when the text is returned as is. Call it
+ * once per column, not per value.
+ *
+ * | type | JS value |
+ * |---|---|
+ * | `bool` | boolean |
+ * | `int2`, `int4`, `oid`, `float4`, `float8` | number (`NaN`, `Infinity`, `-Infinity` included) |
+ * | `int8` | string, or bigint with `options.bigint` |
+ * | `numeric` | string (no JS number holds it exactly) |
+ * | `json`, `jsonb` | `JSON.parse` of the text |
+ * | `bytea` | Uint8Array (hex or the legacy escape format) |
+ * | `date` | string `YYYY-MM-DD` (a Date would shift with the local time zone) |
+ * | `timestamptz` | Date |
+ * | `timestamp` | Date, reading the value as UTC |
+ * | arrays of the above | nested JS arrays, `NULL` elements as `null` |
+ * | `text`, `varchar`, `bpchar`, `name`, `uuid`, unknown OIDs | `undefined`: keep the string |
+ *
+ * Timestamps keep milliseconds (microseconds are truncated). `infinity`, `-infinity`, dates
+ * out of the range of Date, and output of a DateStyle other than ISO are returned as the
+ * original string, never as a wrong Date.
+ *
+ * @param oid The type OID of the column, from RowDescription.
+ * @param options `bigint`: parse `int8` as bigint instead of string. Default `false`.
+ * @returns The parser, or `undefined` to keep the text.
+ *
+ * @example
+ * ```ts
+ * import { Oid, textParser } from "@edgepool/edgepool";
+ * const parseTs = textParser(Oid.timestamptz, { bigint: false })!;
+ * const date = parseTs("2024-02-29 13:45:00.123+05:30") as Date;
+ * console.assert(date.toISOString() === "2024-02-29T08:15:00.123Z");
+ * const parseInts = textParser(Oid._int8, { bigint: true })!;
+ * console.assert((parseInts("{1,NULL}") as unknown[])[0] === 1n);
+ * console.assert(textParser(Oid.text, { bigint: false }) === undefined);
+ * ```
+ */
+export function textParser(
+  oid: number,
+  options: { bigint?: boolean } = {},
+): TextParser | undefined {
+  if (options.bigint) {
+    if (oid === Oid.int8) return int8BigInt;
+    if (oid === Oid._int8) return int8ArrayBigInt;
+  }
+  return parsers.get(oid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serialization
+
+// Char codes of the two hex digits of each byte, at 2 * byte.
+const HEX_CODES = new Uint8Array(512);
+for (let b = 0; b < 256; b++) {
+  HEX_CODES[2 * b] = "0123456789abcdef".charCodeAt(b >> 4);
+  HEX_CODES[2 * b + 1] = "0123456789abcdef".charCodeAt(b & 15);
+}
+const asciiDecoder = new TextDecoder();
+
+function serializeBytes(bytes: Uint8Array): string {
+  const out = new Uint8Array(2 + 2 * bytes.length);
+  out[0] = BACKSLASH;
+  out[1] = 120; // 'x'
+  for (let i = 0, j = 2; i < bytes.length; i++, j += 2) {
+    const k = bytes[i] << 1;
+    out[j] = HEX_CODES[k];
+    out[j + 1] = HEX_CODES[k + 1];
+  }
+  return asciiDecoder.decode(out);
+}
+
+/**
+ * ISO 8601, except that PostgreSQL wants years past 9999 without toISOString's `+0` padding,
+ * and years before 1 AD as `BC` (ISO year 0 is 1 BC).
+ */
+function serializeDate(date: Date): string {
+  const time = date.getTime();
+  if (time !== time) throw new RangeError("Invalid Date parameter");
+  const iso = date.toISOString();
+  const year = date.getUTCFullYear();
+  if (year >= 1 && year <= 9999) return iso;
+  const rest = iso.slice(iso.indexOf("-", 1)); // after the year: "0000" or signed "-000043"
+  return year > 0 ? year + rest : String(1 - year).padStart(4, "0") + rest + " BC";
+}
+
+/** Double-quotes an array element, backslash-escaping `"` and `\`. */
+function quoteElement(text: string): string {
+  let out = '"';
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE || c === BACKSLASH) {
+      out += text.slice(start, i) + "\\";
+      start = i;
+    }
+  }
+  return out + text.slice(start) + '"';
+}
+
+function serializeArray(values: readonly unknown[]): string {
+  let out = "{";
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ",";
+    const value = values[i];
+    if (value === null || value === undefined) out += "NULL";
+    else if (Array.isArray(value)) out += serializeArray(value);
+    else out += quoteElement(serializeParam(value)!);
+  }
+  return out + "}";
+}
+
+/**
+ * Serializes a JS value into the text form of a query parameter; `null` for SQL NULL.
+ *
+ * | JS value | text |
+ * |---|---|
+ * | `null`, `undefined` | `null` (SQL NULL) |
+ * | string | itself |
+ * | number, bigint | decimal; `NaN`, `Infinity`, `-Infinity` as PostgreSQL spells them |
+ * | boolean | `t` / `f` |
+ * | Date | ISO 8601 in UTC, `BC` for years before 1 AD |
+ * | Uint8Array, any ArrayBufferView, ArrayBuffer | bytea hex, `\x0a1b...` |
+ * | array | array literal `{"a","b",NULL}`, nested arrays as nested braces |
+ * | other objects | `JSON.stringify` |
+ *
+ * @param value The parameter.
+ * @returns Its text form, or `null` for SQL NULL.
+ * @throws {RangeError} For an invalid Date.
+ * @throws {TypeError} For a function or a symbol.
+ *
+ * @example
+ * ```ts
+ * import { serializeParam } from "@edgepool/edgepool";
+ * console.assert(serializeParam(new Uint8Array([1, 255])) === "\\x01ff");
+ * console.assert(serializeParam([["a\"b", null], [1n]]) === '{{"a\\"b",NULL},{"1"}}');
+ * console.assert(serializeParam({ a: 1 }) === '{"a":1}');
+ * console.assert(serializeParam(undefined) === null);
+ * ```
+ */
+export function serializeParam(value: unknown): string | null {
+  switch (typeof value) {
+    case "string":
+      return value;
+    case "number":
+      return String(value);
+    case "bigint":
+      return value.toString();
+    case "boolean":
+      return value ? "t" : "f";
+    case "undefined":
+      return null;
+    case "object":
+      if (value === null) return null;
+      if (value instanceof Date) return serializeDate(value);
+      if (Array.isArray(value)) return serializeArray(value);
+      if (ArrayBuffer.isView(value)) {
+        return serializeBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+      }
+      if (value instanceof ArrayBuffer) return serializeBytes(new Uint8Array(value));
+      return JSON.stringify(value);
+    default:
+      throw new TypeError(`Cannot serialize a ${typeof value} as a query parameter`);
+  }
+}

@@ -1,0 +1,357 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type ConnectOptions, parseConfig, redactUrl } from "../src/config.ts";
+
+const PW = "Sup3rS3cretPW";
+
+function throwsType(url: string | undefined, pattern: RegExp, options?: ConnectOptions): void {
+  assert.throws(() => parseConfig(url, options), (error: unknown) => {
+    assert.ok(error instanceof TypeError, `expected TypeError, got ${error}`);
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+test("parseConfig applies every default, when the URL has only a user and host", () => {
+  assert.deepEqual(parseConfig("postgres://alice@db.example.com"), {
+    host: "db.example.com",
+    port: 5432,
+    user: "alice",
+    password: undefined,
+    database: "alice",
+    sslmode: "prefer",
+    ca: undefined,
+    sslrootcert: undefined,
+    applicationName: "edgepool",
+    connectTimeout: 30_000,
+    options: undefined,
+    bigint: false,
+    keepAlive: true,
+    maxMessageSize: 256 * 1024 * 1024,
+    pgbouncer: false,
+  });
+});
+
+test("parseConfig reads and percent-decodes user, password, host, port and database, when present", () => {
+  const config = parseConfig("postgresql://al%40ice:p%40ss%2Fw%3Ard%25@db.local:6543/my%20db");
+  assert.equal(config.user, "al@ice");
+  assert.equal(config.password, "p@ss/w:rd%");
+  assert.equal(config.host, "db.local");
+  assert.equal(config.port, 6543);
+  assert.equal(config.database, "my db");
+});
+
+test("parseConfig takes the last '@' as the end of the user info, when the password has a raw '@'", () => {
+  const config = parseConfig("postgres://u:p@ss@host/db");
+  assert.equal(config.password, "p@ss");
+  assert.equal(config.host, "host");
+});
+
+test("parseConfig strips the brackets of an IPv6 host, when the URL has one", () => {
+  const config = parseConfig("postgres://u@[::1]:5433/db");
+  assert.equal(config.host, "::1");
+  assert.equal(config.port, 5433);
+  assert.equal(parseConfig("postgres://u@[fe80::1%25eth0]/db").host, "fe80::1%eth0");
+  assert.equal(parseConfig(undefined, { user: "u", host: "[::1]" }).host, "::1");
+});
+
+test("parseConfig uses localhost and the user as database, when host and path are empty", () => {
+  const config = parseConfig("postgres://bob:pw@/");
+  assert.equal(config.host, "localhost");
+  assert.equal(config.database, "bob");
+  assert.equal(parseConfig("postgres://bob@:5499").port, 5499);
+});
+
+test("parseConfig lets options override the URL, when both give a setting", () => {
+  const getPassword = () => Promise.resolve("token");
+  const config = parseConfig("postgres://u:urlpw@h:1111/urldb?sslmode=require&application_name=a", {
+    host: "other",
+    port: 2222,
+    user: "v",
+    password: getPassword,
+    database: "optdb",
+    sslmode: "disable",
+    applicationName: "b",
+    connectTimeout: 1500,
+    options: "-c x=1",
+    bigint: true,
+    keepAlive: false,
+    maxMessageSize: 4096,
+    ca: "PEM",
+    sslrootcert: "/etc/ca.pem",
+  });
+  assert.equal(config.host, "other");
+  assert.equal(config.port, 2222);
+  assert.equal(config.user, "v");
+  assert.equal(config.password, getPassword);
+  assert.equal(config.database, "optdb");
+  assert.equal(config.sslmode, "disable");
+  assert.equal(config.applicationName, "b");
+  assert.equal(config.connectTimeout, 1500);
+  assert.equal(config.options, "-c x=1");
+  assert.equal(config.bigint, true);
+  assert.equal(config.keepAlive, false);
+  assert.equal(config.maxMessageSize, 4096);
+  assert.deepEqual(config.ca, ["PEM"]);
+  assert.equal(config.sslrootcert, "/etc/ca.pem");
+});
+
+test("parseConfig takes everything from options, when the URL is undefined", () => {
+  const config = parseConfig(undefined, { user: "u", password: "p", ca: ["A", "B"] });
+  assert.equal(config.host, "localhost");
+  assert.equal(config.port, 5432);
+  assert.equal(config.database, "u");
+  assert.equal(config.password, "p");
+  assert.deepEqual(config.ca, ["A", "B"]);
+});
+
+test("parseConfig accepts a URL object, when given one", () => {
+  const config = parseConfig(new URL("postgres://u:p@h:7000/d?sslmode=verify-full"));
+  assert.deepEqual([config.host, config.port, config.database, config.sslmode], [
+    "h",
+    7000,
+    "d",
+    "verify-full",
+  ]);
+});
+
+test("parseConfig reads the query parameters, when they are supported", () => {
+  const config = parseConfig(
+    "postgres://u@h/d?sslmode=require&sslrootcert=%2Fca.pem&application_name=my+app" +
+      "&connect_timeout=10&options=-c%20search_path%3Dapp&client_encoding=UTF8&keepalives=0" +
+      "&channel_binding=prefer&pgbouncer=true&sslnegotiation=postgres",
+  );
+  assert.equal(config.sslmode, "require");
+  assert.equal(config.sslrootcert, "/ca.pem");
+  assert.equal(config.applicationName, "my+app"); // '+' is not a space, as in libpq
+  assert.equal(config.connectTimeout, 10_000);
+  assert.equal(config.options, "-c search_path=app");
+  assert.equal(config.keepAlive, false);
+  assert.equal(config.pgbouncer, true);
+});
+
+test("parseConfig lets host, port, user, password and dbname parameters override the URL parts, when given", () => {
+  const config = parseConfig(
+    "postgres://u:p@h:1/d?host=h2&port=5439&user=u2&password=p%262&dbname=d2",
+  );
+  assert.deepEqual(
+    [config.host, config.port, config.user, config.password, config.database],
+    ["h2", 5439, "u2", "p&2", "d2"],
+  );
+});
+
+test("parseConfig uses fallback_application_name, when there is no application_name", () => {
+  assert.equal(parseConfig("postgres://u@h?fallback_application_name=f").applicationName, "f");
+  assert.equal(
+    parseConfig("postgres://u@h?fallback_application_name=f&application_name=a").applicationName,
+    "a",
+  );
+  assert.equal(
+    parseConfig("postgres://u@h?fallback_application_name=f", { applicationName: "o" })
+      .applicationName,
+    "o",
+  );
+});
+
+test("parseConfig reads connect_timeout as libpq does, when given seconds", () => {
+  const timeout = (value: string) =>
+    parseConfig(`postgres://u@h?connect_timeout=${value}`).connectTimeout;
+  assert.equal(timeout("0"), 0);
+  assert.equal(timeout("1"), 2000);
+  assert.equal(timeout("2"), 2000);
+  assert.equal(timeout("45"), 45_000);
+  for (const bad of ["-1", "1.5", "abc", "", "1e3", "9999999"]) {
+    throwsType(`postgres://u@h?connect_timeout=${bad}`, /connect_timeout/);
+  }
+});
+
+test("parseConfig maps sslmode values, when they are supported", () => {
+  const mode = (value: string) => parseConfig(`postgres://u@h?sslmode=${value}`).sslmode;
+  assert.equal(mode("disable"), "disable");
+  assert.equal(mode("prefer"), "prefer");
+  assert.equal(mode("require"), "require");
+  assert.equal(mode("verify-full"), "verify-full");
+  assert.equal(mode("no-verify"), "require");
+});
+
+test("parseConfig throws TypeError saying what to use, when sslmode is allow or verify-ca", () => {
+  throwsType("postgres://u@h?sslmode=allow", /'allow' is not supported.*prefer/);
+  throwsType("postgres://u@h?sslmode=verify-ca", /'verify-ca' is not supported.*verify-full/);
+  throwsType("postgres://u@h?sslmode=bogus", /Invalid sslmode 'bogus'/);
+  throwsType(undefined, /'verify-ca' is not supported/, {
+    user: "u",
+    sslmode: "verify-ca" as ConnectOptions["sslmode"],
+  });
+  throwsType(undefined, /Invalid sslmode/, {
+    user: "u",
+    sslmode: "no-verify" as ConnectOptions["sslmode"],
+  });
+});
+
+test("parseConfig uses the runtime's roots with verify-full, when sslrootcert=system", () => {
+  const config = parseConfig("postgres://u@h?sslrootcert=system");
+  assert.equal(config.sslrootcert, undefined);
+  assert.equal(config.sslmode, "verify-full");
+  throwsType("postgres://u@h?sslrootcert=system&sslmode=require", /sslrootcert=system/);
+});
+
+test("parseConfig throws TypeError, when a parameter has an unsupported value", () => {
+  assert.doesNotThrow(() => parseConfig("postgres://u@h?client_encoding=utf8"));
+  assert.doesNotThrow(() => parseConfig("postgres://u@h?client_encoding=UTF-8"));
+  throwsType("postgres://u@h?client_encoding=LATIN1", /client_encoding 'LATIN1'/);
+  throwsType("postgres://u@h?keepalives=2", /keepalives/);
+  throwsType("postgres://u@h?channel_binding=require", /channel_binding=require is not supported/);
+  throwsType("postgres://u@h?channel_binding=maybe", /channel_binding/);
+  throwsType("postgres://u@h?pgbouncer=yes", /pgbouncer/);
+  throwsType("postgres://u@h?sslnegotiation=direct", /sslnegotiation=direct is not supported/);
+  assert.equal(parseConfig("postgres://u@h?channel_binding=disable").user, "u");
+});
+
+test("parseConfig throws TypeError naming the parameter, when it is unknown", () => {
+  throwsType("postgres://u@h/d?foo=1", /Unknown connection parameter 'foo' in postgres:\/\/u@h\/d/);
+  throwsType("postgres://u@h/d?constructor=1", /Unknown connection parameter 'constructor'/);
+  throwsType("postgres://u@h/d?sslmode", /no '='/);
+});
+
+test("parseConfig throws TypeError naming the scheme, when it is not postgres: or postgresql:", () => {
+  throwsType("mysql://u@h/d", /Unsupported URL scheme 'mysql:'/);
+  throwsType("http://u@h/d", /'http:'/);
+  throwsType("host=h user=u", /not a URL/);
+  throwsType("", /empty/);
+  throwsType("postgres:u@h", /Expected '\/\/'/);
+  assert.throws(() => parseConfig(42 as unknown as string), TypeError);
+});
+
+test("parseConfig throws TypeError, when the host is a Unix socket or a list", () => {
+  throwsType("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", /Unix-domain sockets/);
+  throwsType("postgres://u@h/d?host=/tmp", /Unix-domain sockets/);
+  throwsType(undefined, /Unix-domain sockets/, { user: "u", host: "/tmp" });
+  throwsType("postgres://u@h1,h2/d", /Multiple hosts/);
+  throwsType("postgres://u@h1:5432,h2:5433/d", /Multiple hosts/);
+  throwsType("postgres://u@h/d?host=a,b", /Multiple hosts/);
+  throwsType(undefined, /must not be empty/, { user: "u", host: "" });
+});
+
+test("parseConfig throws RangeError or TypeError, when the port is not 1..65535", () => {
+  assert.throws(() => parseConfig("postgres://u@h:0/d"), RangeError);
+  assert.throws(() => parseConfig("postgres://u@h:65536/d"), RangeError);
+  assert.throws(() => parseConfig("postgres://u@h/d?port=70000"), RangeError);
+  assert.throws(() => parseConfig("postgres://u@h:abc/d"), TypeError);
+  assert.throws(() => parseConfig(undefined, { user: "u", port: 0 }), RangeError);
+  assert.throws(() => parseConfig(undefined, { user: "u", port: 1.5 }), RangeError);
+  assert.throws(
+    () => parseConfig(undefined, { user: "u", port: "5432" as unknown as number }),
+    TypeError,
+  );
+  assert.equal(parseConfig("postgres://u@h:65535/d").port, 65535);
+});
+
+test("parseConfig throws RangeError, when connectTimeout or maxMessageSize is out of range", () => {
+  for (const connectTimeout of [-1, NaN, Infinity, 2 ** 31]) {
+    assert.throws(() => parseConfig(undefined, { user: "u", connectTimeout }), RangeError);
+  }
+  assert.equal(parseConfig(undefined, { user: "u", connectTimeout: 0 }).connectTimeout, 0);
+  for (const maxMessageSize of [1023, 0, 2048.5, NaN]) {
+    assert.throws(() => parseConfig(undefined, { user: "u", maxMessageSize }), RangeError);
+  }
+  assert.equal(parseConfig(undefined, { user: "u", maxMessageSize: 1024 }).maxMessageSize, 1024);
+});
+
+test("parseConfig throws TypeError, when an option has the wrong type", () => {
+  const bad: Record<string, unknown>[] = [
+    { password: 42 },
+    { bigint: "yes" },
+    { keepAlive: 1 },
+    { ca: [1] },
+    { database: 5 },
+    { transport: {} },
+    { signal: "stop" },
+    { onNotice: "log" },
+  ];
+  for (const options of bad) {
+    assert.throws(() => parseConfig(undefined, { user: "u", ...options }), TypeError);
+  }
+  assert.throws(() => parseConfig(undefined, null as unknown as ConnectOptions), TypeError);
+});
+
+test("parseConfig throws TypeError, when no user name is given anywhere", () => {
+  throwsType("postgres://h/d", /no user name given in postgres:\/\/h\/d/);
+  throwsType(undefined, /no user name given/);
+  throwsType("postgres://:pw@h/d", /no user name given/);
+  assert.equal(parseConfig("postgres://h/d", { user: "u" }).user, "u");
+});
+
+test("parseConfig never shows the password, when it throws for a bad URL", () => {
+  const bad: [string, ConnectOptions?][] = [
+    [`mysql://u:${PW}@h/d`],
+    [`postgres://u:${PW}@h/d?foo=1`],
+    [`postgres://u:${PW}@h/d?sslmode=allow`],
+    [`postgres://u:${PW}@h/d?sslmode=verify-ca`],
+    [`postgres://u:${PW}@h/d?connect_timeout=-1`],
+    [`postgres://u:${PW}@h:0/d`],
+    [`postgres://u:${PW}@h1,h2/d`],
+    [`postgres://u:${PW}@%2Ftmp/d`],
+    [`postgres://u:${PW}@h/d?client_encoding=LATIN1`],
+    [`postgres://u:${PW}@h/d?sslrootcert=system&sslmode=prefer`],
+    [`postgres://u:${PW}@h/%zz`],
+    [`postgres://h/d?password=${PW}`],
+    [`postgres://h/d?password=${PW}&foo=1`],
+    [`postgres://h/d?pass%77ord=${PW}&foo=1`],
+    [`postgres://u:${PW}@[::1/d`],
+    // Malformed: an unencoded '/', '?' or '#' in the password; `new URL` rejects these.
+    [`postgres://u:Sup3r/S3cretPW@h/d`],
+    [`postgres://u:Sup3r?S3cretPW@h/d`],
+    [`postgres://u:Sup3r#S3cretPW@h:99999/d`],
+    [`postgres://u:1234/S3cretPW@h/d`],
+    [`postgres://u:1234?S3cretPW@h/d`],
+    [`postgres:u:${PW}@h/d`],
+    [`u:${PW}@h/d`],
+    [`host=h password=${PW}`],
+    [`postgres://u:${PW}@h/d`, { port: 0 }],
+  ];
+  for (const [url, options] of bad) {
+    let caught: unknown;
+    try {
+      parseConfig(url, options);
+    } catch (error) {
+      caught = error;
+    }
+    assert.ok(caught instanceof TypeError || caught instanceof RangeError, `no error for ${url}`);
+    const shown = `${caught.message}\n${caught.stack}\n${String(caught.cause ?? "")}`;
+    assert.ok(!shown.includes("S3cret"), `password shown for ${url}: ${caught.message}`);
+  }
+});
+
+test("redactUrl replaces the password with ***, when the URL has one", () => {
+  assert.equal(redactUrl(`postgres://u:${PW}@h:5432/d`), "postgres://u:***@h:5432/d");
+  assert.equal(redactUrl(`postgres://u:p%40ss@h/d`), "postgres://u:***@h/d");
+  assert.equal(redactUrl(`postgres://u:a:b@c@h/d`), "postgres://u:***@h/d");
+  assert.equal(
+    redactUrl(`postgres://u@h/d?sslmode=require&password=${PW}&x=1`),
+    "postgres://u@h/d?sslmode=require&password=***&x=1",
+  );
+  assert.equal(redactUrl(`postgres://u:Sup3r/S3cret@h/d`), "postgres://u:***@h/d");
+  assert.equal(redactUrl(`u:${PW}@h`), "u:***@h");
+  assert.equal(redactUrl(`host=h password='a b' user=u`), "host=h password=*** user=u");
+});
+
+test("redactUrl leaves the URL unchanged, when it has no password", () => {
+  for (
+    const url of [
+      "postgres://u@h:5432/d?sslmode=require",
+      "postgres://h:5432/d?application_name=a@b",
+      "postgres://[::1]:5432/d",
+      "postgres://u:@h/d",
+      "not a url at all",
+      "",
+    ]
+  ) {
+    assert.equal(redactUrl(url), url);
+  }
+});
+
+test("redactUrl never throws, when given broken input", () => {
+  for (const url of ["%", "postgres://%zz:%zz@h?%zz=%zz", "::::@@@@", "?password", "//:@"]) {
+    assert.equal(typeof redactUrl(url), "string");
+  }
+});

@@ -1,0 +1,1076 @@
+// Connection and connect() against the real PostgreSQL 15 of tests/_server.ts, run once per TCP
+// transport of the runtime: deno-tcp and node-tcp on Deno (Deno has node:net), node-tcp on Node.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer, type Server, type Socket } from "node:net";
+import { inspect } from "node:util";
+import {
+  autoTransport,
+  connect,
+  type Connection,
+  ConnectionError,
+  type ConnectionErrorCode,
+  type ConnectOptions,
+  PostgresError,
+  type PostgresNotice,
+  type Transport,
+} from "../mod.ts";
+import { nodeTcp } from "../transports/node.ts";
+import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
+
+const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
+// deno.ts uses the Deno namespace: load it only where it exists.
+const denoTcp: Transport | undefined = isDeno
+  ? (await import("../transports/deno.ts")).denoTcp
+  : undefined;
+const transports: Transport[] = denoTcp ? [denoTcp, nodeTcp] : [nodeTcp];
+
+const T = { timeout: 20_000 };
+const PLAIN = { sslmode: "disable" };
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** What `rejection()` gives for a promise that resolved instead. */
+class Resolved {
+  constructor(readonly value: unknown) {}
+}
+
+/** The error `promise` rejects with (a `Resolved` if it resolves). Never rejects, so it can be
+ * taken at once and awaited later without an unhandled rejection in between. */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    return new Resolved(await promise);
+  } catch (error) {
+    return error;
+  }
+}
+
+function assertConnectionError(
+  error: unknown,
+  code: ConnectionErrorCode,
+): asserts error is ConnectionError {
+  assert.ok(
+    error instanceof ConnectionError,
+    `expected ConnectionError ${code}, got ${show(error)}`,
+  );
+  assert.equal(error.code, code, `expected ${code}: ${error.message}`);
+}
+
+function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
+  assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
+  assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
+}
+
+function show(value: unknown): string {
+  return value instanceof Resolved
+    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
+    : inspect(value, { depth: 1 });
+}
+
+async function elapsed<R>(fn: () => Promise<R>): Promise<[R, number]> {
+  const start = performance.now();
+  const value = await fn();
+  return [value, performance.now() - start];
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The same URL with host `localhost`, the name the test certificate is for. */
+function viaLocalhost(url: string): string {
+  return url.replace("@127.0.0.1:", "@localhost:");
+}
+
+/** Waits until backend `pid` runs a statement (seen from `observer`, a superuser session). */
+async function waitUntilActive(observer: Connection, pid: number): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    const { rows } = await observer.query(
+      "select state, query from pg_stat_activity where pid = $1",
+      [pid],
+    );
+    if (rows[0]?.state === "active" && String(rows[0].query).includes("pg_sleep")) return;
+    await delay(20);
+  }
+  assert.fail(`backend ${pid} never started its statement`);
+}
+
+/** A port nothing listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A TCP server that accepts and never says a word; `socketClosed` resolves when the first
+ * client socket closes. */
+interface SilentServer extends AsyncDisposable {
+  port: number;
+  socketClosed: Promise<void>;
+}
+
+async function silentServer(): Promise<SilentServer> {
+  const sockets = new Set<Socket>();
+  let closed!: () => void;
+  const socketClosed = new Promise<void>((resolve) => closed = resolve);
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.resume(); // read (and drop) what comes, so the client's FIN is seen
+    socket.on("close", () => {
+      sockets.delete(socket);
+      closed();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    socketClosed,
+    async [Symbol.asyncDispose]() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+let serverPromise: Promise<TestServer> | undefined;
+const server = (): Promise<TestServer> => serverPromise ??= getServer();
+
+test("test server starts", { timeout: 120_000 }, async () => {
+  const s = await server();
+  assert.ok(s.port > 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The suite, once per transport
+
+for (const transport of transports) {
+  const name = (text: string) => `${text} [${transport.name}]`;
+  const isDenoTcp = transport === denoTcp;
+
+  /** Connects as `user` (plain TCP unless `params` say otherwise) over this transport. */
+  const open = async (
+    user: TestUser = "scram",
+    params: Record<string, string> = PLAIN,
+    options: ConnectOptions = {},
+  ): Promise<Connection> => {
+    const s = await server();
+    return await connect(s.url(user, params), { transport, ...options });
+  };
+  const sslInUse = async (conn: Connection): Promise<boolean> => {
+    const { rows } = await conn.query<{ ssl: boolean }>(
+      "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+    );
+    return rows[0].ssl;
+  };
+
+  // -------------------------------------------------------------------------------------------
+  // Authentication
+
+  for (const user of ["scram", "md5", "password", "trust"] as const) {
+    test(name(`connect authenticates user ${user} and runs a query`), T, async () => {
+      await using conn = await open(user);
+      const { rows } = await conn.query("select current_user as who");
+      assert.deepEqual(rows, [{ who: user }]);
+    });
+  }
+
+  for (const user of ["scram", "md5", "password"] as const) {
+    test(name(`connect rejects a wrong ${user} password with PostgresError 28P01`), T, async () => {
+      const [error, ms] = await elapsed(() => rejection(open(user, PLAIN, { password: "wrong" })));
+      assertPostgresError(error, "28P01");
+      assert.match(error.message, /password authentication failed for user "?\w+"?/);
+      assert.equal(error.severity, "FATAL");
+      assert.ok(ms < 5000, `the rejection took ${ms} ms`);
+    });
+
+    test(
+      name(`connect fails with AUTH_FAILED when ${user} needs a password and has none`),
+      T,
+      async () => {
+        const s = await server();
+        const url = `postgresql://${user}@127.0.0.1:${s.port}/edgepool_test?sslmode=disable`;
+        const error = await rejection(connect(url, { transport }));
+        assertConnectionError(error, "AUTH_FAILED");
+        assert.match(error.message, new RegExp(`user "${user}"`));
+      },
+    );
+  }
+
+  for (const user of ["scram", "md5"] as const) {
+    test(name(`connect takes the ${user} password from an async function`), T, async () => {
+      let calls = 0;
+      const password = async () => {
+        calls++;
+        await delay(10);
+        return passwordOf(user);
+      };
+      await using conn = await open(user, PLAIN, { password });
+      assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: user }]);
+      assert.equal(calls, 1);
+    });
+  }
+
+  test(name("connect without a password works for a trust user"), T, async () => {
+    const s = await server();
+    const url = `postgresql://trust@127.0.0.1:${s.port}/edgepool_test?sslmode=disable`;
+    await using conn = await connect(url, { transport });
+    assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "trust" }]);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // TLS
+
+  test(name("connect with sslmode=disable stays unencrypted"), T, async () => {
+    await using conn = await open("scram", { sslmode: "disable" });
+    assert.equal(conn.encrypted, false);
+    assert.equal(await sslInUse(conn), false);
+  });
+
+  test(name("connect with sslmode=prefer encrypts when the CA is given"), T, async () => {
+    const s = await server();
+    await using conn = await open("scram", { sslmode: "prefer" }, { ca: s.caPem });
+    assert.equal(conn.encrypted, true);
+    assert.equal(await sslInUse(conn), true);
+  });
+
+  test(
+    name("connect with sslmode=prefer and no CA encrypts where unverified TLS exists"),
+    T,
+    async () => {
+      await using conn = await open("scram", { sslmode: "prefer" });
+      // Deno verifies every chain: without the test CA its handshake fails and prefer falls back.
+      assert.equal(conn.encrypted, !isDenoTcp);
+      assert.equal(await sslInUse(conn), conn.encrypted);
+    },
+  );
+
+  test(name("connect with sslmode=require and the CA encrypts"), T, async () => {
+    const s = await server();
+    await using conn = await open("scram", { sslmode: "require" }, { ca: s.caPem });
+    assert.equal(conn.encrypted, true);
+    assert.equal(await sslInUse(conn), true);
+  });
+
+  test(
+    name("connect with sslmode=require and no CA encrypts, or fails where chains are verified"),
+    T,
+    async () => {
+      if (isDenoTcp) {
+        assertConnectionError(await rejection(open("scram", { sslmode: "require" })), "TLS_FAILED");
+        return;
+      }
+      await using conn = await open("scram", { sslmode: "require" });
+      assert.equal(conn.encrypted, true);
+      assert.equal(await sslInUse(conn), true);
+    },
+  );
+
+  test(name("connect with verify-full to localhost and the ca option encrypts"), T, async () => {
+    const s = await server();
+    const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
+    await using conn = await connect(url, { transport, ca: s.caPem });
+    assert.equal(conn.encrypted, true);
+    assert.equal(await sslInUse(conn), true);
+  });
+
+  test(
+    name("connect with verify-full to localhost and sslrootcert in the URL encrypts"),
+    T,
+    async () => {
+      const s = await server();
+      const url = viaLocalhost(s.url("scram", { sslmode: "verify-full", sslrootcert: s.caFile! }));
+      await using conn = await connect(url, { transport });
+      assert.equal(conn.encrypted, true);
+      assert.equal(await sslInUse(conn), true);
+    },
+  );
+
+  test(
+    name("connect with verify-full fails with TLS_FAILED when the host name does not match"),
+    T,
+    async () => {
+      const s = await server();
+      const error = await rejection(open("scram", { sslmode: "verify-full" }, { ca: s.caPem }));
+      assertConnectionError(error, "TLS_FAILED");
+    },
+  );
+
+  test(
+    name("connect with verify-full fails with TLS_FAILED when the CA is not trusted"),
+    T,
+    async () => {
+      const s = await server();
+      const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
+      assertConnectionError(await rejection(connect(url, { transport })), "TLS_FAILED");
+      const system = viaLocalhost(s.url("scram", { sslrootcert: "system" }));
+      assertConnectionError(await rejection(connect(system, { transport })), "TLS_FAILED");
+    },
+  );
+
+  test(name("connect as ssl_only is refused by the server without TLS (28000)"), T, async () => {
+    const error = await rejection(open("ssl_only", { sslmode: "disable" }));
+    assertPostgresError(error, "28000");
+    assert.match(error.message, /no pg_hba\.conf entry|reject/);
+  });
+
+  test(name("connect as ssl_only is accepted with sslmode=require"), T, async () => {
+    const s = await server();
+    await using conn = await open("ssl_only", { sslmode: "require" }, { ca: s.caPem });
+    assert.equal(conn.encrypted, true);
+    assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "ssl_only" }]);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Queries
+
+  test(
+    name("query runs several statements with the simple protocol and returns results"),
+    T,
+    async () => {
+      await using conn = await open();
+      const result = await conn.query("select 1 as a; select 'x' as b, 2 as c; select 3 as d");
+      assert.equal(result.results?.length, 3);
+      assert.deepEqual(result.results!.map((r) => r.rows), [[{ a: 1 }], [{ b: "x", c: 2 }], [{
+        d: 3,
+      }]]);
+      assert.deepEqual(result.rows, [{ d: 3 }]);
+      assert.equal(result.command, "SELECT");
+      assert.equal((await conn.query("select 1 as one")).results, undefined);
+    },
+  );
+
+  test(name("query binds parameters with the extended protocol"), T, async () => {
+    await using conn = await open();
+    const { rows } = await conn.query("select $1::int + $2::int as sum, $3::text as word", [
+      40,
+      2,
+      "hi",
+    ]);
+    assert.deepEqual(rows, [{ sum: 42, word: "hi" }]);
+    // The simple protocol would read "$1" as a syntax error, so [] means extended too.
+    assert.deepEqual((await conn.query("select 7 as n", [])).rows, [{ n: 7 }]);
+  });
+
+  test(name("query returns arrays in column order with rowMode array"), T, async () => {
+    await using conn = await open();
+    const simple = await conn.query("select 1 as a, 'b' as b, null as a", undefined, {
+      rowMode: "array",
+    });
+    assert.deepEqual(simple.rows, [[1, "b", null]]);
+    const extended = await conn.query("select $1::int as x, $2::text as x", [5, "y"], {
+      rowMode: "array",
+    });
+    assert.deepEqual(extended.rows, [[5, "y"]]);
+    assert.deepEqual(extended.fields.map((f) => f.name), ["x", "x"]);
+  });
+
+  test(name("query describes fields with their table and column of origin"), T, async () => {
+    await using conn = await open();
+    await conn.query("create temp table described (id int4 primary key, label varchar(20))");
+    await conn.query("insert into described values (1, 'one')");
+    const oid = (await conn.query("select 'described'::regclass::oid as oid")).rows[0].oid;
+    for (const params of [undefined, []]) {
+      const { fields, rows } = await conn.query(
+        "select id, label, 1.5::float8 as lit from described",
+        params,
+      );
+      assert.deepEqual(rows, [{ id: 1, label: "one", lit: 1.5 }]);
+      assert.deepEqual(fields.map((f) => [f.name, f.dataTypeID, f.tableID, f.columnID]), [
+        ["id", 23, oid, 1],
+        ["label", 1043, oid, 2],
+        ["lit", 701, 0, 0],
+      ]);
+      assert.equal(fields[0].dataTypeSize, 4);
+      assert.equal(fields[1].dataTypeSize, -1);
+      assert.equal(fields[1].dataTypeModifier, 24); // varchar(20): 20 + 4
+      assert.ok(fields.every((f) => f.format === "text"));
+    }
+  });
+
+  test(name("query reports command and rowCount for each kind of statement"), T, async () => {
+    await using conn = await open();
+    const summary = async (sql: string, params?: unknown[]) => {
+      const r = await conn.query(sql, params);
+      return [r.command, r.rowCount, r.rows.length];
+    };
+    assert.deepEqual(await summary("create temp table counted (n int)"), ["CREATE", null, 0]);
+    assert.deepEqual(await summary("insert into counted values (1), (2), (3)"), ["INSERT", 3, 0]);
+    assert.deepEqual(await summary("insert into counted values ($1)", [4]), ["INSERT", 1, 0]);
+    assert.deepEqual(await summary("update counted set n = n + 10 where n < 3"), ["UPDATE", 2, 0]);
+    assert.deepEqual(await summary("delete from counted where n = $1", [3]), ["DELETE", 1, 0]);
+    assert.deepEqual(await summary("select * from counted"), ["SELECT", 3, 3]);
+    assert.deepEqual(await summary("select * from counted where n > $1", [100]), ["SELECT", 0, 0]);
+    assert.deepEqual(await summary("begin"), ["BEGIN", null, 0]);
+    assert.deepEqual(await summary("rollback"), ["ROLLBACK", null, 0]);
+    assert.deepEqual(await summary(""), ["", null, 0]);
+    assert.deepEqual(await summary("  ;  "), ["", null, 0]);
+    assert.deepEqual(await summary("", []), ["", null, 0]);
+    const empty = await conn.query("");
+    assert.deepEqual(empty.fields, []);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Types
+
+  test(name("query round-trips scalar types through parameters"), T, async () => {
+    await using conn = await open();
+    const echo = async (value: unknown, type: string): Promise<unknown> => {
+      const { rows, fields } = await conn.query(`select $1::${type} as v`, [value]);
+      assert.equal(fields.length, 1);
+      return rows[0].v;
+    };
+    assert.equal(await echo(true, "bool"), true);
+    assert.equal(await echo(false, "bool"), false);
+    assert.equal(await echo(-32768, "int2"), -32768);
+    assert.equal(await echo(32767, "int2"), 32767);
+    assert.equal(await echo(-2147483648, "int4"), -2147483648);
+    assert.equal(await echo(2147483647, "int4"), 2147483647);
+    assert.equal(await echo("9223372036854775807", "int8"), "9223372036854775807");
+    assert.equal(await echo(-9223372036854775808n, "int8"), "-9223372036854775808");
+    const bigNumeric = "-123456789012345678901234567890.000000000000000000001";
+    assert.equal(await echo(bigNumeric, "numeric"), bigNumeric);
+    assert.equal(await echo("NaN", "numeric"), "NaN");
+    assert.equal(await echo(1.5, "float4"), 1.5);
+    assert.equal(await echo(0.1 + 0.2, "float8"), 0.1 + 0.2);
+    assert.equal(await echo(-1e308, "float8"), -1e308);
+    assert.equal(await echo(5e-324, "float8"), 5e-324);
+    assert.ok(Number.isNaN(await echo(NaN, "float8")));
+    assert.ok(Number.isNaN(await echo(NaN, "float4")));
+    assert.equal(await echo(Infinity, "float8"), Infinity);
+    assert.equal(await echo(-Infinity, "float8"), -Infinity);
+    assert.equal(await echo(-Infinity, "float4"), -Infinity);
+    const awkward = `it's "quoted" \\ back\\\\slash \\x00 $1 日本語 🎉 e\u0301 \t\r\n{,}`;
+    assert.equal(await echo(awkward, "text"), awkward);
+    assert.equal(await echo("", "text"), "");
+    assert.equal(await echo("x".repeat(100_000), "text"), "x".repeat(100_000));
+    assert.equal(await echo("🎉 varchar", "varchar"), "🎉 varchar");
+    const doc = { a: 1, b: [true, null, 'x"y\\z'], c: { d: "日本" } };
+    assert.deepEqual(await echo(doc, "json"), doc);
+    assert.deepEqual(await echo(doc, "jsonb"), doc);
+    assert.deepEqual(await echo(JSON.stringify([1, "two", { three: 3 }]), "jsonb"), [
+      1,
+      "two",
+      { three: 3 },
+    ]);
+    assert.equal(await echo(JSON.stringify("just a string"), "jsonb"), "just a string");
+    const allBytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    assert.deepEqual(await echo(allBytes, "bytea"), allBytes);
+    assert.deepEqual(await echo(new Uint8Array(0), "bytea"), new Uint8Array(0));
+    assert.equal(await echo("2024-02-29", "date"), "2024-02-29");
+    assert.equal(await echo("0044-03-15 BC", "date"), "0044-03-15 BC");
+    const uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    assert.equal(await echo(uuid, "uuid"), uuid);
+    assert.equal(await echo(uuid.toUpperCase(), "uuid"), uuid);
+  });
+
+  test(name("query round-trips timestamps as Dates"), T, async () => {
+    await using conn = await open();
+    const echo = async (value: unknown, type: string): Promise<unknown> =>
+      (await conn.query(`select $1::${type} as v`, [value])).rows[0].v;
+    const dates = [
+      new Date("2024-02-29T13:45:00.123Z"),
+      new Date("1969-07-20T20:17:40.000Z"),
+      new Date("1900-01-01T00:00:00.001Z"),
+      new Date("0099-12-31T23:59:59.999Z"),
+      new Date(Date.UTC(-43, 2, 15, 12, 0, 0)), // 44 BC
+      new Date("+012345-06-07T08:09:10.011Z"),
+    ];
+    for (const date of dates) {
+      assert.deepEqual(await echo(date, "timestamptz"), date, date.toISOString());
+      assert.deepEqual(await echo(date, "timestamp"), date, date.toISOString());
+    }
+    // Time zones other than the session's, and a session time zone far from UTC.
+    assert.deepEqual(
+      await echo("2024-02-29 13:45:00.5+05:30", "timestamptz"),
+      new Date("2024-02-29T08:15:00.500Z"),
+    );
+    await conn.query("set time zone 'America/St_Johns'");
+    assert.deepEqual(await echo(dates[0], "timestamptz"), dates[0]);
+    assert.deepEqual(
+      await echo("2024-02-29 13:45:00.123", "timestamp"),
+      new Date("2024-02-29T13:45:00.123Z"),
+    );
+    assert.equal(await echo("infinity", "timestamptz"), "infinity");
+    assert.equal(await echo("-infinity", "timestamp"), "-infinity");
+  });
+
+  test(name("query returns int8 as bigint with the bigint option"), T, async () => {
+    await using conn = await open("scram", PLAIN, { bigint: true });
+    const { rows } = await conn.query("select $1::int8 as a, $2::int8[] as b, 1::int4 as c", [
+      9223372036854775807n,
+      [1n, null, -9223372036854775808n],
+    ]);
+    assert.deepEqual(rows, [{
+      a: 9223372036854775807n,
+      b: [1n, null, -9223372036854775808n],
+      c: 1,
+    }]);
+  });
+
+  test(name("query round-trips one-dimensional arrays with NULL elements"), T, async () => {
+    await using conn = await open();
+    const echo = async (value: unknown, type: string): Promise<unknown> =>
+      (await conn.query(`select $1::${type} as v`, [value])).rows[0].v;
+    assert.deepEqual(await echo([1, null, -3, 2147483647], "int4[]"), [1, null, -3, 2147483647]);
+    assert.deepEqual(await echo([], "int4[]"), []);
+    const texts = [
+      "a",
+      null,
+      "NULL",
+      "null",
+      "",
+      " spaced ",
+      "with,comma",
+      'quote"d',
+      "back\\slash",
+      "{braces}",
+      "日本🎉",
+      "new\nline",
+    ];
+    assert.deepEqual(await echo(texts, "text[]"), texts);
+    assert.deepEqual(await echo([true, false, null], "bool[]"), [true, false, null]);
+    const floats =
+      (await echo([1.5, NaN, Infinity, -Infinity, null, -0.25], "float8[]")) as unknown[];
+    assert.equal(floats.length, 6);
+    assert.deepEqual([floats[0], floats[2], floats[3], floats[4], floats[5]], [
+      1.5,
+      Infinity,
+      -Infinity,
+      null,
+      -0.25,
+    ]);
+    assert.ok(Number.isNaN(floats[1]));
+    assert.deepEqual(await echo(["1", null, 9223372036854775807n], "int8[]"), [
+      "1",
+      null,
+      "9223372036854775807",
+    ]);
+    const bytes = [new Uint8Array([0, 34, 92, 123, 125, 255]), null, new Uint8Array(0)];
+    assert.deepEqual(await echo(bytes, "bytea[]"), bytes);
+    const dates = [new Date("2024-02-29T13:45:00.123Z"), null, new Date("1970-01-01T00:00:00Z")];
+    assert.deepEqual(await echo(dates, "timestamptz[]"), dates);
+    const uuids = ["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", null];
+    assert.deepEqual(await echo(uuids, "uuid[]"), uuids);
+    const docs = [{ a: 1, s: 'x"y\\z,{}' }, null, JSON.stringify([1, 2]), JSON.stringify("s")];
+    assert.deepEqual(await echo(docs, "jsonb[]"), [{ a: 1, s: 'x"y\\z,{}' }, null, [1, 2], "s"]);
+    // Arrays from SQL, not from a parameter, parse the same way.
+    const { rows } = await conn.query(
+      `select array[1, null]::int4[] as i, array['a"b', null, 'NULL']::text[] as t`,
+    );
+    assert.deepEqual(rows, [{ i: [1, null], t: ['a"b', null, "NULL"] }]);
+  });
+
+  test(name("query passes NULL both ways"), T, async () => {
+    await using conn = await open();
+    const { rows } = await conn.query(
+      "select $1::int4 as a, $2::text as b, $3::jsonb as c, null::bytea as d, $1 is null as e",
+      [null, undefined, null],
+    );
+    assert.deepEqual(rows, [{ a: null, b: null, c: null, d: null, e: true }]);
+  });
+
+  test(name("query returns values of types without a parser as text"), T, async () => {
+    await using conn = await open();
+    const { rows, fields } = await conn.query(
+      "select '1 day'::interval as i, '(1,2)'::point as p, $1::interval as j, " +
+        "'10.0.0.1/8'::inet as n, 'a b'::tsvector as v",
+      ["1 day 02:00:00"],
+    );
+    assert.deepEqual(rows, [{
+      i: "1 day",
+      p: "(1,2)",
+      j: "1 day 02:00:00",
+      n: "10.0.0.1/8",
+      v: "'a' 'b'",
+    }]);
+    assert.equal(fields[0].dataTypeID, 1186);
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Pipelining
+
+  test(name("query pipelines 50 queries issued at once and answers them in order"), T, async () => {
+    await using conn = await open();
+    const order: number[] = [];
+    const pending = Array.from(
+      { length: 50 },
+      (_, i) =>
+        conn.query<{ i: number }>("select $1::int as i", [i]).then((r) => {
+          order.push(i);
+          return r.rows[0].i;
+        }),
+    );
+    assert.equal(conn.pending, 50);
+    assert.deepEqual(await Promise.all(pending), Array.from({ length: 50 }, (_, i) => i));
+    assert.deepEqual(order, Array.from({ length: 50 }, (_, i) => i));
+    assert.equal(conn.pending, 0);
+  });
+
+  test(name("query rejects a failing query in a pipeline alone"), T, async () => {
+    await using conn = await open();
+    const outcomes = Array.from({ length: 9 }, (_, i) =>
+      rejection(
+        i === 4
+          ? conn.query("select 1 / $1::int as i", [0])
+          : i === 6
+          ? conn.query("select * from no_such_table")
+          : conn.query("select $1::int as i", [i]),
+      ));
+    const settled = await Promise.all(outcomes);
+    settled.forEach((outcome, i) => {
+      if (i === 4) assertPostgresError(outcome, "22012");
+      else if (i === 6) assertPostgresError(outcome, "42P01");
+      else {
+        assert.ok(outcome instanceof Resolved, `query ${i}: ${show(outcome)}`);
+        assert.deepEqual((outcome.value as { rows: unknown[] }).rows, [{ i }]);
+      }
+    });
+    assert.equal(conn.transactionStatus, "idle");
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Errors and notices
+
+  test(
+    name("query rejects a server error with PostgresError and the connection goes on"),
+    T,
+    async () => {
+      await using conn = await open();
+      for (const params of [undefined, []]) {
+        const error = await rejection(conn.query("select 1/0", params));
+        assertPostgresError(error, "22012");
+        assert.equal(error.severity, "ERROR");
+        assert.match(error.message, /division by zero/);
+        assert.equal(typeof error.file, "string");
+        assert.equal(typeof error.line, "number");
+        assert.deepEqual((await conn.query("select 1 as ok", params)).rows, [{ ok: 1 }]);
+      }
+      assert.equal(conn.closed, false);
+    },
+  );
+
+  test(
+    name("PostgresError of a unique violation carries constraint, table, schema and detail"),
+    T,
+    async () => {
+      await using conn = await open();
+      await conn.query("create temp table uniq (id int constraint uniq_pkey primary key)");
+      await conn.query("insert into uniq values (1)");
+      const error = await rejection(conn.query("insert into uniq values ($1)", [1]));
+      assertPostgresError(error, "23505");
+      assert.equal(error.constraint, "uniq_pkey");
+      assert.equal(error.table, "uniq");
+      assert.match(error.schema ?? "", /^pg_temp/);
+      assert.equal(error.detail, "Key (id)=(1) already exists.");
+      assert.ok(error instanceof Error);
+    },
+  );
+
+  test(name("PostgresError of a syntax error carries the position"), T, async () => {
+    await using conn = await open();
+    const sql = "select 1 frm dual";
+    const error = await rejection(conn.query(sql));
+    assertPostgresError(error, "42601");
+    assert.equal(error.position, sql.indexOf("dual") + 1);
+    const error2 = await rejection(conn.query("select $1::int +", [1]));
+    assertPostgresError(error2, "42601");
+    assert.equal(typeof error2.position, "number");
+  });
+
+  test(name("notices reach onNotice and notice listeners"), T, async () => {
+    const fromOption: PostgresNotice[] = [];
+    await using conn = await open("scram", PLAIN, { onNotice: (n) => fromOption.push(n) });
+    const fromListener: PostgresNotice[] = [];
+    const off = conn.on("notice", (n) => fromListener.push(n));
+    await conn.query("do $$ begin raise notice 'hi'; end $$");
+    assert.equal(fromOption.length, 1);
+    assert.deepEqual(fromListener, fromOption);
+    assert.equal(fromOption[0].message, "hi");
+    assert.equal(fromOption[0].severity, "NOTICE");
+    assert.equal(fromOption[0].code, "00000");
+    off();
+    await conn.query("do $$ begin raise warning 'careful' using hint = 'h'; end $$");
+    assert.equal(fromListener.length, 1);
+    assert.equal(fromOption.length, 2);
+    assert.deepEqual([fromOption[1].severity, fromOption[1].message, fromOption[1].hint], [
+      "WARNING",
+      "careful",
+      "h",
+    ]);
+  });
+
+  test(name("notification listeners receive NOTIFY from another session"), T, async () => {
+    await using listener = await open();
+    await using notifier = await open("md5");
+    const received = new Promise<unknown>((resolve) => listener.on("notification", resolve));
+    await listener.query("listen edgepool_channel");
+    await notifier.query("select pg_notify('edgepool_channel', $1)", ["payload ✓"]);
+    assert.deepEqual(await received, {
+      processId: notifier.processId,
+      channel: "edgepool_channel",
+      payload: "payload ✓",
+    });
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Session state
+
+  test(name("transactionStatus follows BEGIN, an error and ROLLBACK"), T, async () => {
+    await using conn = await open();
+    assert.equal(conn.transactionStatus, "idle");
+    await conn.query("begin");
+    assert.equal(conn.transactionStatus, "transaction");
+    await conn.query("select $1::int", [1]);
+    assert.equal(conn.transactionStatus, "transaction");
+    assertPostgresError(await rejection(conn.query("select 1/0")), "22012");
+    assert.equal(conn.transactionStatus, "failed");
+    assertPostgresError(await rejection(conn.query("select 1")), "25P02");
+    assert.equal(conn.transactionStatus, "failed");
+    await conn.query("rollback");
+    assert.equal(conn.transactionStatus, "idle");
+  });
+
+  test(name("parameters and processId describe the server session"), T, async () => {
+    await using conn = await open();
+    assert.match(conn.parameters.server_version, /^15/);
+    assert.equal(conn.parameters.client_encoding, "UTF8");
+    assert.equal(conn.parameters.application_name, "edgepool");
+    const { rows } = await conn.query("select pg_backend_pid() as pid");
+    assert.equal(conn.processId, rows[0].pid);
+    const changes: { name: string; value: string }[] = [];
+    conn.on("parameter", (p) => changes.push(p));
+    await conn.query("set application_name = 'renamed'");
+    assert.deepEqual(changes, [{ name: "application_name", value: "renamed" }]);
+    assert.equal(conn.parameters.application_name, "renamed");
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Cancel
+
+  test(
+    name("query aborted by a signal rejects with its reason and the server stops"),
+    T,
+    async () => {
+      await using conn = await open();
+      for (const params of [undefined, []]) {
+        const controller = new AbortController();
+        const reason = new Error("enough");
+        const start = performance.now();
+        const timer = setTimeout(() => controller.abort(reason), 200);
+        const error = await rejection(
+          conn.query("select pg_sleep(10)", params, { signal: controller.signal }),
+        );
+        clearTimeout(timer);
+        const rejectedMs = performance.now() - start;
+        assert.equal(error, reason);
+        // The next answer waits for the server to give up the sleep: that is the cancel latency.
+        assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+        const answeredMs = performance.now() - start;
+        console.log(
+          `${transport.name} ${params ? "extended" : "simple"}: abort at 200 ms, rejected at ` +
+            `${rejectedMs.toFixed(0)} ms, next query answered at ${answeredMs.toFixed(0)} ms`,
+        );
+        assert.ok(answeredMs < 5000, `cancel took ${answeredMs} ms`);
+        assert.equal(conn.closed, false);
+      }
+    },
+  );
+
+  test(name("query aborted while queued does not cancel the query ahead of it"), T, async () => {
+    await using conn = await open();
+    const controller = new AbortController();
+    const reason = new Error("not this one");
+    const start = performance.now();
+    const first = rejection(conn.query("select pg_sleep(0.5) as slept, 'first' as name"));
+    const second = rejection(conn.query("select pg_sleep(10)", [], { signal: controller.signal }));
+    await delay(100);
+    controller.abort(reason);
+    assert.equal(await second, reason);
+    const firstOutcome = await first;
+    assert.ok(firstOutcome instanceof Resolved, show(firstOutcome));
+    assert.equal((firstOutcome.value as { rows: { name: string }[] }).rows[0].name, "first");
+    assert.deepEqual((await conn.query("select 2 as two")).rows, [{ two: 2 }]);
+    const ms = performance.now() - start;
+    assert.ok(ms < 5000, `the queued pg_sleep(10) was not cancelled (${ms} ms)`);
+  });
+
+  test(name("query with an already-aborted signal rejects at once"), T, async () => {
+    await using conn = await open();
+    const reason = new Error("too late");
+    const error = await rejection(
+      conn.query("select 1", undefined, { signal: AbortSignal.abort(reason) }),
+    );
+    assert.equal(error, reason);
+    assert.equal(conn.pending, 0);
+    assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+  });
+
+  test(name("query ignores its signal once it has its answer"), T, async () => {
+    await using conn = await open();
+    const controller = new AbortController();
+    const { rows } = await conn.query("select 1 as one", [], { signal: controller.signal });
+    assert.deepEqual(rows, [{ one: 1 }]);
+    controller.abort(new Error("after the fact"));
+    // A stray cancel would hit this statement instead.
+    const sleep = await conn.query("select pg_sleep(0.3) as slept, 2 as two");
+    assert.equal(sleep.rows[0].two, 2);
+  });
+
+  test(name("cancel makes the running statement fail with 57014"), T, async () => {
+    const s = await server();
+    for (
+      const [params, options] of [[PLAIN, {}], [{ sslmode: "require" }, { ca: s.caPem }]] as const
+    ) {
+      await using conn = await open("scram", params, options);
+      await using observer = await open("postgres");
+      const sleeping = rejection(conn.query("select pg_sleep(10)"));
+      await waitUntilActive(observer, conn.processId);
+      const [, ms] = await elapsed(async () => {
+        await conn.cancel();
+        assertPostgresError(await sleeping, "57014");
+      });
+      assert.ok(ms < 5000, `cancel took ${ms} ms`);
+      assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+    }
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // Lost connection
+
+  test(name("a terminated backend rejects pending queries with CONNECTION_LOST"), T, async () => {
+    await using victim = await open();
+    await using killer = await open("postgres");
+    const closeEvents: (Error | undefined)[] = [];
+    victim.on("close", (e) => closeEvents.push(e));
+    const sleeping = rejection(victim.query("select pg_sleep(30)"));
+    const queued = rejection(victim.query("select 1"));
+    const queuedExtended = rejection(victim.query("select $1::int", [2]));
+    await waitUntilActive(killer, victim.processId);
+    await killer.query("select pg_terminate_backend($1)", [victim.processId]);
+    for (const outcome of [await sleeping, await queued, await queuedExtended]) {
+      assertConnectionError(outcome, "CONNECTION_LOST");
+      assertPostgresError(outcome.cause, "57P01");
+      assert.match(outcome.message, /terminating connection/);
+    }
+    assert.equal(victim.closed, true);
+    assert.equal(closeEvents.length, 1);
+    assert.ok(closeEvents[0] instanceof Error, show(closeEvents[0]));
+    assertConnectionError(await rejection(victim.query("select 1")), "CONNECTION_CLOSED");
+    await victim.close(); // resolves on a broken connection too
+  });
+
+  test(name("a terminated idle connection closes with an error event"), T, async () => {
+    await using victim = await open();
+    await using killer = await open("postgres");
+    const closed = new Promise<Error | undefined>((resolve) => victim.on("close", resolve));
+    await killer.query("select pg_terminate_backend($1)", [victim.processId]);
+    const reason = await closed;
+    assert.ok(reason instanceof Error, show(reason));
+    assert.match(reason.message, /terminat/);
+    assert.equal(victim.closed, true);
+    assertConnectionError(await rejection(victim.query("select 1")), "CONNECTION_CLOSED");
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // close() and destroy()
+
+  test(name("close is idempotent and fires close once without an error"), T, async () => {
+    const conn = await open();
+    const events: (Error | undefined)[] = [];
+    conn.on("close", (e) => events.push(e));
+    const first = conn.close();
+    const second = conn.close();
+    assert.equal(conn.closed, true);
+    await Promise.all([first, second]);
+    await conn.close();
+    assert.deepEqual(events, [undefined]);
+  });
+
+  test(name("close lets queries issued before it finish and rejects later ones"), T, async () => {
+    const conn = await open();
+    const a = conn.query("select 1 as a");
+    const b = conn.query("select pg_sleep(0.2), $1::text as b", ["x"]);
+    const closing = conn.close();
+    const after = rejection(conn.query("select 1"));
+    assert.deepEqual((await a).rows, [{ a: 1 }]);
+    assert.equal((await b).rows[0].b, "x");
+    await closing;
+    assertConnectionError(await after, "CONNECTION_CLOSED");
+    assertConnectionError(await rejection(conn.query("select 1")), "CONNECTION_CLOSED");
+  });
+
+  test(name("await using closes the connection at the end of the block"), T, async () => {
+    let outer: Connection | undefined;
+    let closeEvent: string | undefined;
+    {
+      await using conn = await open();
+      outer = conn;
+      conn.on("close", (e) => closeEvent = e === undefined ? "clean" : e.message);
+      assert.equal((await conn.query("select 1 as one")).rows[0].one, 1);
+      assert.equal(conn.closed, false);
+    }
+    assert.equal(outer.closed, true);
+    assert.equal(closeEvent, "clean");
+  });
+
+  test(name("destroy rejects pending queries with CONNECTION_CLOSED"), T, async () => {
+    const conn = await open();
+    const sleeping = rejection(conn.query("select pg_sleep(10)"));
+    const queued = rejection(conn.query("select 1"));
+    await delay(50);
+    const cause = new Error("shutting down");
+    conn.destroy(cause);
+    conn.destroy(); // idempotent
+    for (const outcome of [await sleeping, await queued]) {
+      assertConnectionError(outcome, "CONNECTION_CLOSED");
+      assert.equal(outcome.cause, cause);
+    }
+    assert.equal(conn.closed, true);
+    assertConnectionError(await rejection(conn.query("select 1")), "CONNECTION_CLOSED");
+    await conn.close();
+  });
+
+  // -------------------------------------------------------------------------------------------
+  // connect() failures
+
+  test(name("connect fails fast with CONNECT_FAILED when the port is closed"), T, async () => {
+    const port = await closedPort();
+    const [error, ms] = await elapsed(() =>
+      rejection(connect(`postgres://u:p@127.0.0.1:${port}/db`, { transport }))
+    );
+    assertConnectionError(error, "CONNECT_FAILED");
+    assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.ok(ms < 5000, `took ${ms} ms`);
+  });
+
+  for (const sslmode of ["disable", "prefer"]) {
+    test(
+      name(`connect times out with CONNECT_TIMEOUT on a silent server (sslmode=${sslmode})`),
+      T,
+      async () => {
+        await using silent = await silentServer();
+        const url = `postgres://u:secretpw@127.0.0.1:${silent.port}/db?sslmode=${sslmode}`;
+        const [error, ms] = await elapsed(() =>
+          rejection(connect(url, { transport, connectTimeout: 300 }))
+        );
+        assertConnectionError(error, "CONNECT_TIMEOUT");
+        assert.match(error.message, /300 ms/);
+        assert.doesNotMatch(error.message, /secretpw/);
+        assert.ok(ms < 5000, `took ${ms} ms`);
+        await silent.socketClosed; // the client hung up (else the test times out)
+      },
+    );
+  }
+
+  test(
+    name("connect rejects with the signal's reason when aborted while connecting"),
+    T,
+    async () => {
+      await using silent = await silentServer();
+      const controller = new AbortController();
+      const reason = new Error("user gave up");
+      setTimeout(() => controller.abort(reason), 100);
+      const url = `postgres://u:p@127.0.0.1:${silent.port}/db?sslmode=disable`;
+      const error = await rejection(connect(url, { transport, signal: controller.signal }));
+      assert.equal(error, reason);
+      await silent.socketClosed;
+      const early = await rejection(connect(url, { transport, signal: AbortSignal.abort(reason) }));
+      assert.equal(early, reason);
+    },
+  );
+
+  test(
+    name("connect rejects with PostgresError 3D000 for a database that does not exist"),
+    T,
+    async () => {
+      const error = await rejection(open("scram", PLAIN, { database: "no_such_database" }));
+      assertPostgresError(error, "3D000");
+      assert.match(error.message, /no_such_database/);
+    },
+  );
+
+  test(
+    name("connect rejects malformed URLs with a TypeError that hides the password"),
+    T,
+    async () => {
+      const urls = [
+        "postgres://user:hunter2@localhost:port/db",
+        "postgres://user:hunter2@[::1/db",
+        "postgres://user:hunter2@localhost/db?sslmode=sometimes",
+        "postgres://user:hunter2@localhost/db?nonsense=1",
+        "postgres://user:hunter2@localhost/db?password=hunter2&nonsense=1",
+        "postgres://user:hunter2%zz@localhost/db",
+        "postgres://user:hunter2@host1,host2/db",
+        "mysql://user:hunter2@localhost/db",
+        "postgres:user:hunter2@localhost/db",
+      ];
+      for (const url of urls) {
+        const error = await rejection(connect(url, { transport }));
+        assert.ok(error instanceof TypeError, `${url}: ${show(error)}`);
+        assert.doesNotMatch(error.message, /hunter2/, url);
+      }
+    },
+  );
+
+  // -------------------------------------------------------------------------------------------
+  // COPY
+
+  test(name("query runs COPY TO STDOUT and reports COPY"), T, async () => {
+    await using conn = await open();
+    const result = await conn.query("copy (select generate_series(1, 3)) to stdout");
+    assert.equal(result.command, "COPY");
+    assert.equal(result.rowCount, 3);
+    assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+  });
+
+  test(
+    name("query rejects COPY FROM STDIN with a PostgresError and the connection goes on"),
+    T,
+    async () => {
+      await using conn = await open();
+      await conn.query("create temp table copied (n int)");
+      for (const params of [undefined, []]) {
+        const error = await rejection(conn.query("copy copied from stdin", params));
+        assert.ok(error instanceof PostgresError, show(error));
+        assert.match(error.message, /not supported/);
+        assert.equal(conn.transactionStatus, "idle");
+        assert.deepEqual((await conn.query("select count(*)::int as n from copied")).rows, [{
+          n: 0,
+        }]);
+      }
+    },
+  );
+
+  test(
+    name("query closes with PROTOCOL_ERROR when COPY FROM STDIN has queries behind it"),
+    T,
+    async () => {
+      await using conn = await open();
+      await conn.query("create temp table copied (n int)");
+      const copy = rejection(conn.query("copy copied from stdin"));
+      const behind = rejection(conn.query("select 1"));
+      assertConnectionError(await copy, "PROTOCOL_ERROR");
+      assertConnectionError(await behind, "PROTOCOL_ERROR");
+      assert.equal(conn.closed, true);
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runtime's own transport
+
+test("connect without a transport uses the runtime's TCP transport", T, async () => {
+  const expected = denoTcp ?? nodeTcp;
+  assert.equal(await autoTransport(), expected);
+  const s = await server();
+  await using conn = await connect(s.url("scram", PLAIN));
+  assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "scram" }]);
+});

@@ -1,0 +1,212 @@
+/**
+ * TCP transport for Deno: `Deno.connect`, with `Deno.startTls` after an accepted SSLRequest.
+ *
+ * Deno always verifies the certificate chain (against `ca`/`sslrootcert` and the system roots);
+ * `sslmode=require` skips only the host-name check, and `prefer` falls back to plain TCP when
+ * the handshake fails.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@edgepool/edgepool";
+ * import { denoTcp } from "@edgepool/edgepool/transports/deno";
+ * const conn = await connect("postgres://app@localhost/app", { transport: denoTcp });
+ * ```
+ *
+ * @module
+ */
+
+import { ConnectionError } from "../src/errors.ts";
+import {
+  type ByteStream,
+  SSL_REQUEST,
+  type StreamHandlers,
+  type Transport,
+  type TransportConnectOptions,
+} from "../src/transport.ts";
+
+/** The Deno TCP transport. */
+export const denoTcp: Transport = {
+  name: "deno-tcp",
+  connect,
+};
+
+async function connect(options: TransportConnectOptions): Promise<ByteStream> {
+  const { host, port, tls, signal } = options;
+  signal?.throwIfAborted();
+  let conn: Deno.TcpConn | Deno.TlsConn;
+  try {
+    conn = await Deno.connect({ hostname: host, port, transport: "tcp", signal });
+  } catch (error) {
+    throw signal?.aborted ? signal.reason : new ConnectionError(
+      "CONNECT_FAILED",
+      `Could not connect to ${host}:${port}: ${message(error)}`,
+      { cause: error },
+    );
+  }
+  const tcp = conn;
+  const onAbort = () => closeQuietly(conn);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    if (options.keepAlive !== false) tcp.setKeepAlive(true);
+    tcp.setNoDelay(true);
+    if (tls !== null) {
+      await writeAll(tcp, SSL_REQUEST);
+      // One byte and nothing else: bytes after it would be unencrypted data injected ahead of
+      // the TLS handshake (CVE-2021-23222).
+      const answer = new Uint8Array(16);
+      const n = await tcp.read(answer);
+      if (n === null || n === 0) {
+        throw new ConnectionError("TLS_FAILED", "The server closed the connection");
+      }
+      if (n > 1) {
+        throw new ConnectionError(
+          "PROTOCOL_ERROR",
+          "Protocol error: the server sent unexpected data with its answer to SSLRequest",
+        );
+      }
+      if (answer[0] === 0x53) {
+        const caCerts = [...(tls.ca ?? [])];
+        if (tls.caFile !== undefined) caCerts.push(await Deno.readTextFile(tls.caFile));
+        try {
+          conn = await Deno.startTls(tcp, {
+            hostname: tls.serverName,
+            caCerts: caCerts.length > 0 ? caCerts : undefined,
+            unsafelyDisableHostnameVerification: tls.mode !== "verify-full",
+          });
+          await conn.handshake();
+        } catch (error) {
+          throw signal?.aborted ? signal.reason : new ConnectionError(
+            "TLS_FAILED",
+            `TLS with ${host}:${port} failed: ${message(error)}`,
+            { cause: error },
+          );
+        }
+      } else if (answer[0] === 0x4e) {
+        if (tls.mode !== "prefer") {
+          throw new ConnectionError(
+            "TLS_UNAVAILABLE",
+            `The server at ${host}:${port} does not support TLS (sslmode=${tls.mode})`,
+          );
+        }
+      } else {
+        throw new ConnectionError(
+          "PROTOCOL_ERROR",
+          `Protocol error: unexpected answer 0x${answer[0].toString(16)} to SSLRequest`,
+        );
+      }
+    }
+    signal?.throwIfAborted();
+    return new DenoStream(conn, tls !== null && conn !== tcp);
+  } catch (error) {
+    closeQuietly(conn);
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+class DenoStream implements ByteStream {
+  readonly encrypted: boolean;
+  readonly #conn: Deno.Conn;
+  #handlers: StreamHandlers | null = null;
+  #queue: Uint8Array[] = [];
+  #writing = false;
+  #closing = false;
+  #closed = false;
+
+  constructor(conn: Deno.Conn, encrypted: boolean) {
+    this.#conn = conn;
+    this.encrypted = encrypted;
+  }
+
+  start(handlers: StreamHandlers): void {
+    this.#handlers = handlers;
+    this.#readLoop();
+  }
+
+  async #readLoop(): Promise<void> {
+    const buf = new Uint8Array(65536);
+    try {
+      while (true) {
+        const n = await this.#conn.read(buf);
+        if (n === null) break;
+        this.#handlers!.data(buf.subarray(0, n));
+      }
+      this.#finish(undefined);
+    } catch (error) {
+      this.#finish(this.#closing ? undefined : asError(error));
+    }
+  }
+
+  write(data: Uint8Array): void {
+    if (this.#closed || this.#closing) return;
+    this.#queue.push(data);
+    if (!this.#writing) this.#writeLoop();
+  }
+
+  async #writeLoop(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const data = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue);
+        this.#queue = [];
+        await writeAll(this.#conn, data);
+      }
+    } catch (error) {
+      this.#finish(asError(error));
+      closeQuietly(this.#conn);
+    } finally {
+      this.#writing = false;
+    }
+    if (this.#closing) closeQuietly(this.#conn);
+  }
+
+  close(): void {
+    if (this.#closing || this.#closed) return;
+    this.#closing = true;
+    // Queued writes (a Terminate, say) go out first.
+    if (!this.#writing) closeQuietly(this.#conn);
+  }
+
+  #finish(error: Error | undefined): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeQuietly(this.#conn);
+    this.#handlers?.close(error);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  while (data.length > 0) {
+    const n = await conn.write(data);
+    data = data.subarray(n);
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

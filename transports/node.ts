@@ -1,0 +1,189 @@
+/**
+ * TCP transport for Node and Bun: `node:net` with TCP keepalive, and `node:tls` after an
+ * accepted SSLRequest. `sslmode=require` encrypts without verifying the certificate (as libpq
+ * does); `verify-full` verifies the chain and the host name.
+ *
+ * @example
+ * ```ts ignore
+ * import { connect } from "@edgepool/edgepool";
+ * import { nodeTcp } from "@edgepool/edgepool/transports/node";
+ * const conn = await connect("postgres://app@localhost/app", { transport: nodeTcp });
+ * ```
+ *
+ * @module
+ */
+
+import { readFile } from "node:fs/promises";
+import * as net from "node:net";
+import * as tls from "node:tls";
+import { ConnectionError } from "../src/errors.ts";
+import {
+  type ByteStream,
+  SSL_REQUEST,
+  type StreamHandlers,
+  type TlsSettings,
+  type Transport,
+  type TransportConnectOptions,
+} from "../src/transport.ts";
+
+const KEEPALIVE_DELAY_MS = 60_000;
+const CLOSE_GRACE_MS = 5_000;
+
+/** The Node/Bun TCP transport. */
+export const nodeTcp: Transport = {
+  name: "node-tcp",
+  connect,
+};
+
+async function connect(options: TransportConnectOptions): Promise<ByteStream> {
+  const { host, port, signal } = options;
+  signal?.throwIfAborted();
+  let socket: net.Socket = net.connect({ host, port });
+  const onAbort = () => socket.destroy();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const done = (error?: Error) => {
+        socket.off("connect", onConnect).off("error", done).off("close", onClose);
+        if (error === undefined) return resolve();
+        reject(
+          new ConnectionError(
+            "CONNECT_FAILED",
+            `Could not connect to ${host}:${port}: ${error.message}`,
+            { cause: error },
+          ),
+        );
+      };
+      const onConnect = () => done();
+      const onClose = () => done(new Error("the socket closed"));
+      socket.on("connect", onConnect).on("error", done).on("close", onClose);
+    });
+    socket.setNoDelay(true);
+    if (options.keepAlive !== false) socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    let encrypted = false;
+    if (options.tls !== null) {
+      const answer = await sslRequest(socket);
+      if (answer === 0x53) {
+        socket = await upgrade(socket, options.tls, `${host}:${port}`);
+        encrypted = true;
+      } else if (answer === 0x4e) {
+        if (options.tls.mode !== "prefer") {
+          throw new ConnectionError(
+            "TLS_UNAVAILABLE",
+            `The server at ${host}:${port} does not support TLS (sslmode=${options.tls.mode})`,
+          );
+        }
+      } else {
+        throw new ConnectionError(
+          "PROTOCOL_ERROR",
+          `Protocol error: unexpected answer 0x${answer.toString(16)} to SSLRequest`,
+        );
+      }
+    }
+    signal?.throwIfAborted();
+    return new NodeStream(socket, encrypted);
+  } catch (error) {
+    socket.destroy();
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function sslRequest(socket: net.Socket): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const finish = (error: Error | undefined, answer = 0) => {
+      socket.off("data", onData).off("error", onError).off("close", onClose);
+      if (error === undefined) resolve(answer);
+      else reject(error);
+    };
+    const onData = (chunk: Uint8Array) => {
+      socket.pause();
+      // One byte and nothing else: bytes after it would be unencrypted data injected ahead of
+      // the TLS handshake (CVE-2021-23222).
+      if (chunk.length !== 1) {
+        finish(
+          new ConnectionError(
+            "PROTOCOL_ERROR",
+            "Protocol error: the server sent unexpected data with its answer to SSLRequest",
+          ),
+        );
+      } else finish(undefined, chunk[0]);
+    };
+    const onError = (error: Error) =>
+      finish(new ConnectionError("TLS_FAILED", `SSLRequest failed: ${error.message}`));
+    const onClose = () =>
+      finish(new ConnectionError("TLS_FAILED", "The server closed the connection"));
+    socket.on("data", onData).on("error", onError).on("close", onClose);
+    socket.write(SSL_REQUEST);
+  });
+}
+
+async function upgrade(
+  socket: net.Socket,
+  settings: TlsSettings,
+  where: string,
+): Promise<tls.TLSSocket> {
+  const ca = [...(settings.ca ?? [])];
+  if (settings.caFile !== undefined) ca.push(await readFile(settings.caFile, "utf8"));
+  const verify = settings.mode === "verify-full";
+  const serverName = settings.serverName;
+  return await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const secure = tls.connect({
+      socket,
+      host: serverName,
+      // SNI takes host names only.
+      servername: net.isIP(serverName) ? undefined : serverName,
+      ca: ca.length > 0 ? ca : undefined,
+      rejectUnauthorized: verify,
+      checkServerIdentity: verify ? tls.checkServerIdentity : () => undefined,
+    });
+    const onError = (error: Error) => {
+      secure.destroy();
+      reject(
+        new ConnectionError("TLS_FAILED", `TLS with ${where} failed: ${error.message}`, {
+          cause: error,
+        }),
+      );
+    };
+    secure.once("secureConnect", () => {
+      secure.off("error", onError);
+      resolve(secure);
+    });
+    secure.once("error", onError);
+  });
+}
+
+class NodeStream implements ByteStream {
+  readonly encrypted: boolean;
+  readonly #socket: net.Socket;
+  #error: Error | undefined;
+  #closing = false;
+
+  constructor(socket: net.Socket, encrypted: boolean) {
+    this.#socket = socket;
+    this.encrypted = encrypted;
+  }
+
+  start(handlers: StreamHandlers): void {
+    const socket = this.#socket;
+    socket.on("data", (chunk: Uint8Array) => handlers.data(chunk));
+    socket.on("error", (error) => {
+      if (!this.#closing) this.#error ??= error;
+    });
+    socket.once("close", () => handlers.close(this.#error));
+    socket.resume();
+  }
+
+  write(data: Uint8Array): void {
+    if (!this.#socket.destroyed) this.#socket.write(data);
+  }
+
+  close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    // end() flushes queued writes first; a peer that never closes its side is cut off.
+    this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS).unref?.();
+  }
+}
