@@ -40,12 +40,8 @@ export const connect: ConnectFunction = createConnect(autoTransport);
 export { type ConnectFunction, createConnect } from "./src/connect.ts";
 export { Connection } from "./src/connection.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
-export {
-  type ConnectionConfig,
-  type ConnectOptions,
-  parseConfig,
-  redactUrl,
-} from "./src/config.ts";
+export { type ConnectionConfig, type ConnectOptions, parseConfig } from "./src/config.ts";
+export { redactUrl } from "./src/url.ts";
 export {
   ConnectionError,
   type ConnectionErrorCode,

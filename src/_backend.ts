@@ -194,3 +194,30 @@ export function protocolError(detail: string): ConnectionError {
 export function typeName(type: number): string {
   return type >= 0x20 && type < 0x7f ? String.fromCharCode(type) : `0x${type.toString(16)}`;
 }
+
+/** Parses a ParameterStatus body into its name and value. */
+export function parseParameterStatus(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+): [name: string, value: string] {
+  const nameEnd = cstringEnd(buf, start, end);
+  return [
+    decodeText(buf, start, nameEnd),
+    decodeText(buf, nameEnd + 1, cstringEnd(buf, nameEnd + 1, end)),
+  ];
+}
+
+/** Parses a NotificationResponse body. */
+export function parseNotification(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+): { processId: number; channel: string; payload: string } {
+  if (end - start < 6) throw protocolError("NotificationResponse is too short");
+  const processId = readInt32(buf, start);
+  const channelEnd = cstringEnd(buf, start + 4, end);
+  const channel = decodeText(buf, start + 4, channelEnd);
+  const payload = decodeText(buf, channelEnd + 1, cstringEnd(buf, channelEnd + 1, end));
+  return { processId, channel, payload };
+}

@@ -4,9 +4,36 @@
 import { cstringEnd, decodeText, protocolError, readInt16, readInt32 } from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
 import type { FieldDescription, QueryResult, RowMode } from "./result.ts";
-import { type TextParser, textParser } from "./types.ts";
+import { serializeParam, type TextParser, textParser } from "./types.ts";
 
 const NO_FIELDS: FieldDescription[] = [];
+const MAX_PARAMETERS = 65535;
+
+/**
+ * Serializes query parameters to their text form; `undefined` (no parameters) selects the
+ * simple protocol. Throws TypeError/RangeError for what cannot be sent.
+ */
+export function encodeParams(params: unknown): (string | null)[] | undefined {
+  if (params === undefined || params === null) return undefined;
+  if (!Array.isArray(params)) throw new TypeError("Query parameters must be an array");
+  if (params.length > MAX_PARAMETERS) {
+    throw new RangeError(
+      `A query takes at most ${MAX_PARAMETERS} parameters, got ${params.length}`,
+    );
+  }
+  const values: (string | null)[] = new Array(params.length);
+  for (let i = 0; i < params.length; i++) values[i] = serializeParam(params[i]);
+  return values;
+}
+
+/** Validates the `rowMode` option (default `"object"`). */
+export function checkRowMode(rowMode: unknown): RowMode {
+  if (rowMode === undefined) return "object";
+  if (rowMode !== "object" && rowMode !== "array") {
+    throw new TypeError(`rowMode must be "object" or "array", not ${String(rowMode)}`);
+  }
+  return rowMode;
+}
 
 /** A query that has been written and waits for its ReadyForQuery. */
 export class PendingQuery {
@@ -44,6 +71,39 @@ export class PendingQuery {
     this.extended = extended;
     this.resolve = resolve;
     this.reject = reject;
+  }
+
+  /** Handles a message of this query's response; `false` when `type` is not one of those. */
+  message(type: number, buf: Uint8Array, start: number, end: number): boolean {
+    switch (type) {
+      case 0x44: // D: DataRow
+        this.dataRow(buf, start, end);
+        return true;
+      case 0x54: // T: RowDescription
+        this.rowDescription(buf, start, end);
+        return true;
+      case 0x43: // C: CommandComplete
+        this.commandComplete(buf, start, end);
+        return true;
+      case 0x6e: // n: NoData
+        this.noData();
+        return true;
+      case 0x49: // I: EmptyQueryResponse
+        this.emptyQuery();
+        return true;
+      case 0x31: // 1: ParseComplete
+      case 0x32: // 2: BindComplete
+      case 0x33: // 3: CloseComplete
+      case 0x74: // t: ParameterDescription
+      case 0x73: // s: PortalSuspended
+      case 0x48: // H: CopyOutResponse
+      case 0x64: // d: CopyData
+      case 0x63: // c: CopyDone
+        // COPY TO STDOUT data is not collected; the CommandComplete still reports the count.
+        return true;
+      default:
+        return false;
+    }
   }
 
   rowDescription(buf: Uint8Array, start: number, end: number): void {

@@ -5,10 +5,11 @@
  */
 
 import { Authenticator } from "./_auth.ts";
+import { sendCancelRequest } from "./_cancel.ts";
 import {
-  cstringEnd,
-  decodeText,
   parseErrorFields,
+  parseNotification,
+  parseParameterStatus,
   protocolError,
   Reader,
   readInt32,
@@ -16,41 +17,15 @@ import {
 } from "./_backend.ts";
 import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
-import { PendingQuery } from "./_query.ts";
+import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
 import { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
-import { ConnectionError, PostgresError, type PostgresNotice } from "./errors.ts";
-import type { QueryOptions, QueryResult } from "./result.ts";
+import { ConnectionError, PostgresError } from "./errors.ts";
+import type { QueryOptions, QueryResult, RowMode } from "./result.ts";
 import type { ByteStream, TlsSettings, Transport } from "./transport.ts";
-import { serializeParam } from "./types.ts";
+import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts";
 
-/** Transaction state from the last ReadyForQuery: outside, inside, or inside a failed one. */
-export type TransactionStatus = "idle" | "transaction" | "failed";
-
-/** A NotificationResponse, delivered to `notification` listeners (LISTEN/NOTIFY). */
-export interface Notification {
-  /** Process ID of the notifying backend. */
-  processId: number;
-  /** Channel name. */
-  channel: string;
-  /** Payload string ("" when none). */
-  payload: string;
-}
-
-/** The events of a {@link Connection} and what each listener receives. */
-export interface ConnectionEvents {
-  /** A NoticeResponse (warnings, `RAISE NOTICE`): its fields. */
-  notice: PostgresNotice;
-  /** A NotificationResponse from LISTEN/NOTIFY. */
-  notification: Notification;
-  /** A ParameterStatus: a reported setting changed (`TimeZone`, `application_name`, ...). */
-  parameter: { name: string; value: string };
-  /** The connection closed: `undefined` after `close()`, the error when it broke. Fires once. */
-  close: Error | undefined;
-}
-
-const MAX_PARAMETERS = 65535;
-const CANCEL_TIMEOUT_MS = 10_000;
+export type { ConnectionEvents, Notification, TransactionStatus } from "./connection_events.ts";
 
 type State = "startup" | "ready" | "closing" | "closed";
 
@@ -173,27 +148,12 @@ export class Connection implements AsyncDisposable {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let values: (string | null)[] | undefined;
-    if (params !== undefined && params !== null) {
-      if (!Array.isArray(params)) {
-        return Promise.reject(new TypeError("Query parameters must be an array"));
-      }
-      if (params.length > MAX_PARAMETERS) {
-        return Promise.reject(
-          new RangeError(
-            `A query takes at most ${MAX_PARAMETERS} parameters, got ${params.length}`,
-          ),
-        );
-      }
-      values = new Array(params.length);
-      try {
-        for (let i = 0; i < params.length; i++) values[i] = serializeParam(params[i]);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
-    const rowMode = options?.rowMode ?? "object";
-    if (rowMode !== "object" && rowMode !== "array") {
-      return Promise.reject(new TypeError(`rowMode must be "object" or "array", not ${rowMode}`));
+    let rowMode: RowMode;
+    try {
+      values = encodeParams(params);
+      rowMode = checkRowMode(options?.rowMode);
+    } catch (error) {
+      return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
       const query = new PendingQuery(
@@ -222,26 +182,16 @@ export class Connection implements AsyncDisposable {
    */
   async cancel(): Promise<void> {
     if (this.#secretKey === null || this.#state === "closed") return;
-    const message = frontend.cancelRequest(this.#processId, this.#secretKey);
-    const stream = await this.#transport.connect({
-      host: this.#config.host,
-      port: this.#config.port,
-      tls: this.#tls,
-      signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
-      keepAlive: false,
-    });
-    await new Promise<void>((resolve) => {
-      // The server closes the connection once it has read the request.
-      const timer = setTimeout(() => stream.close(), CANCEL_TIMEOUT_MS);
-      stream.start({
-        data() {},
-        close() {
-          clearTimeout(timer);
-          resolve();
-        },
-      });
-      stream.write(message);
-    });
+    await sendCancelRequest(
+      this.#transport,
+      {
+        host: this.#config.host,
+        port: this.#config.port,
+        tls: this.#tls,
+      },
+      this.#processId,
+      this.#secretKey,
+    );
   }
 
   /**
@@ -386,29 +336,8 @@ export class Connection implements AsyncDisposable {
 
   #message(type: number, buf: Uint8Array, start: number, end: number): void {
     const head = this.#queue[0];
+    if (head !== undefined && head.message(type, buf, start, end)) return;
     switch (type) {
-      case 0x44: // D: DataRow
-        this.#head(head, type).dataRow(buf, start, end);
-        return;
-      case 0x31: // 1: ParseComplete
-      case 0x32: // 2: BindComplete
-      case 0x33: // 3: CloseComplete
-      case 0x74: // t: ParameterDescription
-      case 0x73: // s: PortalSuspended
-        this.#head(head, type);
-        return;
-      case 0x54: // T: RowDescription
-        this.#head(head, type).rowDescription(buf, start, end);
-        return;
-      case 0x6e: // n: NoData
-        this.#head(head, type).noData();
-        return;
-      case 0x43: // C: CommandComplete
-        this.#head(head, type).commandComplete(buf, start, end);
-        return;
-      case 0x49: // I: EmptyQueryResponse
-        this.#head(head, type).emptyQuery();
-        return;
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
         this.#transactionStatus = status(buf[start]);
@@ -446,12 +375,6 @@ export class Connection implements AsyncDisposable {
         this.#flush();
         return;
       }
-      case 0x48: // H: CopyOutResponse
-      case 0x64: // d: CopyData
-      case 0x63: // c: CopyDone
-        // COPY TO STDOUT data is not collected; the CommandComplete still reports the count.
-        this.#head(head, type);
-        return;
       default:
         this.#common(type, buf, start, end);
     }
@@ -461,9 +384,7 @@ export class Connection implements AsyncDisposable {
   #common(type: number, buf: Uint8Array, start: number, end: number): void {
     switch (type) {
       case 0x53: { // S: ParameterStatus
-        const nameEnd = cstringEnd(buf, start, end);
-        const name = decodeText(buf, start, nameEnd);
-        const value = decodeText(buf, nameEnd + 1, cstringEnd(buf, nameEnd + 1, end));
+        const [name, value] = parseParameterStatus(buf, start, end);
         this.#parameters = { ...this.#parameters, [name]: value };
         this.#events.emit("parameter", { name, value });
         return;
@@ -473,14 +394,9 @@ export class Connection implements AsyncDisposable {
           this.#events.emit("notice", parseErrorFields(buf, start, end));
         }
         return;
-      case 0x41: { // A: NotificationResponse
-        const processId = readInt32(buf, start);
-        const channelEnd = cstringEnd(buf, start + 4, end);
-        const channel = decodeText(buf, start + 4, channelEnd);
-        const payload = decodeText(buf, channelEnd + 1, cstringEnd(buf, channelEnd + 1, end));
-        this.#events.emit("notification", { processId, channel, payload });
+      case 0x41: // A: NotificationResponse
+        this.#events.emit("notification", parseNotification(buf, start, end));
         return;
-      }
       default:
         throw protocolError(
           `unexpected message '${typeName(type)}' ${

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ConnectOptions, parseConfig, redactUrl } from "../src/config.ts";
+import { type ConnectOptions, parseConfig } from "../src/config.ts";
+import { redactUrl } from "../src/url.ts";
 
 const PW = "Sup3rS3cretPW";
 

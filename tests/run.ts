@@ -204,9 +204,25 @@ async function main(): Promise<number> {
     if (phases.has("checks")) {
       await step("deno fmt --check", () => exec(DENO, ["fmt", "--check"]));
       await step("deno lint", () => exec(DENO, ["lint"]));
-      const targets = ["mod.ts", "transports/", "tests/"].filter(hasTypeScript);
+      const targets = ["mod.ts", "transports/", "tests/", "bench/", "build.ts", "demo.ts"]
+        .filter(hasTypeScript);
       await step("deno check", () => exec(DENO, ["check", ...targets]));
       await step("check_web_only", () => exec(DENO, ["run", "-A", "tests/check_web_only.ts"]));
+      // The examples in doc comments run (those marked `ignore` need a server).
+      await step("deno test --doc", () => exec(DENO, ["test", "--doc", "-A", "mod.ts", "src/"]));
+      // Every public symbol has a doc comment.
+      const entries = [
+        "mod.ts",
+        "transports/deno.ts",
+        "transports/node.ts",
+        "transports/workers.ts",
+      ];
+      await step("deno doc --lint", () => exec(DENO, ["doc", "--lint", ...entries]));
+      // JSR: no slow types, the package builds.
+      await step(
+        "deno publish --dry-run",
+        () => exec(DENO, ["publish", "--dry-run", "--allow-dirty", "--quiet"]),
+      );
     }
 
     if (phases.has("deno") || phases.has("node")) {
