@@ -5,6 +5,8 @@
  * @module
  */
 
+import { ConnectionError } from "./errors.ts";
+
 /** `sslmode` as libpq spells it, restricted to the modes edgepool implements. */
 export type SslMode = "disable" | "prefer" | "require" | "verify-full";
 
@@ -73,3 +75,45 @@ export interface Transport {
 
 /** The 8-byte SSLRequest message: length 8, code 80877103. */
 export const SSL_REQUEST: Uint8Array = new Uint8Array([0, 0, 0, 8, 4, 210, 22, 47]);
+
+/**
+ * Reads the server's answer to the SSLRequest: `true` to start TLS, `false` to go on without it
+ * (`prefer` and the server said no). Throws a `ConnectionError` for everything else: no answer,
+ * `N` when TLS is required, an unknown answer, or bytes after the answer, which would be
+ * unencrypted data injected ahead of the TLS handshake (CVE-2021-23222).
+ *
+ * @example
+ * ```ts
+ * import { readSslAnswer } from "./transport.ts";
+ * const tls = { mode: "prefer" as const, serverName: "db" };
+ * console.assert(readSslAnswer(new Uint8Array([0x53]), tls, "db:5432") === true);
+ * console.assert(readSslAnswer(new Uint8Array([0x4e]), tls, "db:5432") === false);
+ * ```
+ */
+export function readSslAnswer(
+  answer: Uint8Array | undefined,
+  tls: TlsSettings,
+  where: string,
+): boolean {
+  if (answer === undefined || answer.length === 0) {
+    throw new ConnectionError("TLS_FAILED", `The server at ${where} closed the connection`);
+  }
+  if (answer.length > 1) {
+    throw new ConnectionError(
+      "PROTOCOL_ERROR",
+      "Protocol error: the server sent unexpected data with its answer to SSLRequest",
+    );
+  }
+  if (answer[0] === 0x53) return true;
+  if (answer[0] !== 0x4e) {
+    throw new ConnectionError(
+      "PROTOCOL_ERROR",
+      `Protocol error: unexpected answer 0x${answer[0].toString(16)} to SSLRequest`,
+    );
+  }
+  if (tls.mode === "prefer") return false;
+  throw new ConnectionError(
+    "TLS_UNAVAILABLE",
+    `The server at ${where} does not support TLS (sslmode=${tls.mode})`,
+  );
+}

@@ -14,17 +14,9 @@ import {
   type ConnectOptions,
   PostgresError,
   type PostgresNotice,
-  type Transport,
 } from "../mod.ts";
-import { nodeTcp } from "../transports/node.ts";
+import { denoTcp, nodeTcp, transports } from "./_transports.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
-
-const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
-// deno.ts uses the Deno namespace: load it only where it exists.
-const denoTcp: Transport | undefined = isDeno
-  ? (await import("../transports/deno.ts")).denoTcp
-  : undefined;
-const transports: Transport[] = denoTcp ? [denoTcp, nodeTcp] : [nodeTcp];
 
 const T = { timeout: 20_000 };
 const PLAIN = { sslmode: "disable" };

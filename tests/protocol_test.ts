@@ -19,14 +19,7 @@ import {
   type Transport,
 } from "../mod.ts";
 import { Reader } from "../src/_backend.ts";
-import { nodeTcp } from "../transports/node.ts";
-
-const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
-// deno.ts uses the Deno namespace: load it only where it exists.
-const denoTcp: Transport | undefined = isDeno
-  ? (await import("../transports/deno.ts")).denoTcp
-  : undefined;
-const transports: Transport[] = denoTcp ? [denoTcp, nodeTcp] : [nodeTcp];
+import { transports } from "./_transports.ts";
 
 const T = { timeout: 20_000 };
 

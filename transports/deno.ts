@@ -18,6 +18,7 @@
 import { ConnectionError } from "../src/errors.ts";
 import {
   type ByteStream,
+  readSslAnswer,
   SSL_REQUEST,
   type StreamHandlers,
   type Transport,
@@ -51,20 +52,10 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     tcp.setNoDelay(true);
     if (tls !== null) {
       await writeAll(tcp, SSL_REQUEST);
-      // One byte and nothing else: bytes after it would be unencrypted data injected ahead of
-      // the TLS handshake (CVE-2021-23222).
-      const answer = new Uint8Array(16);
-      const n = await tcp.read(answer);
-      if (n === null || n === 0) {
-        throw new ConnectionError("TLS_FAILED", "The server closed the connection");
-      }
-      if (n > 1) {
-        throw new ConnectionError(
-          "PROTOCOL_ERROR",
-          "Protocol error: the server sent unexpected data with its answer to SSLRequest",
-        );
-      }
-      if (answer[0] === 0x53) {
+      // Read more than the one byte expected, to see injected bytes behind it.
+      const buf = new Uint8Array(16);
+      const n = await tcp.read(buf);
+      if (readSslAnswer(buf.subarray(0, n ?? 0), tls, `${host}:${port}`)) {
         const caCerts = [...(tls.ca ?? [])];
         if (tls.caFile !== undefined) caCerts.push(await Deno.readTextFile(tls.caFile));
         try {
@@ -81,18 +72,6 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
             { cause: error },
           );
         }
-      } else if (answer[0] === 0x4e) {
-        if (tls.mode !== "prefer") {
-          throw new ConnectionError(
-            "TLS_UNAVAILABLE",
-            `The server at ${host}:${port} does not support TLS (sslmode=${tls.mode})`,
-          );
-        }
-      } else {
-        throw new ConnectionError(
-          "PROTOCOL_ERROR",
-          `Protocol error: unexpected answer 0x${answer[0].toString(16)} to SSLRequest`,
-        );
       }
     }
     signal?.throwIfAborted();

@@ -19,6 +19,7 @@ import * as tls from "node:tls";
 import { ConnectionError } from "../src/errors.ts";
 import {
   type ByteStream,
+  readSslAnswer,
   SSL_REQUEST,
   type StreamHandlers,
   type TlsSettings,
@@ -62,22 +63,9 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     if (options.keepAlive !== false) socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     let encrypted = false;
     if (options.tls !== null) {
-      const answer = await sslRequest(socket);
-      if (answer === 0x53) {
+      if (readSslAnswer(await sslRequest(socket), options.tls, `${host}:${port}`)) {
         socket = await upgrade(socket, options.tls, `${host}:${port}`);
         encrypted = true;
-      } else if (answer === 0x4e) {
-        if (options.tls.mode !== "prefer") {
-          throw new ConnectionError(
-            "TLS_UNAVAILABLE",
-            `The server at ${host}:${port} does not support TLS (sslmode=${options.tls.mode})`,
-          );
-        }
-      } else {
-        throw new ConnectionError(
-          "PROTOCOL_ERROR",
-          `Protocol error: unexpected answer 0x${answer.toString(16)} to SSLRequest`,
-        );
       }
     }
     signal?.throwIfAborted();
@@ -90,30 +78,21 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   }
 }
 
-function sslRequest(socket: net.Socket): Promise<number> {
+/** Sends the SSLRequest and resolves with the first chunk the server answers with. */
+function sslRequest(socket: net.Socket): Promise<Uint8Array | undefined> {
   return new Promise((resolve, reject) => {
-    const finish = (error: Error | undefined, answer = 0) => {
+    const finish = (error: Error | undefined, answer?: Uint8Array) => {
       socket.off("data", onData).off("error", onError).off("close", onClose);
       if (error === undefined) resolve(answer);
       else reject(error);
     };
     const onData = (chunk: Uint8Array) => {
       socket.pause();
-      // One byte and nothing else: bytes after it would be unencrypted data injected ahead of
-      // the TLS handshake (CVE-2021-23222).
-      if (chunk.length !== 1) {
-        finish(
-          new ConnectionError(
-            "PROTOCOL_ERROR",
-            "Protocol error: the server sent unexpected data with its answer to SSLRequest",
-          ),
-        );
-      } else finish(undefined, chunk[0]);
+      finish(undefined, chunk);
     };
     const onError = (error: Error) =>
       finish(new ConnectionError("TLS_FAILED", `SSLRequest failed: ${error.message}`));
-    const onClose = () =>
-      finish(new ConnectionError("TLS_FAILED", "The server closed the connection"));
+    const onClose = () => finish(undefined, undefined);
     socket.on("data", onData).on("error", onError).on("close", onClose);
     socket.write(SSL_REQUEST);
   });

@@ -19,6 +19,7 @@ import { connect as cfConnect } from "cloudflare:sockets";
 import { ConnectionError } from "../src/errors.ts";
 import {
   type ByteStream,
+  readSslAnswer,
   SSL_REQUEST,
   type StreamHandlers,
   type Transport,
@@ -70,18 +71,9 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
       await writer.write(SSL_REQUEST);
       writer.releaseLock();
       const reader = socket.readable.getReader();
-      const { value, done } = await reader.read();
+      const { value } = await reader.read();
       reader.releaseLock();
-      if (done || value === undefined) {
-        throw new ConnectionError("TLS_FAILED", "The server closed the connection");
-      }
-      if (value.length !== 1) {
-        throw new ConnectionError(
-          "PROTOCOL_ERROR",
-          "Protocol error: the server sent unexpected data with its answer to SSLRequest",
-        );
-      }
-      if (value[0] === 0x53) {
+      if (readSslAnswer(value, tls, where)) {
         socket = socket.startTls({ expectedServerHostname: tls.serverName });
         try {
           await socket.opened;
@@ -91,18 +83,6 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
           });
         }
         encrypted = true;
-      } else if (value[0] === 0x4e) {
-        if (tls.mode !== "prefer") {
-          throw new ConnectionError(
-            "TLS_UNAVAILABLE",
-            `The server at ${where} does not support TLS (sslmode=${tls.mode})`,
-          );
-        }
-      } else {
-        throw new ConnectionError(
-          "PROTOCOL_ERROR",
-          `Protocol error: unexpected answer 0x${value[0].toString(16)} to SSLRequest`,
-        );
       }
     }
     signal?.throwIfAborted();
