@@ -45,10 +45,46 @@ export { redactUrl } from "./src/url.ts";
 export {
   ConnectionError,
   type ConnectionErrorCode,
+  PoolError,
+  type PoolErrorCode,
   PostgresError,
   type PostgresErrorFields,
   type PostgresNotice,
 } from "./src/errors.ts";
+export type { Clock } from "./src/pool/_clock.ts";
+export {
+  connectionAdapter,
+  type PoolAdapter,
+  type PoolTransactionStatus,
+} from "./src/pool/adapter.ts";
+export { AssertionPool } from "./src/pool/assertion_pool.ts";
+export {
+  type AsyncContextStore,
+  ContextPool,
+  type ContextPoolOptions,
+} from "./src/pool/context_pool.ts";
+export type { PoolCloseReason, PoolConnectionEvent, PoolEvents } from "./src/pool/events.ts";
+export {
+  manage,
+  type ManagedPools,
+  type ManageOptions,
+  type PoolFactory,
+} from "./src/pool/manage.ts";
+export { NullPool, type NullPoolOptions } from "./src/pool/null_pool.ts";
+export type {
+  Creator,
+  Policy,
+  PoolLogger,
+  PoolOptions,
+  ResetOnReturn,
+  ResolvedOptions,
+} from "./src/pool/options.ts";
+export { type CheckoutOptions, Pool, type PoolQueryOptions } from "./src/pool/pool.ts";
+export { PooledConnection } from "./src/pool/pooled_connection.ts";
+export { QueuePool, type QueuePoolOptions, type QueuePoolSize } from "./src/pool/queue_pool.ts";
+export { StaticPool } from "./src/pool/static_pool.ts";
+export type { PoolStats } from "./src/pool/stats.ts";
+export type { IsolationLevel, TransactionOptions } from "./src/pool/transaction.ts";
 export type { FieldDescription, QueryOptions, QueryResult, RowMode } from "./src/result.ts";
 export type {
   ByteStream,

@@ -132,3 +132,48 @@ export class PostgresError extends Error implements PostgresErrorFields {
 
 /** A NoticeResponse from the server: the same fields as an error, at a lower severity. */
 export type PostgresNotice = PostgresErrorFields;
+
+/**
+ * Stable codes carried by {@link PoolError}.
+ *
+ * - `POOL_TIMEOUT`: no connection could be checked out within the checkout deadline (which
+ *   covers waiting, connecting and the health check), or `wait()` timed out.
+ * - `TOO_MANY_WAITERS`: `maxWaiting` callers were already waiting; this one failed at once.
+ * - `POOL_CLOSED`: the pool is closed (or closed while the caller waited).
+ * - `CONNECTION_LOST`: the pooled connection broke (a driver's disconnect error, wrapped).
+ * - `RELEASED`: a checked-out connection was used or released after it was released.
+ * - `ALREADY_CHECKED_OUT`: `AssertionPool` was asked for a second connection at once.
+ * - `ROLLED_BACK`: `transaction()` asked to COMMIT and the server rolled back instead, because a
+ *   statement in the transaction had failed.
+ */
+export type PoolErrorCode =
+  | "POOL_TIMEOUT"
+  | "TOO_MANY_WAITERS"
+  | "POOL_CLOSED"
+  | "CONNECTION_LOST"
+  | "RELEASED"
+  | "ALREADY_CHECKED_OUT"
+  | "ROLLED_BACK";
+
+/**
+ * An error of a pool: see {@link PoolErrorCode}. The underlying error, when there is one (the
+ * last connect failure behind a timeout, say), is in `cause`.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "@edgepool/edgepool";
+ * const err = new PoolError("POOL_CLOSED", "Cannot check out a connection: the pool is closed");
+ * console.assert(err.code === "POOL_CLOSED");
+ * ```
+ */
+export class PoolError extends Error {
+  /** The stable code of this error. */
+  readonly code: PoolErrorCode;
+
+  /** Makes an error with a stable `code`, a message and an optional `cause`. */
+  constructor(code: PoolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "PoolError";
+    this.code = code;
+  }
+}

@@ -1,0 +1,44 @@
+// A pool's long-lived slot for one connection (SQLAlchemy's _ConnectionRecord): the connection,
+// its age, generation and lifetime, and the `info` that lives as long as it does. Handed out
+// through a PooledConnection, one per checkout.
+
+/** Where a record stands. Only the pool's `move` changes it. */
+export type RecordState = "idle" | "busy" | "closed" | "detached";
+
+export class PoolRecord<C> {
+  readonly connection: C;
+  readonly createdAt: number;
+  /** The pool generation this connection was made in; older ones are recycled. */
+  readonly generation: number;
+  /** When this connection must retire (lifetime with jitter, or recycle). */
+  readonly expiresAt: number;
+  state: RecordState = "busy";
+  readonly info: Record<string, unknown> = {};
+  /** When it was last returned (idle since). */
+  lastUsedAt: number;
+  /** When the current checkout started. */
+  checkedOutAt = 0;
+  /** Checkouts so far; the current one's number while busy. */
+  checkouts = 0;
+  /**
+   * A checkout is open (a handle is out). The record must not reference the handle itself:
+   * the handle has to be collectable for leak detection to notice a lost one.
+   */
+  out = false;
+  /** Where the current checkout happened, when the pool records stacks. */
+  stack: string | undefined = undefined;
+  /** Soft-invalidated: close instead of reuse when returned. */
+  soft = false;
+  /** A `leak` warning was given for the current checkout. */
+  leakReported = false;
+  /** Stops listening for the connection closing by itself. */
+  unsubscribe: () => void = () => {};
+
+  constructor(connection: C, createdAt: number, generation: number, expiresAt: number) {
+    this.connection = connection;
+    this.createdAt = createdAt;
+    this.lastUsedAt = createdAt;
+    this.generation = generation;
+    this.expiresAt = expiresAt;
+  }
+}

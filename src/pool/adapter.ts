@@ -1,0 +1,80 @@
+/**
+ * What a pool needs to know about the connections it pools: SQLAlchemy's dialect hooks. The
+ * default adapter pools edgepool's own {@link Connection}; another driver's client is pooled by
+ * passing an adapter for it.
+ *
+ * @module
+ */
+
+import { Connection } from "../connection.ts";
+import { ConnectionError, PostgresError } from "../errors.ts";
+import type { QueryOptions, QueryResult } from "../result.ts";
+
+/** A connection's transaction state, or `unknown` when the driver cannot tell. */
+export type PoolTransactionStatus = "idle" | "transaction" | "failed" | "unknown";
+
+/** Hooks for one kind of connection. */
+export interface PoolAdapter<C> {
+  /** Runs a query (`PooledConnection.query`, `pool.query`, `pool.transaction`). */
+  query<Row = Record<string, unknown>>(
+    connection: C,
+    sql: string,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** Closes the connection: gracefully, or at once with `force`. Never rejects. */
+  close(connection: C, force: boolean): Promise<void>;
+  /** The transaction state now, without a round trip. */
+  transactionStatus(connection: C): PoolTransactionStatus;
+  /** Whether the connection is known to be closed or broken. */
+  isClosed(connection: C): boolean;
+  /** Whether queries are still in flight on it. */
+  isBusy(connection: C): boolean;
+  /** One round trip that proves the connection works (pre-ping). */
+  ping(connection: C, signal: AbortSignal): Promise<void>;
+  /** Whether an error means the connection is unusable (SQLAlchemy's `is_disconnect`). */
+  isDisconnect(error: unknown): boolean;
+  /** Calls `listener` when the connection closes by itself; returns the unsubscribe function. */
+  onClose(connection: C, listener: (error?: Error) => void): () => void;
+}
+
+/**
+ * SQLSTATEs that mean the session is gone: connection exceptions (class 08), administrator or
+ * crash shutdown (57P01, 57P02), and "cannot connect now" (57P03).
+ */
+function isDisconnectState(code: string): boolean {
+  return code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03";
+}
+
+/**
+ * The adapter for edgepool's {@link Connection}: an empty query as the ping, the transaction
+ * status of the last ReadyForQuery, `ConnectionError`s and FATAL server errors as disconnects.
+ */
+export const connectionAdapter: PoolAdapter<Connection> = {
+  query: (connection, sql, params, options) => connection.query(sql, params, options),
+  async close(connection, force) {
+    if (force) connection.destroy();
+    else await connection.close();
+  },
+  transactionStatus: (connection) => connection.closed ? "unknown" : connection.transactionStatus,
+  isClosed: (connection) => connection.closed,
+  isBusy: (connection) => connection.pending > 0,
+  async ping(connection, signal) {
+    // The cheapest round trip there is: an empty query answers EmptyQueryResponse.
+    await connection.query("", undefined, { signal });
+  },
+  isDisconnect(error) {
+    if (error instanceof ConnectionError) return true;
+    if (error instanceof PostgresError) {
+      return error.severity === "FATAL" || error.severity === "PANIC" ||
+        isDisconnectState(error.code);
+    }
+    return false;
+  },
+  onClose: (connection, listener) => connection.on("close", listener),
+};
+
+/** Whether `value` looks like an edgepool {@link Connection}. */
+export function isConnection(value: unknown): value is Connection {
+  return value instanceof Connection;
+}

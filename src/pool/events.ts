@@ -1,0 +1,68 @@
+/**
+ * The events of a pool, with SQLAlchemy's names in camelCase, and what each listener receives.
+ *
+ * @module
+ */
+
+/** What every connection-level event carries. */
+export interface PoolConnectionEvent<C> {
+  /** The pooled connection itself (edgepool's `Connection`, or another driver's client). */
+  connection: C;
+  /** The record that lives as long as the connection: put your own data on it. */
+  info: Record<string, unknown>;
+}
+
+/** Why the pool closed a connection. */
+export type PoolCloseReason =
+  | "overflow"
+  | "idle"
+  | "lifetime"
+  | "invalidated"
+  | "stale"
+  | "reset failed"
+  | "returned broken"
+  | "lost"
+  | "detached"
+  | "disposed"
+  | "pool closed"
+  | "unwanted";
+
+/** Pool events: name → what the listener receives. */
+export interface PoolEvents<C> {
+  /** A new connection was made (after `configure`). */
+  connect: PoolConnectionEvent<C>;
+  /** The first connection this pool ever made (fires before that connection's `connect`). */
+  firstConnect: PoolConnectionEvent<C>;
+  /** A connection was checked out; `waitedMs` is how long the caller waited. */
+  checkout: PoolConnectionEvent<C> & { waitedMs: number };
+  /** A connection was returned by its user (before any reset). */
+  checkin: PoolConnectionEvent<C>;
+  /** A returned connection was reset: rolled back, committed, or the `reset` callback ran. */
+  reset: PoolConnectionEvent<C> & { action: "rollback" | "commit" | "callback" };
+  /** A connection was invalidated: closed at once and never reused. */
+  invalidate: PoolConnectionEvent<C> & { error?: unknown };
+  /** A connection was soft-invalidated: it is closed when returned, not reused. */
+  softInvalidate: PoolConnectionEvent<C> & { error?: unknown };
+  /** The pool closed a connection. */
+  close: PoolConnectionEvent<C> & { reason: PoolCloseReason };
+  /** A checked-out connection was detached from the pool. */
+  detach: PoolConnectionEvent<C>;
+  /** A detached connection was closed (by `release()` or `close()` on its handle). */
+  closeDetached: PoolConnectionEvent<C>;
+  /**
+   * A background error: a connection failing while idle, a failed background connect, a failed
+   * reset. Never thrown, never fatal: this is where to log them.
+   */
+  error: { error: unknown; context: string; connection?: C };
+  /**
+   * A connection was held too long (`leakDetectionThreshold`), or its handle was
+   * garbage-collected without being returned: `stack` says where it was checked out (when the
+   * pool records stacks).
+   */
+  leak: {
+    reason: "threshold" | "garbage-collected";
+    info: Record<string, unknown>;
+    heldMs: number;
+    stack?: string;
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * Options shared by every pool class, their defaults, and the logger contract. Times are in
+ * milliseconds throughout.
+ *
+ * @module
+ */
+
+import type { Clock } from "./_clock.ts";
+import type { PoolAdapter } from "./adapter.ts";
+
+/** Makes a new connection; `signal` aborts when the pool closes. */
+export type Creator<C> = (signal: AbortSignal) => Promise<C>;
+
+/** Receives pool activity; `console` fits. Silent when not given. */
+export interface PoolLogger {
+  /** Connections made and closed, checkouts. */
+  debug?(message: string, data?: Record<string, unknown>): void;
+  /** Invalidations, the pool closing. */
+  info?(message: string, data?: Record<string, unknown>): void;
+  /** Failed connects, failed resets, leaks. */
+  warn?(message: string, data?: Record<string, unknown>): void;
+  /** Giving up reconnecting. */
+  error?(message: string, data?: Record<string, unknown>): void;
+}
+
+/** What to do with a returned connection that is inside a transaction. */
+export type ResetOnReturn = "rollback" | "commit" | "none";
+
+/** Options every pool class takes. */
+export interface PoolOptions<C> {
+  /**
+   * How to query, ping, reset and close the pooled connections. Default: the adapter for
+   * edgepool's `Connection`.
+   */
+  adapter?: PoolAdapter<C>;
+  /**
+   * Checkout deadline: waiting in the queue, connecting and the health check together.
+   * Default 30 000 ms.
+   */
+  timeout?: number;
+  /** Ping a connection before handing it out; on failure, try another. Default `false`. */
+  prePing?: boolean;
+  /** Health check at checkout (psycopg's `check`); throw to reject the connection. */
+  check?: (connection: C) => void | Promise<void>;
+  /** Called once on every new connection before its first use (psycopg's `configure`). */
+  configure?: (connection: C) => void | Promise<void>;
+  /** Called on every returned connection after `resetOnReturn` (psycopg's `reset`). */
+  reset?: (connection: C) => void | Promise<void>;
+  /**
+   * A returned connection inside a transaction is rolled back (`"rollback"`, the default), or
+   * committed (`"commit"`); with `"none"` it is closed instead of reset. An idle connection
+   * goes back with no round trip whatever this says.
+   */
+  resetOnReturn?: ResetOnReturn;
+  /** Callers allowed to wait at once; beyond it a checkout fails with `TOO_MANY_WAITERS`. 0 = no limit (default). */
+  maxWaiting?: number;
+  /** Warn (`leak` event, logger) when a connection is held longer than this. 0 = off (default). */
+  leakDetectionThreshold?: number;
+  /** Record where each checkout happened, for `leak` events and errors. Default: on when `leakDetectionThreshold` is set. */
+  recordStacks?: boolean;
+  /** Where pool activity goes (debug/info/warn/error). Default: nowhere. */
+  logger?: PoolLogger;
+  /** A name for messages and logs. */
+  name?: string;
+  /** Time source, for tests. Default: the system clock. */
+  clock?: Clock;
+  /** How often background upkeep runs while the pool has connections. Default 1000 ms. */
+  maintenanceInterval?: number;
+}
+
+/** What a pool class makes of its options: the engine's policy. */
+export interface Policy {
+  /** Upper bound on open plus opening connections. */
+  max: number;
+  /** Idle connections kept on checkin; more are closed (SQLAlchemy's overflow). */
+  keepIdle: number;
+  /** Connections opened at start and kept open. */
+  min: number;
+  /** Close idle connections above `min` after this long. Infinity = never. */
+  maxIdle: number;
+  /** Retire connections after this long, less up to 5 % jitter. Infinity = never. */
+  maxLifetime: number;
+  /** Retire connections older than this at checkout (SQLAlchemy's `recycle`). Infinity = never. */
+  recycle: number;
+  /** Take the most recently returned idle connection first. */
+  lifo: boolean;
+  /** Give up background reconnecting after this long. */
+  reconnectTimeout: number;
+}
+
+/** The engine's settings after defaults and validation (see {@link PoolOptions}). */
+export interface ResolvedOptions<C> {
+  /** See {@link PoolOptions.adapter}. */
+  adapter: PoolAdapter<C>;
+  /** See {@link PoolOptions.timeout}. */
+  timeout: number;
+  /** See {@link PoolOptions.prePing}. */
+  prePing: boolean;
+  /** See {@link PoolOptions.check}. */
+  check: ((connection: C) => void | Promise<void>) | undefined;
+  /** See {@link PoolOptions.configure}. */
+  configure: ((connection: C) => void | Promise<void>) | undefined;
+  /** See {@link PoolOptions.reset}. */
+  reset: ((connection: C) => void | Promise<void>) | undefined;
+  /** See {@link PoolOptions.resetOnReturn}. */
+  resetOnReturn: ResetOnReturn;
+  /** See {@link PoolOptions.maxWaiting}. */
+  maxWaiting: number;
+  /** See {@link PoolOptions.leakDetectionThreshold}. */
+  leakDetectionThreshold: number;
+  /** See {@link PoolOptions.recordStacks}. */
+  recordStacks: boolean;
+  /** See {@link PoolOptions.logger}. */
+  logger: PoolLogger;
+  /** See {@link PoolOptions.name}. */
+  name: string;
+  /** See {@link PoolOptions.clock}. */
+  clock: Clock;
+  /** See {@link PoolOptions.maintenanceInterval}. */
+  maintenanceInterval: number;
+}
+
+/** A non-negative finite number of milliseconds (or `fallback` when undefined). */
+export function milliseconds(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value >= 0) || value > 2_147_483_647) {
+    throw new RangeError(
+      `${name} must be a number of milliseconds from 0 to 2147483647, not ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/** A non-negative integer (or `fallback` when undefined). */
+export function count(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a whole number from 0 up, not ${String(value)}`);
+  }
+  return value;
+}
+
+/** An optional function. */
+export function callback<F>(value: unknown, name: string): F | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "function") {
+    throw new TypeError(`${name} must be a function, not ${typeof value}`);
+  }
+  return value as F;
+}

@@ -1,0 +1,172 @@
+/**
+ * A checked-out connection: the handle a caller holds between `pool.connect()` and
+ * `release()`. One per checkout; the connection itself outlives it in the pool.
+ *
+ * @module
+ */
+
+import { PoolError } from "../errors.ts";
+import type { QueryOptions, QueryResult } from "../result.ts";
+import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
+import type { PoolRecord } from "./_record.ts";
+
+// Set by the class's static block: the pool's way to the record behind a handle, which no
+// one else can reach.
+let recordOf: <C>(handle: PooledConnection<C>) => PoolRecord<C>;
+
+/** What a handle needs from its pool. */
+export interface PoolInternals<C> {
+  readonly adapter: PoolAdapter<C>;
+  checkin(record: PoolRecord<C>, handle: PooledConnection<C>): Promise<void>;
+  invalidate(record: PoolRecord<C>, error: unknown, soft: boolean): void;
+  detach(record: PoolRecord<C>, handle: PooledConnection<C>): void;
+  closeDetached(record: PoolRecord<C>): Promise<void>;
+  /** A query failed with a disconnect error: retire the connection and those older than it. */
+  lost(record: PoolRecord<C>, error: unknown): void;
+}
+
+/**
+ * A connection checked out of a pool. Return it with `release()` — or let `await using` do it:
+ *
+ * @example
+ * ```ts ignore
+ * import { createPool } from "@edgepool/edgepool";
+ * const pool = createPool();
+ * {
+ *   await using conn = await pool.connect();
+ *   await conn.query("insert into t values ($1)", [1]);
+ * } // returned here, on every path
+ * ```
+ *
+ * As with SQLAlchemy's connection proxy, `close()` returns the connection to the pool rather
+ * than closing it.
+ */
+export class PooledConnection<C> implements AsyncDisposable {
+  static {
+    recordOf = (handle) => handle.#record;
+  }
+  readonly #pool: PoolInternals<C>;
+  readonly #record: PoolRecord<C>;
+  #released = false;
+  #returned: Promise<void> | null = null;
+
+  /** Made by the pool at checkout. */
+  constructor(pool: PoolInternals<C>, record: PoolRecord<C>) {
+    this.#pool = pool;
+    this.#record = record;
+  }
+
+  /** The underlying connection (edgepool's `Connection`, or another driver's client). */
+  get connection(): C {
+    return this.#record.connection;
+  }
+
+  /** Data that lives as long as the underlying connection, across checkouts. */
+  get info(): Record<string, unknown> {
+    return this.#record.info;
+  }
+
+  /** The connection's transaction status, without a round trip. */
+  get transactionStatus(): PoolTransactionStatus {
+    return this.#pool.adapter.transactionStatus(this.#record.connection);
+  }
+
+  /** Whether this handle was released (or closed). */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /**
+   * Runs a query on the connection. A disconnect error retires this connection, and every
+   * connection the pool made before it, before it reaches you.
+   */
+  async query<Row = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<Row>> {
+    if (this.#released) throw released("run a query on");
+    const adapter = this.#pool.adapter;
+    try {
+      return await adapter.query<Row>(this.#record.connection, sql, params, options);
+    } catch (error) {
+      if (this.#record.state === "busy" && adapter.isDisconnect(error)) {
+        this.#pool.lost(this.#record, error);
+        const code = (error as { code?: unknown })?.code;
+        if (code !== "CONNECTION_LOST" && code !== "CONNECTION_CLOSED" && !isOwnError(error)) {
+          throw new PoolError("CONNECTION_LOST", `Connection lost: ${message(error)}`, {
+            cause: error,
+          });
+        }
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Returns the connection to the pool. The promise resolves once the pool has it back (reset
+   * done where needed) and never rejects. A second release throws `RELEASED`.
+   */
+  release(): Promise<void> {
+    if (this.#released) throw released("release");
+    return this.#return();
+  }
+
+  /** Returns the connection to the pool, like `release()`, but a second call does nothing. */
+  close(): Promise<void> {
+    return this.#released ? this.#returned ?? Promise.resolve() : this.#return();
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * Closes the underlying connection and frees its place in the pool: it will never be handed
+   * out again. With `soft`, it stays usable until returned and is closed then.
+   */
+  invalidate(reason?: unknown, options?: { soft?: boolean }): void {
+    if (this.#released) throw released("invalidate");
+    this.#pool.invalidate(this.#record, reason, options?.soft === true);
+  }
+
+  /**
+   * Takes the connection out of the pool: the pool forgets it (and may open another in its
+   * place), while this handle keeps working. Releasing the handle then closes the connection.
+   */
+  detach(): void {
+    if (this.#released) throw released("detach");
+    if (this.#record.state === "busy") this.#pool.detach(this.#record, this);
+  }
+
+  #return(): Promise<void> {
+    this.#released = true;
+    const record = this.#record;
+    this.#returned = record.state === "detached"
+      ? this.#pool.closeDetached(record)
+      : this.#pool.checkin(record, this);
+    return this.#returned;
+  }
+}
+
+/** The record behind a handle (for the pool only). */
+export function handleRecord<C>(handle: PooledConnection<C>): PoolRecord<C> {
+  return recordOf(handle);
+}
+
+function released(action: string): PoolError {
+  return new PoolError(
+    "RELEASED",
+    `Cannot ${action} a connection that was already released to the pool`,
+  );
+}
+
+function isOwnError(error: unknown): boolean {
+  const name = (error as { name?: unknown })?.name;
+  return name === "ConnectionError" || name === "PoolError";
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
