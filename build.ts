@@ -17,7 +17,9 @@ export type BundleTarget = "node" | "deno" | "workers";
 
 /**
  * An esbuild plugin that keeps only `target`'s TCP transport: the others, reached through
- * `transports/auto.ts`'s lazy imports, become empty modules.
+ * `transports/auto.ts`'s lazy imports, become empty modules. A Workers bundle also leaves out
+ * the embedded database (PGlite: 10 MB of WebAssembly, and no filesystem there): `createPool()`
+ * without a URL explains that instead.
  */
 export function transportPlugin(target: BundleTarget): esbuild.Plugin {
   return {
@@ -33,6 +35,18 @@ export function transportPlugin(target: BundleTarget): esbuild.Plugin {
         contents: "export {};",
         loader: "js",
       }));
+      if (target !== "workers") return;
+      build.onResolve({ filter: /[\\/]transports[\\/]pglite\.ts$/ }, () => ({
+        path: "pglite",
+        namespace: "edgepool-omitted-embedded",
+      }));
+      build.onLoad({ filter: /.*/, namespace: "edgepool-omitted-embedded" }, () => ({
+        contents: `export function pgliteTransport() {
+  throw new TypeError("edgepool: the embedded database (PGlite) is not part of the Workers " +
+    "bundle; give createPool() a postgres:// URL");
+}`,
+        loader: "js",
+      }));
     },
   };
 }
@@ -45,7 +59,11 @@ export function bundleOptions(entry: string, target: BundleTarget): esbuild.Buil
     format: "esm",
     platform: target === "node" ? "node" : "neutral",
     target: target === "node" ? "node20" : "es2022",
-    external: target === "workers" ? ["cloudflare:sockets"] : ["node:*"],
+    // PGlite (10 MB of WebAssembly) is loaded lazily by the embedded transport and never bundled.
+    external: [
+      "@electric-sql/pglite",
+      ...(target === "workers" ? ["cloudflare:sockets"] : ["node:*"]),
+    ],
     plugins: [transportPlugin(target)],
     logLevel: "warning",
   };

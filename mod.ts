@@ -15,7 +15,9 @@
  */
 
 import { type ConnectFunction, createConnect } from "./src/connect.ts";
-import { autoTransport } from "./transports/auto.ts";
+import { type CreatePool, makeCreatePool } from "./src/create_pool.ts";
+import { autoTransport, isEdgeRuntime } from "./transports/auto.ts";
+import { pgliteTransport } from "./transports/pglite.ts";
 
 /**
  * Opens a PostgreSQL connection. The URL takes libpq's form
@@ -37,7 +39,45 @@ import { autoTransport } from "./transports/auto.ts";
  */
 export const connect: ConnectFunction = createConnect(autoTransport);
 
+/**
+ * Makes the pool that fits the URL and the runtime:
+ *
+ * - no URL, or `pglite://memory` / `pglite:///path/to/dir`: the embedded database (PGlite, in
+ *   this process, no server) in a `StaticPool`, as SQLAlchemy uses SQLite;
+ * - a `postgres://` URL: a `QueuePool` over TCP on a long-lived runtime, a `NullPool` on an
+ *   edge runtime (Workers, Vercel Edge, Netlify Edge, Deno Deploy), where an external pooler
+ *   does the pooling.
+ *
+ * `options` holds those of `connect()` and of the pool; `poolClass` overrides the choice.
+ *
+ * @example
+ * ```ts ignore
+ * import { createPool } from "@edgepool/edgepool";
+ * const pool = createPool(); // embedded, nothing to install or start
+ * await pool.query("create table notes (body text)");
+ * await pool.query("insert into notes values ($1)", ["hello"]);
+ * console.log((await pool.query("select body from notes")).rows); // [{ body: "hello" }]
+ * await pool.close();
+ * ```
+ */
+export const createPool: CreatePool = makeCreatePool({
+  connect,
+  isEdge: isEdgeRuntime,
+  embedded(location) {
+    const transport = pgliteTransport(location === "memory" ? {} : { dataDir: location });
+    return { transport, close: () => transport.close() };
+  },
+});
+
 export { type ConnectFunction, createConnect } from "./src/connect.ts";
+export {
+  type CreatePool,
+  type CreatePoolOptions,
+  type EmbeddedDatabase,
+  makeCreatePool,
+  type PoolClassName,
+  type PoolEnvironment,
+} from "./src/create_pool.ts";
 export { Connection } from "./src/connection.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
 export { type ConnectionConfig, type ConnectOptions, parseConfig } from "./src/config.ts";
@@ -83,7 +123,7 @@ export { type CheckoutOptions, Pool, type PoolQueryOptions } from "./src/pool/po
 export { PooledConnection } from "./src/pool/pooled_connection.ts";
 export { QueuePool, type QueuePoolOptions, type QueuePoolSize } from "./src/pool/queue_pool.ts";
 export { StaticPool } from "./src/pool/static_pool.ts";
-export type { PoolStats } from "./src/pool/stats.ts";
+export type { PoolCounters, PoolGauges, PoolStats } from "./src/pool/stats.ts";
 export type { IsolationLevel, TransactionOptions } from "./src/pool/transaction.ts";
 export type { FieldDescription, QueryOptions, QueryResult, RowMode } from "./src/result.ts";
 export type {
@@ -95,4 +135,9 @@ export type {
   TransportConnectOptions,
 } from "./src/transport.ts";
 export { Oid, serializeParam, type TextParser, textParser } from "./src/types.ts";
-export { autoTransport, detectTcpRuntime, type TcpRuntime } from "./transports/auto.ts";
+export {
+  autoTransport,
+  detectTcpRuntime,
+  isEdgeRuntime,
+  type TcpRuntime,
+} from "./transports/auto.ts";

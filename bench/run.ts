@@ -1,6 +1,8 @@
 /**
  * `deno task bench`: the benchmarks, side by side with the peers in one run, on Deno and on
- * Node 20. Uses `DATABASE_URL` when set, else a throwaway server from the test harness.
+ * Node 20, each in a fresh process (with `--expose-gc`, for the heap figures). Uses
+ * `DATABASE_URL` when set, else a throwaway server from the test harness. Prints the tables and
+ * writes them to `bench/results.md` with the date, the machine and the runtime versions.
  *
  * @module
  */
@@ -8,25 +10,82 @@
 import * as esbuild from "esbuild";
 import { bundleOptions } from "../build.ts";
 import { getServer } from "../tests/_server.ts";
-import { benchConnections } from "./connection_bench.ts";
 
+/** The benchmark files; each prints markdown and takes the server URL as its argument. */
+const benches = ["connection_bench", "pool_query_bench", "pool_overhead_bench"];
+
+const started = performance.now();
 const url = Deno.env.get("DATABASE_URL") ??
   (await getServer()).url("scram", { sslmode: "disable" });
 
-console.log(await benchConnections(url, `Deno ${Deno.version.deno}`));
-console.log();
-
-const outfile = ".tmp/bench/connection_bench.mjs";
-await esbuild.build({
-  ...bundleOptions("bench/connection_bench.ts", "node"),
-  outfile,
-  packages: "external",
-});
+for (const name of benches) {
+  await esbuild.build({
+    ...bundleOptions(`bench/${name}.ts`, "node"),
+    outfile: `.tmp/bench/${name}.mjs`,
+    packages: "external",
+  });
+}
 await esbuild.stop();
-const node = new Deno.Command("node", {
-  args: [outfile, url],
-  stdout: "inherit",
-  stderr: "inherit",
-});
-const { code } = await node.output();
-if (code !== 0) throw new Error(`the Node benchmark exited with ${code}`);
+
+async function run(command: string, args: string[]): Promise<string> {
+  const child = new Deno.Command(command, { args, stdout: "piped", stderr: "inherit" });
+  const { code, stdout } = await child.output();
+  const text = new TextDecoder().decode(stdout).trim();
+  if (code !== 0) throw new Error(`${command} ${args.join(" ")} exited with ${code}\n${text}`);
+  console.log(text + "\n");
+  return text;
+}
+
+const tables: string[] = [];
+for (const name of benches) {
+  tables.push(
+    await run(Deno.execPath(), ["run", "-A", "--v8-flags=--expose-gc", `bench/${name}.ts`, url]),
+  );
+  tables.push(await run("node", ["--expose-gc", `.tmp/bench/${name}.mjs`, url]));
+}
+
+async function output(command: string, args: string[]): Promise<string> {
+  const { stdout } = await new Deno.Command(command, { args, stdout: "piped" }).output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
+const cpu = await output("node", ["-p", "os.cpus()[0].model + ', ' + os.cpus().length + ' cores'"]);
+const nodeVersion = await output("node", ["--version"]);
+const seconds = Math.round((performance.now() - started) / 1000);
+const serverVersion = await serverVersionOf(url);
+
+const report = [
+  "# Benchmark results",
+  "",
+  "Written by `deno task bench` (`deno run -A bench/run.ts`); numbers depend on the machine",
+  "and on whatever else ran on it at the time, so compare columns within one run only.",
+  "",
+  `- Date: ${new Date().toISOString()}`,
+  `- Machine: ${cpu}, ${Deno.build.os} ${Deno.build.arch}`,
+  `- Runtimes: Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), Node ${nodeVersion} ` +
+  "(esbuild bundle, npm packages external)",
+  `- Server: ${serverVersion}`,
+  `- Command: \`deno task bench\`; total run time ${seconds} s`,
+  "",
+  "Ratios are edgepool's figure over the peer's: above 1 is edgepool faster for q/s, slower for",
+  "ns per cycle.",
+  "",
+  ...tables.flatMap((table) => [table, ""]),
+].join("\n");
+await Deno.writeTextFile("bench/results.md", report);
+// The tables as `deno fmt` lays them out, so that the repository stays fmt-clean.
+const fmt = new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", "bench/results.md"] });
+if (!(await fmt.output()).success) throw new Error("deno fmt bench/results.md failed");
+console.log(`bench/results.md written; total run time ${seconds} s`);
+
+/** The server's `version()`, through edgepool itself. */
+async function serverVersionOf(url: string): Promise<string> {
+  const { connect } = await import("../mod.ts");
+  const conn = await connect(url);
+  try {
+    const { rows } = await conn.query<{ version: string }>("select version()");
+    return rows[0].version.split(" on ")[0];
+  } finally {
+    await conn.close();
+  }
+}

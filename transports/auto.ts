@@ -44,3 +44,26 @@ async function load(): Promise<Transport> {
   }
   return transport;
 }
+
+/**
+ * Whether this runs on an edge runtime, where connections cannot (or should not) outlive a
+ * request and an external pooler does the pooling: Cloudflare Workers, Vercel Edge, Netlify
+ * Edge, Deno Deploy. A heuristic on well-known globals and environment variables.
+ */
+export function isEdgeRuntime(): boolean {
+  const global = globalThis as {
+    EdgeRuntime?: unknown;
+    Netlify?: unknown;
+    Deno?: { env?: { get?(name: string): string | undefined } };
+  };
+  if (detectTcpRuntime() === "workers") return true;
+  if (typeof global.EdgeRuntime === "string") return true; // Vercel Edge
+  if (global.Netlify !== undefined) return true; // Netlify Edge
+  try {
+    // Deno Deploy sets DENO_DEPLOYMENT_ID; reading env may need a permission: then, no.
+    if (global.Deno?.env?.get?.("DENO_DEPLOYMENT_ID")) return true;
+  } catch {
+    // No env permission: not something we can tell.
+  }
+  return false;
+}

@@ -27,6 +27,8 @@ export class PoolRecord<C> {
   out = false;
   /** Where the current checkout happened, when the pool records stacks. */
   stack: string | undefined = undefined;
+  /** Never idle yet: handed straight from connecting to its first caller, it needs no ping. */
+  fresh = true;
   /** Soft-invalidated: close instead of reuse when returned. */
   soft = false;
   /** A `leak` warning was given for the current checkout. */

@@ -10,9 +10,13 @@ export interface Waiter<T> {
   readonly since: number;
   /** The checkout deadline (clock time). */
   readonly deadline: number;
+  /** The checkout's timeout in ms, for the message. */
+  readonly timeout: number;
+  /** Where the caller checked out, when the pool records stacks. */
+  readonly stack: string | undefined;
   /** The caller got an answer (or gave up): it no longer wants a connection. */
   settled: boolean;
-  /** Cancels the deadline timer and the abort listener. */
+  /** Removes the abort listener, if there is one. */
   cleanup: (() => void) | null;
   prev: Waiter<T> | null;
   next: Waiter<T> | null;
@@ -61,6 +65,13 @@ export class WaiterQueue<T> {
     else this.#tail = waiter.prev;
     waiter.prev = waiter.next = null;
     this.#length--;
+  }
+
+  /** Every queued waiter, front to back (a copy: the queue may change meanwhile). */
+  toArray(): Waiter<T>[] {
+    const all: Waiter<T>[] = [];
+    for (let w = this.#head; w; w = w.next) all.push(w);
+    return all;
   }
 
   /** Removes and returns every waiter. */

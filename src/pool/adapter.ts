@@ -53,8 +53,12 @@ function isDisconnectState(code: string): boolean {
 export const connectionAdapter: PoolAdapter<Connection> = {
   query: (connection, sql, params, options) => connection.query(sql, params, options),
   async close(connection, force) {
-    if (force) connection.destroy();
-    else await connection.close();
+    if (!force) return await connection.close();
+    // The server would run a statement to its end after the socket is gone (it notices a
+    // vanished client only when it next talks to it): cancel what is running first.
+    const cancelling = connection.pending > 0 ? connection.cancel().catch(() => {}) : undefined;
+    connection.destroy();
+    await cancelling;
   },
   transactionStatus: (connection) => connection.closed ? "unknown" : connection.transactionStatus,
   isClosed: (connection) => connection.closed,

@@ -29,6 +29,8 @@ export class AssertionPool<C> extends Pool<C> {
   /** Makes a pool that allows one checkout at a time. */
   constructor(creator: Creator<C>, options?: PoolOptions<C>) {
     super(creator, options, {
+      kind: "AssertionPool",
+      poolSize: 1,
       max: 1,
       keepIdle: 1,
       min: 0,

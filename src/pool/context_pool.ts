@@ -27,8 +27,15 @@ export interface ContextPoolOptions<C> extends QueuePoolOptions<C> {
   store: AsyncContextStore<any>;
 }
 
-// One scope per `run()`; several ContextPools may share a store.
-type Scope = Map<ContextPool<unknown>, Promise<PooledConnection<unknown>>>;
+/** One per `run()`: the context's checkout from each ContextPool sharing the store. */
+class Scope {
+  readonly checkouts = new Map<ContextPool<unknown>, Promise<PooledConnection<unknown>>>();
+  /**
+   * `run()` settled and gave the connections back. A task that outlived it (started inside,
+   * not awaited) still sees this scope, and must not get the returned connection.
+   */
+  ended = false;
+}
 
 /**
  * A QueuePool where every checkout inside one `pool.run(fn)` — however deeply nested, across
@@ -62,7 +69,7 @@ export class ContextPool<C> extends QueuePool<C> {
         "ContextPool needs options.store: an async-context store such as new AsyncLocalStorage()",
       );
     }
-    super(creator, options);
+    super(creator, { ...options, name: options.name ?? "ContextPool" });
     this.#store = store;
   }
 
@@ -73,11 +80,12 @@ export class ContextPool<C> extends QueuePool<C> {
   async run<R>(fn: () => R | Promise<R>): Promise<R> {
     if (typeof fn !== "function") throw new TypeError("run() needs a function");
     if (this.#store.getStore() !== undefined) return await fn();
-    const scope: Scope = new Map();
+    const scope = new Scope();
     try {
       return await this.#store.run(scope, fn);
     } finally {
-      for (const checkout of scope.values()) {
+      scope.ended = true;
+      for (const checkout of scope.checkouts.values()) {
         const connection = await checkout.catch(() => undefined);
         if (connection !== undefined && !connection.released) await connection.release();
       }
@@ -87,14 +95,15 @@ export class ContextPool<C> extends QueuePool<C> {
   /** Inside `run`, the context's connection (checked out on first use); outside, any connection. */
   override async connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
     const scope = this.#store.getStore();
-    if (scope === undefined) return await super.connect(options);
+    if (scope === undefined || scope.ended) return await super.connect(options);
     const self = this as unknown as ContextPool<unknown>;
-    let checkout = scope.get(self) as Promise<PooledConnection<C>> | undefined;
+    const checkouts = scope.checkouts;
+    let checkout = checkouts.get(self) as Promise<PooledConnection<C>> | undefined;
     if (checkout === undefined) {
       checkout = super.connect(options);
-      scope.set(self, checkout as Promise<PooledConnection<unknown>>);
+      checkouts.set(self, checkout as Promise<PooledConnection<unknown>>);
       // A failed checkout is not the context's connection: the next connect() tries again.
-      checkout.catch(() => scope.delete(self));
+      checkout.catch(() => checkouts.delete(self));
     }
     return this.share(await checkout);
   }

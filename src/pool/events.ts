@@ -12,9 +12,16 @@ export interface PoolConnectionEvent<C> {
   info: Record<string, unknown>;
 }
 
-/** Why the pool closed a connection. */
+/**
+ * Why the pool closed a connection: `overflow` (returned beyond `poolSize`), `returned`
+ * (NullPool closes what is returned), `idle` (`maxIdle`),
+ * `lifetime` (`maxLifetime`/`recycle`), `invalidated`, `stale` (made before a disconnect or a
+ * failed pre-ping), `reset failed`, `returned broken`, `lost` (closed by itself while idle),
+ * `detached`, `disposed`, `pool closed`, `unwanted` (made for a caller that got another one).
+ */
 export type PoolCloseReason =
   | "overflow"
+  | "returned"
   | "idle"
   | "lifetime"
   | "invalidated"

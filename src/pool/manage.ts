@@ -84,7 +84,10 @@ export function manage<A, C>(
 
 let nextId = 0;
 
-/** A string equal for equal arguments: sorted object keys; functions by identity. */
+/**
+ * A string equal for equal arguments: plain objects by their sorted keys and values, dates and
+ * URLs by value, functions and other objects (maps, class instances) by identity.
+ */
 function stableKey(value: unknown, ids: WeakMap<object, number>): string {
   if (typeof value === "function") {
     let id = ids.get(value);
@@ -97,6 +100,14 @@ function stableKey(value: unknown, ids: WeakMap<object, number>): string {
   }
   if (Array.isArray(value)) return `[${value.map((v) => stableKey(v, ids)).join(",")}]`;
   if (value instanceof URL) return JSON.stringify(value.href);
+  if (value instanceof Date) return `date:${value.getTime()}`;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    // A Map, a class instance...: equal only to itself.
+    let id = ids.get(value);
+    if (id === undefined) ids.set(value, id = ++nextId);
+    return `obj#${id}`;
+  }
   const keys = Object.keys(value).sort();
   return `{${
     keys.map((k) => `${JSON.stringify(k)}:${stableKey((value as Record<string, unknown>)[k], ids)}`)

@@ -36,6 +36,8 @@ export class NullPool<C> extends Pool<C> {
     const max = o.max === undefined ? Infinity : count(o.max, "max", 0);
     if (max === 0) throw new RangeError("max must be at least 1");
     super(creator, o, {
+      kind: "NullPool",
+      poolSize: Infinity,
       max,
       keepIdle: 0,
       min: 0,

@@ -66,12 +66,21 @@ export interface PoolOptions<C> {
   clock?: Clock;
   /** How often background upkeep runs while the pool has connections. Default 1000 ms. */
   maintenanceInterval?: number;
+  /**
+   * Called once, after `close()` has closed every connection: release what the creator uses
+   * (an embedded database, a tunnel). Its error, if any, rejects `close()`.
+   */
+  onClose?: () => void | Promise<void>;
 }
 
 /** What a pool class makes of its options: the engine's policy. */
 export interface Policy {
+  /** The pool class's name, for messages (not the constructor's: bundlers rename those). */
+  kind: string;
   /** Upper bound on open plus opening connections. */
   max: number;
+  /** Open connections beyond this count as overflow in stats; Infinity where there is none. */
+  poolSize: number;
   /** Idle connections kept on checkin; more are closed (SQLAlchemy's overflow). */
   keepIdle: number;
   /** Connections opened at start and kept open. */
@@ -118,6 +127,8 @@ export interface ResolvedOptions<C> {
   clock: Clock;
   /** See {@link PoolOptions.maintenanceInterval}. */
   maintenanceInterval: number;
+  /** See {@link PoolOptions.onClose}. */
+  onClose: (() => void | Promise<void>) | undefined;
 }
 
 /** A non-negative finite number of milliseconds (or `fallback` when undefined). */

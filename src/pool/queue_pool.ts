@@ -82,6 +82,8 @@ export class QueuePool<C> extends Pool<C> {
       throw new TypeError("reconnectFailed must be a function");
     }
     super(creator, o, {
+      kind: "QueuePool",
+      poolSize,
       max: poolSize + maxOverflow,
       keepIdle: poolSize,
       min,
@@ -114,7 +116,13 @@ export class QueuePool<C> extends Pool<C> {
     if (min > poolSize) throw new RangeError(`min (${min}) cannot exceed poolSize (${poolSize})`);
     this.#poolSize = poolSize;
     this.#maxOverflow = maxOverflow;
-    this.applyPolicy({ ...this.policy, max: poolSize + maxOverflow, keepIdle: poolSize, min });
+    this.applyPolicy({
+      ...this.policy,
+      max: poolSize + maxOverflow,
+      keepIdle: poolSize,
+      poolSize,
+      min,
+    });
   }
 
   /** A new, empty `QueuePool` with the same creator and options. */
@@ -124,10 +132,11 @@ export class QueuePool<C> extends Pool<C> {
 
   /** Says how full the pool is in SQLAlchemy's terms, for error messages. */
   protected override describeCapacity(): string {
-    const open = this.openCount();
-    const overflowUsed = Math.max(0, open - this.#poolSize);
-    const stats = this.stats();
-    return `${stats.checkedOut} of ${this.#poolSize} connections and ${overflowUsed} of ${
+    const { checkedIn, checkedOut } = this.gauges();
+    const overflowUsed = Math.max(0, checkedIn + checkedOut - this.#poolSize);
+    return `${
+      Math.min(checkedOut, this.#poolSize)
+    } of ${this.#poolSize} connections and ${overflowUsed} of ${
       this.#maxOverflow === Infinity ? "unlimited" : this.#maxOverflow
     } overflow in use`;
   }

@@ -25,6 +25,8 @@ export class StaticPool<C> extends Pool<C> {
   /** Makes a pool of one connection. */
   constructor(creator: Creator<C>, options?: PoolOptions<C>) {
     super(creator, options, {
+      kind: "StaticPool",
+      poolSize: 1,
       max: 1,
       keepIdle: 1,
       min: 0,

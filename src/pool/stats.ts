@@ -44,19 +44,23 @@ export interface PoolStats {
   overflow: number;
 }
 
-/** The counters a pool keeps (the gauges are computed). */
-export interface PoolCounters {
-  requestsNum: number;
-  requestsQueued: number;
-  requestsWaitMs: number;
-  requestsErrors: number;
-  usageMs: number;
-  returnsBad: number;
-  connectionsNum: number;
-  connectionsMs: number;
-  connectionsErrors: number;
-  connectionsLost: number;
-}
+/** The counters of {@link PoolStats}: counted since the pool was made. */
+export type PoolCounters = Pick<
+  PoolStats,
+  | "requestsNum"
+  | "requestsQueued"
+  | "requestsWaitMs"
+  | "requestsErrors"
+  | "usageMs"
+  | "returnsBad"
+  | "connectionsNum"
+  | "connectionsMs"
+  | "connectionsErrors"
+  | "connectionsLost"
+>;
+
+/** The gauges of {@link PoolStats}: what the pool holds now, not counted since creation. */
+export type PoolGauges = Omit<PoolStats, keyof PoolCounters>;
 
 /** Zeroed counters. */
 export function newCounters(): PoolCounters {

@@ -1,0 +1,145 @@
+/**
+ * `createPool(url?, options)`: the pool that fits the URL and the runtime. The runtime-specific
+ * pieces (how to connect, whether this is an edge runtime, the embedded database) are passed
+ * in from outside `src/`.
+ *
+ * @module
+ */
+
+import type { ConnectFunction } from "./connect.ts";
+import { type ConnectOptions, parseConfig } from "./config.ts";
+import type { Connection } from "./connection.ts";
+import { AssertionPool } from "./pool/assertion_pool.ts";
+import { NullPool } from "./pool/null_pool.ts";
+import type { Pool } from "./pool/pool.ts";
+import { QueuePool, type QueuePoolOptions } from "./pool/queue_pool.ts";
+import { StaticPool } from "./pool/static_pool.ts";
+import type { Transport } from "./transport.ts";
+
+/** The pool classes `createPool` can make. */
+export type PoolClassName = "QueuePool" | "NullPool" | "StaticPool" | "AssertionPool";
+
+/**
+ * Options of {@link CreatePool}: how to connect (those of `connect()`), how to pool (those of
+ * `QueuePool`, and `max` for a NullPool), and which pool class to use.
+ */
+export interface CreatePoolOptions
+  extends Omit<ConnectOptions, "signal">, QueuePoolOptions<Connection> {
+  /**
+   * The pool class. Default: `StaticPool` for the embedded database, `NullPool` on an edge
+   * runtime (an external pooler does the pooling), `QueuePool` elsewhere.
+   */
+  poolClass?: PoolClassName;
+  /** NullPool only: at most this many connections at once. Default: no limit. */
+  max?: number;
+}
+
+/** Makes a pool: `createPool(url?, options?)`. */
+export type CreatePool = (url?: string | URL, options?: CreatePoolOptions) => Pool<Connection>;
+
+/** An in-process database the pool reaches through a transport, closed with the pool. */
+export interface EmbeddedDatabase {
+  /** The transport that reaches it. */
+  transport: Transport;
+  /** Shuts it down. */
+  close(): Promise<void>;
+}
+
+/** What `createPool` needs from the runtime it runs on. */
+export interface PoolEnvironment {
+  /** Opens a connection (the runtime's TCP transport by default). */
+  connect: ConnectFunction;
+  /** Whether this runtime is an edge runtime, where connections cannot outlive a request. */
+  isEdge(): boolean;
+  /** Opens the embedded database at `location` (`"memory"` or a directory). */
+  embedded(location: string): EmbeddedDatabase;
+}
+
+// The options that belong to connect(); everything else configures the pool.
+const CONNECT_KEYS = new Set<string>([
+  "host",
+  "port",
+  "user",
+  "password",
+  "database",
+  "sslmode",
+  "ca",
+  "sslrootcert",
+  "applicationName",
+  "connectTimeout",
+  "options",
+  "bigint",
+  "keepAlive",
+  "maxMessageSize",
+  "transport",
+  "onNotice",
+]);
+
+const EMBEDDED_URL = "postgres://postgres@localhost/postgres";
+
+/**
+ * Makes `createPool` for an environment: no URL (or `pglite://memory`, `pglite:///dir`) gives
+ * the embedded database in a StaticPool; a `postgres://` URL gives a QueuePool, or a NullPool
+ * on an edge runtime; `poolClass` overrides the choice.
+ */
+export function makeCreatePool(env: PoolEnvironment): CreatePool {
+  return (url, options) => {
+    const given = options ?? {};
+    if (typeof given !== "object" || given === null) {
+      throw new TypeError("createPool options must be an object");
+    }
+    const connectOptions: Record<string, unknown> = {};
+    const poolOptions: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(given)) {
+      if (key === "poolClass" || key === "max") continue;
+      (CONNECT_KEYS.has(key) ? connectOptions : poolOptions)[key] = value;
+    }
+    const text = url === undefined ? undefined : String(url);
+    const embedded = text === undefined || /^pglite:/i.test(text);
+    let target = text;
+    let database: EmbeddedDatabase | undefined;
+    if (embedded) {
+      database = env.embedded(embeddedLocation(text));
+      target = EMBEDDED_URL;
+      connectOptions.transport = database.transport;
+      const onClose = poolOptions.onClose as (() => void | Promise<void>) | undefined;
+      poolOptions.onClose = async () => {
+        try {
+          await onClose?.();
+        } finally {
+          await database!.close();
+        }
+      };
+    }
+    // Bad URLs and options fail here, not at the first checkout.
+    parseConfig(target, connectOptions as ConnectOptions);
+    const poolClass = given.poolClass ??
+      (embedded ? "StaticPool" : env.isEdge() ? "NullPool" : "QueuePool");
+    const creator = (signal: AbortSignal) =>
+      env.connect(target, { ...connectOptions, signal } as ConnectOptions);
+    switch (poolClass) {
+      case "QueuePool":
+        return new QueuePool(creator, poolOptions);
+      case "NullPool":
+        return new NullPool(creator, { ...poolOptions, max: given.max });
+      case "StaticPool":
+        return new StaticPool(creator, poolOptions);
+      case "AssertionPool":
+        return new AssertionPool(creator, poolOptions);
+      default:
+        throw new TypeError(
+          `poolClass must be QueuePool, NullPool, StaticPool or AssertionPool, not ${
+            String(poolClass)
+          }`,
+        );
+    }
+  };
+}
+
+/** `pglite://memory` → "memory"; `pglite:///var/db` → "/var/db"; no URL → "memory". */
+function embeddedLocation(url: string | undefined): string {
+  if (url === undefined) return "memory";
+  const rest = url.replace(/^pglite:(\/\/)?/i, "");
+  if (rest === "" || rest === "memory" || rest === "memory/") return "memory";
+  return decodeURIComponent(rest);
+}

@@ -1,0 +1,92 @@
+// Background upkeep: small named jobs (retire by lifetime, shrink idle, report leaks, refill)
+// run from one timer that only runs while there is something to look after.
+
+import type { PoolRecord } from "./_record.ts";
+import type { PoolCloseReason } from "./events.ts";
+import type { Policy, ResolvedOptions } from "./options.ts";
+
+/** What the jobs need from the pool. */
+export interface UpkeepTarget<C> {
+  /** The idle records, oldest-returned first. */
+  readonly idle: readonly PoolRecord<C>[];
+  /** The checked-out records. */
+  readonly busy: Iterable<PoolRecord<C>>;
+  /** The pool's current policy. */
+  policy(): Policy;
+  readonly settings: ResolvedOptions<C>;
+  /** Open connections (idle and checked out). */
+  open(): number;
+  /** Whether the pool is closed (then nothing runs). */
+  closed(): boolean;
+  /** Whether the timer must keep running. */
+  needed(): boolean;
+  /** Takes an idle record out of the idle list and closes it. */
+  closeIdle(record: PoolRecord<C>, reason: PoolCloseReason): void;
+  /** Reports a connection held past `leakDetectionThreshold`. */
+  leak(record: PoolRecord<C>, heldMs: number): void;
+  /** Connects up to `min` and for waiters. */
+  fill(): void;
+}
+
+/** The pool's one upkeep timer. */
+export class Upkeep<C> {
+  readonly #target: UpkeepTarget<C>;
+  #timer: unknown = null;
+
+  constructor(target: UpkeepTarget<C>) {
+    this.#target = target;
+  }
+
+  /** Makes sure a tick is coming, if one is needed. */
+  schedule(): void {
+    const target = this.#target;
+    if (this.#timer !== null || target.closed() || !target.needed()) return;
+    const { clock, maintenanceInterval } = target.settings;
+    this.#timer = clock.setTimeout(() => {
+      this.#timer = null;
+      if (target.closed()) return;
+      const now = clock.now();
+      retire(target, now);
+      shrink(target, now);
+      reportLeaks(target, now);
+      target.fill(); // schedules the next tick
+    }, maintenanceInterval);
+  }
+
+  /** Cancels the coming tick. */
+  stop(): void {
+    if (this.#timer === null) return;
+    this.#target.settings.clock.clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
+
+/** Closes idle connections past their lifetime (the refill replaces them up to `min`). */
+function retire<C>(target: UpkeepTarget<C>, now: number): void {
+  for (const record of target.idle.filter((r) => now >= r.expiresAt)) {
+    target.closeIdle(record, "lifetime");
+  }
+}
+
+/** Closes idle connections above `min` that sat unused longer than `maxIdle`. */
+function shrink<C>(target: UpkeepTarget<C>, now: number): void {
+  const maxIdle = target.policy().maxIdle;
+  if (maxIdle === Infinity) return;
+  for (const record of [...target.idle]) {
+    if (target.open() <= target.policy().min) return;
+    if (now - record.lastUsedAt >= maxIdle) target.closeIdle(record, "idle");
+  }
+}
+
+/** Warns once per checkout about connections held longer than `leakDetectionThreshold`. */
+function reportLeaks<C>(target: UpkeepTarget<C>, now: number): void {
+  const threshold = target.settings.leakDetectionThreshold;
+  if (threshold === 0) return;
+  for (const record of target.busy) {
+    if (record.leakReported || !record.out) continue;
+    const heldMs = now - record.checkedOutAt;
+    if (heldMs < threshold) continue;
+    record.leakReported = true;
+    target.leak(record, heldMs);
+  }
+}

@@ -1,0 +1,419 @@
+// One suite of the behaviours every pool class shares, run over each class with the fakes of
+// tests/_fake.ts. Every pool here holds at most one connection at a time, so that "the pool is
+// busy" means the same thing for every class.
+//
+// Skipped, and why:
+// - AssertionPool runs only the sequential cases: a second checkout while one is out rejects
+//   with ALREADY_CHECKED_OUT by design instead of waiting (tests/pool_test.ts covers that).
+// - ContextPool runs twice: outside `run()` (a QueuePool) and with every user inside a
+//   `run()` of its own, where checkouts of one user share the run's connection.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { AsyncLocalStorage } from "node:async_hooks";
+import {
+  AssertionPool,
+  ContextPool,
+  NullPool,
+  type Pool,
+  type PoolOptions,
+  QueuePool,
+  StaticPool,
+} from "../mod.ts";
+import {
+  CodedError,
+  fakeAdapter,
+  FakeClock,
+  type FakeConnection,
+  FakeServer,
+  flush,
+} from "./_fake.ts";
+
+const T = { timeout: 20_000 };
+
+type Creator = (signal: AbortSignal) => Promise<FakeConnection>;
+type Options = PoolOptions<FakeConnection>;
+
+/** A pool class under test. */
+interface PoolCase {
+  name: string;
+  /** A pool of at most one connection at a time. */
+  make(creator: Creator, options: Options): Pool<FakeConnection>;
+  /** Runs one user's work: as is, or inside the user's own async context (ContextPool). */
+  session<T>(pool: Pool<FakeConnection>, fn: () => Promise<T>): Promise<T>;
+  /** The pool class hands out its connections one after another only. */
+  sequentialOnly?: string;
+}
+
+const direct = <T>(_: Pool<FakeConnection>, fn: () => Promise<T>): Promise<T> => fn();
+
+const CASES: PoolCase[] = [
+  {
+    name: "QueuePool",
+    make: (creator, o) => new QueuePool(creator, { ...o, poolSize: 1, maxOverflow: 0 }),
+    session: direct,
+  },
+  {
+    name: "NullPool",
+    make: (creator, o) => new NullPool(creator, { ...o, max: 1 }),
+    session: direct,
+  },
+  {
+    name: "StaticPool",
+    make: (creator, o) => new StaticPool(creator, o),
+    session: direct,
+  },
+  {
+    name: "AssertionPool",
+    make: (creator, o) => new AssertionPool(creator, o),
+    session: direct,
+    sequentialOnly: "AssertionPool rejects a concurrent checkout (ALREADY_CHECKED_OUT) by design",
+  },
+  {
+    name: "ContextPool outside run()",
+    make: (creator, o) =>
+      new ContextPool(creator, {
+        ...o,
+        poolSize: 1,
+        maxOverflow: 0,
+        store: new AsyncLocalStorage(),
+      }),
+    session: direct,
+  },
+  {
+    name: "ContextPool inside run()",
+    make: (creator, o) =>
+      new ContextPool(creator, {
+        ...o,
+        poolSize: 1,
+        maxOverflow: 0,
+        store: new AsyncLocalStorage(),
+      }),
+    session: (pool, fn) => (pool as ContextPool<FakeConnection>).run(fn),
+  },
+];
+
+function setup(kase: PoolCase, options: Partial<Options> = {}) {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = kase.make(server.creator, {
+    adapter: fakeAdapter,
+    clock,
+    timeout: 1000,
+    ...options,
+  });
+  return { clock, server, pool };
+}
+
+function code(error: unknown): unknown {
+  return (error as { code?: unknown })?.code;
+}
+
+/** Follows a promise without awaiting it (and without an unhandled rejection). */
+function watch<T>(promise: Promise<T>) {
+  const state = { done: false, failed: false, value: undefined as T | undefined, error: undefined };
+  promise.then(
+    (value) => Object.assign(state, { done: true, value }),
+    (error) => Object.assign(state, { done: true, failed: true, error }),
+  );
+  return state as { done: boolean; failed: boolean; value: T | undefined; error: unknown };
+}
+
+/** Nothing is out, nobody waits, and the pool's count matches the open connections. */
+function assertSettled(pool: Pool<FakeConnection>, server: FakeServer): void {
+  const s = pool.stats();
+  assert.equal(s.checkedOut, 0, "nothing checked out");
+  assert.equal(s.requestsWaiting, 0, "nobody waiting");
+  assert.equal(s.poolSize, s.checkedIn, "no connect in flight");
+  assert.equal(s.poolAvailable, s.checkedIn);
+  assert.equal(server.open.length, s.checkedIn, "every open connection is idle in the pool");
+}
+
+async function shut(pool: Pool<FakeConnection>, clock: FakeClock): Promise<void> {
+  const done = pool.close({ timeout: 1000 });
+  await clock.advance(1000);
+  await done;
+}
+
+/** Runs `fn` as the conformance test `what` for every pool class. */
+function conformance(
+  what: string,
+  fn: (kase: PoolCase) => Promise<void>,
+  options: { concurrent?: boolean } = {},
+): void {
+  for (const kase of CASES) {
+    const skip = options.concurrent === true && kase.sequentialOnly !== undefined
+      ? kase.sequentialOnly
+      : false;
+    test(`${kase.name} ${what}`, { ...T, skip }, () => fn(kase));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+conformance("connect hands out a connection that queries and is released", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  const rows = await kase.session(pool, async () => {
+    const c = await pool.connect();
+    assert.equal(c.transactionStatus, "idle");
+    assert.equal(c.released, false);
+    const result = await c.query("SELECT 1");
+    assert.equal(c.connection, server.created[0]);
+    await c.release();
+    assert.equal(c.released, true);
+    return result.rows;
+  });
+  assert.deepEqual(rows, [{ sql: "SELECT 1", connection: 1 }]);
+  assertSettled(pool, server);
+  await shut(pool, clock);
+});
+
+conformance("connect is returned by await using, on every path", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  await kase.session(pool, async () => {
+    await using c = await pool.connect();
+    await c.query("SELECT 1");
+  });
+  assertSettled(pool, server);
+  const oops = new Error("oops");
+  await assert.rejects(
+    kase.session(pool, async () => {
+      await using c = await pool.connect();
+      await c.query("BEGIN");
+      throw oops;
+    }),
+    (e) => e === oops,
+  );
+  assertSettled(pool, server);
+  await shut(pool, clock);
+});
+
+conformance("release throws RELEASED the second time", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  await kase.session(pool, async () => {
+    const c = await pool.connect();
+    await c.release();
+    assert.throws(() => c.release(), (e) => code(e) === "RELEASED");
+    await assert.rejects(c.query("SELECT 1"), (e) => code(e) === "RELEASED");
+    await c.close(); // close() after release does nothing
+  });
+  assertSettled(pool, server);
+  await shut(pool, clock);
+});
+
+conformance("release never hands a transaction to the next user", async (kase) => {
+  for (const resetOnReturn of ["rollback", "commit", "none"] as const) {
+    for (const failed of [false, true]) {
+      const { clock, server, pool } = setup(kase, { resetOnReturn });
+      await kase.session(pool, async () => {
+        const c = await pool.connect();
+        await c.query("BEGIN");
+        if (failed) {
+          c.connection.failNext(new CodedError("22012", "division by zero"));
+          await assert.rejects(c.query("SELECT 1/0"));
+        }
+        await c.release();
+      });
+      await kase.session(pool, async () => {
+        const c = await pool.connect();
+        assert.equal(c.transactionStatus, "idle", `${resetOnReturn}, failed ${failed}`);
+        await c.query("SELECT 1");
+        await c.release();
+      });
+      assertSettled(pool, server);
+      await shut(pool, clock);
+    }
+  }
+});
+
+conformance("connect gives up at once when its AbortSignal aborts", async (kase) => {
+  const { clock, server, pool } = setup(kase, { timeout: 10_000 });
+  server.connectDelay = 1000;
+  const controller = new AbortController();
+  const checkout = watch(kase.session(pool, () => pool.connect({ signal: controller.signal })));
+  await clock.advance(100);
+  const reason = new Error("cancelled");
+  controller.abort(reason);
+  await flush();
+  assert.equal(checkout.error, reason);
+  assert.equal(pool.stats().requestsWaiting, 0);
+  await clock.advance(900); // the connect finishes for nobody
+  assertSettled(pool, server);
+  await assert.rejects(
+    kase.session(pool, () => pool.connect({ signal: AbortSignal.abort(reason) })),
+    (e) => e === reason,
+  );
+  await shut(pool, clock);
+});
+
+conformance("connect rejects with POOL_TIMEOUT after the timeout", async (kase) => {
+  const { clock, server, pool } = setup(kase, { timeout: 1000 });
+  server.connectDelay = 5000;
+  const checkout = watch(kase.session(pool, () => pool.connect()));
+  await clock.advance(999);
+  assert.equal(checkout.done, false);
+  await clock.advance(1);
+  assert.equal(code(checkout.error), "POOL_TIMEOUT");
+  await clock.advance(4000);
+  assertSettled(pool, server);
+  assert.equal(pool.stats().requestsErrors, 1);
+  await shut(pool, clock);
+});
+
+conformance(
+  "connect waits for the busy connection, then gets one",
+  async (kase) => {
+    const { clock, server, pool } = setup(kase);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => release = resolve);
+    const first = kase.session(pool, async () => {
+      const c = await pool.connect();
+      await gate;
+      await c.release();
+    });
+    await flush();
+    const second = watch(kase.session(pool, async () => {
+      const c = await pool.connect();
+      await c.query("SELECT 2");
+      await c.release();
+    }));
+    await flush();
+    assert.equal(second.done, false, "waits while the only connection is out");
+    assert.equal(pool.stats().requestsWaiting, 1);
+    release();
+    await first;
+    await flush();
+    assert.ok(second.done && !second.failed, String(second.error));
+    assertSettled(pool, server);
+    await shut(pool, clock);
+  },
+  { concurrent: true },
+);
+
+conformance("query and transaction check out and return a connection", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  await kase.session(pool, async () => {
+    const result = await pool.query("SELECT 1");
+    assert.equal(result.command, "SELECT");
+    const value = await pool.transaction(async (c) => {
+      await c.query("INSERT 1");
+      return "done";
+    });
+    assert.equal(value, "done");
+    await assert.rejects(
+      pool.transaction(async (c) => {
+        await c.query("INSERT 2");
+        throw new Error("undo");
+      }),
+      /undo/,
+    );
+  });
+  const log = server.created.flatMap((c) => c.log);
+  assert.deepEqual(log, [
+    "SELECT 1",
+    "BEGIN",
+    "INSERT 1",
+    "COMMIT",
+    "BEGIN",
+    "INSERT 2",
+    "ROLLBACK",
+  ]);
+  assertSettled(pool, server);
+  await shut(pool, clock);
+});
+
+conformance("events checkout and checkin fire in pairs with the connection", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  const checkouts: FakeConnection[] = [];
+  const checkins: FakeConnection[] = [];
+  pool.on("checkout", (e) => checkouts.push(e.connection));
+  pool.on("checkin", (e) => checkins.push(e.connection));
+  for (let i = 0; i < 3; i++) {
+    await kase.session(pool, async () => {
+      const c = await pool.connect();
+      assert.equal(checkouts.at(-1), c.connection);
+      await c.release();
+    });
+  }
+  assert.ok(checkouts.length >= 3);
+  assert.deepEqual(checkins, checkouts);
+  assertSettled(pool, server);
+  await shut(pool, clock);
+});
+
+conformance("close rejects later checkouts and closes every connection", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  await kase.session(pool, async () => {
+    await (await pool.connect()).release();
+  });
+  const closing = pool.close();
+  assert.equal(pool.close(), closing, "idempotent");
+  await closing;
+  assert.equal(pool.closed, true);
+  assert.equal(server.open.length, 0);
+  await assert.rejects(
+    kase.session(pool, () => pool.connect()),
+    (e) => code(e) === "POOL_CLOSED",
+  );
+  assert.equal(pool.stats().poolSize, 0);
+  assert.equal(clock.pending, 0, "no timers left");
+});
+
+conformance("close closes a busy connection when it is returned", async (kase) => {
+  const { clock, server, pool } = setup(kase);
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const user = kase.session(pool, async () => {
+    const c = await pool.connect();
+    await gate;
+    await c.release();
+  });
+  await flush();
+  const closing = watch(pool.close({ timeout: 10_000 }));
+  await flush();
+  assert.equal(closing.done, false);
+  assert.equal(server.open.length, 1, "not under its user's feet");
+  release();
+  await user;
+  await flush();
+  assert.ok(closing.done);
+  assert.equal(server.open.length, 0);
+  await clock.advance(10_000);
+});
+
+conformance("Symbol.asyncDispose closes the pool", async (kase) => {
+  const { server, pool } = setup(kase);
+  {
+    await using p = pool;
+    await kase.session(p, () => p.query("SELECT 1"));
+  }
+  assert.equal(pool.closed, true);
+  assert.equal(server.open.length, 0);
+});
+
+conformance("stats stay consistent after a mix of uses once all is returned", async (kase) => {
+  const { clock, server, pool } = setup(kase, { timeout: 1000 });
+  await kase.session(pool, () => pool.query("SELECT 1"));
+  await kase.session(pool, async () => {
+    const c = await pool.connect();
+    await c.query("BEGIN");
+    await c.release();
+  });
+  await kase.session(pool, async () => {
+    const c = await pool.connect();
+    c.invalidate(new Error("bad"));
+    await c.release();
+  });
+  server.connectDelay = 2000;
+  const late = watch(kase.session(pool, () => pool.connect()));
+  await clock.advance(5000);
+  assert.equal(code(late.error), "POOL_TIMEOUT");
+  server.connectDelay = 0;
+  await kase.session(pool, () => pool.query("SELECT 2"));
+  const s = pool.stats();
+  assertSettled(pool, server);
+  assert.ok(s.requestsNum >= 4);
+  assert.ok(s.connectionsNum >= 2);
+  assert.ok(s.usageMs >= 0 && s.requestsWaitMs >= 0);
+  await shut(pool, clock);
+});
