@@ -52,6 +52,7 @@ await pool.query(
   [ACCOUNTS],
 );
 
+let retries = 0;
 const outcome = {
   committed: 0,
   rolledBackOnPurpose: 0,
@@ -87,32 +88,49 @@ async function request(n: number): Promise<void> {
     outcome.abandoned++;
     return; // no commit: `await using` returns the connection inside the transaction
   }
-  try {
-    await pool.transaction(async (conn) => {
-      await conn.query("update demo_accounts set balance = balance - $1 where id = $2", [
-        amount,
-        src,
-      ]);
-      await new Promise((resolve) => setTimeout(resolve, n % 5)); // some "work"
-      if (n % 10 === 3) throw new Error("simulated failure in the middle of a request");
-      await conn.query("update demo_accounts set balance = balance + $1 where id = $2", [
-        amount,
-        dst,
-      ]);
-      await conn.query("insert into demo_ledger (src, dst, amount) values ($1, $2, $3)", [
-        src,
-        dst,
-        amount,
-      ]);
-    });
-    outcome.committed++;
-  } catch (error) {
-    if (error instanceof PostgresError && error.code === "23514") outcome.rejectedByConstraint++;
-    else if (error instanceof Error && error.message.startsWith("simulated")) {
-      outcome.rolledBackOnPurpose++;
-    } else {
-      outcome.other++;
-      console.error("\nunexpected:", error);
+  for (let attempt = 1;; attempt++) {
+    try {
+      await pool.transaction(async (conn) => {
+        // Lock both rows in id order, so two opposite transfers cannot deadlock each other.
+        await conn.query(
+          "select id from demo_accounts where id in ($1, $2) order by id for update",
+          [
+            src,
+            dst,
+          ],
+        );
+        await conn.query("update demo_accounts set balance = balance - $1 where id = $2", [
+          amount,
+          src,
+        ]);
+        await new Promise((resolve) => setTimeout(resolve, n % 5)); // some "work"
+        if (n % 10 === 3) throw new Error("simulated failure in the middle of a request");
+        await conn.query("update demo_accounts set balance = balance + $1 where id = $2", [
+          amount,
+          dst,
+        ]);
+        await conn.query("insert into demo_ledger (src, dst, amount) values ($1, $2, $3)", [
+          src,
+          dst,
+          amount,
+        ]);
+      });
+      outcome.committed++;
+      return;
+    } catch (error) {
+      const code = error instanceof PostgresError ? error.code : "";
+      if ((code === "40P01" || code === "40001") && attempt < 5) {
+        retries++; // deadlock or serialization failure: the transaction is safe to run again
+        continue;
+      }
+      if (code === "23514") outcome.rejectedByConstraint++;
+      else if (error instanceof Error && error.message.startsWith("simulated")) {
+        outcome.rolledBackOnPurpose++;
+      } else {
+        outcome.other++;
+        console.error("\nunexpected:", error);
+      }
+      return;
     }
   }
 }
@@ -139,7 +157,8 @@ console.log(
 console.log(
   `  committed ${outcome.committed}, rolled back on purpose ${outcome.rolledBackOnPurpose}, ` +
     `abandoned mid-transaction ${outcome.abandoned} (reset by the pool), refused by the ` +
-    `balance check ${outcome.rejectedByConstraint}, unexpected ${outcome.other}`,
+    `balance check ${outcome.rejectedByConstraint}, unexpected ${outcome.other}; ` +
+    `${retries} retried after a deadlock`,
 );
 const consistent = check.total === String(ACCOUNTS * 1000) &&
   Number(check.moves) === outcome.committed;
