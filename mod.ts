@@ -111,6 +111,7 @@ export {
   type PoolFactory,
 } from "./src/pool/manage.ts";
 export { NullPool, type NullPoolOptions } from "./src/pool/null_pool.ts";
+export { pgClientAdapter, type PgClientLike } from "./src/pool/pg_adapter.ts";
 export type {
   Creator,
   Policy,
