@@ -110,6 +110,20 @@ export {
   type ManageOptions,
   type PoolFactory,
 } from "./src/pool/manage.ts";
+export type { BatchOptions, BatchQuery } from "./src/pool/batch.ts";
+export {
+  HttpPool,
+  type HttpPoolEvents,
+  type HttpPoolOptions,
+  type HttpPoolStats,
+} from "./src/pool/http_pool.ts";
+export type {
+  HttpClientOptions,
+  HttpEndpoint,
+  HttpFetch,
+  HttpTransport,
+  HttpTransportOptions,
+} from "./src/http_client.ts";
 export { NullPool, type NullPoolOptions } from "./src/pool/null_pool.ts";
 export { pgClientAdapter, type PgClientLike } from "./src/pool/pg_adapter.ts";
 export type {
@@ -136,6 +150,12 @@ export type {
   TransportConnectOptions,
 } from "./src/transport.ts";
 export { Oid, serializeParam, type TextParser, textParser } from "./src/types.ts";
+export {
+  type WebSocketConstructor,
+  type WebSocketLike,
+  websocketTransport,
+  type WebSocketTransportOptions,
+} from "./transports/websocket.ts";
 export {
   autoTransport,
   detectTcpRuntime,

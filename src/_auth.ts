@@ -16,6 +16,28 @@ const UNSUPPORTED: Record<number, string> = {
   9: "SSPI",
 };
 
+const METHODS: Record<number, string> = {
+  0: "no password (AuthenticationOk)",
+  5: "MD5",
+  10: "SASL (SCRAM-SHA-256)",
+};
+
+/**
+ * The server asked for something other than the cleartext password that was sent ahead of
+ * its request (pipelined connect): it would read that password as its own method's message,
+ * so this connection cannot go on. `connect()` opens another one without pipelining.
+ */
+export class PipelineRejected extends ConnectionError {
+  constructor(method: string) {
+    super(
+      "AUTH_FAILED",
+      `Authentication failed: the password was sent ahead (pipelineConnect "password"), but the ` +
+        `server asked for ${method} instead of a cleartext password; set pipelineConnect: false ` +
+        "for this server",
+    );
+  }
+}
+
 /** Runs the client side of authentication for one connection. */
 export class Authenticator {
   readonly #config: ConnectionConfig;
@@ -23,6 +45,8 @@ export class Authenticator {
   #scram: ScramClient | null = null;
   #scramVerified = false;
   #done = false;
+  /** A cleartext password went out behind the StartupMessage and is not yet asked for. */
+  #sentAhead = false;
 
   constructor(config: ConnectionConfig, writer: Writer) {
     this.#config = config;
@@ -35,12 +59,37 @@ export class Authenticator {
   }
 
   /**
+   * Pipelined connect: the password to send right behind the StartupMessage (a password
+   * function is called now), or `undefined` when none was given.
+   */
+  async passwordAhead(): Promise<string | undefined> {
+    if (this.#config.password === undefined) return undefined;
+    return await this.#password("cleartext, sent ahead");
+  }
+
+  /**
+   * Writes a PasswordMessage with `password` from `passwordAhead()`, before the server asked;
+   * its AuthenticationCleartextPassword then needs no answer, and any other request fails
+   * with {@link PipelineRejected}.
+   */
+  writeAhead(password: string): void {
+    frontend.password(this.#writer, password);
+    this.#sentAhead = true;
+  }
+
+  /**
    * Handles one Authentication message; resolves `true` when it wrote an answer to flush.
    * The server waits for that answer, so no other message interleaves while this runs.
    */
   async message(buf: Uint8Array, start: number, end: number): Promise<boolean> {
     if (end - start < 4) throw protocolError("Authentication message is too short");
     const code = readInt32(buf, start);
+    if (this.#sentAhead) {
+      this.#sentAhead = false;
+      // The password already on its way answers this request.
+      if (code === 3) return false;
+      throw new PipelineRejected(METHODS[code] ?? `authentication method ${code}`);
+    }
     switch (code) {
       case 0: // AuthenticationOk
         if (this.#scram !== null && !this.#scramVerified) {

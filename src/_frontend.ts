@@ -1,6 +1,7 @@
 // Frontend (client → server) messages of protocol 3.0, written into a Writer.
 
 import type { Writer } from "./_writer.ts";
+import type { ConnectionConfig } from "./config.ts";
 
 const PROTOCOL_3_0 = 196608;
 const CANCEL_REQUEST_CODE = 80877102;
@@ -14,6 +15,21 @@ const S = 0x53; // Sync
 const X = 0x58; // Terminate
 const p = 0x70; // PasswordMessage, SASLInitialResponse, SASLResponse
 const f = 0x66; // CopyFail
+
+/**
+ * The StartupMessage's parameters: no more than PgBouncer 1.18 in transaction mode accepts
+ * (`options` only when asked for).
+ */
+export function startupParameters(config: ConnectionConfig): Record<string, string> {
+  const params: Record<string, string> = {
+    user: config.user,
+    database: config.database,
+    application_name: config.applicationName,
+    client_encoding: "UTF8",
+  };
+  if (config.options !== undefined) params.options = config.options;
+  return params;
+}
 
 export function startup(w: Writer, params: Record<string, string>): void {
   w.begin(-1).int32(PROTOCOL_3_0);

@@ -49,6 +49,19 @@ export interface ConnectOptions {
   maxMessageSize?: number;
   /** How to reach the server. Default: the transport picked for the runtime. */
   transport?: Transport;
+  /**
+   * `"password"`: send the cleartext password right behind the StartupMessage, without waiting
+   * for the server to ask, which saves a round trip when it asks for a cleartext password
+   * (Neon's proxy and edgepool's gateway do, over WebSocket). When the server asks for SCRAM or
+   * MD5 instead, that attempt is dropped and the connection is opened again the usual way.
+   * `false`: wait to be asked. Default: the transport's `pipelineConnect` (`"password"` for the
+   * WebSocket transport), else `false`.
+   *
+   * Security: the password sent ahead is in clear, protected only by the channel (TLS, `wss:`),
+   * even if the server would have used SCRAM. Turn it on only for servers that ask for a
+   * cleartext password anyway.
+   */
+  pipelineConnect?: "password" | false;
   /** Aborts connecting. Default: none. */
   signal?: AbortSignal;
   /** Receives the server's NoticeResponse messages. Default: none (notices are dropped). */
@@ -87,6 +100,8 @@ export interface ConnectionConfig {
   maxMessageSize: number;
   /** `pgbouncer=true` was in the URL: the server is a PgBouncer. */
   pgbouncer: boolean;
+  /** Pipelined connect, or `undefined` to follow the transport's `pipelineConnect`. */
+  pipelineConnect: "password" | false | undefined;
 }
 
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
@@ -187,6 +202,7 @@ export function parseConfig(
     keepAlive: boolean(o.keepAlive, "keepAlive") ?? fromUrl.keepAlive ?? true,
     maxMessageSize: maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
     pgbouncer: fromUrl.pgbouncer ?? false,
+    pipelineConnect: pipelineConnect(o.pipelineConnect),
   };
 }
 
@@ -222,6 +238,15 @@ function boolean(value: unknown, name: string): boolean | undefined {
     throw new TypeError(`options.${name} must be a boolean, not ${typeName(value)}`);
   }
   return value;
+}
+
+function pipelineConnect(value: unknown): "password" | false | undefined {
+  if (value === undefined || value === false || value === "password") return value;
+  throw new TypeError(
+    `options.pipelineConnect must be "password" or false, not ${
+      typeof value === "string" ? JSON.stringify(value) : typeName(value)
+    }`,
+  );
 }
 
 function caList(ca: unknown): string[] | undefined {

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { type ConnectOptions, parseConfig } from "./config.ts";
+import { PipelineRejected } from "./_auth.ts";
+import { type ConnectionConfig, type ConnectOptions, parseConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionError } from "./errors.ts";
 import type { TlsSettings, Transport } from "./transport.ts";
@@ -35,12 +36,13 @@ export function createConnect(defaultTransport: () => Promise<Transport>): Conne
 }
 
 async function openConnection(
-  config: ReturnType<typeof parseConfig>,
+  given: ConnectionConfig,
   transport: Transport,
   options: ConnectOptions | undefined,
 ): Promise<Connection> {
   const signal = options?.signal;
   signal?.throwIfAborted();
+  const config = oncePerConnect(given);
   const where = `${config.host}:${config.port}`;
   const controller = new AbortController();
   let phase = "opening the connection";
@@ -56,7 +58,10 @@ async function openConnection(
     : undefined;
   const onAbort = () => controller.abort(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  const attempt = async (tls: TlsSettings | null): Promise<Connection> => {
+  const attempt = async (
+    tls: TlsSettings | null,
+    pipelineConnect: "password" | false,
+  ): Promise<Connection> => {
     phase = "opening the connection";
     const stream = await transport.connect({
       host: config.host,
@@ -70,7 +75,12 @@ async function openConnection(
       throw controller.signal.reason;
     }
     // Cancel requests go the way this connection went: over TLS only if it did.
-    const connection = new Connection(stream, config, transport, stream.encrypted ? tls : null);
+    const connection = new Connection(
+      stream,
+      { ...config, pipelineConnect },
+      transport,
+      stream.encrypted ? tls : null,
+    );
     if (options?.onNotice) connection.on("notice", options.onNotice);
     phase = "starting the session (authentication)";
     const abort = () => connection.destroy(controller.signal.reason);
@@ -84,26 +94,74 @@ async function openConnection(
     }
     return connection;
   };
-  const tls: TlsSettings | null = config.sslmode === "disable" ? null : {
+  let tls: TlsSettings | null = config.sslmode === "disable" ? null : {
     mode: config.sslmode,
     serverName: config.host,
     ca: config.ca,
     caFile: config.sslrootcert,
   };
+  const target = targetKey(config);
+  let pipeline = config.pipelineConnect ?? transport.pipelineConnect ?? false;
+  if (pipeline && knownNotCleartext(transport, target)) pipeline = false;
   try {
-    try {
-      return await attempt(tls);
-    } catch (error) {
-      // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a
-      // self-signed certificate), connect again without it.
-      if (
-        tls?.mode !== "prefer" || !(error instanceof ConnectionError) ||
-        error.code !== "TLS_FAILED" || controller.signal.aborted
-      ) throw error;
-      return await attempt(null);
+    // Each fallback below happens at most once, so this ends.
+    for (;;) {
+      try {
+        return await attempt(tls, pipeline);
+      } catch (error) {
+        if (controller.signal.aborted) throw error;
+        if (error instanceof PipelineRejected && pipeline) {
+          // The server wants SCRAM, MD5 or no password at all: the usual exchange, and
+          // no password sent ahead to this server again from this transport.
+          rememberNotCleartext(transport, target);
+          pipeline = false;
+          continue;
+        }
+        // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a
+        // self-signed certificate), connect again without it.
+        if (
+          tls?.mode === "prefer" && error instanceof ConnectionError && error.code === "TLS_FAILED"
+        ) {
+          tls = null;
+          continue;
+        }
+        throw error;
+      }
     }
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * A password function is called once per connect, even when the connect takes a second
+ * attempt (TLS `prefer`, pipelined connect falling back).
+ */
+function oncePerConnect(config: ConnectionConfig): ConnectionConfig {
+  const source = config.password;
+  if (typeof source !== "function") return config;
+  let password: Promise<string> | undefined;
+  return { ...config, password: () => password ??= Promise.resolve().then(source) };
+}
+
+// Per transport, the servers (address, database, user: what pg_hba.conf decides by) that
+// answered a password sent ahead with another method. Bounded: a forgotten entry costs one
+// extra attempt.
+const notCleartext = new WeakMap<Transport, Set<string>>();
+const NOT_CLEARTEXT_MAX = 1000;
+
+function targetKey(config: ConnectionConfig): string {
+  return JSON.stringify([config.host, config.port, config.database, config.user]);
+}
+
+function knownNotCleartext(transport: Transport, target: string): boolean {
+  return notCleartext.get(transport)?.has(target) ?? false;
+}
+
+function rememberNotCleartext(transport: Transport, target: string): void {
+  let known = notCleartext.get(transport);
+  if (known === undefined) notCleartext.set(transport, known = new Set());
+  if (known.size >= NOT_CLEARTEXT_MAX) known.clear();
+  known.add(target);
 }

@@ -232,7 +232,10 @@ export class Connection implements AsyncDisposable {
     return this.close();
   }
 
-  /** Starts the session: reads, sends the StartupMessage, resolves at the first ReadyForQuery. */
+  /**
+   * Starts the session: reads, sends the StartupMessage (and, with `pipelineConnect`, the
+   * cleartext password behind it), resolves at the first ReadyForQuery.
+   */
   start(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#startup = { resolve, reject };
@@ -246,16 +249,21 @@ export class Connection implements AsyncDisposable {
         },
         close: (error) => this.#onStreamClose(error),
       });
-      const params: Record<string, string> = {
-        user: this.#config.user,
-        database: this.#config.database,
-        application_name: this.#config.applicationName,
-        client_encoding: "UTF8",
-      };
-      if (this.#config.options !== undefined) params.options = this.#config.options;
-      frontend.startup(this.#writer, params);
-      this.#flush();
+      const pipeline = this.#config.pipelineConnect ?? this.#transport.pipelineConnect;
+      if (pipeline !== "password") return this.#sendStartup(undefined);
+      this.#auth!.passwordAhead().then(
+        (password) => this.#sendStartup(password),
+        (error) => this.#failHard(error),
+      );
     });
+  }
+
+  /** Writes the StartupMessage, and `password` right behind it when given: one flight. */
+  #sendStartup(password: string | undefined): void {
+    if (this.#state !== "startup") return; // destroyed while a password function ran
+    frontend.startup(this.#writer, frontend.startupParameters(this.#config));
+    if (password !== undefined) this.#auth!.writeAhead(password);
+    this.#flush();
   }
 
   #scheduleFlush(): void {

@@ -15,6 +15,8 @@ import type { Pool } from "./pool/pool.ts";
 import { QueuePool, type QueuePoolOptions } from "./pool/queue_pool.ts";
 import { StaticPool } from "./pool/static_pool.ts";
 import type { Transport } from "./transport.ts";
+import { type HttpTransport, isHttpTransport } from "./http_client.ts";
+import { HttpPool } from "./pool/http_pool.ts";
 
 /** The pool classes `createPool` can make. */
 export type PoolClassName = "QueuePool" | "NullPool" | "StaticPool" | "AssertionPool";
@@ -24,7 +26,14 @@ export type PoolClassName = "QueuePool" | "NullPool" | "StaticPool" | "Assertion
  * `QueuePool`, and `max` for a NullPool), and which pool class to use.
  */
 export interface CreatePoolOptions
-  extends Omit<ConnectOptions, "signal">, QueuePoolOptions<Connection> {
+  extends Omit<ConnectOptions, "signal" | "transport">, QueuePoolOptions<Connection> {
+  /**
+   * How to reach the server: a socket transport (TCP, WebSocket, PGlite), or the HTTP transport
+   * (`httpTransport()`), which gives an `HttpPool`. Default: the TCP transport of the runtime.
+   * Over HTTP only `bigint`, `name` and `logger` apply; the URL is sent as given, so `host`,
+   * `port`, `user`, `password`, `database`, `options` and `applicationName` must be in it.
+   */
+  transport?: Transport | HttpTransport;
   /**
    * The pool class. Default: `StaticPool` for the embedded database, `NullPool` on an edge
    * runtime (an external pooler does the pooling), `QueuePool` elsewhere.
@@ -34,8 +43,18 @@ export interface CreatePoolOptions
   max?: number;
 }
 
-/** Makes a pool: `createPool(url?, options?)`. */
-export type CreatePool = (url?: string | URL, options?: CreatePoolOptions) => Pool<Connection>;
+/**
+ * Makes a pool: `createPool(url?, options?)`. With the HTTP transport, an `HttpPool`; otherwise
+ * a `Pool` of connections.
+ */
+export interface CreatePool {
+  /** Over HTTP: an `HttpPool`. */
+  (url: string | URL, options: CreatePoolOptions & { transport: HttpTransport }): HttpPool;
+  /** Over a socket transport: a pool of connections. */
+  (url?: string | URL, options?: CreatePoolOptions & { transport?: Transport }): Pool<Connection>;
+  /** The transport known only at run time. */
+  (url?: string | URL, options?: CreatePoolOptions): Pool<Connection> | HttpPool;
+}
 
 /** An in-process database the pool reaches through a transport, closed with the pool. */
 export interface EmbeddedDatabase {
@@ -72,6 +91,7 @@ const CONNECT_KEYS = new Set<string>([
   "keepAlive",
   "maxMessageSize",
   "transport",
+  "pipelineConnect",
   "onNotice",
 ]);
 
@@ -83,11 +103,12 @@ const EMBEDDED_URL = "postgres://postgres@localhost/postgres";
  * on an edge runtime; `poolClass` overrides the choice.
  */
 export function makeCreatePool(env: PoolEnvironment): CreatePool {
-  return (url, options) => {
+  return ((url?: string | URL, options?: CreatePoolOptions): Pool<Connection> | HttpPool => {
     const given = options ?? {};
     if (typeof given !== "object" || given === null) {
       throw new TypeError("createPool options must be an object");
     }
+    if (isHttpTransport(given.transport)) return httpPool(url, given, given.transport);
     const connectOptions: Record<string, unknown> = {};
     const poolOptions: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(given)) {
@@ -133,7 +154,40 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
           }`,
         );
     }
-  };
+  }) as CreatePool;
+}
+
+// Connect options that would change where or as whom the server is reached: over HTTP the URL
+// goes as given in the Neon-Connection-String header, so these belong in it.
+const URL_KEYS = ["host", "port", "user", "password", "database", "options", "applicationName"];
+
+function httpPool(
+  url: string | URL | undefined,
+  given: CreatePoolOptions,
+  transport: HttpTransport,
+): HttpPool {
+  if (url === undefined || /^pglite:/i.test(String(url))) {
+    throw new TypeError("The HTTP transport needs a postgres:// URL");
+  }
+  if (given.poolClass !== undefined) {
+    throw new TypeError(
+      `poolClass ${given.poolClass} does not apply over HTTP: the HTTP transport makes an HttpPool`,
+    );
+  }
+  const misplaced = URL_KEYS.filter((key) => given[key as keyof CreatePoolOptions] !== undefined);
+  if (misplaced.length > 0) {
+    throw new TypeError(
+      `Over HTTP the connection URL is sent as given: put ${misplaced.join(", ")} in the URL ` +
+        "instead of the options",
+    );
+  }
+  return new HttpPool(url, {
+    endpoint: transport.endpoint,
+    fetch: transport.fetch,
+    bigint: given.bigint,
+    name: given.name,
+    logger: given.logger,
+  });
 }
 
 /** `pglite://memory` → "memory"; `pglite:///var/db` → "/var/db"; no URL → "memory". */

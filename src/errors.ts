@@ -145,6 +145,8 @@ export type PostgresNotice = PostgresErrorFields;
  * - `ALREADY_CHECKED_OUT`: `AssertionPool` was asked for a second connection at once.
  * - `ROLLED_BACK`: `transaction()` asked to COMMIT and the server rolled back instead, because a
  *   statement in the transaction had failed.
+ * - `UNSUPPORTED`: the pool cannot do this over its transport: `connect()` and `transaction()`
+ *   over HTTP, which has no session (use `batch()` there).
  */
 export type PoolErrorCode =
   | "POOL_TIMEOUT"
@@ -153,7 +155,8 @@ export type PoolErrorCode =
   | "CONNECTION_LOST"
   | "RELEASED"
   | "ALREADY_CHECKED_OUT"
-  | "ROLLED_BACK";
+  | "ROLLED_BACK"
+  | "UNSUPPORTED";
 
 /**
  * An error of a pool: see {@link PoolErrorCode}. The underlying error, when there is one (the

@@ -66,6 +66,19 @@ export interface Transport {
   /** Short name for messages and logs: `deno-tcp`, `node-tcp`, `workers-tcp`, ... */
   readonly name: string;
   /**
+   * `"password"`: the servers behind this transport ask for a cleartext password (Neon's
+   * proxy and edgepool's gateway do, over WebSocket), so a connection sends the password right
+   * behind its StartupMessage, without waiting to be asked: connect costs one round trip less.
+   * A server that asks for another method (SCRAM, MD5) or for none costs a second connect
+   * without pipelining. `connect()`'s own `pipelineConnect` option overrides this. Default:
+   * off; the TCP transports leave it off.
+   *
+   * Security: a password sent ahead reaches the server in clear (protected by nothing but the
+   * channel: TLS or `wss:`), even when the server would have used SCRAM, which never reveals
+   * it. Set it only for servers that ask for a cleartext password anyway.
+   */
+  readonly pipelineConnect?: "password";
+  /**
    * Opens a stream to `host:port`, performing the SSLRequest negotiation described by
    * `options.tls`. Rejects with a `ConnectionError` (`CONNECT_FAILED`, `TLS_UNAVAILABLE`,
    * `TLS_FAILED`) or with the signal's reason.

@@ -30,6 +30,7 @@ test("parseConfig applies every default, when the URL has only a user and host",
     keepAlive: true,
     maxMessageSize: 256 * 1024 * 1024,
     pgbouncer: false,
+    pipelineConnect: undefined,
   });
 });
 
@@ -268,11 +269,19 @@ test("parseConfig throws TypeError, when an option has the wrong type", () => {
     { transport: {} },
     { signal: "stop" },
     { onNotice: "log" },
+    { pipelineConnect: true },
+    { pipelineConnect: "md5" },
   ];
   for (const options of bad) {
     assert.throws(() => parseConfig(undefined, { user: "u", ...options }), TypeError);
   }
   assert.throws(() => parseConfig(undefined, null as unknown as ConnectOptions), TypeError);
+});
+
+test('parseConfig keeps pipelineConnect, when it is "password" or false', () => {
+  for (const value of ["password", false, undefined] as const) {
+    assert.equal(parseConfig("postgres://u@h", { pipelineConnect: value }).pipelineConnect, value);
+  }
 });
 
 test("parseConfig throws TypeError, when no user name is given anywhere", () => {

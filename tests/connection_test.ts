@@ -1,5 +1,7 @@
-// Connection and connect() against the real PostgreSQL 15 of tests/_server.ts, run once per TCP
-// transport of the runtime: deno-tcp and node-tcp on Deno (Deno has node:net), node-tcp on Node.
+// Connection and connect() against the real PostgreSQL 15 of tests/_server.ts, run once per
+// transport of tests/_transports.ts `connectionTransports`: deno-tcp and node-tcp on Deno (Deno
+// has node:net), node-tcp on Node, and on both the WebSocket transport through websockify.
+// Tests of TLS inside the connection run on TCP transports only.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +17,7 @@ import {
   PostgresError,
   type PostgresNotice,
 } from "../mod.ts";
-import { denoTcp, nodeTcp, transports } from "./_transports.ts";
+import { connectionTransports, denoTcp, nodeTcp } from "./_transports.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 
 const T = { timeout: 20_000 };
@@ -143,9 +145,25 @@ test("test server starts", { timeout: 120_000 }, async () => {
 // ---------------------------------------------------------------------------------------------
 // The suite, once per transport
 
-for (const transport of transports) {
+for (const { transport, tcp, gateway } of connectionTransports) {
   const name = (text: string) => `${text} [${transport.name}]`;
+  /** Options of a test that needs the client to log in to the server itself. */
+  const OWN_LOGIN = gateway
+    ? {
+      ...T,
+      skip: "the gateway ends authentication itself and always asks for a password (as Neon's)",
+    }
+    : T;
+  /** Options of a test of the server side of the client's TLS choice (not so behind the gateway). */
+  const OWN_TLS = gateway
+    ? { ...T, skip: "the gateway opens its own connection to the server: TLS there is its setting" }
+    : T;
   const isDenoTcp = transport === denoTcp;
+  /** Options of a test of TLS inside the connection (SSLRequest), skipped behind a proxy. */
+  const TCP_TLS = tcp ? T : {
+    ...T,
+    skip: "TLS inside the connection needs a TCP transport (behind a proxy, TLS is wss:)",
+  };
 
   /** Connects as `user` (plain TCP unless `params` say otherwise) over this transport. */
   const open = async (
@@ -210,7 +228,7 @@ for (const transport of transports) {
     });
   }
 
-  test(name("connect without a password works for a trust user"), T, async () => {
+  test(name("connect without a password works for a trust user"), OWN_LOGIN, async () => {
     const s = await server();
     const url = `postgresql://trust@127.0.0.1:${s.port}/edgepool_test?sslmode=disable`;
     await using conn = await connect(url, { transport });
@@ -220,13 +238,13 @@ for (const transport of transports) {
   // -------------------------------------------------------------------------------------------
   // TLS
 
-  test(name("connect with sslmode=disable stays unencrypted"), T, async () => {
+  test(name("connect with sslmode=disable stays unencrypted"), OWN_TLS, async () => {
     await using conn = await open("scram", { sslmode: "disable" });
     assert.equal(conn.encrypted, false);
     assert.equal(await sslInUse(conn), false);
   });
 
-  test(name("connect with sslmode=prefer encrypts when the CA is given"), T, async () => {
+  test(name("connect with sslmode=prefer encrypts when the CA is given"), TCP_TLS, async () => {
     const s = await server();
     await using conn = await open("scram", { sslmode: "prefer" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
@@ -235,7 +253,7 @@ for (const transport of transports) {
 
   test(
     name("connect with sslmode=prefer and no CA encrypts where unverified TLS exists"),
-    T,
+    TCP_TLS,
     async () => {
       await using conn = await open("scram", { sslmode: "prefer" });
       // Deno verifies every chain: without the test CA its handshake fails and prefer falls back.
@@ -244,7 +262,7 @@ for (const transport of transports) {
     },
   );
 
-  test(name("connect with sslmode=require and the CA encrypts"), T, async () => {
+  test(name("connect with sslmode=require and the CA encrypts"), TCP_TLS, async () => {
     const s = await server();
     await using conn = await open("scram", { sslmode: "require" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
@@ -253,7 +271,7 @@ for (const transport of transports) {
 
   test(
     name("connect with sslmode=require and no CA encrypts, or fails where chains are verified"),
-    T,
+    TCP_TLS,
     async () => {
       if (isDenoTcp) {
         assertConnectionError(await rejection(open("scram", { sslmode: "require" })), "TLS_FAILED");
@@ -265,17 +283,21 @@ for (const transport of transports) {
     },
   );
 
-  test(name("connect with verify-full to localhost and the ca option encrypts"), T, async () => {
-    const s = await server();
-    const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
-    await using conn = await connect(url, { transport, ca: s.caPem });
-    assert.equal(conn.encrypted, true);
-    assert.equal(await sslInUse(conn), true);
-  });
+  test(
+    name("connect with verify-full to localhost and the ca option encrypts"),
+    TCP_TLS,
+    async () => {
+      const s = await server();
+      const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
+      await using conn = await connect(url, { transport, ca: s.caPem });
+      assert.equal(conn.encrypted, true);
+      assert.equal(await sslInUse(conn), true);
+    },
+  );
 
   test(
     name("connect with verify-full to localhost and sslrootcert in the URL encrypts"),
-    T,
+    TCP_TLS,
     async () => {
       const s = await server();
       const url = viaLocalhost(s.url("scram", { sslmode: "verify-full", sslrootcert: s.caFile! }));
@@ -287,7 +309,7 @@ for (const transport of transports) {
 
   test(
     name("connect with verify-full fails with TLS_FAILED when the host name does not match"),
-    T,
+    TCP_TLS,
     async () => {
       const s = await server();
       const error = await rejection(open("scram", { sslmode: "verify-full" }, { ca: s.caPem }));
@@ -297,7 +319,7 @@ for (const transport of transports) {
 
   test(
     name("connect with verify-full fails with TLS_FAILED when the CA is not trusted"),
-    T,
+    TCP_TLS,
     async () => {
       const s = await server();
       const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
@@ -307,13 +329,17 @@ for (const transport of transports) {
     },
   );
 
-  test(name("connect as ssl_only is refused by the server without TLS (28000)"), T, async () => {
-    const error = await rejection(open("ssl_only", { sslmode: "disable" }));
-    assertPostgresError(error, "28000");
-    assert.match(error.message, /no pg_hba\.conf entry|reject/);
-  });
+  test(
+    name("connect as ssl_only is refused by the server without TLS (28000)"),
+    OWN_TLS,
+    async () => {
+      const error = await rejection(open("ssl_only", { sslmode: "disable" }));
+      assertPostgresError(error, "28000");
+      assert.match(error.message, /no pg_hba\.conf entry|reject/);
+    },
+  );
 
-  test(name("connect as ssl_only is accepted with sslmode=require"), T, async () => {
+  test(name("connect as ssl_only is accepted with sslmode=require"), TCP_TLS, async () => {
     const s = await server();
     await using conn = await open("ssl_only", { sslmode: "require" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
@@ -818,9 +844,9 @@ for (const transport of transports) {
 
   test(name("cancel makes the running statement fail with 57014"), T, async () => {
     const s = await server();
-    for (
-      const [params, options] of [[PLAIN, {}], [{ sslmode: "require" }, { ca: s.caPem }]] as const
-    ) {
+    const cases = [[PLAIN, {}], [{ sslmode: "require" }, { ca: s.caPem }]] as const;
+    // Behind a proxy, sslmode=require needs a wss: URL: plain only.
+    for (const [params, options] of tcp ? cases : cases.slice(0, 1)) {
       await using conn = await open("scram", params, options);
       await using observer = await open("postgres");
       const sleeping = rejection(conn.query("select pg_sleep(10)"));
@@ -938,7 +964,12 @@ for (const transport of transports) {
     const [error, ms] = await elapsed(() =>
       rejection(connect(`postgres://u:p@127.0.0.1:${port}/db`, { transport }))
     );
-    assertConnectionError(error, "CONNECT_FAILED");
+    if (gateway) {
+      // The gateway reached, it answers for the server it could not reach (SQLSTATE 08001).
+      assertPostgresError(error, "08001");
+    } else {
+      assertConnectionError(error, "CONNECT_FAILED");
+    }
     assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
     assert.ok(ms < 5000, `took ${ms} ms`);
   });

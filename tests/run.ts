@@ -204,7 +204,15 @@ async function main(): Promise<number> {
     if (phases.has("checks")) {
       await step("deno fmt --check", () => exec(DENO, ["fmt", "--check"]));
       await step("deno lint", () => exec(DENO, ["lint"]));
-      const targets = ["mod.ts", "transports/", "tests/", "bench/", "build.ts", "demo.ts"]
+      const targets = [
+        "mod.ts",
+        "transports/",
+        "gateway/",
+        "tests/",
+        "bench/",
+        "build.ts",
+        "demo.ts",
+      ]
         .filter(hasTypeScript);
       await step("deno check", () => exec(DENO, ["check", ...targets]));
       await step("check_web_only", () => exec(DENO, ["run", "-A", "tests/check_web_only.ts"]));

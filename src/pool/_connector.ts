@@ -31,7 +31,10 @@ export class Connector<C> {
   readonly #clock: Clock;
   readonly #counters: PoolCounters;
   readonly #hooks: ConnectorHooks<C>;
-  readonly #abort = new AbortController();
+  /** One controller per attempt in flight (one shared signal would gather a listener each). */
+  readonly #attempts = new Set<AbortController>();
+  #abortReason: unknown = undefined;
+  #aborted = false;
   readonly #inflight = new Set<Promise<void>>();
   #backoff: { startedAt: number; delay: number; until: number } | null = null;
 
@@ -90,7 +93,15 @@ export class Connector<C> {
   }
 
   async #make(): Promise<C> {
-    const connection = await this.#creator(this.#abort.signal);
+    const controller = new AbortController();
+    if (this.#aborted) controller.abort(this.#abortReason);
+    this.#attempts.add(controller);
+    let connection: C;
+    try {
+      connection = await this.#creator(controller.signal);
+    } finally {
+      this.#attempts.delete(controller);
+    }
     if (this.#configure !== undefined) {
       try {
         await this.#configure(connection);
@@ -125,7 +136,9 @@ export class Connector<C> {
 
   /** Aborts every attempt in flight (the pool is closing). */
   abort(reason: unknown): void {
-    this.#abort.abort(reason);
+    this.#aborted = true;
+    this.#abortReason = reason;
+    for (const controller of this.#attempts) controller.abort(reason);
   }
 
   /** Resolves when no attempt is in flight. */

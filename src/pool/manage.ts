@@ -30,6 +30,8 @@ export interface ManagedPools<A, C> extends AsyncDisposable {
   pool(args: A): Pool<C>;
   /** How many pools there are. */
   readonly size: number;
+  /** Closes and forgets the pool for `args`, if there is one (a later use makes a new one). */
+  delete(args: A): Promise<void>;
   /** Closes and forgets every pool. */
   close(): Promise<void>;
 }
@@ -71,9 +73,16 @@ export function manage<A, C>(
     pools.clear();
     await Promise.all(all.map((p) => p.close()));
   };
+  const remove = async (args: A) => {
+    const k = key(args);
+    const found = pools.get(k);
+    pools.delete(k);
+    await found?.close();
+  };
   return {
     connect: (args, checkout) => pool(args).connect(checkout),
     pool,
+    delete: remove,
     get size() {
       return pools.size;
     },

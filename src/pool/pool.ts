@@ -23,8 +23,9 @@ import {
 } from "./options.ts";
 import type { PooledConnection } from "./pooled_connection.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
-import { runTransaction, type TransactionOptions } from "./transaction.ts";
+import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
 import type { QueryOptions } from "../result.ts";
+import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
 export { type CheckoutOptions, isConfigError } from "./_engine.ts";
 
@@ -109,6 +110,36 @@ export abstract class Pool<C> implements AsyncDisposable {
     const connection = await this.connect(options);
     try {
       return await runTransaction(connection, fn, options);
+    } finally {
+      connection.release();
+    }
+  }
+
+  /**
+   * Runs `queries` as one transaction on one connection: BEGIN (with `isolation`, `readOnly`,
+   * `deferrable`), every statement and COMMIT are written together and answered in one round
+   * trip. Resolves with the results in order; if a statement fails, everything is rolled back
+   * and the batch rejects with that statement's error. Each entry is one statement (SQL text,
+   * or `{ sql, params }`), as with `HttpPool.batch()`.
+   *
+   * @example
+   * ```ts ignore
+   * const [debit, credit] = await pool.batch([
+   *   { sql: "update accounts set balance = balance - $1 where id = $2", params: [10, 1] },
+   *   { sql: "update accounts set balance = balance + $1 where id = $2", params: [10, 2] },
+   * ], { isolation: "serializable" });
+   * ```
+   */
+  async batch<Row = Record<string, unknown>>(
+    queries: readonly BatchQuery[],
+    options?: BatchOptions,
+  ): Promise<QueryResult<Row>[]> {
+    const statements = batchStatements(queries);
+    const begin = beginStatement(options);
+    if (statements.length === 0) return [];
+    const connection = await this.connect(options);
+    try {
+      return await runBatch<C, Row>(connection, begin, statements, options);
     } finally {
       connection.release();
     }

@@ -1,0 +1,24 @@
+// What a runtime adapter (deno.ts, node.ts) takes and gives: the same shape for each.
+
+import type { Gateway } from "../src/gateway/gateway.ts";
+
+/** Where and how an adapter listens. */
+export interface ServeOptions {
+  /** Address to listen on. */
+  hostname: string;
+  /** Port; 0 = any free port. */
+  port: number;
+  /** Serve HTTPS/WSS with this PEM certificate and key. */
+  tls?: { cert: string; key: string };
+}
+
+/** A gateway being served. */
+export interface ServedGateway {
+  /** The port listened on. */
+  port: number;
+  /** Closes WebSockets and pools, then stops listening. */
+  close(): Promise<void>;
+}
+
+/** Serves a gateway core on this runtime. */
+export type Serve = (gateway: Gateway, options: ServeOptions) => Promise<ServedGateway>;

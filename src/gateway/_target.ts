@@ -1,0 +1,72 @@
+// Where clients may send the gateway: `host:port` addresses and the allowlist that keeps the
+// gateway from being an open proxy.
+
+/** A TCP destination. `host` has no IPv6 brackets and is lower-cased. */
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/**
+ * Reads `host:port` (`[::1]:5432` for IPv6). `minPort` is 0 for listen addresses (any free
+ * port) and 1 for destinations. Throws a TypeError that names `what`.
+ */
+export function parseTarget(text: string, what: string, minPort = 1): Target {
+  const value = String(text).trim();
+  let host: string;
+  let port: string;
+  if (value.startsWith("[")) {
+    const close = value.indexOf("]");
+    if (close < 0 || value[close + 1] !== ":") throw badTarget(value, what);
+    host = value.slice(1, close);
+    port = value.slice(close + 2);
+  } else {
+    const colon = value.lastIndexOf(":");
+    if (colon < 0 || value.indexOf(":") !== colon) throw badTarget(value, what);
+    host = value.slice(0, colon);
+    port = value.slice(colon + 1);
+  }
+  const number = Number(port);
+  if (
+    host === "" || /[\s/?#@]/.test(host) || !/^\d{1,5}$/.test(port) || number < minPort ||
+    number > 65535
+  ) {
+    throw badTarget(value, what);
+  }
+  return { host: host.toLowerCase(), port: number };
+}
+
+/** `host:port`, with brackets around an IPv6 address. */
+export function formatTarget(target: Target): string {
+  const host = target.host.includes(":") ? `[${target.host}]` : target.host;
+  return `${host}:${target.port}`;
+}
+
+/** Whether a host name or address is this machine (so plain HTTP cannot be sniffed). */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Decides whether the gateway may connect to a target. */
+export type Allowlist = (target: Target) => boolean;
+
+/**
+ * The configured upstream is always allowed; `allow`, when given, admits every `host:port` it
+ * matches in full (it is anchored at both ends, so `db\.internal:5432` cannot match
+ * `evil-db.internal:5432.example`).
+ */
+export function allowlist(upstream: Target, allow: RegExp | undefined): Allowlist {
+  const home = formatTarget(upstream);
+  const pattern = allow === undefined
+    ? undefined
+    : new RegExp(`^(?:${allow.source})$`, allow.flags.replace(/[gy]/g, ""));
+  return (target) => {
+    const text = formatTarget(target);
+    return text === home || (pattern !== undefined && pattern.test(text));
+  };
+}
+
+function badTarget(value: string, what: string): TypeError {
+  return new TypeError(`${what} must be host:port (e.g. 127.0.0.1:5432), got "${value}"`);
+}

@@ -1,0 +1,418 @@
+/**
+ * The gateway's HTTP face: Neon's SQL-over-HTTP endpoint, `POST /sql`, as a fetch-style handler
+ * over web `Request` and `Response` only, so any server (Deno.serve, node:http, Workers) can
+ * mount it.
+ *
+ * Queries run through one `QueuePool` per distinct connection string (`manage()`), over TCP:
+ * the gateway is itself a pooler. It holds no credentials: each connection string carries its
+ * own, and PostgreSQL checks them.
+ *
+ * @module
+ */
+
+import { createConnect } from "../connect.ts";
+import type { Connection } from "../connection.ts";
+import { parseConfig } from "../config.ts";
+import { ConnectionError, PoolError, PostgresError } from "../errors.ts";
+import { isConfigError } from "../pool/_engine.ts";
+import { manage, type ManagedPools } from "../pool/manage.ts";
+import type { PoolLogger } from "../pool/options.ts";
+import type { PooledConnection } from "../pool/pooled_connection.ts";
+import { QueuePool } from "../pool/queue_pool.ts";
+import type { SslMode, Transport } from "../transport.ts";
+import { errorJson, paramsFromJson, resultJson } from "./_neon_json.ts";
+import { RawTextTap } from "./_raw_text.ts";
+import { formatTarget } from "./_target.ts";
+
+const MiB = 1024 * 1024;
+const ISOLATION_LEVELS: Record<string, string> = {
+  ReadUncommitted: "READ UNCOMMITTED",
+  ReadCommitted: "READ COMMITTED",
+  RepeatableRead: "REPEATABLE READ",
+  Serializable: "SERIALIZABLE",
+};
+const BATCH_HEADERS = [
+  "Neon-Batch-Isolation-Level",
+  "Neon-Batch-Read-Only",
+  "Neon-Batch-Deferrable",
+] as const;
+const PREFLIGHT_HEADERS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Allow-Methods": "POST, OPTIONS",
+  "Access-Control-Allow-Headers": "Neon-Connection-String, Neon-Raw-Text-Output, " +
+    "Neon-Array-Mode, Neon-Batch-Isolation-Level, Neon-Batch-Read-Only, Neon-Batch-Deferrable, " +
+    "Neon-Pool-Opt-In, Authorization, Content-Type",
+  "Access-Control-Max-Age": "86400",
+};
+
+/** Options of {@link createSqlHandler}. */
+export interface SqlHandlerOptions {
+  /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
+  transport: Transport;
+  /** Whether a connection string may name `host:port`. Required: the gateway is no open proxy. */
+  isAllowed: (host: string, port: number) => boolean;
+  /** TLS between the gateway and PostgreSQL, whatever the client's URL says. Default `"prefer"`. */
+  upstreamSslmode?: SslMode;
+  /** Connections kept per connection string (QueuePool `poolSize`; 10 more may overflow). Default 10. */
+  poolSize?: number;
+  /** Time limit in ms for opening a server connection. Default 30 000. */
+  connectTimeout?: number;
+  /** Largest request body, in bytes; larger ones get 413. Default 10 MiB. */
+  maxRequestBytes?: number;
+  /** Largest response body, in bytes; larger results get 507. Default 10 MiB. */
+  maxResponseBytes?: number;
+  /** Where requests and failures are logged; never with a password. Default: nowhere. */
+  logger?: PoolLogger;
+}
+
+/** The handler {@link createSqlHandler} returns. */
+export interface SqlHandler {
+  /** Answers one HTTP request: `POST /sql`, or the CORS preflight. */
+  handle(request: Request): Promise<Response>;
+  /** Closes every pool; later requests get 503. */
+  close(): Promise<void>;
+}
+
+interface QueryData {
+  query: string;
+  params: (string | null)[];
+  arrayMode: boolean | undefined;
+}
+
+/** A failure of the request itself, answered with `status` and Neon's error body. */
+class RequestError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/**
+ * Makes the `/sql` handler.
+ *
+ * @example
+ * ```ts ignore
+ * import { createSqlHandler } from "./sql.ts";
+ * import { denoTcp } from "../../transports/deno.ts";
+ * const sql = createSqlHandler({
+ *   transport: denoTcp,
+ *   isAllowed: (host, port) => host === "127.0.0.1" && port === 5432,
+ * });
+ * Deno.serve((request) => sql.handle(request));
+ * ```
+ */
+export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
+  const { transport, isAllowed, logger = {} } = options;
+  const sslmode = options.upstreamSslmode ?? "prefer";
+  const maxRequest = options.maxRequestBytes ?? 10 * MiB;
+  const maxResponse = options.maxResponseBytes ?? 10 * MiB;
+  const taps = new WeakMap<Connection, RawTextTap>();
+  const open = createConnect(() => Promise.resolve(transport));
+  const pools: ManagedPools<string, Connection> = manage(async (url, signal) => {
+    const tap = new RawTextTap();
+    const connection = await open(url, {
+      transport: tap.transport(transport),
+      sslmode,
+      signal,
+      connectTimeout: options.connectTimeout ?? 30_000,
+      // A row past the response limit is refused anyway; do not buffer a huge one whole.
+      maxMessageSize: 2 * maxResponse + MiB,
+    });
+    taps.set(connection, tap);
+    return connection;
+  }, {
+    poolFactory: (creator, url) =>
+      new QueuePool(creator, { poolSize: options.poolSize ?? 10, logger, name: describe(url) }),
+  });
+  let closed = false;
+
+  async function handle(request: Request): Promise<Response> {
+    if (request.method === "OPTIONS") {
+      return new Response(null, { status: 204, headers: PREFLIGHT_HEADERS });
+    }
+    try {
+      if (closed) throw new RequestError(503, "The gateway is shutting down");
+      const path = new URL(request.url).pathname;
+      if (path !== "/sql") {
+        throw new RequestError(404, `Not found: ${path}; the SQL endpoint is POST /sql`);
+      }
+      if (request.method !== "POST") {
+        throw new RequestError(405, `Method ${request.method} is not allowed: use POST /sql`);
+      }
+      return await run(request);
+    } catch (error) {
+      return failure(error, request);
+    }
+  }
+
+  async function run(request: Request): Promise<Response> {
+    const headers = request.headers;
+    const url = headers.get("Neon-Connection-String");
+    if (url === null || url.trim() === "") {
+      throw new RequestError(400, "Missing the Neon-Connection-String header");
+    }
+    let config;
+    try {
+      config = parseConfig(url, { sslmode });
+    } catch (error) {
+      throw new RequestError(400, `Invalid Neon-Connection-String: ${messageOf(error)}`);
+    }
+    if (headers.has("Authorization")) {
+      throw new RequestError(
+        400,
+        "JWT authentication (the Authorization header) is not supported by this gateway: " +
+          "put the password in the connection string",
+      );
+    }
+    const target = formatTarget({ host: config.host, port: config.port });
+    if (!isAllowed(config.host.toLowerCase(), config.port)) {
+      throw new RequestError(403, `The gateway does not connect to ${target}: not allowed`);
+    }
+    const level = headers.get("Neon-Batch-Isolation-Level");
+    if (level !== null && !(level in ISOLATION_LEVELS)) {
+      throw new RequestError(
+        400,
+        `invalid isolation level "${level}": expected ${Object.keys(ISOLATION_LEVELS).join(", ")}`,
+      );
+    }
+    const payload = parsePayload(await readBody(request, maxRequest));
+    const raw = headers.get("Neon-Raw-Text-Output") === "true";
+    const arrayMode = headers.get("Neon-Array-Mode") === "true";
+    const who = `${config.user}@${target}/${config.database}`;
+    logger.debug?.(
+      `gateway /sql: ${who}, ${Array.isArray(payload) ? `batch of ${payload.length}` : "query"}`,
+    );
+
+    const signal = request.signal;
+    const budget = { left: maxResponse };
+    let conn: PooledConnection<Connection>;
+    try {
+      conn = await pools.connect(url, { signal });
+    } catch (error) {
+      // A wrong password or a missing database will not improve: drop the pool it made (unless
+      // others still wait on it: they get their own error first).
+      const pool = pools.pool(url);
+      if (isConfigError(error) && pool.stats().requestsWaiting === 0) {
+        await pools.delete(url).catch(() => {});
+      }
+      throw error;
+    }
+    const tap = taps.get(conn.connection)!;
+    try {
+      const one = (q: QueryData) =>
+        runQuery(conn, tap, q, raw, q.arrayMode ?? arrayMode, budget, signal);
+      let body: unknown;
+      const extra: Record<string, string> = {};
+      if (!Array.isArray(payload)) {
+        body = await one(payload);
+      } else {
+        await conn.query(beginStatement(headers), undefined, { signal });
+        const results = [];
+        try {
+          for (const q of payload) results.push(await one(q));
+          await conn.query("COMMIT", undefined, { signal });
+        } catch (error) {
+          if (!signal.aborted && !conn.connection.closed) {
+            await conn.query("ROLLBACK").catch(() => {});
+          }
+          throw error;
+        }
+        body = { results };
+        for (const name of BATCH_HEADERS) {
+          const value = headers.get(name);
+          if (value !== null && (name === BATCH_HEADERS[0] || value === "true")) {
+            extra[name] = value;
+          }
+        }
+      }
+      const bytes = new TextEncoder().encode(JSON.stringify(body));
+      if (bytes.length > maxResponse) throw new ResponseTooLarge(maxResponse);
+      return new Response(bytes, {
+        status: 200,
+        headers: {
+          "Content-Type": "application/json",
+          "Access-Control-Allow-Origin": "*",
+          ...extra,
+        },
+      });
+    } finally {
+      conn.release();
+    }
+  }
+
+  function failure(error: unknown, request: Request): Response {
+    if (error instanceof RequestError) return respond(error.status, errorJson(error.message));
+    if (error instanceof ResponseTooLarge) return respond(507, errorJson(error.message));
+    const pg = postgresErrorIn(error);
+    if (pg !== undefined) return respond(400, errorJson(pg.message, pg));
+    if (request.signal.aborted) {
+      return respond(400, { message: "Query cancelled, connection was terminated", code: "08P01" });
+    }
+    const code = (error as { code?: unknown })?.code;
+    const message = messageOf(error);
+    if (error instanceof ConnectionError) {
+      if (code === "AUTH_FAILED") return respond(400, errorJson(message));
+      logger.warn?.(`gateway /sql: ${message}`);
+      return respond(502, errorJson(`Cannot reach the database: ${message}`));
+    }
+    if (error instanceof PoolError) {
+      logger.warn?.(`gateway /sql: ${message}`);
+      return respond(503, errorJson(message));
+    }
+    logger.error?.(`gateway /sql: internal error: ${message}`);
+    return respond(500, errorJson(`Internal error: ${message}`));
+  }
+
+  return {
+    handle,
+    async close() {
+      closed = true;
+      await pools.close();
+    },
+  };
+}
+
+/** The result is larger than the response limit. */
+class ResponseTooLarge extends Error {
+  constructor(max: number) {
+    super(`response is too large (max is ${max} bytes)`);
+  }
+}
+
+async function runQuery(
+  conn: PooledConnection<Connection>,
+  tap: RawTextTap,
+  q: QueryData,
+  raw: boolean,
+  arrayMode: boolean,
+  budget: { left: number },
+  signal: AbortSignal,
+): Promise<Record<string, unknown>> {
+  const tooLarge = new AbortController();
+  const rows = {
+    limit: budget.left,
+    used: 0,
+    exceeded: () => tooLarge.abort(new ResponseTooLarge(budget.left)),
+  };
+  tap.budget = rows;
+  try {
+    const result = await conn.query<unknown[]>(q.query, q.params, {
+      rowMode: "array",
+      signal: AbortSignal.any([signal, tooLarge.signal]),
+    });
+    budget.left -= rows.used;
+    return resultJson(result, tap.originalFields(result.fields), raw, arrayMode);
+  } finally {
+    tap.budget = null;
+  }
+}
+
+function beginStatement(headers: Headers): string {
+  const modes: string[] = [];
+  const level = headers.get("Neon-Batch-Isolation-Level");
+  if (level !== null) modes.push(`ISOLATION LEVEL ${ISOLATION_LEVELS[level]}`);
+  if (headers.get("Neon-Batch-Read-Only") === "true") modes.push("READ ONLY");
+  if (headers.get("Neon-Batch-Deferrable") === "true") modes.push("DEFERRABLE");
+  return modes.length === 0 ? "BEGIN" : `BEGIN ${modes.join(", ")}`;
+}
+
+async function readBody(request: Request, limit: number): Promise<string> {
+  const tooLarge = () =>
+    new RequestError(413, `The request body is larger than the limit of ${limit} bytes`);
+  if (Number(request.headers.get("Content-Length")) > limit) throw tooLarge();
+  if (request.body === null) return "";
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new RequestError(400, "The request body is not valid UTF-8");
+  }
+}
+
+/** `{query, params, arrayMode}` or `{queries: [...]}`, checked. */
+function parsePayload(text: string): QueryData | QueryData[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new RequestError(400, `The request body is not valid JSON: ${messageOf(error)}`);
+  }
+  const shape = 'expected {"query": "...", "params": [...]} or {"queries": [...]}';
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new RequestError(400, `The request body must be a JSON object: ${shape}`);
+  }
+  const object = body as Record<string, unknown>;
+  if ("query" in object) return queryData(object, "The request body");
+  if (!Array.isArray(object.queries)) {
+    throw new RequestError(400, `The request body has neither "query" nor "queries": ${shape}`);
+  }
+  return object.queries.map((q, i) => {
+    if (typeof q !== "object" || q === null || Array.isArray(q)) {
+      throw new RequestError(
+        400,
+        `queries[${i}] must be an object: {"query": "...", "params": [...]}`,
+      );
+    }
+    return queryData(q as Record<string, unknown>, `queries[${i}]`);
+  });
+}
+
+function queryData(object: Record<string, unknown>, where: string): QueryData {
+  if (typeof object.query !== "string") {
+    throw new RequestError(400, `${where}: "query" must be a string`);
+  }
+  if (object.arrayMode !== undefined && typeof object.arrayMode !== "boolean") {
+    throw new RequestError(400, `${where}: "arrayMode" must be a boolean`);
+  }
+  try {
+    return {
+      query: object.query,
+      params: paramsFromJson(object.params, where),
+      arrayMode: object.arrayMode as boolean | undefined,
+    };
+  } catch (error) {
+    throw new RequestError(400, messageOf(error));
+  }
+}
+
+function respond(status: number, body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "Content-Type": "application/json", "Access-Control-Allow-Origin": "*" },
+  });
+}
+
+/** A pool name for logs: the connection string without its password. */
+function describe(url: string): string {
+  const config = parseConfig(url);
+  return `gateway ${config.user}@${formatTarget(config)}/${config.database}`;
+}
+
+function postgresErrorIn(error: unknown): PostgresError | undefined {
+  for (let e = error, depth = 0; e !== undefined && depth < 5; depth++) {
+    if (e instanceof PostgresError) return e;
+    e = (e as { cause?: unknown } | null)?.cause;
+  }
+  return undefined;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

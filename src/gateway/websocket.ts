@@ -1,0 +1,404 @@
+/**
+ * The gateway's WebSocket face, over a minimal WebSocket-like interface so that any server can
+ * carry it. One WebSocket carries one PostgreSQL byte stream in binary frames; frame boundaries
+ * mean nothing.
+ *
+ * By default the gateway ends authentication itself, as Neon's proxy does: it asks the client
+ * for a cleartext password (which is what lets Neon's driver send startup, password and first
+ * query in one frame), then logs in to PostgreSQL with whatever the server asks for (SCRAM, MD5,
+ * cleartext) and relays bytes from then on. In relay-only mode bytes pass through untouched, for
+ * clients that speak TLS or SCRAM end to end.
+ *
+ * @module
+ */
+
+import { parseConfig } from "../config.ts";
+import { PostgresError } from "../errors.ts";
+import type { PoolLogger } from "../pool/options.ts";
+import type { ByteStream, SslMode, Transport } from "../transport.ts";
+import {
+  cleartextPasswordRequest,
+  ClientProtocolError,
+  fatalError,
+  negotiateProtocolVersion,
+  passwordText,
+  readFirstMessage,
+  readTypedMessage,
+  REFUSE_ENCRYPTION,
+} from "./_startup.ts";
+import { formatTarget, type Target } from "./_target.ts";
+import { openUpstream, Upstream } from "./_upstream.ts";
+
+/** What the gateway needs of a server-side WebSocket; the runtime adapter wraps the real one. */
+export interface GatewaySocket {
+  /** Sends one binary frame. */
+  send(data: Uint8Array): void;
+  /** Closes the WebSocket. */
+  close(code?: number, reason?: string): void;
+  /** Set by the gateway: called with each frame (a string for a text frame). */
+  onmessage: ((data: Uint8Array | string) => void) | null;
+  /** Set by the gateway: called once when the WebSocket has closed. */
+  onclose: (() => void) | null;
+}
+
+/** Options of {@link serveWebSocket}. */
+export interface WebSocketFaceOptions {
+  /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
+  transport: Transport;
+  /** Pass bytes through untouched instead of ending authentication. Default `false`. */
+  relay?: boolean;
+  /** TLS between the gateway and PostgreSQL when it logs in itself. Default `"prefer"`. */
+  upstreamSslmode?: SslMode;
+  /** Time limit in ms for connecting and logging in to PostgreSQL. Default 30 000. */
+  connectTimeout?: number;
+  /** Where sessions and failures are logged; never with a password. Default: nowhere. */
+  logger?: PoolLogger;
+}
+
+/** A running WebSocket session. */
+export interface WebSocketSession {
+  /** Ends the session: closes the WebSocket (with `reason`) and the server connection. */
+  close(reason?: string): void;
+  /** Resolves when the session has ended. */
+  readonly done: Promise<void>;
+}
+
+/** Bytes a client may pipeline behind its password before the server has logged in. */
+const MAX_PENDING = 16 * 1024 * 1024;
+const MAX_PASSWORD_MESSAGE = 64 * 1024;
+const CANCEL_WAIT_MS = 10_000;
+
+/**
+ * Serves one WebSocket whose destination (`target`) was already checked against the allowlist.
+ *
+ * @example
+ * ```ts ignore
+ * import { serveWebSocket } from "./websocket.ts";
+ * import { denoTcp } from "../../transports/deno.ts";
+ * Deno.serve((request) => {
+ *   const { socket, response } = Deno.upgradeWebSocket(request);
+ *   socket.binaryType = "arraybuffer";
+ *   const gs = { send: (d: Uint8Array) => socket.send(d), close: () => socket.close(), onmessage: null, onclose: null };
+ *   socket.onopen = () => serveWebSocket(gs, { host: "127.0.0.1", port: 5432 }, { transport: denoTcp });
+ *   socket.onmessage = (e) => gs.onmessage?.(new Uint8Array(e.data));
+ *   socket.onclose = () => gs.onclose?.();
+ *   return response;
+ * });
+ * ```
+ */
+export function serveWebSocket(
+  socket: GatewaySocket,
+  target: Target,
+  options: WebSocketFaceOptions,
+): WebSocketSession {
+  return new Session(socket, target, options);
+}
+
+type Phase = "startup" | "password" | "connecting" | "relay" | "closed";
+
+class Session implements WebSocketSession {
+  readonly done: Promise<void>;
+  readonly #socket: GatewaySocket;
+  readonly #target: Target;
+  readonly #options: WebSocketFaceOptions;
+  readonly #logger: PoolLogger;
+  readonly #abort = new AbortController();
+  #phase: Phase = "startup";
+  #input: Uint8Array = new Uint8Array(0);
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #negotiations = 0;
+  #params: Record<string, string> = {};
+  #write: ((bytes: Uint8Array) => void) | null = null;
+  #closeUpstream: (() => void) | null = null;
+  #resolveDone!: () => void;
+
+  constructor(socket: GatewaySocket, target: Target, options: WebSocketFaceOptions) {
+    this.#socket = socket;
+    this.#target = target;
+    this.#options = options;
+    this.#logger = options.logger ?? {};
+    this.done = new Promise((resolve) => this.#resolveDone = resolve);
+    socket.onmessage = (data) => this.#message(data);
+    socket.onclose = () => this.#end(undefined);
+    if (options.relay) {
+      this.#phase = "connecting";
+      this.#relay();
+    }
+  }
+
+  close(reason = "the gateway is shutting down"): void {
+    this.#end(1001, reason);
+  }
+
+  #message(data: Uint8Array | string): void {
+    if (typeof data === "string") {
+      return this.#end(1003, "text frames are not supported: send the stream in binary frames");
+    }
+    switch (this.#phase) {
+      case "startup":
+      case "password":
+        this.#input = concat(this.#input, data);
+        try {
+          this.#parse();
+        } catch (error) {
+          if (!(error instanceof ClientProtocolError)) throw error;
+          this.#fatal(error.code, error.message);
+        }
+        return;
+      case "connecting":
+        this.#pendingBytes += data.length;
+        if (this.#pendingBytes > MAX_PENDING) {
+          return this.#fatal("53400", "too much data sent before the login completed");
+        }
+        this.#pending.push(data);
+        return;
+      case "relay":
+        return this.#write!(data);
+    }
+  }
+
+  /** Reads the startup exchange from the bytes received so far. */
+  #parse(): void {
+    while (this.#phase === "startup") {
+      const first = readFirstMessage(this.#input);
+      if (first === null) return;
+      this.#input = this.#input.subarray(first.length);
+      const message = first.message;
+      switch (message.kind) {
+        case "ssl":
+        case "gssenc":
+          if (++this.#negotiations > 2) {
+            throw new ClientProtocolError("08P01", "too many encryption requests");
+          }
+          // The WebSocket is the encryption (wss); PostgreSQL-level TLS would need relay mode.
+          this.#socket.send(REFUSE_ENCRYPTION);
+          continue;
+        case "cancel":
+          this.#phase = "connecting";
+          this.#cancel(message.bytes);
+          return;
+        case "unsupported":
+          throw new ClientProtocolError(
+            "0A000",
+            `unsupported frontend protocol ${message.major}.${message.minor}: the gateway speaks 3.0`,
+          );
+        case "startup":
+          if (!message.params.user) {
+            throw new ClientProtocolError(
+              "28000",
+              "no PostgreSQL user name specified in startup packet",
+            );
+          }
+          if (message.minor > 0 || message.unrecognized.length > 0) {
+            this.#socket.send(negotiateProtocolVersion(message.unrecognized));
+          }
+          this.#params = message.params;
+          this.#phase = "password";
+          this.#socket.send(cleartextPasswordRequest());
+      }
+    }
+    if (this.#phase !== "password") return;
+    const reply = readTypedMessage(this.#input, MAX_PASSWORD_MESSAGE);
+    if (reply === null) return;
+    if (reply.type === 0x58) return this.#end(1000, "the client terminated"); // X: Terminate
+    if (reply.type !== 0x70) {
+      throw new ClientProtocolError(
+        "08P01",
+        `expected a password response, got message type ${String.fromCharCode(reply.type)}`,
+      );
+    }
+    const password = passwordText(reply.body);
+    const rest = this.#input.subarray(reply.length);
+    this.#input = new Uint8Array(0);
+    this.#phase = "connecting";
+    if (rest.length > 0) {
+      this.#pending.push(rest);
+      this.#pendingBytes = rest.length;
+    }
+    this.#login(password);
+  }
+
+  /** Logs in to the server for the client; then relays, starting with what it pipelined. */
+  async #login(password: string): Promise<void> {
+    const params = this.#params;
+    const who = `${params.user}@${formatTarget(this.#target)}/${params.database ?? params.user}`;
+    this.#logger.debug?.(`gateway ws: login for ${who}`);
+    let upstream: Upstream | undefined;
+    const signal = this.#connectSignal();
+    const onTimeout = () => upstream?.close(signal.reason);
+    signal.addEventListener("abort", onTimeout, { once: true });
+    try {
+      const stream = await openUpstream(
+        this.#options.transport,
+        this.#target,
+        this.#options.upstreamSslmode ?? "prefer",
+        signal,
+      );
+      if (this.#phase === "closed") return stream.close();
+      const config = parseConfig(undefined, {
+        host: this.#target.host,
+        port: this.#target.port,
+        user: params.user,
+        password,
+        database: params.database,
+      });
+      upstream = new Upstream(stream, config, {
+        data: (bytes) => this.#send(bytes),
+        // During login the rejected promise below reports the failure.
+        close: () =>
+          this.#phase === "relay" && this.#end(1000, "the database closed the connection"),
+      });
+      this.#closeUpstream = () => upstream!.close();
+      await upstream.login(params);
+      if (this.#ended()) return;
+      this.#startRelay((bytes) => upstream!.write(bytes));
+    } catch (error) {
+      if (this.#phase === "closed") return;
+      if (error instanceof PostgresError) {
+        // The client has the server's ErrorResponse already (28P01 for a wrong password).
+        this.#logger.debug?.(`gateway ws: login for ${who} refused: ${error.message}`);
+        return this.#end(1000, "login failed");
+      }
+      const reason = signal.aborted && !this.#abort.signal.aborted
+        ? `timed out after ${this.#options.connectTimeout ?? 30_000} ms`
+        : messageOf(error);
+      this.#logger.warn?.(`gateway ws: login for ${who} failed: ${reason}`);
+      const code = (error as { code?: unknown })?.code === "AUTH_FAILED" ? "28000" : "08001";
+      this.#fatal(code, `the gateway could not log in to ${formatTarget(this.#target)}: ${reason}`);
+    } finally {
+      signal.removeEventListener("abort", onTimeout);
+    }
+  }
+
+  /** Relay-only mode: connect, then pass bytes both ways untouched. */
+  async #relay(): Promise<void> {
+    const where = formatTarget(this.#target);
+    this.#logger.debug?.(`gateway ws: relay to ${where}`);
+    try {
+      const stream = await openUpstream(
+        this.#options.transport,
+        this.#target,
+        "disable",
+        this.#connectSignal(),
+      );
+      if (this.#phase === "closed") return stream.close();
+      this.#pipe(stream);
+    } catch (error) {
+      if (this.#phase === "closed") return;
+      this.#logger.warn?.(`gateway ws: relay to ${where} failed: ${messageOf(error)}`);
+      this.#end(1011, "could not connect to the database");
+    }
+  }
+
+  /** Forwards a CancelRequest on a new server connection; closes when the server has read it. */
+  async #cancel(request: Uint8Array): Promise<void> {
+    try {
+      const stream = await openUpstream(
+        this.#options.transport,
+        this.#target,
+        this.#options.upstreamSslmode ?? "prefer",
+        this.#connectSignal(),
+      );
+      if (this.#phase === "closed") return stream.close();
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => stream.close(), CANCEL_WAIT_MS);
+        stream.start({
+          data() {},
+          close() {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+        stream.write(request);
+      });
+    } catch (error) {
+      this.#logger.warn?.(
+        `gateway ws: cancel request to ${formatTarget(this.#target)} failed: ${messageOf(error)}`,
+      );
+    }
+    this.#end(1000, "cancel request forwarded");
+  }
+
+  #pipe(stream: ByteStream): void {
+    this.#closeUpstream = () => stream.close();
+    stream.start({
+      // The transport may reuse the chunk; the WebSocket may send it later.
+      data: (chunk) => this.#send(chunk.slice()),
+      close: () => this.#end(1000, "the database closed the connection"),
+    });
+    this.#startRelay((bytes) => stream.write(bytes));
+  }
+
+  #startRelay(write: (bytes: Uint8Array) => void): void {
+    this.#phase = "relay";
+    this.#write = write;
+    const pending = this.#pending;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    for (const bytes of pending) write(bytes);
+  }
+
+  /** Whether the session ended (a check after an await, which TypeScript cannot narrow). */
+  #ended(): boolean {
+    return this.#phase === "closed";
+  }
+
+  #connectSignal(): AbortSignal {
+    return AbortSignal.any([
+      this.#abort.signal,
+      AbortSignal.timeout(this.#options.connectTimeout ?? 30_000),
+    ]);
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.#phase === "closed") return;
+    try {
+      this.#socket.send(bytes);
+    } catch {
+      this.#end(undefined);
+    }
+  }
+
+  #fatal(code: string, message: string): void {
+    // As PostgreSQL does: the error, then the end of the connection.
+    this.#send(fatalError(code, message));
+    this.#end(1000, message);
+  }
+
+  /** Ends the session once; `code` undefined when the WebSocket is already closed. */
+  #end(code: number | undefined, reason = ""): void {
+    if (this.#phase === "closed") return;
+    this.#phase = "closed";
+    this.#abort.abort();
+    this.#closeUpstream?.();
+    this.#pending = [];
+    if (code !== undefined) {
+      try {
+        // A close reason may be at most 123 bytes.
+        this.#socket.close(code, truncate(reason, 120));
+      } catch {
+        // Already closing.
+      }
+    }
+    this.#resolveDone();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function truncate(text: string, bytes: number): string {
+  const encoded = new TextEncoder().encode(text);
+  if (encoded.length <= bytes) return text;
+  return new TextDecoder().decode(encoded.subarray(0, bytes - 3)).replace(/\uFFFD$/, "") + "...";
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
