@@ -54,6 +54,11 @@ export interface ConnectOptions {
    * for the server to ask, which saves a round trip when it asks for a cleartext password
    * (Neon's proxy and edgepool's gateway do, over WebSocket). When the server asks for SCRAM or
    * MD5 instead, that attempt is dropped and the connection is opened again the usual way.
+   * `"query"`: the same, and on a server that took a password sent ahead before (from this
+   * transport), `connect()` resolves once startup and password are written, so that the first
+   * query follows in the same flight: a cold query costs one round trip. The login's outcome
+   * then reaches that query (a wrong password rejects it with 28P01), and `processId` and
+   * `cancel()` work from the first ReadyForQuery on. Pools use it well.
    * `false`: wait to be asked. Default: the transport's `pipelineConnect` (`"password"` for the
    * WebSocket transport), else `false`.
    *
@@ -61,7 +66,7 @@ export interface ConnectOptions {
    * even if the server would have used SCRAM. Turn it on only for servers that ask for a
    * cleartext password anyway.
    */
-  pipelineConnect?: "password" | false;
+  pipelineConnect?: "password" | "query" | false;
   /** Aborts connecting. Default: none. */
   signal?: AbortSignal;
   /** Receives the server's NoticeResponse messages. Default: none (notices are dropped). */
@@ -101,7 +106,7 @@ export interface ConnectionConfig {
   /** `pgbouncer=true` was in the URL: the server is a PgBouncer. */
   pgbouncer: boolean;
   /** Pipelined connect, or `undefined` to follow the transport's `pipelineConnect`. */
-  pipelineConnect: "password" | false | undefined;
+  pipelineConnect: "password" | "query" | false | undefined;
 }
 
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
@@ -240,10 +245,12 @@ function boolean(value: unknown, name: string): boolean | undefined {
   return value;
 }
 
-function pipelineConnect(value: unknown): "password" | false | undefined {
-  if (value === undefined || value === false || value === "password") return value;
+function pipelineConnect(value: unknown): "password" | "query" | false | undefined {
+  if (value === undefined || value === false || value === "password" || value === "query") {
+    return value;
+  }
   throw new TypeError(
-    `options.pipelineConnect must be "password" or false, not ${
+    `options.pipelineConnect must be "password", "query" or false, not ${
       typeof value === "string" ? JSON.stringify(value) : typeName(value)
     }`,
   );

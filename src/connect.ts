@@ -58,9 +58,11 @@ async function openConnection(
     : undefined;
   const onAbort = () => controller.abort(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
+  let deferCleanup: Promise<void> | null = null;
   const attempt = async (
     tls: TlsSettings | null,
     pipelineConnect: "password" | false,
+    early: boolean,
   ): Promise<Connection> => {
     phase = "opening the connection";
     const stream = await transport.connect({
@@ -86,12 +88,23 @@ async function openConnection(
     const abort = () => connection.destroy(controller.signal.reason);
     controller.signal.addEventListener("abort", abort, { once: true });
     try {
-      await connection.start();
+      await connection.start({ early });
     } catch (error) {
-      throw controller.signal.aborted ? controller.signal.reason : error;
-    } finally {
       controller.signal.removeEventListener("abort", abort);
+      throw controller.signal.aborted ? controller.signal.reason : error;
     }
+    // Started early, the login is still under way: the deadline and the signal keep applying
+    // to it until the first ReadyForQuery.
+    const settled = connection.whenReady().then(() => {}, () => {});
+    if (early) {
+      deferCleanup = settled;
+      connection.on("close", (error) => {
+        // The server no longer takes a password sent ahead: learn it for the next connect.
+        if (error instanceof PipelineRejected) rememberNotCleartext(transport, target);
+      });
+    }
+    settled.finally(() => controller.signal.removeEventListener("abort", abort));
+    if (pipelineConnect === "password" && !early) rememberCleartext(transport, target);
     return connection;
   };
   let tls: TlsSettings | null = config.sslmode === "disable" ? null : {
@@ -101,13 +114,17 @@ async function openConnection(
     caFile: config.sslrootcert,
   };
   const target = targetKey(config);
-  let pipeline = config.pipelineConnect ?? transport.pipelineConnect ?? false;
+  const setting = config.pipelineConnect ?? transport.pipelineConnect ?? false;
+  let pipeline: "password" | false = setting === false ? false : "password";
   if (pipeline && knownNotCleartext(transport, target)) pipeline = false;
+  // "query": a server that took a password sent ahead before will again, so the first query
+  // can follow in the same flight (connect resolves once startup and password are written).
+  let early = setting === "query" && pipeline === "password" && knownCleartext(transport, target);
   try {
     // Each fallback below happens at most once, so this ends.
     for (;;) {
       try {
-        return await attempt(tls, pipeline);
+        return await attempt(tls, pipeline, early);
       } catch (error) {
         if (controller.signal.aborted) throw error;
         if (error instanceof PipelineRejected && pipeline) {
@@ -115,6 +132,7 @@ async function openConnection(
           // no password sent ahead to this server again from this transport.
           rememberNotCleartext(transport, target);
           pipeline = false;
+          early = false;
           continue;
         }
         // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a
@@ -129,8 +147,12 @@ async function openConnection(
       }
     }
   } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", onAbort);
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    if (deferCleanup !== null) (deferCleanup as Promise<void>).then(cleanup);
+    else cleanup();
   }
 }
 
@@ -155,11 +177,26 @@ function targetKey(config: ConnectionConfig): string {
   return JSON.stringify([config.host, config.port, config.database, config.user]);
 }
 
+// Per transport, the servers that took a password sent ahead: later connects start early.
+const cleartext = new WeakMap<Transport, Set<string>>();
+
+function knownCleartext(transport: Transport, target: string): boolean {
+  return cleartext.get(transport)?.has(target) ?? false;
+}
+
+function rememberCleartext(transport: Transport, target: string): void {
+  let known = cleartext.get(transport);
+  if (known === undefined) cleartext.set(transport, known = new Set());
+  if (known.size >= NOT_CLEARTEXT_MAX) known.clear();
+  known.add(target);
+}
+
 function knownNotCleartext(transport: Transport, target: string): boolean {
   return notCleartext.get(transport)?.has(target) ?? false;
 }
 
 function rememberNotCleartext(transport: Transport, target: string): void {
+  cleartext.get(transport)?.delete(target);
   let known = notCleartext.get(transport);
   if (known === undefined) notCleartext.set(transport, known = new Set());
   if (known.size >= NOT_CLEARTEXT_MAX) known.clear();

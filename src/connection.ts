@@ -71,6 +71,12 @@ export class Connection implements AsyncDisposable {
   #deferred: Uint8Array[] | null = null;
   #startup: { resolve: () => void; reject: (error: unknown) => void } | null = null;
   #closed: Promise<void>;
+  /** The first ReadyForQuery (or the failure to get there). */
+  #ready: Promise<void> | null = null;
+  /** Resolves when an early start has written the startup and the password. */
+  #earlyStart: Promise<void> | null = null;
+  /** Started early: queries may be written before the first ReadyForQuery. */
+  #early = false;
   #resolveClosed!: () => void;
 
   /** Use `connect()`; this constructor is internal. */
@@ -141,7 +147,9 @@ export class Connection implements AsyncDisposable {
     params?: readonly unknown[],
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
-    if (this.#state !== "ready") return Promise.reject(this.#closedError());
+    if (this.#state !== "ready" && !(this.#state === "startup" && this.#early)) {
+      return Promise.reject(this.#closedError());
+    }
     if (typeof sql !== "string") {
       return Promise.reject(new TypeError(`The query must be a string, not ${typeof sql}`));
     }
@@ -234,10 +242,27 @@ export class Connection implements AsyncDisposable {
 
   /**
    * Starts the session: reads, sends the StartupMessage (and, with `pipelineConnect`, the
-   * cleartext password behind it), resolves at the first ReadyForQuery.
+   * cleartext password behind it), resolves at the first ReadyForQuery — or, with `early` and a
+   * password sent ahead, as soon as both are written, so that the first query follows in the
+   * same flight (a server known to ask for a cleartext password; the login's outcome then
+   * reaches the queries). `whenReady()` still resolves at the first ReadyForQuery.
    */
-  start(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  start(options?: { early?: boolean }): Promise<void> {
+    this.#ready ??= this.#begin(options?.early === true);
+    return this.#earlyStart ?? this.#ready;
+  }
+
+  /** Resolves at the first ReadyForQuery; rejects if the session could not start. */
+  whenReady(): Promise<void> {
+    return this.#ready ?? Promise.reject(new Error("start() was not called"));
+  }
+
+  #begin(early: boolean): Promise<void> {
+    let earlyStarted!: () => void;
+    const setting = this.#config.pipelineConnect ?? this.#transport.pipelineConnect;
+    const pipeline = setting === "query" ? "password" : setting;
+    const written = new Promise<void>((resolve) => earlyStarted = resolve);
+    const ready = new Promise<void>((resolve, reject) => {
       this.#startup = { resolve, reject };
       this.#stream.start({
         data: (chunk) => {
@@ -249,13 +274,26 @@ export class Connection implements AsyncDisposable {
         },
         close: (error) => this.#onStreamClose(error),
       });
-      const pipeline = this.#config.pipelineConnect ?? this.#transport.pipelineConnect;
       if (pipeline !== "password") return this.#sendStartup(undefined);
       this.#auth!.passwordAhead().then(
-        (password) => this.#sendStartup(password),
+        (password) => {
+          this.#sendStartup(password);
+          if (early && this.#state === "startup") {
+            this.#early = true;
+            earlyStarted();
+          }
+        },
         (error) => this.#failHard(error),
       );
     });
+    // Early: whichever comes first, the startup and password written, or the session's end
+    // (ready, or failed before anything was written).
+    if (early && pipeline === "password") {
+      this.#earlyStart = Promise.race([written, ready]);
+      // Its outcome then reaches the queries; whoever else awaits it still sees it.
+      ready.catch(() => {});
+    }
+    return ready;
   }
 
   /** Writes the StartupMessage, and `password` right behind it when given: one flight. */
