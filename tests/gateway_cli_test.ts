@@ -1,0 +1,107 @@
+// The gateway's command line, as a user starts it: `deno task gateway ...` on Deno, and the
+// same file bundled for Node (what the npm package's bin runs), with the same flags.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { HttpPool } from "../src/pool/http_pool.ts";
+import { getServer } from "./_server.ts";
+import { isDeno } from "./_transports.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const T = { timeout: 60_000 };
+
+/** Starts the CLI, waits for its "listening on" line, returns the URL and a stop function. */
+async function start(command: string, args: string[]) {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start line:\n${output}`)), 30_000);
+    const read = (chunk: Uint8Array) => {
+      output += new TextDecoder().decode(chunk);
+      const match = /listening on (https?:\/\/\S+?) /.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the gateway exited with ${code}:\n${output}`));
+    });
+  });
+  const stop = async () => {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+  };
+  return { url, stop, output: () => output };
+}
+
+async function queryThrough(url: string, gatewayUrl: string) {
+  await using pool = new HttpPool(url, { endpoint: `${gatewayUrl}/sql` });
+  const { rows } = await pool.query<{ n: number }>("select $1::int + 1 as n", [41]);
+  return rows[0].n;
+}
+
+async function nodeBundle(): Promise<string> {
+  const esbuild = await import("esbuild");
+  const { bundleOptions } = await import("../build.ts");
+  const outDir = join(ROOT, ".tmp", "gateway-cli");
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, "cli.mjs");
+  await esbuild.build({
+    ...bundleOptions(join(ROOT, "gateway", "cli.ts"), "node"),
+    outfile,
+    packages: "external",
+  });
+  await esbuild.stop();
+  return outfile;
+}
+
+test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
+  ...T,
+  skip: isDeno ? false : "started from the Deno run (it spawns both runtimes itself)",
+}, async () => {
+  const server = await getServer();
+  const url = server.url("scram", { sslmode: "disable" });
+  const flags = ["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${server.port}`];
+  const deno = await start(process.execPath, [
+    "run",
+    "-A",
+    "--unstable-no-legacy-abort",
+    "gateway/cli.ts",
+    ...flags,
+  ]);
+  try {
+    assert.equal(await queryThrough(url, deno.url), 42);
+  } finally {
+    await deno.stop();
+  }
+  const node = await start("node", [await nodeBundle(), ...flags]);
+  try {
+    assert.equal(await queryThrough(url, node.url), 42);
+    assert.doesNotMatch(node.output(), /scram_pw/);
+  } finally {
+    await node.stop();
+  }
+});
+
+test("the gateway CLI refuses bad flags with its usage", { ...T, skip: !isDeno }, async () => {
+  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--listen", "x"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stderr.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.notEqual(code, 0);
+  assert.match(output, /--upstream is required/);
+  assert.match(output, /usage: edgepool-gateway/);
+});
