@@ -57,7 +57,7 @@ export interface Gateway {
  * import { createGateway } from "./gateway.ts";
  * import { denoTcp } from "../../transports/deno.ts";
  * const gateway = createGateway({ upstream: "127.0.0.1:5432", transport: denoTcp });
- * Deno.serve((request) => gateway.fetch(request));
+ * serve((request) => gateway.fetch(request)); // any fetch-style server: Deno's, Bun's, Hono...
  * ```
  */
 export function createGateway(options: GatewayCoreOptions): Gateway {

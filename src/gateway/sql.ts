@@ -1,6 +1,6 @@
 /**
  * The gateway's HTTP face: Neon's SQL-over-HTTP endpoint, `POST /sql`, as a fetch-style handler
- * over web `Request` and `Response` only, so any server (Deno.serve, node:http, Workers) can
+ * over web `Request` and `Response` only, so any server (Deno's `serve`, node:http, Workers) can
  * mount it.
  *
  * Queries run through one `QueuePool` per distinct connection string (`manage()`), over TCP:
@@ -97,7 +97,7 @@ class RequestError extends Error {
  *   transport: denoTcp,
  *   isAllowed: (host, port) => host === "127.0.0.1" && port === 5432,
  * });
- * Deno.serve((request) => sql.handle(request));
+ * serve((request) => sql.handle(request)); // any fetch-style server
  * ```
  */
 export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {

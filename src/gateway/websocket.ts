@@ -75,8 +75,9 @@ const CANCEL_WAIT_MS = 10_000;
  * ```ts ignore
  * import { serveWebSocket } from "./websocket.ts";
  * import { denoTcp } from "../../transports/deno.ts";
- * Deno.serve((request) => {
- *   const { socket, response } = Deno.upgradeWebSocket(request);
+ * // `serve` and `upgradeWebSocket`: the runtime's (Deno's, here).
+ * serve((request) => {
+ *   const { socket, response } = upgradeWebSocket(request);
  *   socket.binaryType = "arraybuffer";
  *   const gs = { send: (d: Uint8Array) => socket.send(d), close: () => socket.close(), onmessage: null, onclose: null };
  *   socket.onopen = () => serveWebSocket(gs, { host: "127.0.0.1", port: 5432 }, { transport: denoTcp });

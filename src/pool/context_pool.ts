@@ -44,8 +44,8 @@ class Scope {
  *
  * @example
  * ```ts ignore
- * import { AsyncLocalStorage } from "node:async_hooks";
  * import { connect, ContextPool } from "@edgepool/edgepool";
+ * // AsyncLocalStorage: the one of node:async_hooks (Deno, Node, Bun, Workers with nodejs_compat).
  * const pool = new ContextPool(() => connect(url), { store: new AsyncLocalStorage() });
  * await pool.run(async () => {
  *   const a = await pool.connect();

@@ -47,7 +47,7 @@ export interface QueuePoolSize {
  * @example
  * ```ts ignore
  * import { connect, QueuePool } from "@edgepool/edgepool";
- * const pool = new QueuePool(() => connect(Deno.env.get("DATABASE_URL")), {
+ * const pool = new QueuePool(() => connect(databaseUrl), {
  *   poolSize: 5,
  *   maxOverflow: 10,
  *   prePing: true,
