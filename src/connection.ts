@@ -4,15 +4,14 @@
  * @module
  */
 
-import { Authenticator } from "./_auth.ts";
 import { sendCancelRequest } from "./_cancel.ts";
+import { Startup } from "./_startup.ts";
 import {
   parseErrorFields,
   parseNotification,
   parseParameterStatus,
   protocolError,
   Reader,
-  readInt32,
   typeName,
 } from "./_backend.ts";
 import { Emitter } from "./_emitter.ts";
@@ -62,13 +61,8 @@ export class Connection implements AsyncDisposable {
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
   #fatal: PostgresError | null = null;
-  #auth: Authenticator | null;
-  /**
-   * Messages that arrived while an authentication step was still working (whole messages,
-   * type byte first). The server may send AuthenticationOk and more right behind a SASL
-   * message; nothing may be read until that step is done, or a server could skip the proof.
-   */
-  #deferred: Uint8Array[] | null = null;
+  /** The startup phase, until the first ReadyForQuery. */
+  #startupPhase: Startup | null;
   #startup: { resolve: () => void; reject: (error: unknown) => void } | null = null;
   #closed: Promise<void>;
   /** The first ReadyForQuery (or the failure to get there). */
@@ -91,11 +85,30 @@ export class Connection implements AsyncDisposable {
     this.#transport = transport;
     this.#tls = tls;
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
-      if (this.#deferred !== null) this.#deferred.push(buf.slice(start - 5, end));
-      else if (this.#state === "startup") this.#startupMessage(type, buf, start, end);
+      const startup = this.#startupPhase;
+      if (startup !== null) startup.receive(type, buf, start, end);
       else this.#message(type, buf, start, end);
     });
-    this.#auth = new Authenticator(config, this.#writer);
+    this.#startupPhase = new Startup(config, {
+      writer: this.#writer,
+      flush: () => this.#flush(),
+      fail: (error) => this.#failHard(error),
+      starting: () => this.#state === "startup",
+      closed: () => this.#state === "closed",
+      keyData: (processId, secretKey) => {
+        this.#processId = processId;
+        this.#secretKey = secretKey;
+      },
+      ready: (byte) => {
+        this.#startupPhase = null;
+        this.#state = "ready";
+        this.#transactionStatus = status(byte);
+        this.#startup!.resolve();
+        this.#startup = null;
+      },
+      common: (type, buf, start, end) => this.#common(type, buf, start, end),
+      session: (type, buf, start, end) => this.#message(type, buf, start, end),
+    });
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
   }
 
@@ -275,7 +288,7 @@ export class Connection implements AsyncDisposable {
         close: (error) => this.#onStreamClose(error),
       });
       if (pipeline !== "password") return this.#sendStartup(undefined);
-      this.#auth!.passwordAhead().then(
+      this.#startupPhase!.passwordAhead().then(
         (password) => {
           this.#sendStartup(password);
           if (early && this.#state === "startup") {
@@ -298,10 +311,8 @@ export class Connection implements AsyncDisposable {
 
   /** Writes the StartupMessage, and `password` right behind it when given: one flight. */
   #sendStartup(password: string | undefined): void {
-    if (this.#state !== "startup") return; // destroyed while a password function ran
-    frontend.startup(this.#writer, frontend.startupParameters(this.#config));
-    if (password !== undefined) this.#auth!.writeAhead(password);
-    this.#flush();
+    // Not if destroyed while a password function ran.
+    if (this.#state === "startup") this.#startupPhase!.send(password);
   }
 
   #scheduleFlush(): void {
@@ -317,67 +328,6 @@ export class Connection implements AsyncDisposable {
   #flush(): void {
     if (this.#writer.length === 0 || this.#state === "closed") return;
     this.#stream.write(this.#writer.take());
-  }
-
-  #startupMessage(type: number, buf: Uint8Array, start: number, end: number): void {
-    switch (type) {
-      case 0x52: // R: Authentication*
-        this.#deferred = [];
-        this.#auth!.message(buf, start, end).then(
-          (wrote) => {
-            if (wrote) this.#flush();
-            this.#replay();
-          },
-          (error) => this.#failHard(error),
-        );
-        return;
-      case 0x4b: // K: BackendKeyData
-        if (end - start < 8) throw protocolError("BackendKeyData is too short");
-        this.#processId = readInt32(buf, start);
-        this.#secretKey = buf.slice(start + 4, end);
-        return;
-      case 0x5a: // Z: ReadyForQuery — the session is ready
-        if (!this.#auth!.done) throw protocolError("ReadyForQuery before authentication completed");
-        this.#auth = null;
-        this.#state = "ready";
-        this.#transactionStatus = status(buf[start]);
-        this.#startup!.resolve();
-        this.#startup = null;
-        return;
-      case 0x45: { // E: the server refused (wrong password, no such database, ...)
-        const error = new PostgresError(parseErrorFields(buf, start, end));
-        this.#failHard(error);
-        return;
-      }
-      case 0x76: // v: NegotiateProtocolVersion — we ask for 3.0 with no options; accept.
-        return;
-      default:
-        this.#common(type, buf, start, end);
-    }
-  }
-
-  /** Handles the messages held back during an authentication step, until the next such step. */
-  #replay(): void {
-    const held = this.#deferred!;
-    this.#deferred = null;
-    for (let i = 0; i < held.length; i++) {
-      if (this.#state === "closed") return;
-      // A message replayed below may begin another authentication step (TypeScript cannot
-      // see that the field changes behind its back, hence the cast).
-      const again = this.#deferred as Uint8Array[] | null;
-      if (again !== null) {
-        // Keep the rest for after that step.
-        again.push(...held.slice(i));
-        return;
-      }
-      const message = held[i];
-      try {
-        if (this.#state === "startup") this.#startupMessage(message[0], message, 5, message.length);
-        else this.#message(message[0], message, 5, message.length);
-      } catch (error) {
-        return this.#failHard(error);
-      }
-    }
   }
 
   #message(type: number, buf: Uint8Array, start: number, end: number): void {
