@@ -2,7 +2,7 @@
 //
 //   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream 127.0.0.1:5432 \
 //     [--allow REGEX] [--relay] [--tls-cert FILE --tls-key FILE] [--upstream-sslmode MODE] \
-//     [--pool-size N] [--verbose]
+//     [--pool-size N] [--max-pools N] [--verbose]
 //
 // One line on stdout once it listens; logs on stderr, never with a password. SIGINT/SIGTERM
 // close it cleanly.
@@ -24,6 +24,7 @@ const USAGE = `usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT [
   --tls-key FILE             ...and this PEM key
   --upstream-sslmode MODE    TLS to PostgreSQL: disable, prefer (default), require, verify-full
   --pool-size N              server connections kept per connection string (default 10)
+  --max-pools N              connection strings served at once, LRU idle ones closed (default 100)
   --verbose                  log every request and session
   --help                     show this`;
 
@@ -48,6 +49,7 @@ function options() {
         "tls-key": { type: "string" },
         "upstream-sslmode": { type: "string" },
         "pool-size": { type: "string" },
+        "max-pools": { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -83,6 +85,13 @@ function options() {
       fail("--pool-size must be a whole number >= 1");
     }
   }
+  let maxPools: number | undefined;
+  if (parsed["max-pools"] !== undefined) {
+    maxPools = Number(parsed["max-pools"]);
+    if (!Number.isInteger(maxPools) || maxPools < 1) {
+      fail("--max-pools must be a whole number >= 1");
+    }
+  }
   const read = (file: string) => {
     try {
       return readFileSync(file, "utf8");
@@ -101,6 +110,7 @@ function options() {
     tls,
     upstreamSslmode: sslmode as SslMode | undefined,
     poolSize,
+    maxPools,
     verbose: parsed.verbose ?? false,
   };
 }

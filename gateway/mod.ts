@@ -43,6 +43,8 @@ export interface GatewayOptions {
   logger?: PoolLogger;
   /** Server connections kept per connection string by the HTTP face. Default 10. */
   poolSize?: number;
+  /** Connection strings the HTTP face serves at once (a pool each). Default 100. */
+  maxPools?: number;
   /** TLS from the gateway to PostgreSQL (not in relay mode). Default `"prefer"`. */
   upstreamSslmode?: SslMode;
   /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
@@ -99,6 +101,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     transport,
     logger,
     poolSize: options.poolSize,
+    maxPools: options.maxPools,
     upstreamSslmode: options.upstreamSslmode,
     connectTimeout: options.connectTimeout,
   });

@@ -28,6 +28,8 @@ export interface GatewayCoreOptions {
   logger?: PoolLogger;
   /** Server connections kept per connection string by the HTTP face. Default 10. */
   poolSize?: number;
+  /** Connection strings the HTTP face serves at once (a pool each). Default 100. */
+  maxPools?: number;
   /** TLS from the gateway to PostgreSQL (not in relay mode). Default `"prefer"`. */
   upstreamSslmode?: SslMode;
   /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
@@ -69,6 +71,7 @@ export function createGateway(options: GatewayCoreOptions): Gateway {
     isAllowed: (host, port) => allowed({ host, port }),
     upstreamSslmode: options.upstreamSslmode,
     poolSize: options.poolSize,
+    maxPools: options.maxPools,
     connectTimeout: options.connectTimeout,
     logger,
   });

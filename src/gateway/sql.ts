@@ -57,6 +57,11 @@ export interface SqlHandlerOptions {
   poolSize?: number;
   /** Time limit in ms for opening a server connection. Default 30 000. */
   connectTimeout?: number;
+  /**
+   * Distinct connection strings served at once (a pool each). Beyond it, the least recently
+   * used idle pool is closed to make room; if none is idle, the request gets 503. Default 100.
+   */
+  maxPools?: number;
   /** Largest request body, in bytes; larger ones get 413. Default 10 MiB. */
   maxRequestBytes?: number;
   /** Largest response body, in bytes; larger results get 507. Default 10 MiB. */
@@ -124,6 +129,36 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       new QueuePool(creator, { poolSize: options.poolSize ?? 10, logger, name: describe(url) }),
   });
   let closed = false;
+  const maxPools = options.maxPools ?? 100;
+  // Connection strings with a pool, least recently used first (a Map keeps insertion order).
+  const recent = new Map<string, true>();
+
+  /** Makes room for `url`'s pool: closes the least recently used idle pool when full. */
+  async function admit(url: string): Promise<void> {
+    if (recent.delete(url)) return void recent.set(url, true);
+    if (recent.size >= maxPools) {
+      let victim: string | undefined;
+      for (const other of recent.keys()) {
+        const stats = pools.pool(other).stats();
+        if (
+          stats.checkedOut === 0 && stats.requestsWaiting === 0 &&
+          stats.poolSize === stats.checkedIn
+        ) {
+          victim = other;
+          break;
+        }
+      }
+      if (victim === undefined) {
+        throw new RequestError(
+          503,
+          `The gateway serves ${maxPools} connection strings at once (maxPools) and all are busy`,
+        );
+      }
+      recent.delete(victim);
+      await pools.delete(victim);
+    }
+    recent.set(url, true);
+  }
 
   async function handle(request: Request): Promise<Response> {
     if (request.method === "OPTIONS") {
@@ -185,6 +220,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     const signal = request.signal;
     const budget = { left: maxResponse };
     let conn: PooledConnection<Connection>;
+    await admit(url);
     try {
       conn = await pools.connect(url, { signal });
     } catch (error) {
@@ -192,6 +228,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       // others still wait on it: they get their own error first).
       const pool = pools.pool(url);
       if (isConfigError(error) && pool.stats().requestsWaiting === 0) {
+        recent.delete(url);
         await pools.delete(url).catch(() => {});
       }
       throw error;
