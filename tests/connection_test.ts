@@ -6,62 +6,29 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
-import { inspect } from "node:util";
 import {
   autoTransport,
   connect,
   type Connection,
-  ConnectionError,
-  type ConnectionErrorCode,
   type ConnectOptions,
   PostgresError,
   type PostgresNotice,
 } from "../mod.ts";
 import { connectionTransports, denoTcp, nodeTcp } from "./_transports.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
+import {
+  assertConnectionError,
+  assertPostgresError,
+  rejection,
+  Resolved,
+  show,
+} from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PLAIN = { sslmode: "disable" };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** What `rejection()` gives for a promise that resolved instead. */
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-/** The error `promise` rejects with (a `Resolved` if it resolves). Never rejects, so it can be
- * taken at once and awaited later without an unhandled rejection in between. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
-}
-
-function assertConnectionError(
-  error: unknown,
-  code: ConnectionErrorCode,
-): asserts error is ConnectionError {
-  assert.ok(
-    error instanceof ConnectionError,
-    `expected ConnectionError ${code}, got ${show(error)}`,
-  );
-  assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
-
-function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
-  assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
-  assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
-}
-
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 1 });
-}
 
 async function elapsed<R>(fn: () => Promise<R>): Promise<[R, number]> {
   const start = performance.now();

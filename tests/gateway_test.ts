@@ -13,6 +13,7 @@ import { RawTextTap } from "../src/gateway/_raw_text.ts";
 import type { ByteStream, FieldDescription, StreamHandlers } from "../mod.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
+import { concat } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const MiB = 1024 * 1024;
@@ -638,16 +639,6 @@ function typed(type: string, text: string): Uint8Array {
   out[0] = type.charCodeAt(0);
   new DataView(out.buffer).setInt32(1, 4 + body.length);
   out.set(body, 5);
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
   return out;
 }
 

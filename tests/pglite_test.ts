@@ -6,16 +6,15 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { inspect } from "node:util";
 import {
   connect,
   type Connection,
   ConnectionError,
   type ConnectionErrorCode,
   type ConnectOptions,
-  PostgresError,
 } from "../mod.ts";
 import { pgliteTransport } from "../transports/pglite.ts";
+import { assertPostgresError, rejection, show } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const URL = "postgres://postgres@localhost/postgres";
@@ -39,37 +38,12 @@ interface Db {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** What `rejection()` gives for a promise that resolved instead. */
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-/** The error `promise` rejects with (a `Resolved` if it resolves); never rejects. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
-}
-
 function assertConnectionError(error: unknown, code: ConnectionErrorCode): void {
   assert.ok(
     error instanceof ConnectionError,
     `expected ConnectionError ${code}, got ${show(error)}`,
   );
   assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
-
-function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
-  assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
-  assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
-}
-
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 1 });
 }
 
 function delay(ms: number): Promise<void> {

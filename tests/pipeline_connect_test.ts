@@ -11,6 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { inspect } from "node:util";
 import { connect, ConnectionError, type ConnectOptions, PostgresError } from "../mod.ts";
 import { connectionTransports } from "./_transports.ts";
+import { concat, int16, int32, rejection } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PASSWORD = "fake_pw";
@@ -20,28 +21,6 @@ const PASSWORD = "fake_pw";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function int32(n: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setInt32(0, n);
-  return out;
-}
-
-function int16(n: number): Uint8Array {
-  const out = new Uint8Array(2);
-  new DataView(out.buffer).setInt16(0, n);
-  return out;
-}
 
 const text = (s: string): Uint8Array => encoder.encode(s);
 const cstr = (s: string): Uint8Array => concat(text(s), new Uint8Array([0]));
@@ -223,18 +202,6 @@ function startupAndPassword(packet: Uint8Array): string | undefined {
   const length = new DataView(rest.buffer, rest.byteOffset).getInt32(1);
   assert.equal(rest.length, 1 + length, "more than the PasswordMessage behind the startup");
   return passwordOf(rest.subarray(5));
-}
-
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ import {
   type NullPoolOptions,
   type PooledConnection,
   PoolError,
-  PostgresError,
   QueuePool,
   type QueuePoolOptions,
 } from "../mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
+import { assertPostgresError, rejection, Resolved } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -40,21 +40,6 @@ test("test server starts", { timeout: 120_000 }, async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/** What `rejection()` gives for a promise that resolved instead. */
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-/** The error `promise` rejects with (a `Resolved` if it resolves). Never rejects, so it can be
- * taken at once and awaited later without an unhandled rejection in between. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
-}
-
 function show(value: unknown): string {
   return value instanceof Resolved
     ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
@@ -64,11 +49,6 @@ function show(value: unknown): string {
 function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : undefined;
-}
-
-function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
-  assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
-  assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
 }
 
 /** A lost connection surfaces as the connection's CONNECTION_LOST, or the pool's wrapping. */

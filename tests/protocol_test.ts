@@ -7,19 +7,26 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket } from "node:net";
-import { inspect } from "node:util";
 import {
   type ByteStream,
   connect,
   type Connection,
   ConnectionError,
-  type ConnectionErrorCode,
   PostgresError,
   type StreamHandlers,
   type Transport,
 } from "../mod.ts";
 import { Reader } from "../src/_backend.ts";
 import { transports } from "./_transports.ts";
+import {
+  assertConnectionError,
+  concat,
+  int16,
+  int32,
+  rejection,
+  Resolved,
+  show,
+} from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 
@@ -27,28 +34,6 @@ const T = { timeout: 20_000 };
 // Bytes
 
 const encoder = new TextEncoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
-function int32(n: number): Uint8Array {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setInt32(0, n);
-  return out;
-}
-
-function int16(n: number): Uint8Array {
-  const out = new Uint8Array(2);
-  new DataView(out.buffer).setInt16(0, n);
-  return out;
-}
 
 const text = (s: string): Uint8Array => encoder.encode(s);
 const cstr = (s: string): Uint8Array => concat(encoder.encode(s), new Uint8Array([0]));
@@ -105,38 +90,6 @@ function prng(seed: number): () => number {
 
 // ---------------------------------------------------------------------------------------------
 // Assertions
-
-/** What `rejection()` gives for a promise that resolved instead. */
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-/** The error `promise` rejects with (a `Resolved` if it resolves). Never rejects, so it can be
- * taken at once and awaited later without an unhandled rejection in between. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
-}
-
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 1 });
-}
-
-function assertConnectionError(
-  error: unknown,
-  code: ConnectionErrorCode,
-): asserts error is ConnectionError {
-  assert.ok(
-    error instanceof ConnectionError,
-    `expected ConnectionError ${code}, got ${show(error)}`,
-  );
-  assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
 
 function assertProtocolError(error: unknown): asserts error is ConnectionError {
   assertConnectionError(error, "PROTOCOL_ERROR");

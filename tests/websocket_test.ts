@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { inspect } from "node:util";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
 import { WebSocket as Ws } from "ws";
@@ -17,10 +16,7 @@ import { bundleOptions } from "../build.ts";
 import {
   connect,
   type Connection,
-  ConnectionError,
-  type ConnectionErrorCode,
   type ConnectOptions,
-  PostgresError,
   type PostgresNotice,
   type Transport,
 } from "../mod.ts";
@@ -32,6 +28,7 @@ import {
 import { getServer, type TestServer, type TestUser } from "./_server.ts";
 import { WebSocketImpl } from "./_transports.ts";
 import { startWebsockify, type Websockify } from "./_websockify.ts";
+import { assertConnectionError, assertPostgresError, concat, rejection, show } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PLAIN = { sslmode: "disable" };
@@ -39,55 +36,11 @@ const PLAIN = { sslmode: "disable" };
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-class Resolved {
-  constructor(readonly value: unknown) {}
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    return new Resolved(await promise);
-  } catch (error) {
-    return error;
-  }
-}
-
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 1 });
-}
-
-function assertConnectionError(
-  error: unknown,
-  code: ConnectionErrorCode,
-): asserts error is ConnectionError {
-  assert.ok(
-    error instanceof ConnectionError,
-    `expected ConnectionError ${code}, got ${show(error)}`,
-  );
-  assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
-
-function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
-  assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
-  assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
-}
-
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const encoder = new TextEncoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 function message(type: string, ...body: Uint8Array[]): Uint8Array {
   const content = concat(...body);
