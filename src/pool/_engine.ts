@@ -451,10 +451,13 @@ export class Engine<C> {
     return undefined;
   }
 
-  #staleReason(record: PoolRecord<C>): PoolCloseReason | undefined {
-    if (record.generation < this.#generation) return "stale";
-    if (this.#settings.clock.now() >= record.expiresAt) return "lifetime";
+  #staleReason(
+    record: PoolRecord<C>,
+    now: number = this.#settings.clock.now(),
+  ): PoolCloseReason | undefined {
     if (this.#settings.adapter.isClosed(record.connection)) return "lost";
+    if (record.generation < this.#generation) return "stale";
+    if (now >= record.expiresAt) return "lifetime";
     return undefined;
   }
 
@@ -550,13 +553,18 @@ export class Engine<C> {
   // -------------------------------------------------------------------------------------------
   // Returning connections
 
-  /** A connection is available (new, or returned and reset): to a waiter, idle, or closed. */
-  #put(record: PoolRecord<C>): void {
+  /**
+   * A connection is available (new, or returned and reset): to a waiter, idle, or closed.
+   * `fresh`: the caller has just found it neither stale nor soft-invalidated.
+   */
+  #put(record: PoolRecord<C>, fresh = false): void {
     if (this.#closed) return this.#closeRecord(record, "pool closed");
-    const stale = this.#staleReason(record);
-    if (stale !== undefined || record.soft) {
-      this.#closeRecord(record, stale ?? "invalidated");
-      return this.#dispatch();
+    if (!fresh) {
+      const stale = this.#staleReason(record);
+      if (stale !== undefined || record.soft) {
+        this.#closeRecord(record, stale ?? "invalidated");
+        return this.#dispatch();
+      }
     }
     const waiter = this.#waiters.shift();
     if (waiter !== null) return this.#deliver(record, waiter);
@@ -586,23 +594,18 @@ export class Engine<C> {
       this.#events.emit("checkin", { connection, info: record.info });
     }
     if (record.state !== "busy") return RESOLVED; // invalidated or closed while out
-    const adapter = this.#settings.adapter;
-    if (adapter.isClosed(connection)) {
-      this.#counters.returnsBad++;
-      this.#closeRecord(record, "returned broken");
-      this.#dispatch();
-      return RESOLVED;
-    }
-    const stale = this.#staleReason(record);
+    const stale = this.#staleReason(record, now);
     if (stale !== undefined || record.soft) {
-      // Going to be closed anyway: no point resetting it first.
-      this.#closeRecord(record, stale ?? "invalidated");
+      // Broken, or going to be closed anyway: no point resetting it first.
+      if (stale === "lost") this.#counters.returnsBad++;
+      this.#closeRecord(record, stale === "lost" ? "returned broken" : stale ?? "invalidated");
       this.#dispatch();
       return RESOLVED;
     }
+    const adapter = this.#settings.adapter;
     const status = adapter.transactionStatus(connection);
     if (status === "idle" && !adapter.isBusy(connection) && this.#settings.reset === undefined) {
-      this.#put(record);
+      this.#put(record, true);
       return RESOLVED;
     }
     return this.#resetAndPut(record, status);
