@@ -124,3 +124,30 @@ test(
     }
   },
 );
+
+test("pgClientAdapter rejects a failed query only after the ReadyForQuery that follows", async () => {
+  // pg rejects on ErrorResponse; when ReadyForQuery arrives in a later chunk, the adapter must
+  // still report the status it carries. A scripted client replays that order.
+  const listeners = new Map<string, ((message: { status?: string }) => void)[]>();
+  const client = {
+    readyForQuery: true,
+    connection: {
+      on(event: string, listener: (message: { status?: string }) => void) {
+        listeners.set(event, [...(listeners.get(event) ?? []), listener]);
+      },
+    },
+    on() {},
+    end: () => Promise.resolve(),
+    query() {
+      client.readyForQuery = false;
+      setTimeout(() => {
+        client.readyForQuery = true;
+        for (const listener of listeners.get("readyForQuery") ?? []) listener({ status: "E" });
+      }, 20);
+      return Promise.reject(new Error("division by zero"));
+    },
+  } as unknown as PgClientLike;
+  const adapter = pgClientAdapter();
+  await assert.rejects(adapter.query(client, "select 1/0"), /division by zero/);
+  assert.equal(adapter.transactionStatus(client), "failed");
+});

@@ -45,6 +45,8 @@ interface ClientState {
   status: PoolTransactionStatus;
   closed: boolean;
   listeners: Set<(error?: Error) => void>;
+  /** Called on the next ReadyForQuery or on close, then cleared. */
+  ready: (() => void)[];
 }
 
 const STATUS: Record<string, PoolTransactionStatus> = { I: "idle", T: "transaction", E: "failed" };
@@ -70,16 +72,26 @@ export function pgClientAdapter<C extends PgClientLike>(): PoolAdapter<C> {
   const state = (client: C): ClientState => {
     let found = states.get(client);
     if (found === undefined) {
-      const created: ClientState = { status: "idle", closed: false, listeners: new Set() };
+      const created: ClientState = {
+        status: "idle",
+        closed: false,
+        listeners: new Set(),
+        ready: [],
+      };
       found = created;
       states.set(client, created);
+      const wake = () => {
+        for (const resolve of created.ready.splice(0)) resolve();
+      };
       client.connection?.on("readyForQuery", (message) => {
         created.status = STATUS[message?.status ?? ""] ?? "unknown";
+        wake();
       });
       const closed = (error?: Error) => {
         if (created.closed) return;
         created.closed = true;
         created.status = "unknown";
+        wake();
         for (const listener of created.listeners) listener(error);
       };
       client.on("end", () => closed());
@@ -92,13 +104,24 @@ export function pgClientAdapter<C extends PgClientLike>(): PoolAdapter<C> {
       signal?: AbortSignal;
       rowMode?: "object" | "array";
     }): Promise<QueryResult<Row>> {
-      state(client);
+      const s = state(client);
       options?.signal?.throwIfAborted();
-      const result = await client.query({
-        text: sql,
-        values: params === undefined ? undefined : [...params],
-        rowMode: options?.rowMode === "array" ? "array" : undefined,
-      });
+      let result;
+      try {
+        result = await client.query({
+          text: sql,
+          values: params === undefined ? undefined : [...params],
+          rowMode: options?.rowMode === "array" ? "array" : undefined,
+        });
+      } catch (error) {
+        // pg rejects on ErrorResponse, before the ReadyForQuery that carries the new
+        // transaction status; wait for it so the status is current when the caller sees the
+        // error.
+        if (!s.closed && client.connection !== undefined && client.readyForQuery === false) {
+          await new Promise<void>((resolve) => s.ready.push(resolve));
+        }
+        throw error;
+      }
       return {
         command: result.command ?? "",
         rowCount: result.rowCount ?? null,
