@@ -16,7 +16,7 @@
 
 import { type ConnectFunction, createConnect } from "./src/connect.ts";
 import { type CreatePool, makeCreatePool } from "./src/create_pool.ts";
-import { autoTransport, isEdgeRuntime } from "./transports/auto.ts";
+import { autoTransport, defaultApplicationName, detectRuntime } from "./transports/auto.ts";
 import { pgliteTransport } from "./transports/pglite.ts";
 
 /**
@@ -37,7 +37,11 @@ import { pgliteTransport } from "./transports/pglite.ts";
  * }
  * ```
  */
-export const connect: ConnectFunction = createConnect(autoTransport);
+export const connect: ConnectFunction = createConnect(autoTransport, {
+  get applicationName() {
+    return defaultApplicationName();
+  },
+});
 
 /**
  * Makes the pool that fits the URL and the runtime:
@@ -62,7 +66,7 @@ export const connect: ConnectFunction = createConnect(autoTransport);
  */
 export const createPool: CreatePool = makeCreatePool({
   connect,
-  isEdge: isEdgeRuntime,
+  runtime: detectRuntime,
   embedded(location) {
     const transport = pgliteTransport(location === "memory" ? {} : { dataDir: location });
     return { transport, close: () => transport.close() };
@@ -80,7 +84,13 @@ export {
 } from "./src/create_pool.ts";
 export { Connection } from "./src/connection.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
-export { type ConnectionConfig, type ConnectOptions, parseConfig } from "./src/config.ts";
+export {
+  type ConfigDefaults,
+  type ConnectionConfig,
+  type ConnectOptions,
+  parseConfig,
+  type Pooler,
+} from "./src/config.ts";
 export { redactUrl } from "./src/url.ts";
 export {
   ConnectionError,
@@ -158,7 +168,15 @@ export {
 } from "./transports/websocket.ts";
 export {
   autoTransport,
+  defaultApplicationName,
+  detectRuntime,
   detectTcpRuntime,
   isEdgeRuntime,
-  type TcpRuntime,
 } from "./transports/auto.ts";
+export type {
+  PoolDescription,
+  PoolOrigin,
+  RuntimeInfo,
+  RuntimeName,
+  TcpRuntime,
+} from "./src/runtime.ts";

@@ -12,6 +12,7 @@ const B = 0x42; // Bind
 const D = 0x44; // Describe
 const E = 0x45; // Execute
 const S = 0x53; // Sync
+const C = 0x43; // Close
 const X = 0x58; // Terminate
 const p = 0x70; // PasswordMessage, SASLInitialResponse, SASLResponse
 const f = 0x66; // CopyFail
@@ -61,18 +62,30 @@ export function query(w: Writer, sql: string): void {
 }
 
 /**
- * Parse (unnamed statement, types inferred), Bind (text in, text out), Describe portal,
- * Execute (all rows) and Sync: one extended-protocol round trip.
+ * Parse (unless `parse` is false: the statement is prepared already), Bind (text in, text out),
+ * Describe portal, Execute (all rows) and Sync: one extended-protocol round trip. `name` is the
+ * statement's name, `""` for the unnamed statement.
  */
-export function extendedQuery(w: Writer, sql: string, params: (string | null)[]): void {
-  w.begin(P).byte(0).cstring(sql).int16(0).end();
+export function extendedQuery(
+  w: Writer,
+  sql: string,
+  params: (string | null)[],
+  name = "",
+  parse = true,
+): void {
+  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
   const n = params.length;
-  w.begin(B).byte(0).byte(0).int16(0).int16(n);
+  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
   for (let i = 0; i < n; i++) w.value(params[i]);
   w.int16(0).end();
   w.begin(D).byte(0x50).byte(0).end();
   w.begin(E).byte(0).int32(0).end();
   w.begin(S).end();
+}
+
+/** Close of a prepared statement; answered by CloseComplete, even when there is no such one. */
+export function closeStatement(w: Writer, name: string): void {
+  w.begin(C).byte(0x53).cstring(name).end();
 }
 
 export function copyFail(w: Writer, reason: string): void {

@@ -47,6 +47,8 @@ export class PendingQuery {
   settled = false;
   /** The first error seen; the query rejects with it at ReadyForQuery. */
   error: unknown = null;
+  /** A ParseComplete arrived: a named statement this query prepared exists now. */
+  parsed = false;
   /** Set by an abort that happened while an earlier query was still running. */
   cancelWanted = false;
   /** Removes the abort listener, if any. */
@@ -92,6 +94,8 @@ export class PendingQuery {
         this.emptyQuery();
         return true;
       case 0x31: // 1: ParseComplete
+        this.parsed = true;
+        return true;
       case 0x32: // 2: BindComplete
       case 0x33: // 3: CloseComplete
       case 0x74: // t: ParameterDescription

@@ -35,8 +35,32 @@ export interface ConnectOptions {
    * roots and implies `sslmode` `verify-full`, as in libpq. Default: none.
    */
   sslrootcert?: string;
-  /** The `application_name` reported to the server. Default `"edgepool"`. */
+  /**
+   * The `application_name` reported to the server, which shows in `pg_stat_activity` and in
+   * PgBouncer's logs. Default: the URL's `application_name`, else where the connection comes
+   * from, set by `connect()` for the runtime (`edgepool:<program>@<runtime>`, e.g.
+   * `edgepool:server.ts@deno`), else `"edgepool"`.
+   */
   applicationName?: string;
+  /**
+   * The pooler between edgepool and PostgreSQL, if any. `"transaction"` (PgBouncer's
+   * transaction mode, Supavisor's port 6543, Neon's `-pooler` hosts, Hyperdrive): each
+   * transaction may run on another server session, so edgepool uses only unnamed statements,
+   * sets no session state, and sends no startup parameter PgBouncer 1.18 rejects (`options`
+   * other than Neon's `endpoint=` is refused with an error). `"session"` and `"none"`: the
+   * session is yours; the prepared-statement cache may be used. `"auto"` (default) guesses
+   * from the URL: `pgbouncer=true`, port 6543, a host with `-pooler.` in it, or
+   * `*.pooler.supabase.com` mean a transaction pooler (port 5432 there: session); otherwise
+   * `"none"`. A guess: name the pooler when you know it.
+   */
+  pooler?: Pooler | "auto";
+  /**
+   * Named prepared statements kept per connection (an LRU of this many), so a repeated
+   * parameterised query skips parsing and planning. A statement the server no longer knows
+   * (`prepared statement ... does not exist`) is sent again unprepared, once. Not allowed with
+   * a transaction pooler. Default `0`: off, every query uses the unnamed statement.
+   */
+  statementCache?: number;
   /** Time limit in ms for connecting (transport, TLS, login). Default `30000`; `0` = none. */
   connectTimeout?: number;
   /** The libpq `options` startup parameter, e.g. `"-c search_path=app"`. Default: none. */
@@ -73,6 +97,15 @@ export interface ConnectOptions {
   onNotice?: (notice: PostgresNotice) => void;
 }
 
+/** Defaults of {@link parseConfig} that depend on the runtime, below the URL's settings. */
+export interface ConfigDefaults {
+  /** The `application_name` when neither the options nor the URL give one. */
+  applicationName?: string;
+}
+
+/** A pooler between the client and PostgreSQL: see {@link ConnectOptions.pooler}. */
+export type Pooler = "none" | "transaction" | "session";
+
 /** Fully resolved connection settings: {@link ConnectOptions} over the URL over the defaults. */
 export interface ConnectionConfig {
   /** Host name or IP address, without brackets. */
@@ -93,6 +126,12 @@ export interface ConnectionConfig {
   sslrootcert: string | undefined;
   /** The `application_name` reported to the server. */
   applicationName: string;
+  /** The pooler in front of the server, given or guessed. */
+  pooler: Pooler;
+  /** Why `pooler` has its value: `"options.pooler"`, or the sign `"auto"` went by. */
+  poolerSign: string;
+  /** Named prepared statements kept per connection; `0` = none. */
+  statementCache: number;
   /** Time limit in ms for connecting; `0` = none. */
   connectTimeout: number;
   /** The libpq `options` startup parameter, or `undefined`. */
@@ -121,6 +160,7 @@ const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
  *
  * @param url The connection URL, or `undefined` to take everything from `options`.
  * @param options Settings that override the URL.
+ * @param defaults Defaults that depend on the runtime, below the URL's settings.
  * @returns The settings with every default applied.
  * @throws {TypeError} If the URL is malformed or uses something edgepool does not support, an
  *   option has the wrong type, or no user name is given. Messages show the URL with its
@@ -140,6 +180,7 @@ const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
 export function parseConfig(
   url: string | URL | undefined,
   options?: ConnectOptions,
+  defaults?: ConfigDefaults,
 ): ConnectionConfig {
   const o: ConnectOptions = options ?? {};
   if (typeof o !== "object" || o === null) {
@@ -173,6 +214,7 @@ export function parseConfig(
   const port = number(o.port, "port", 1, 65535, true);
   const connectTimeout = number(o.connectTimeout, "connectTimeout", 0, MAX_TIMEOUT, false);
   const maxMessageSize = number(o.maxMessageSize, "maxMessageSize", 1024, Infinity, true);
+  const statementCache = number(o.statementCache, "statementCache", 0, 10_000, true) ?? 0;
   checkObjects(o);
 
   let sslmode = o.sslmode === undefined
@@ -190,9 +232,32 @@ export function parseConfig(
     }
   }
 
+  const resolvedHost = host ?? "localhost";
+  const resolvedPort = port ?? fromUrl.port ?? 5432;
+  const [pooler, poolerSign] = o.pooler === undefined || o.pooler === "auto"
+    ? guessPooler(resolvedHost, resolvedPort, fromUrl.pgbouncer ?? false)
+    : [checkPooler(o.pooler), "options.pooler"];
+  const startupOptions = string(o.options, "options") ?? fromUrl.options;
+  if (pooler === "transaction") {
+    if (startupOptions !== undefined && !/^\s*endpoint=[^\s]*\s*$/.test(startupOptions)) {
+      throw new TypeError(
+        `The options startup parameter cannot go through a transaction pooler (${poolerSign})` +
+          `${where}: PgBouncer 1.18 refuses it, and settings would not last past a ` +
+          'transaction. Use SET LOCAL inside transactions, or pooler: "session" or ' +
+          '"none" if that is not a transaction pooler',
+      );
+    }
+    if (statementCache > 0) {
+      throw new TypeError(
+        `statementCache needs its own server session, and a transaction pooler ` +
+          `(${poolerSign}) does not give one${where}: leave it at 0, or set pooler`,
+      );
+    }
+  }
+
   return {
-    host: host ?? "localhost",
-    port: port ?? fromUrl.port ?? 5432,
+    host: resolvedHost,
+    port: resolvedPort,
     user,
     password: o.password ?? fromUrl.password,
     database: string(o.database, "database") || fromUrl.database || user,
@@ -200,15 +265,41 @@ export function parseConfig(
     ca: caList(o.ca),
     sslrootcert,
     applicationName: string(o.applicationName, "applicationName") ?? fromUrl.applicationName ??
-      fromUrl.fallbackApplicationName ?? "edgepool",
+      fromUrl.fallbackApplicationName ?? defaults?.applicationName ?? "edgepool",
     connectTimeout: connectTimeout ?? fromUrl.connectTimeout ?? 30_000,
-    options: string(o.options, "options") ?? fromUrl.options,
+    options: startupOptions,
     bigint: boolean(o.bigint, "bigint") ?? false,
     keepAlive: boolean(o.keepAlive, "keepAlive") ?? fromUrl.keepAlive ?? true,
     maxMessageSize: maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
     pgbouncer: fromUrl.pgbouncer ?? false,
     pipelineConnect: pipelineConnect(o.pipelineConnect),
+    pooler,
+    poolerSign,
+    statementCache,
   };
+}
+
+function checkPooler(value: unknown): Pooler {
+  if (value === "none" || value === "transaction" || value === "session") return value;
+  throw new TypeError(
+    `options.pooler must be "none", "transaction", "session" or "auto", not ${
+      typeof value === "string" ? JSON.stringify(value) : typeName(value)
+    }`,
+  );
+}
+
+/** `pooler: "auto"`: the common signs of a pooler in the URL, and what they mean. */
+function guessPooler(host: string, port: number, pgbouncer: boolean): [Pooler, string] {
+  if (pgbouncer) return ["transaction", "pgbouncer=true in the URL"];
+  const name = host.toLowerCase();
+  if (name.endsWith(".pooler.supabase.com")) {
+    return port === 5432
+      ? ["session", "a pooler.supabase.com host on port 5432"]
+      : ["transaction", `a pooler.supabase.com host on port ${port}`];
+  }
+  if (name.includes("-pooler.")) return ["transaction", "a -pooler host name"];
+  if (port === 6543) return ["transaction", "port 6543"];
+  return ["none", "no sign of a pooler in the URL"];
 }
 
 function string(value: unknown, name: string): string | undefined {

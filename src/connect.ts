@@ -5,7 +5,12 @@
  */
 
 import { PipelineRejected } from "./_auth.ts";
-import { type ConnectionConfig, type ConnectOptions, parseConfig } from "./config.ts";
+import {
+  type ConfigDefaults,
+  type ConnectionConfig,
+  type ConnectOptions,
+  parseConfig,
+} from "./config.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionError } from "./errors.ts";
 import type { TlsSettings, Transport } from "./transport.ts";
@@ -27,9 +32,12 @@ export type ConnectFunction = (
  * const connect = createConnect(() => Promise.resolve(nodeTcp));
  * ```
  */
-export function createConnect(defaultTransport: () => Promise<Transport>): ConnectFunction {
+export function createConnect(
+  defaultTransport: () => Promise<Transport>,
+  defaults?: ConfigDefaults,
+): ConnectFunction {
   return async (url, options) => {
-    const config = parseConfig(url, options);
+    const config = parseConfig(url, options, defaults);
     const transport = options?.transport ?? await defaultTransport();
     return await openConnection(config, transport, options);
   };

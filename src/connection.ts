@@ -57,6 +57,11 @@ export class Connection implements AsyncDisposable {
   #flushScheduled = false;
   #transactionStatus: TransactionStatus = "idle";
   #parameters: Record<string, string> = {};
+  /** Prepared statements (`statementCache`): SQL → name, least recently used first. */
+  readonly #statements = new Map<string, string>();
+  #statementCount = 0;
+  /** Statements to close with the next query (evicted, or of a failed Parse). */
+  #unwanted: string[] = [];
   #processId = 0;
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
@@ -177,23 +182,86 @@ export class Connection implements AsyncDisposable {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      const query = new PendingQuery(
-        rowMode,
-        this.#config.bigint,
-        values !== undefined,
-        resolve as (result: QueryResult) => void,
-        reject,
-      );
-      if (values === undefined) frontend.query(this.#writer, sql);
-      else frontend.extendedQuery(this.#writer, sql, values);
-      this.#queue.push(query);
-      this.#scheduleFlush();
-      if (signal) {
-        const onAbort = () => this.#abort(query, signal.reason);
-        signal.addEventListener("abort", onAbort, { once: true });
-        query.cleanup = () => signal.removeEventListener("abort", onAbort);
-      }
+      this.#send(sql, values, rowMode, signal, resolve as (r: QueryResult) => void, reject, true);
     });
+  }
+
+  /**
+   * Writes a query and queues its handler. With parameters and a `statementCache`, a named
+   * statement: prepared on first use, reused after; a statement the server no longer has is
+   * sent again unprepared, once (`retry`), when the session is not inside a transaction.
+   */
+  #send(
+    sql: string,
+    values: (string | null)[] | undefined,
+    rowMode: RowMode,
+    signal: AbortSignal | undefined,
+    resolve: (result: QueryResult) => void,
+    reject: (error: unknown) => void,
+    retry: boolean,
+  ): void {
+    let name = "";
+    let parse = true;
+    if (values !== undefined && retry && this.#config.statementCache > 0) {
+      [name, parse] = this.#statement(sql);
+    }
+    // Ahead of an extended query only: its Sync ends them, whatever happens.
+    if (values !== undefined) {
+      for (const unwanted of this.#unwanted.splice(0)) {
+        frontend.closeStatement(this.#writer, unwanted);
+      }
+    }
+    const query = new PendingQuery(
+      rowMode,
+      this.#config.bigint,
+      values !== undefined,
+      resolve,
+      name === "" ? reject : (error) => {
+        const stale = isStaleStatement(error);
+        // Keep a statement that exists and only its execution failed.
+        if (stale || (parse && !query.parsed)) this.#forget(sql, name);
+        if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
+          if (!signal?.aborted) {
+            return this.#send(sql, values, rowMode, signal, resolve, reject, false);
+          }
+        }
+        reject(error);
+      },
+    );
+    if (values === undefined) frontend.query(this.#writer, sql);
+    else frontend.extendedQuery(this.#writer, sql, values, name, parse);
+    this.#queue.push(query);
+    this.#scheduleFlush();
+    if (signal) {
+      const onAbort = () => this.#abort(query, signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      query.cleanup = () => signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** The cached statement for `sql`, and whether it still has to be parsed. */
+  #statement(sql: string): [string, boolean] {
+    const cache = this.#statements;
+    const known = cache.get(sql);
+    if (known !== undefined) {
+      cache.delete(sql); // most recently used last
+      cache.set(sql, known);
+      return [known, false];
+    }
+    if (cache.size >= this.#config.statementCache) {
+      const [oldest, oldName] = cache.entries().next().value!;
+      cache.delete(oldest);
+      this.#unwanted.push(oldName);
+    }
+    const name = `edgepool_${++this.#statementCount}`;
+    cache.set(sql, name);
+    return [name, true];
+  }
+
+  /** Drops statement `name` from the cache and closes it (if it exists) with the next query. */
+  #forget(sql: string, name: string): void {
+    if (this.#statements.get(sql) === name) this.#statements.delete(sql);
+    this.#unwanted.push(name);
   }
 
   /**
@@ -474,6 +542,16 @@ export class Connection implements AsyncDisposable {
   #closedError(): ConnectionError {
     return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
+}
+
+/**
+ * The server no longer has the statement (`DEALLOCATE`, `DISCARD ALL`, a pooler that switched
+ * sessions) or its plan no longer fits (a table changed): sending it unprepared works.
+ */
+function isStaleStatement(error: unknown): boolean {
+  if (!(error instanceof PostgresError)) return false;
+  return error.code === "26000" ||
+    (error.code === "0A000" && /cached plan must not change result type/.test(error.message));
 }
 
 function status(byte: number): TransactionStatus {

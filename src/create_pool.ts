@@ -17,6 +17,7 @@ import { StaticPool } from "./pool/static_pool.ts";
 import type { Transport } from "./transport.ts";
 import { type HttpTransport, isHttpTransport } from "./http_client.ts";
 import { HttpPool } from "./pool/http_pool.ts";
+import type { PoolOrigin, RuntimeInfo } from "./runtime.ts";
 
 /** The pool classes `createPool` can make. */
 export type PoolClassName = "QueuePool" | "NullPool" | "StaticPool" | "AssertionPool";
@@ -68,8 +69,8 @@ export interface EmbeddedDatabase {
 export interface PoolEnvironment {
   /** Opens a connection (the runtime's TCP transport by default). */
   connect: ConnectFunction;
-  /** Whether this runtime is an edge runtime, where connections cannot outlive a request. */
-  isEdge(): boolean;
+  /** The runtime: whether it is an edge runtime, and which TCP transport it has. */
+  runtime(): RuntimeInfo;
   /** Opens the embedded database at `location` (`"memory"` or a directory). */
   embedded(location: string): EmbeddedDatabase;
 }
@@ -108,7 +109,19 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
     if (typeof given !== "object" || given === null) {
       throw new TypeError("createPool options must be an object");
     }
-    if (isHttpTransport(given.transport)) return httpPool(url, given, given.transport);
+    if (isHttpTransport(given.transport)) {
+      const runtime = env.runtime();
+      return httpPool(url, given, given.transport, {
+        runtime: runtime.name,
+        edge: runtime.edge,
+        transport: "http",
+        pooler: "none",
+        reasons: [
+          `runtime ${runtime.name}: ${runtime.sign}`,
+          "HttpPool: the HTTP transport has no session to pool; each query is one request",
+        ],
+      });
+    }
     const connectOptions: Record<string, unknown> = {};
     const poolOptions: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(given)) {
@@ -133,28 +146,69 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
       };
     }
     // Bad URLs and options fail here, not at the first checkout.
-    parseConfig(target, connectOptions as ConnectOptions);
+    const config = parseConfig(target, connectOptions as ConnectOptions);
+    const runtime = env.runtime();
+    const transport = connectOptions.transport as Transport | undefined;
+    if (transport === undefined && runtime.tcp === null) {
+      throw new TypeError(
+        `createPool: ${runtime.name} (${runtime.sign}) has no TCP sockets; pass a transport: ` +
+          "websocketTransport({ proxy }) or httpTransport({ endpoint })",
+      );
+    }
     const poolClass = given.poolClass ??
-      (embedded ? "StaticPool" : env.isEdge() ? "NullPool" : "QueuePool");
+      (embedded ? "StaticPool" : runtime.edge ? "NullPool" : "QueuePool");
+    const origin: PoolOrigin = {
+      runtime: runtime.name,
+      edge: runtime.edge,
+      transport: transport?.name ?? `${runtime.tcp}-tcp`,
+      pooler: config.pooler,
+      reasons: [
+        `runtime ${runtime.name}: ${runtime.sign}`,
+        given.poolClass !== undefined
+          ? `${poolClass}: the poolClass option`
+          : embedded
+          ? "StaticPool: the embedded database is one session"
+          : runtime.edge
+          ? "NullPool: on an edge runtime connections do not outlive a request; an external " +
+            "pooler does the pooling"
+          : "QueuePool: a long-lived runtime keeps connections",
+        transport !== undefined
+          ? `transport ${transport.name}: ${embedded ? "the embedded database" : "the option"}`
+          : `transport ${runtime.tcp}-tcp: the runtime's TCP sockets`,
+        `pooler ${config.pooler}: ${config.poolerSign}`,
+      ],
+    };
+    poolOptions.origin = origin;
     const creator = (signal: AbortSignal) =>
       env.connect(target, { ...connectOptions, signal } as ConnectOptions);
-    switch (poolClass) {
-      case "QueuePool":
-        return new QueuePool(creator, poolOptions);
-      case "NullPool":
-        return new NullPool(creator, { ...poolOptions, max: given.max });
-      case "StaticPool":
-        return new StaticPool(creator, poolOptions);
-      case "AssertionPool":
-        return new AssertionPool(creator, poolOptions);
-      default:
-        throw new TypeError(
-          `poolClass must be QueuePool, NullPool, StaticPool or AssertionPool, not ${
-            String(poolClass)
-          }`,
-        );
-    }
+    const made = makePool(poolClass, creator, poolOptions, given.max);
+    (given.logger?.debug)?.(`createPool: ${made.status()}`, { ...made.describe() });
+    return made;
   }) as CreatePool;
+}
+
+function makePool(
+  poolClass: PoolClassName,
+  creator: (signal: AbortSignal) => Promise<Connection>,
+  poolOptions: Record<string, unknown>,
+  max: number | undefined,
+): Pool<Connection> {
+  switch (poolClass) {
+    case "QueuePool":
+      return new QueuePool(creator, poolOptions);
+    case "NullPool":
+      return new NullPool(creator, { ...poolOptions, max });
+    case "StaticPool":
+      return new StaticPool(creator, poolOptions);
+    case "AssertionPool":
+      return new AssertionPool(creator, poolOptions);
+    default:
+      throw new TypeError(
+        `poolClass must be QueuePool, NullPool, StaticPool or AssertionPool, not ${
+          String(poolClass)
+        }`,
+      );
+  }
 }
 
 // Connect options that would change where or as whom the server is reached: over HTTP the URL
@@ -165,6 +219,7 @@ function httpPool(
   url: string | URL | undefined,
   given: CreatePoolOptions,
   transport: HttpTransport,
+  origin: PoolOrigin,
 ): HttpPool {
   if (url === undefined || /^pglite:/i.test(String(url))) {
     throw new TypeError("The HTTP transport needs a postgres:// URL");
@@ -187,6 +242,7 @@ function httpPool(
     bigint: given.bigint,
     name: given.name,
     logger: given.logger,
+    origin,
   });
 }
 

@@ -31,6 +31,9 @@ test("parseConfig applies every default, when the URL has only a user and host",
     maxMessageSize: 256 * 1024 * 1024,
     pgbouncer: false,
     pipelineConnect: undefined,
+    pooler: "none",
+    poolerSign: "no sign of a pooler in the URL",
+    statementCache: 0,
   });
 });
 
@@ -122,6 +125,7 @@ test("parseConfig reads the query parameters, when they are supported", () => {
     "postgres://u@h/d?sslmode=require&sslrootcert=%2Fca.pem&application_name=my+app" +
       "&connect_timeout=10&options=-c%20search_path%3Dapp&client_encoding=UTF8&keepalives=0" +
       "&channel_binding=prefer&pgbouncer=true&sslnegotiation=postgres",
+    { pooler: "session" },
   );
   assert.equal(config.sslmode, "require");
   assert.equal(config.sslrootcert, "/ca.pem");
@@ -364,4 +368,91 @@ test("redactUrl never throws, when given broken input", () => {
   for (const url of ["%", "postgres://%zz:%zz@h?%zz=%zz", "::::@@@@", "?password", "//:@"]) {
     assert.equal(typeof redactUrl(url), "string");
   }
+});
+
+test("parseConfig guesses the pooler from the URL with pooler auto, and says why", () => {
+  const guess = (url: string) => {
+    const config = parseConfig(url);
+    return [config.pooler, config.poolerSign];
+  };
+  assert.deepEqual(guess("postgres://u@h/d?pgbouncer=true"), [
+    "transaction",
+    "pgbouncer=true in the URL",
+  ]);
+  assert.deepEqual(guess("postgres://u@db.example.com:6543/d"), ["transaction", "port 6543"]);
+  assert.deepEqual(guess("postgres://u@ep-cool-123-pooler.us-east-2.aws.neon.tech/d"), [
+    "transaction",
+    "a -pooler host name",
+  ]);
+  assert.deepEqual(guess("postgres://u@aws-0-eu-west-1.pooler.supabase.com:5432/d"), [
+    "session",
+    "a pooler.supabase.com host on port 5432",
+  ]);
+  assert.deepEqual(guess("postgres://u@aws-0-eu-west-1.pooler.supabase.com:6543/d"), [
+    "transaction",
+    "a pooler.supabase.com host on port 6543",
+  ]);
+  assert.deepEqual(guess("postgres://u@db.example.com/d"), [
+    "none",
+    "no sign of a pooler in the URL",
+  ]);
+  // Given, it wins over every sign.
+  const given = parseConfig("postgres://u@h:6543/d?pgbouncer=true", { pooler: "none" });
+  assert.deepEqual([given.pooler, given.poolerSign], ["none", "options.pooler"]);
+  assert.equal(parseConfig("postgres://u@h/d", { pooler: "auto" }).pooler, "none");
+});
+
+test("parseConfig refuses what a transaction pooler cannot take, naming the sign", () => {
+  assert.throws(
+    () => parseConfig("postgres://u@h:6543/d?options=-c%20search_path%3Dapp"),
+    (error: unknown) =>
+      error instanceof TypeError && /options startup parameter/.test(error.message) &&
+      /port 6543/.test(error.message) && /SET LOCAL/.test(error.message),
+  );
+  assert.throws(
+    () => parseConfig("postgres://u@h/d", { pooler: "transaction", statementCache: 100 }),
+    (error: unknown) =>
+      error instanceof TypeError && /statementCache/.test(error.message) &&
+      /options\.pooler/.test(error.message),
+  );
+  // Neon's routing parameter goes to its proxy, not to PgBouncer: allowed.
+  const neon = parseConfig("postgres://u@ep-x-pooler.neon.tech/d?options=endpoint%3Dep-x");
+  assert.equal(neon.options, "endpoint=ep-x");
+  // Session mode keeps the session: both allowed.
+  const session = parseConfig("postgres://u@h/d?options=-c%20x%3Dy", {
+    pooler: "session",
+    statementCache: 100,
+  });
+  assert.equal(session.statementCache, 100);
+});
+
+test("parseConfig rejects a bad pooler or statementCache with the value in the message", () => {
+  assert.throws(
+    () => parseConfig("postgres://u@h/d", { pooler: "statement" as "none" }),
+    /options\.pooler must be "none", "transaction", "session" or "auto", not "statement"/,
+  );
+  assert.throws(
+    () => parseConfig("postgres://u@h/d", { statementCache: -1 }),
+    /statementCache must be an integer from 0 to 10000, got -1/,
+  );
+});
+
+test("parseConfig takes the runtime's default application_name below the URL's and the option's", () => {
+  const defaults = { applicationName: "edgepool:app.ts@deno" };
+  assert.equal(
+    parseConfig("postgres://u@h/d", {}, defaults).applicationName,
+    defaults.applicationName,
+  );
+  assert.equal(
+    parseConfig("postgres://u@h/d?fallback_application_name=f", {}, defaults).applicationName,
+    "f",
+  );
+  assert.equal(
+    parseConfig("postgres://u@h/d?application_name=a", {}, defaults).applicationName,
+    "a",
+  );
+  assert.equal(
+    parseConfig("postgres://u@h/d", { applicationName: "o" }, defaults).applicationName,
+    "o",
+  );
 });

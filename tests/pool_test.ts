@@ -1792,3 +1792,72 @@ test("StaticPool uses one connection for everything, checkouts taking turns", T,
   assert.ok(pool.recreate() instanceof StaticPool);
   await shut(pool, clock);
 });
+
+test(
+  "idleInTransactionThreshold reports a connection held in a transaction, once per transaction",
+  T,
+  async () => {
+    const warnings: string[] = [];
+    const { clock, pool } = setup({
+      idleInTransactionThreshold: 5000,
+      recordStacks: true,
+      logger: { warn: (message) => warnings.push(message) },
+    });
+    const reports = collect(pool, "idleInTransaction");
+    async function slowTransaction() {
+      return await pool.connect();
+    }
+    const c = await slowTransaction();
+    c.info.job = "nightly";
+    await clock.advance(10_000); // checked out, but no transaction: nothing to say
+    assert.equal(reports.length, 0);
+    await c.query("begin");
+    await clock.advance(4000);
+    assert.equal(reports.length, 0);
+    await clock.advance(2000);
+    assert.equal(reports.length, 1);
+    assert.equal(reports[0].status, "transaction");
+    assert.ok(reports[0].heldMs >= 5000 && reports[0].heldMs <= 6000, `${reports[0].heldMs}`);
+    assert.equal(reports[0].info.job, "nightly");
+    assert.match(reports[0].stack ?? "", /slowTransaction/);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /inside a transaction for \d+ ms \(idleInTransactionThreshold 5000/);
+    await clock.advance(20_000);
+    assert.equal(reports.length, 1, "once per transaction");
+    // A new transaction on the same checkout is reported again, failed ones too.
+    await c.query("commit");
+    await clock.advance(1000);
+    await c.query("begin");
+    c.connection.failNext(new Error("division by zero"));
+    await c.query("select 1/0").catch(() => {});
+    await clock.advance(7000);
+    assert.equal(reports.length, 2);
+    assert.equal(reports[1].status, "failed");
+    await c.release(); // rolled back on return
+    await clock.advance(10_000);
+    assert.equal(reports.length, 2);
+    await shut(pool, clock);
+  },
+);
+
+test("idleInTransactionThreshold 0 turns the report off; the default is 60 s", T, async () => {
+  const off = setup({ idleInTransactionThreshold: 0 });
+  const none = collect(off.pool, "idleInTransaction");
+  const c = await off.pool.connect();
+  await c.query("begin");
+  await off.clock.advance(600_000);
+  assert.equal(none.length, 0);
+  await c.release();
+  await shut(off.pool, off.clock);
+
+  const byDefault = setup();
+  const reports = collect(byDefault.pool, "idleInTransaction");
+  const d = await byDefault.pool.connect();
+  await d.query("begin");
+  await byDefault.clock.advance(59_000);
+  assert.equal(reports.length, 0);
+  await byDefault.clock.advance(2000);
+  assert.equal(reports.length, 1);
+  await d.release();
+  await shut(byDefault.pool, byDefault.clock);
+});

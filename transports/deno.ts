@@ -51,10 +51,20 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     if (options.keepAlive !== false) tcp.setKeepAlive(true);
     tcp.setNoDelay(true);
     if (tls !== null) {
-      await writeAll(tcp, SSL_REQUEST);
       // Read more than the one byte expected, to see injected bytes behind it.
       const buf = new Uint8Array(16);
-      const n = await tcp.read(buf);
+      let n: number | null;
+      try {
+        await writeAll(tcp, SSL_REQUEST);
+        n = await tcp.read(buf);
+      } catch (error) {
+        // A reset here (a pooler shutting down) is a connection error, as on Node.
+        throw signal?.aborted ? signal.reason : new ConnectionError(
+          "TLS_FAILED",
+          `SSLRequest to ${host}:${port} failed: ${message(error)}`,
+          { cause: error },
+        );
+      }
       if (readSslAnswer(buf.subarray(0, n ?? 0), tls, `${host}:${port}`)) {
         const caCerts = [...(tls.ca ?? [])];
         if (tls.caFile !== undefined) caCerts.push(await Deno.readTextFile(tls.caFile));

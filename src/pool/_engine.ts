@@ -120,6 +120,7 @@ export class Engine<C> {
       needed: () => this.#open() > 0 || this.policy.min > 0 || this.#connector.pending,
       closeIdle: (record, reason) => this.#closeIdle(record, reason),
       leak: (record, heldMs) => this.#leak(record, heldMs),
+      longTransaction: (record, status, heldMs) => this.#longTransaction(record, status, heldMs),
       fill: () => this.#fill(),
     });
     // `min` connections open at start, once the pool class has finished constructing.
@@ -424,6 +425,8 @@ export class Engine<C> {
     record.checkouts++;
     record.fresh = false;
     record.leakReported = false;
+    record.transactionSeenAt = null;
+    record.transactionReported = false;
     record.stack = stack;
     const handle = new PooledConnection(this.#internals, record);
     record.out = true;
@@ -753,6 +756,24 @@ export class Engine<C> {
     if (state === "busy") this.#busy.add(record);
     else this.#busy.delete(record);
     record.state = state;
+  }
+
+  /** A checked-out connection has been inside a transaction too long. */
+  #longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void {
+    const threshold = this.#settings.idleInTransactionThreshold;
+    this.#settings.logger.warn?.(
+      `${this.#settings.name}: a checked-out connection has been inside a ${
+        status === "failed" ? "failed " : ""
+      }transaction for ${heldMs} ms (idleInTransactionThreshold ${threshold} ms); commit or ` +
+        "roll back sooner: it holds locks, and a whole server connection behind a pooler",
+      { stack: record.stack, heldMs },
+    );
+    this.#events.emit("idleInTransaction", {
+      info: record.info,
+      status,
+      heldMs,
+      stack: record.stack,
+    });
   }
 
   /** A connection has been checked out longer than `leakDetectionThreshold`. */

@@ -31,6 +31,10 @@ export class PoolRecord<C> {
   fresh = true;
   /** Soft-invalidated: close instead of reuse when returned. */
   soft = false;
+  /** When the current checkout was first seen inside a transaction, or `null`. */
+  transactionSeenAt: number | null = null;
+  /** An `idleInTransaction` report was given for the current transaction. */
+  transactionReported = false;
   /** A `leak` warning was given for the current checkout. */
   leakReported = false;
   /** Stops listening for the connection closing by itself. */

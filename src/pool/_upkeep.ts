@@ -24,6 +24,8 @@ export interface UpkeepTarget<C> {
   closeIdle(record: PoolRecord<C>, reason: PoolCloseReason): void;
   /** Reports a connection held past `leakDetectionThreshold`. */
   leak(record: PoolRecord<C>, heldMs: number): void;
+  /** Reports a connection inside a transaction past `idleInTransactionThreshold`. */
+  longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void;
   /** Connects up to `min` and for waiters. */
   fill(): void;
 }
@@ -49,6 +51,7 @@ export class Upkeep<C> {
       retire(target, now);
       shrink(target, now);
       reportLeaks(target, now);
+      reportLongTransactions(target, now);
       target.fill(); // schedules the next tick
     }, maintenanceInterval);
   }
@@ -88,5 +91,31 @@ function reportLeaks<C>(target: UpkeepTarget<C>, now: number): void {
     if (heldMs < threshold) continue;
     record.leakReported = true;
     target.leak(record, heldMs);
+  }
+}
+
+/**
+ * Reports checked-out connections inside one transaction for longer than
+ * `idleInTransactionThreshold`, once per transaction. The time counts from the first tick that
+ * saw the transaction, so it is known to within one `maintenanceInterval`.
+ */
+function reportLongTransactions<C>(target: UpkeepTarget<C>, now: number): void {
+  const threshold = target.settings.idleInTransactionThreshold;
+  if (threshold === 0) return;
+  const adapter = target.settings.adapter;
+  for (const record of target.busy) {
+    if (!record.out) continue;
+    const status = adapter.transactionStatus(record.connection);
+    if (status !== "transaction" && status !== "failed") {
+      record.transactionSeenAt = null;
+      record.transactionReported = false;
+      continue;
+    }
+    // Counted from the first tick that sees it: it began at most one interval earlier.
+    record.transactionSeenAt ??= now;
+    const heldMs = now - record.transactionSeenAt;
+    if (record.transactionReported || heldMs < threshold) continue;
+    record.transactionReported = true;
+    target.longTransaction(record, status, heldMs);
   }
 }

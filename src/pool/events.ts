@@ -62,6 +62,16 @@ export interface PoolEvents<C> {
    */
   error: { error: unknown; context: string; connection?: C };
   /**
+   * A checked-out connection has been inside a transaction (`status`) for `heldMs`, longer
+   * than `idleInTransactionThreshold`. Reported once per transaction.
+   */
+  idleInTransaction: {
+    info: Record<string, unknown>;
+    status: "transaction" | "failed";
+    heldMs: number;
+    stack?: string;
+  };
+  /**
    * A connection was held too long (`leakDetectionThreshold`), or its handle was
    * garbage-collected without being returned: `stack` says where it was checked out (when the
    * pool records stacks).

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import { ConnectionError, PoolError } from "../errors.ts";
 import { HttpClient, type HttpClientOptions } from "../http_client.ts";
@@ -22,6 +23,8 @@ export interface HttpPoolOptions extends HttpClientOptions {
   name?: string;
   /** Where failed requests are reported (`warn`). Default: nowhere. */
   logger?: PoolLogger;
+  /** How `createPool` chose this pool, for `describe()`. Default: none. */
+  origin?: PoolOrigin;
 }
 
 /** A snapshot from `HttpPool.stats()`. Counters run from the pool's creation. */
@@ -77,6 +80,7 @@ export class HttpPool implements AsyncDisposable {
   readonly #client: HttpClient;
   readonly #name: string;
   readonly #logger: PoolLogger;
+  readonly #origin: PoolOrigin | undefined;
   readonly #events = new Emitter<HttpPoolEvents>();
   /** Requests in flight, with the controller that aborts each. */
   readonly #inFlight = new Map<Promise<unknown>, AbortController>();
@@ -102,6 +106,17 @@ export class HttpPool implements AsyncDisposable {
     this.#client = new HttpClient(url, o);
     this.#name = o.name ?? "HttpPool";
     this.#logger = o.logger ?? {};
+    this.#origin = o.origin;
+  }
+
+  /** What this pool is; for one from `createPool`, also the runtime and why it was chosen. */
+  describe(): PoolDescription {
+    return {
+      poolClass: "HttpPool",
+      name: this.#name,
+      maxConnections: Infinity,
+      ...structuredClone(this.#origin),
+    };
   }
 
   /** The SQL endpoint requests go to. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { PoolOrigin } from "../runtime.ts";
 import type { Clock } from "./_clock.ts";
 import type { PoolAdapter } from "./adapter.ts";
 
@@ -56,6 +57,18 @@ export interface PoolOptions<C> {
   maxWaiting?: number;
   /** Warn (`leak` event, logger) when a connection is held longer than this. 0 = off (default). */
   leakDetectionThreshold?: number;
+  /**
+   * Report (`idleInTransaction` event, logger warning) a checked-out connection that has been
+   * inside a transaction longer than this: open transactions hold locks and, behind a
+   * transaction pooler, a whole server connection. Checked every `maintenanceInterval`; once
+   * per transaction. 0 = off. Default 60 000.
+   */
+  idleInTransactionThreshold?: number;
+  /**
+   * How `createPool` chose this pool (runtime, transport, pooler, reasons): set by
+   * `createPool`, reported by `pool.describe()`. Default: none.
+   */
+  origin?: PoolOrigin;
   /** Record where each checkout happened, for `leak` events and errors. Default: on when `leakDetectionThreshold` is set. */
   recordStacks?: boolean;
   /** Where pool activity goes (debug/info/warn/error). Default: nowhere. */
@@ -117,6 +130,10 @@ export interface ResolvedOptions<C> {
   maxWaiting: number;
   /** See {@link PoolOptions.leakDetectionThreshold}. */
   leakDetectionThreshold: number;
+  /** See {@link PoolOptions.idleInTransactionThreshold}. */
+  idleInTransactionThreshold: number;
+  /** See {@link PoolOptions.origin}. */
+  origin: PoolOrigin | undefined;
   /** See {@link PoolOptions.recordStacks}. */
   recordStacks: boolean;
   /** See {@link PoolOptions.logger}. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { PoolDescription } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
@@ -196,6 +197,19 @@ export abstract class Pool<C> implements AsyncDisposable {
     return { ...this.#counters, ...this.#engine.gauges() };
   }
 
+  /**
+   * What this pool is: its class, name and connection limit, and, for a pool from
+   * `createPool`, the runtime it detected, the transport, the pooler, and why it chose each.
+   */
+  describe(): PoolDescription {
+    return {
+      poolClass: this.policy.kind,
+      name: this.settings.name,
+      maxConnections: this.policy.max,
+      ...structuredClone(this.settings.origin),
+    };
+  }
+
   /** One readable line about the pool's state. */
   status(): string {
     const g = this.#engine.gauges();
@@ -259,6 +273,12 @@ function resolveOptions<C>(o: PoolOptions<C>, className: string): ResolvedOption
     resetOnReturn,
     maxWaiting: count(o.maxWaiting, "maxWaiting", 0),
     leakDetectionThreshold,
+    idleInTransactionThreshold: milliseconds(
+      o.idleInTransactionThreshold,
+      "idleInTransactionThreshold",
+      60_000,
+    ),
+    origin: o.origin,
     recordStacks: o.recordStacks ?? leakDetectionThreshold > 0,
     logger: o.logger ?? {},
     name: o.name ?? className,

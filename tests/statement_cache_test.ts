@@ -1,0 +1,119 @@
+// The prepared-statement cache (statementCache) against the real server: statements prepared
+// once and reused, LRU eviction that closes them on the server, and the one unprepared retry
+// when the server has lost a statement or its plan went stale, never inside a transaction.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { connect, type Connection, PostgresError } from "../mod.ts";
+import { getServer } from "./_server.ts";
+
+const T = { timeout: 30_000 };
+
+async function open(statementCache: number): Promise<Connection> {
+  const server = await getServer();
+  return await connect(server.url("scram", { sslmode: "disable" }), { statementCache });
+}
+
+/** The session's prepared statements, by name. */
+async function prepared(conn: Connection): Promise<Record<string, string>> {
+  const { rows } = await conn.query<{ name: string; statement: string }>(
+    "select name, statement from pg_prepared_statements order by name",
+  );
+  return Object.fromEntries(rows.map((r) => [r.name, r.statement]));
+}
+
+test("statementCache prepares a parameterised query once and reuses it", T, async () => {
+  await using conn = await open(10);
+  for (let i = 0; i < 5; i++) {
+    const { rows } = await conn.query<{ n: number }>("select $1::int + 1 as n", [i]);
+    assert.deepEqual(rows, [{ n: i + 1 }]);
+  }
+  assert.deepEqual(await prepared(conn), { edgepool_1: "select $1::int + 1 as n" });
+  // 50 at once, pipelined behind one Parse.
+  const many = await Promise.all(
+    Array.from(
+      { length: 50 },
+      (_, i) => conn.query<{ t: string }>("select $1::text as t", [`${i}`]),
+    ),
+  );
+  assert.deepEqual(many.map((r) => r.rows[0].t), Array.from({ length: 50 }, (_, i) => `${i}`));
+  assert.equal(Object.keys(await prepared(conn)).length, 2);
+});
+
+test("statementCache 0 (the default) uses only the unnamed statement", T, async () => {
+  await using conn = await open(0);
+  await conn.query("select $1::int as n", [1]);
+  await conn.query("select $1::int as n", [2]);
+  assert.deepEqual(await prepared(conn), {});
+});
+
+test("statementCache evicts the least recently used and closes it on the server", T, async () => {
+  await using conn = await open(2);
+  await conn.query("select $1::int as a", [1]); // edgepool_1
+  await conn.query("select $1::int as b", [1]); // edgepool_2
+  await conn.query("select $1::int as a", [1]); // a is now the most recent
+  await conn.query("select $1::int as c", [1]); // evicts b
+  await conn.query("select $1::int as a", [1]); // sends b's Close ahead
+  assert.deepEqual(await prepared(conn), {
+    edgepool_1: "select $1::int as a",
+    edgepool_3: "select $1::int as c",
+  });
+});
+
+test("statementCache sends a statement the server lost again, unprepared, once", T, async () => {
+  await using conn = await open(10);
+  await conn.query("select $1::int as n", [1]);
+  await conn.query("deallocate all");
+  assert.deepEqual((await conn.query("select $1::int as n", [2])).rows, [{ n: 2 }]);
+  // The next use prepares it again under a new name.
+  assert.deepEqual((await conn.query("select $1::int as n", [3])).rows, [{ n: 3 }]);
+  assert.deepEqual(Object.values(await prepared(conn)), ["select $1::int as n"]);
+});
+
+test(
+  "statementCache does not retry inside a transaction: the error is the caller's",
+  T,
+  async () => {
+    await using conn = await open(10);
+    await conn.query("select $1::int as n", [1]);
+    await conn.query("begin");
+    await conn.query("deallocate all");
+    await assert.rejects(
+      conn.query("select $1::int as n", [2]),
+      (error: unknown) => error instanceof PostgresError && error.code === "26000",
+    );
+    assert.equal(conn.transactionStatus, "failed");
+    await conn.query("rollback");
+    assert.deepEqual((await conn.query("select $1::int as n", [4])).rows, [{ n: 4 }]);
+  },
+);
+
+test("statementCache survives a table change that makes a cached plan stale", T, async () => {
+  await using conn = await open(10);
+  await conn.query("create temp table stale_plan (a int)");
+  await conn.query("insert into stale_plan values (1)");
+  const sql = "select * from stale_plan where a = $1";
+  assert.deepEqual((await conn.query(sql, [1])).rows, [{ a: 1 }]);
+  await conn.query("alter table stale_plan add column b text default 'x'");
+  const after = await conn.query(sql, [1]);
+  assert.deepEqual(after.rows, [{ a: 1, b: "x" }]);
+  assert.deepEqual(after.fields.map((f) => f.name), ["a", "b"]);
+});
+
+test(
+  "statementCache keeps no statement whose Parse failed, and keeps one whose run failed",
+  T,
+  async () => {
+    await using conn = await open(10);
+    await assert.rejects(
+      conn.query("selec $1::int", [1]),
+      (error: unknown) => error instanceof PostgresError && error.code === "42601",
+    );
+    await assert.rejects(
+      conn.query("select 1 / $1::int as q", [0]),
+      (error: unknown) => error instanceof PostgresError && error.code === "22012",
+    );
+    assert.deepEqual((await conn.query("select 1 / $1::int as q", [1])).rows, [{ q: 1 }]);
+    assert.deepEqual(Object.values(await prepared(conn)), ["select 1 / $1::int as q"]);
+  },
+);
