@@ -37,7 +37,7 @@ import { pgliteTransport } from "./transports/pglite.ts";
  * }
  * ```
  */
-export const connect: ConnectFunction = createConnect(autoTransport, {
+export const connect: ConnectFunction = /* @__PURE__ */ createConnect(autoTransport, {
   get applicationName() {
     return defaultApplicationName();
   },
@@ -64,7 +64,7 @@ export const connect: ConnectFunction = createConnect(autoTransport, {
  * await pool.close();
  * ```
  */
-export const createPool: CreatePool = makeCreatePool({
+export const createPool: CreatePool = /* @__PURE__ */ makeCreatePool({
   connect,
   runtime: detectRuntime,
   embedded(location) {

@@ -386,8 +386,10 @@ export class Connection implements AsyncDisposable {
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
-    // Writes issued in the same tick leave as one write: a microtask, never a timer.
-    queueMicrotask(() => {
+    // Writes issued in the same tick leave as one write: a microtask, never a timer. A promise
+    // reaction, not queueMicrotask: workerd runs those in whichever request drains the queue,
+    // and a socket of one request cannot be written from another.
+    Promise.resolve().then(() => {
       this.#flushScheduled = false;
       this.#flush();
     });

@@ -94,7 +94,52 @@ const CONNECT_KEYS = new Set<string>([
   "transport",
   "pipelineConnect",
   "onNotice",
+  "pooler",
+  "statementCache",
 ]);
+
+const WORKERS_CONNECTING = 6;
+
+/**
+ * `open` with at most `limit` calls in progress; later ones wait their turn, first come first
+ * served, and leave the line when their signal aborts. A waiting call opens its connection from
+ * its own continuation, so on Workers the socket belongs to the caller's request.
+ */
+export function limitConcurrency<T>(
+  open: (signal: AbortSignal) => Promise<T>,
+  limit: number,
+): (signal: AbortSignal) => Promise<T> {
+  let running = 0;
+  const line: (() => void)[] = [];
+  return async (signal) => {
+    if (running >= limit) {
+      await new Promise<void>((resolve, reject) => {
+        const go = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          const i = line.indexOf(go);
+          if (i !== -1) line.splice(i, 1);
+          reject(signal.reason);
+        };
+        signal.throwIfAborted();
+        signal.addEventListener("abort", onAbort, { once: true });
+        line.push(go);
+      });
+    } else {
+      running++;
+    }
+    try {
+      return await open(signal);
+    } finally {
+      // Hand the slot straight to the next in line, or free it.
+      const next = line.shift();
+      if (next !== undefined) next();
+      else running--;
+    }
+  };
+}
 
 const EMBEDDED_URL = "postgres://postgres@localhost/postgres";
 
@@ -172,6 +217,9 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
           ? "NullPool: on an edge runtime connections do not outlive a request; an external " +
             "pooler does the pooling"
           : "QueuePool: a long-lived runtime keeps connections",
+        ...(runtime.name === "workers"
+          ? [`at most ${WORKERS_CONNECTING} connections opening at once (Workers' limit)`]
+          : []),
         transport !== undefined
           ? `transport ${transport.name}: ${embedded ? "the embedded database" : "the option"}`
           : `transport ${runtime.tcp}-tcp: the runtime's TCP sockets`,
@@ -179,8 +227,14 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
       ],
     };
     poolOptions.origin = origin;
-    const creator = (signal: AbortSignal) =>
+    // Workers: a socket belongs to the request that opened it.
+    if (runtime.name === "workers" && poolOptions.affinity === undefined) {
+      poolOptions.affinity = poolClass === "NullPool" && given.max === undefined;
+    }
+    const open = (signal: AbortSignal) =>
       env.connect(target, { ...connectOptions, signal } as ConnectOptions);
+    // Workers lets an invocation wait on at most 6 connections opening at once.
+    const creator = runtime.name === "workers" ? limitConcurrency(open, WORKERS_CONNECTING) : open;
     const made = makePool(poolClass, creator, poolOptions, given.max);
     (given.logger?.debug)?.(`createPool: ${made.status()}`, { ...made.describe() });
     return made;

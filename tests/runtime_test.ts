@@ -12,6 +12,7 @@ import {
   makeCreatePool,
   type RuntimeInfo,
 } from "../mod.ts";
+import { limitConcurrency } from "../src/create_pool.ts";
 import { httpTransport } from "../transports/http.ts";
 import { getServer } from "./_server.ts";
 
@@ -150,3 +151,60 @@ test(
     );
   },
 );
+
+test("limitConcurrency keeps to its limit, first come first served, and lets aborts leave", async () => {
+  let running = 0;
+  let peak = 0;
+  const order: number[] = [];
+  const gates: (() => void)[] = [];
+  const open = limitConcurrency(async (_signal: AbortSignal) => {
+    running++;
+    peak = Math.max(peak, running);
+    await new Promise<void>((resolve) => gates.push(resolve));
+    running--;
+    return running;
+  }, 6);
+  const controllers = Array.from({ length: 20 }, () => new AbortController());
+  const calls = controllers.map((c, i) =>
+    open(c.signal).then(() => order.push(i), (error) => order.push(-i - 1) && error)
+  );
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(running, 6);
+  controllers[10].abort(new Error("gave up"));
+  while (gates.length > 0 || running > 0) {
+    gates.shift()?.();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await Promise.all(calls);
+  assert.equal(peak, 6);
+  assert.ok(order.includes(-11), "the aborted call left the line");
+  assert.deepEqual(order.filter((i) => i >= 0), [...Array(20).keys()].filter((i) => i !== 10));
+});
+
+test("pool.scope runs fn on a pool of its own and closes it afterwards", T, async () => {
+  const server = await getServer();
+  await using pool = createPool(server.url("scram", { sslmode: "disable" }), { poolSize: 2 });
+  const handed: Promise<unknown>[] = [];
+  const ctx = { waitUntil: (promise: Promise<unknown>) => void handed.push(promise) };
+  let inner: { closed: boolean; stats(): { poolSize: number } } | undefined;
+  const pid = await pool.scope(ctx, async (db) => {
+    inner = db;
+    assert.notEqual(db, pool);
+    return (await db.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0].pid;
+  });
+  assert.equal(typeof pid, "number");
+  assert.equal(handed.length, 1, "the close went to ctx.waitUntil");
+  await handed[0];
+  assert.equal(inner!.closed, true);
+  assert.equal(pool.stats().poolSize, 0, "the module pool opened nothing");
+  // Without ctx the close is awaited; a throw still closes it.
+  await assert.rejects(
+    pool.scope(undefined, async (db) => {
+      inner = db;
+      await db.query("select 1");
+      throw new Error("handler failed");
+    }),
+    /handler failed/,
+  );
+  assert.equal(inner!.closed, true);
+});

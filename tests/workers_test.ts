@@ -73,3 +73,81 @@ test("connect() in workerd goes through STARTTLS and reports an untrusted certif
     assert.deepEqual(preferred.answer, { n: 42, who: "scram" });
   });
 });
+
+async function withPoolWorker(
+  fn: (fetch: (path: string) => Promise<Record<string, unknown>>) => Promise<void>,
+): Promise<void> {
+  const server = await getServer();
+  const result = await esbuild.build({
+    ...bundleOptions(new URL("./_worker_pool.ts", import.meta.url).pathname, "workers"),
+    write: false,
+  });
+  const mf = new Miniflare({
+    modules: true,
+    script: result.outputFiles![0].text,
+    compatibilityDate: "2026-04-01",
+    bindings: { DATABASE_URL: server.url("scram") },
+  });
+  try {
+    await fn(async (path) => {
+      const response = await mf.dispatchFetch(`http://worker${path}`);
+      const text = await response.text();
+      try {
+        return JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return { failed: true, status: response.status, message: text };
+      }
+    });
+  } finally {
+    await mf.dispose();
+  }
+}
+
+test("a module-scope createPool serves request after request in workerd", {
+  timeout: 60_000,
+}, async () => {
+  await withPoolWorker(async (fetch) => {
+    for (let i = 0; i < 3; i++) {
+      const body = await fetch("/module");
+      assert.equal(body.failed, undefined, String(body.message));
+      assert.equal(body.n, 42);
+    }
+    const described = (await fetch("/module")).describe as Record<string, unknown>;
+    assert.equal(described.poolClass, "NullPool");
+    assert.equal(described.runtime, "workers");
+    assert.equal(described.transport, "workers-tcp");
+    assert.match(String(described.reasons), /at most 6 connections opening at once/);
+    // Connections of concurrent requests in one isolate: each writes from its own request
+    // (a queueMicrotask flush once ran in whichever request drained the queue).
+    const direct = await Promise.all(Array.from({ length: 5 }, () => fetch("/direct")));
+    assert.deepEqual(direct.map((b) => b.n ?? b.message), [42, 42, 42, 42, 42]);
+    // 20 queries at once inside one request: more than Workers lets open at once.
+    const burst = await fetch("/burst");
+    assert.equal(burst.sum, 190, String(burst.message));
+  });
+});
+
+test("pool.scope gives a request its own pool and closes it after the request", {
+  timeout: 60_000,
+}, async () => {
+  await withPoolWorker(async (fetch) => {
+    for (let i = 0; i < 3; i++) {
+      const body = await fetch("/scope");
+      assert.equal(body.failed, undefined, String(body.message));
+      assert.equal(body.kind, "NullPool");
+      assert.equal((body.pids as number[]).length, 2);
+    }
+  });
+});
+
+test("a QueuePool keeping sockets across requests fails in workerd: why createPool does not", {
+  timeout: 60_000,
+}, async () => {
+  await withPoolWorker(async (fetch) => {
+    const first = await fetch("/naive");
+    assert.equal(first.one, 1, String(first.message));
+    const second = await fetch("/naive");
+    assert.equal(second.failed, true, JSON.stringify(second));
+    assert.match(String(second.message), /different request|Connection lost|timed out/i);
+  });
+});

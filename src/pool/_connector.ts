@@ -12,9 +12,9 @@ const MAX_BACKOFF_MS = 60_000;
 /** What the connector reports back to its pool. */
 export interface ConnectorHooks<C> {
   /** A connection was made (and configured). */
-  connected(connection: C, startedAt: number): void;
+  connected(connection: C, startedAt: number, owner: unknown): void;
   /** An attempt failed. */
-  failed(error: unknown): void;
+  failed(error: unknown, owner: unknown): void;
 }
 
 /** Starts connection attempts and keeps the state of failing ones. */
@@ -66,8 +66,8 @@ export class Connector<C> {
     return this.#backoff !== null;
   }
 
-  /** Starts one attempt. */
-  start(): void {
+  /** Starts one attempt; `owner`, if given, is handed back with its outcome. */
+  start(owner?: unknown): void {
     this.connecting++;
     this.#counters.connectionsNum++;
     const started = this.#clock.now();
@@ -78,14 +78,14 @@ export class Connector<C> {
         this.#backoff = null;
         this.gaveUp = false;
         this.lastError = undefined;
-        this.#hooks.connected(connection, started);
+        this.#hooks.connected(connection, started, owner);
       },
       (error) => {
         this.connecting--;
         this.#counters.connectionsMs += this.#clock.now() - started;
         this.#counters.connectionsErrors++;
         this.lastError = error;
-        this.#hooks.failed(error);
+        this.#hooks.failed(error, owner);
       },
     );
     this.#inflight.add(done);

@@ -107,9 +107,18 @@ export class Engine<C> {
     };
     this.#leaks = new FinalizationRegistry((record) => this.#collected(record));
     this.#connector = new Connector(creator, this.#settings, this.#counters, {
-      connected: (connection, startedAt) => this.#added(connection, startedAt),
-      failed: (error) => this.#createFailed(error),
+      connected: (connection, startedAt, owner) =>
+        this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined),
+      failed: (error, owner) =>
+        this.#createFailed(error, owner as Waiter<PooledConnection<C>> | undefined),
     });
+    if (settings.affinity && (policy.max !== Infinity || policy.keepIdle > 0 || policy.min > 0)) {
+      throw new TypeError(
+        `${settings.name}: affinity needs a pool that keeps nothing idle and has no connection ` +
+          "limit (a NullPool without max): a connection kept or queued for would reach another " +
+          "caller, on Workers another request; let the external pooler limit connections",
+      );
+    }
     this.#upkeep = new Upkeep<C>({
       idle: this.#idle,
       busy: this.#busy,
@@ -291,7 +300,9 @@ export class Engine<C> {
       if (record !== undefined) return this.#deliver(record, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
-      this.#fill();
+      // Affinity: this caller's connection is made here, in its own context, and is its alone.
+      if (this.#settings.affinity) this.#connector.start(waiter);
+      else this.#fill();
     });
   }
 
@@ -488,7 +499,7 @@ export class Engine<C> {
     this.#upkeep.schedule();
   }
 
-  #added(connection: C, createdAt: number): void {
+  #added(connection: C, createdAt: number, owner?: Waiter<PooledConnection<C>>): void {
     const clock = this.#settings.clock;
     const record = new PoolRecord(
       connection,
@@ -510,7 +521,12 @@ export class Engine<C> {
       ms: clock.now() - createdAt,
       ...this.gauges(),
     });
-    this.#put(record);
+    if (owner === undefined) this.#put(record);
+    else if (owner.settled || this.#closed) this.#closeRecord(record, "unwanted");
+    else {
+      this.#waiters.remove(owner);
+      this.#deliver(record, owner);
+    }
     if (this.#open() >= this.policy.min) {
       for (const entry of this.#ready.splice(0)) entry.resolve();
     }
@@ -527,13 +543,14 @@ export class Engine<C> {
     return Math.min(jittered, recycle);
   }
 
-  #createFailed(error: unknown): void {
+  #createFailed(error: unknown, owner?: Waiter<PooledConnection<C>>): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
     this.#settings.logger.warn?.(`${this.#settings.name}: connecting failed: ${message(error)}`);
     this.#events.emit("error", { error, context: "connect" });
     // The caller that this attempt was for gets its error, not a timeout later.
-    const waiter = this.#waiters.shift();
-    if (waiter !== null) {
+    const waiter = owner === undefined ? this.#waiters.shift() : owner;
+    if (owner !== undefined) this.#waiters.remove(owner);
+    if (waiter !== null && !waiter.settled) {
       this.#counters.requestsErrors++;
       this.#settle(waiter, error);
     }

@@ -65,6 +65,15 @@ export interface PoolOptions<C> {
    */
   idleInTransactionThreshold?: number;
   /**
+   * Each checkout gets the connection made for it, made from its own call, and nothing else:
+   * no idle connection, no connection made for another caller. For runtimes where an I/O
+   * object belongs to the request that made it (Cloudflare Workers: "Cannot perform I/O on
+   * behalf of a different request"), so that one pool can serve many requests. Needs a pool
+   * that keeps nothing idle and has no connection limit (NullPool without `max`). Default
+   * `false`; `createPool` sets it on Workers.
+   */
+  affinity?: boolean;
+  /**
    * How `createPool` chose this pool (runtime, transport, pooler, reasons): set by
    * `createPool`, reported by `pool.describe()`. Default: none.
    */
@@ -132,6 +141,8 @@ export interface ResolvedOptions<C> {
   leakDetectionThreshold: number;
   /** See {@link PoolOptions.idleInTransactionThreshold}. */
   idleInTransactionThreshold: number;
+  /** See {@link PoolOptions.affinity}. */
+  affinity: boolean;
   /** See {@link PoolOptions.origin}. */
   origin: PoolOrigin | undefined;
   /** See {@link PoolOptions.recordStacks}. */

@@ -8,6 +8,7 @@
 
 import type { PoolDescription } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
+import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
 import { type CheckoutOptions, Engine } from "./_engine.ts";
@@ -175,6 +176,49 @@ export abstract class Pool<C> implements AsyncDisposable {
   abstract recreate(): Pool<C>;
 
   /**
+   * Runs `fn` with a pool of its own for one request, for runtimes where I/O objects cannot
+   * cross requests (Cloudflare Workers): a new pool of the same class, creator and options
+   * that opens nothing until used, is used only by `fn`, and is closed once `fn` settles. The
+   * close (connections still checked out included) is handed to `ctx.waitUntil`, so the
+   * response does not wait for it; without `ctx` it is awaited. This pool itself holds no
+   * connection for the request, so it can live in module scope.
+   *
+   * @example
+   * ```ts ignore
+   * const pool = createPool(env.DATABASE_URL); // module scope
+   * export default {
+   *   fetch: (request, env, ctx) =>
+   *     pool.scope(ctx, async (db) => Response.json((await db.query("select 1 as one")).rows)),
+   * };
+   * ```
+   */
+  async scope<T>(
+    ctx: { waitUntil(promise: Promise<unknown>): void } | undefined,
+    fn: (pool: Pool<C>) => T | Promise<T>,
+  ): Promise<T> {
+    if (typeof fn !== "function") throw new TypeError("scope(ctx, fn) needs a function");
+    if (this.closed) {
+      throw new PoolError("POOL_CLOSED", `${this.settings.name} is closed`);
+    }
+    const Class = this.constructor as new (creator: Creator<C>, options: PoolOptions<C>) => Pool<C>;
+    const scoped = new Class(this.creator, {
+      ...this.givenOptions,
+      name: `${this.settings.name} (scope)`,
+      min: 0,
+      onClose: undefined,
+    } as PoolOptions<C>);
+    try {
+      return await fn(scoped);
+    } finally {
+      const closing = scoped.close({ timeout: 0 }).catch((error) => {
+        this.settings.logger.warn?.(`${this.settings.name}: closing a scope failed`, { error });
+      });
+      if (ctx !== undefined) ctx.waitUntil(closing);
+      else await closing;
+    }
+  }
+
+  /**
    * Closes the pool: waiters and later checkouts fail with `POOL_CLOSED`, idle connections close
    * now, checked-out ones when returned, and after `timeout` ms (default 5000) they are closed
    * anyway. Idempotent; resolves when every connection is closed.
@@ -279,6 +323,7 @@ function resolveOptions<C>(o: PoolOptions<C>, className: string): ResolvedOption
       60_000,
     ),
     origin: o.origin,
+    affinity: o.affinity === true,
     recordStacks: o.recordStacks ?? leakDetectionThreshold > 0,
     logger: o.logger ?? {},
     name: o.name ?? className,
