@@ -60,6 +60,8 @@ export class Connection implements AsyncDisposable {
   /** Prepared statements (`statementCache`): SQL → name, least recently used first. */
   readonly #statements = new Map<string, string>();
   #statementCount = 0;
+  /** A CancelRequest on its way: writes wait for it (see `cancel()`). */
+  #cancelling: Promise<void> | null = null;
   /** Statements to close with the next query (evicted, or of a failed Parse). */
   #unwanted: string[] = [];
   #processId = 0;
@@ -271,7 +273,7 @@ export class Connection implements AsyncDisposable {
    */
   async cancel(): Promise<void> {
     if (this.#secretKey === null || this.#state === "closed") return;
-    await sendCancelRequest(
+    const sent = sendCancelRequest(
       this.#transport,
       {
         host: this.#config.host,
@@ -281,6 +283,17 @@ export class Connection implements AsyncDisposable {
       this.#processId,
       this.#secretKey,
     );
+    // Until the server has taken the request (it closes the cancel connection once it has
+    // signalled the backend), later statements wait here: sent now, they could be running when
+    // the signal lands, and be cancelled instead of the statement it was meant for.
+    const held = sent.then(() => {}, () => {});
+    this.#cancelling = held;
+    held.then(() => {
+      if (this.#cancelling !== held) return;
+      this.#cancelling = null;
+      this.#flush();
+    });
+    await sent;
   }
 
   /**
@@ -396,7 +409,7 @@ export class Connection implements AsyncDisposable {
   }
 
   #flush(): void {
-    if (this.#writer.length === 0 || this.#state === "closed") return;
+    if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
     this.#stream.write(this.#writer.take());
   }
 
