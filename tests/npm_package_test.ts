@@ -1,26 +1,34 @@
 // The npm package as its users get it: built as `deno task build` builds dist/npm (into a
 // scratch directory), packed with `npm pack` and installed from the tarball into a scratch
-// project, then imported from plain ESM by Node 20, Bun and Deno (each must get its own build),
-// compiled against by tsc, its gateway bin started, and its workerd build run in workerd.
+// project (tests/_package.ts), then imported from plain ESM by Node 20, Bun and Deno (each must
+// get its own build), compiled against by tsc, its gateway bin started, its workerd build run in
+// workerd, and one smoke script (tests/_smoke.ts) run in all four.
 
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, test } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { promisify } from "node:util";
+import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
 import { bundleSample } from "../bench/bundle/sizes.ts";
-import { buildNpmPackage, type NpmPackage } from "../build.ts";
+import type { NpmPackage } from "../build.ts";
+import {
+  BIN,
+  bundle,
+  type InstalledPackage,
+  installPackage,
+  ROOT,
+  run as runIn,
+  startTestGateway,
+  type TestGateway,
+} from "./_package.ts";
 import { getServer } from "./_server.ts";
+import { SMOKE_SCRIPT, SMOKE_USING_SCRIPT } from "./_smoke.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "node_modules", ".bin");
 const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
 const T = {
   timeout: 60_000,
@@ -28,59 +36,24 @@ const T = {
     "build.ts and spawns Node, Bun and Deno itself",
 };
 
-const exec = promisify(execFile);
-
-let scratch = "";
+let installed: InstalledPackage | undefined;
 let project = "";
 let pkg: NpmPackage;
 
 /** Runs `command` in the scratch project; its stdout, or an error with both outputs. */
-async function run(command: string, args: string[], cwd = project): Promise<string> {
-  try {
-    return (await exec(command, args, { cwd, maxBuffer: 16 << 20 })).stdout;
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`\`${command} ${args.join(" ")}\` failed:\n${stdout}\n${stderr}`, {
-      cause: error,
-    });
-  }
+function run(command: string, args: string[], cwd = project): Promise<string> {
+  return runIn(command, args, cwd);
 }
 
 before(async () => {
   if (!isDeno) return;
-  scratch = await mkdtemp(join(tmpdir(), "edgepool-npm-"));
-  pkg = await buildNpmPackage(join(scratch, "package"));
-  // ws, the package's one dependency, packed from this repository's node_modules, so that
-  // the install needs no registry.
-  const pack = async (dir: string) =>
-    (await run("npm", ["pack", dir, "--pack-destination", scratch], scratch)).trim().split("\n")
-      .at(-1)!;
-  const tarball = await pack(pkg.dir);
-  const ws = await pack(join(ROOT, "node_modules", "ws"));
-  project = join(scratch, "project");
-  await mkdir(project);
-  await writeFile(
-    join(project, "package.json"),
-    JSON.stringify({
-      name: "edgepool-consumer",
-      private: true,
-      type: "module",
-      dependencies: { edgepool: `file:../${tarball}`, ws: `file:../${ws}` },
-    }),
-  );
-  await run("npm", ["install", "--offline", "--no-audit", "--no-fund"]);
-  // Node's types, for tsc: what a user adds, taken from this repository's node_modules.
-  await mkdir(join(project, "node_modules", "@types"));
-  await symlink(
-    join(ROOT, "node_modules", "@types", "node"),
-    join(project, "node_modules", "@types", "node"),
-    "dir",
-  );
+  installed = await installPackage();
+  ({ project, pkg } = installed);
 }, { timeout: 60_000 });
 
 after(async () => {
   await esbuild.stop();
-  if (scratch) await rm(scratch, { recursive: true, force: true });
+  await installed?.remove();
 });
 
 test("the package's subpaths are deno.json's exports, each with every runtime's build", T, () => {
@@ -311,5 +284,98 @@ test(
       /browser build has no TCP transport; pass one with the `transport` option/,
     );
     assert.throws(() => browser.createPool(), /PGlite\) is not part of the browser bundle/);
+  },
+);
+
+// The smoke script's entry for Node, Bun and Deno: arguments in, JSON out.
+const SMOKE_CLI = `
+import process from "node:process";
+import { smoke } from "./_smoke.mjs";
+
+const [url, ws, http] = process.argv.slice(2);
+const WebSocket = globalThis.WebSocket ?? (await import("ws")).WebSocket;
+console.log(JSON.stringify(await smoke({ url, ws, http, WebSocket })));
+`;
+
+// The smoke script's entry for workerd: bindings in, JSON out.
+const SMOKE_WORKER = `
+import { smoke } from "./_smoke.mjs";
+
+export default {
+  async fetch(_request, env) {
+    return Response.json(
+      await smoke({ url: env.DATABASE_URL, ws: env.GATEWAY_WS, http: env.GATEWAY_HTTP }),
+    );
+  },
+};
+`;
+
+/** Rejects after `ms` with what timed out, so one runtime cannot hold up the rest. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+test(
+  "the smoke script queries over TCP, WebSocket and HTTP, in a transaction and a checkout, " +
+    "in Node 20, Bun, Deno and workerd",
+  T,
+  async () => {
+    await writeFile(join(project, "_smoke.mjs"), SMOKE_SCRIPT);
+    await writeFile(join(project, "_smoke_using.mjs"), SMOKE_USING_SCRIPT);
+    await writeFile(join(project, "smoke_cli.mjs"), SMOKE_CLI);
+    await writeFile(join(project, "smoke_worker.mjs"), SMOKE_WORKER);
+    const server = await getServer();
+    const url = server.url("scram", { sslmode: "disable" });
+    let gateway: TestGateway | undefined;
+    try {
+      gateway = await startTestGateway();
+      const results: Record<string, Record<string, unknown>> = {};
+      for (
+        const [runtime, command, args] of [
+          ["node", "node", []],
+          ["bun", join(BIN, "bun"), []],
+          ["deno", process.execPath, ["run", "-A"]],
+        ] as const
+      ) {
+        const stdout = await within(
+          20_000,
+          runtime,
+          run(command, [...args, "smoke_cli.mjs", url, gateway.ws, gateway.http]),
+        );
+        results[runtime] = JSON.parse(stdout.trim().split("\n").at(-1)!);
+      }
+      const mf = new Miniflare({
+        modules: true,
+        script: await bundle(join(project, "smoke_worker.mjs"), project),
+        compatibilityDate: "2026-04-01",
+        bindings: { DATABASE_URL: url, GATEWAY_WS: gateway.ws, GATEWAY_HTTP: gateway.http },
+      });
+      try {
+        const response = await within(20_000, "workerd", mf.dispatchFetch("http://worker/"));
+        const text = await response.text();
+        assert.equal(response.status, 200, text);
+        results.workerd = JSON.parse(text);
+      } finally {
+        await mf.dispose();
+      }
+      for (const [runtime, out] of Object.entries(results)) {
+        assert.deepEqual(out, {
+          tcp: 42,
+          transaction: 42,
+          // Node 20's parser has no `await using`: the script spells it out there. In workerd
+          // it is esbuild's lowering, as Wrangler bundles (miniflare cannot parse it as is).
+          checkoutSyntax: runtime === "node" ? "try/finally" : "await using",
+          checkout: { n: 42, released: true },
+          websocket: "ws!",
+          http: "http!",
+        }, runtime);
+      }
+    } finally {
+      await gateway?.close();
+    }
   },
 );

@@ -212,6 +212,9 @@ async function main(): Promise<number> {
         "bench/",
         "build.ts",
         "demo.ts",
+        // The Deno examples (the others import the npm package: examples_test runs them).
+        "examples/deno-server/main.ts",
+        "examples/deno-deploy/main.ts",
       ]
         .filter(hasTypeScript);
       await step("deno check", () => exec(DENO, ["check", ...targets]));
