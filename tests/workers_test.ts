@@ -8,28 +8,35 @@ import { Miniflare } from "miniflare";
 import { bundleOptions } from "../build.ts";
 import { getServer } from "./_server.ts";
 
-async function workerBundle(): Promise<string> {
+async function workerBundle(file = "./_worker.ts"): Promise<string> {
   const result = await esbuild.build({
-    ...bundleOptions(new URL("./_worker.ts", import.meta.url).pathname, "workers"),
+    ...bundleOptions(new URL(file, import.meta.url).pathname, "workers"),
     write: false,
   });
   return result.outputFiles![0].text;
 }
 
+/** Runs `fn` against the worker in `file`; answers that are not JSON come back as failures. */
 async function withWorker(
   fn: (fetch: (path: string) => Promise<Record<string, unknown>>) => Promise<void>,
+  file = "./_worker.ts",
 ): Promise<void> {
   const server = await getServer();
   const mf = new Miniflare({
     modules: true,
-    script: await workerBundle(),
+    script: await workerBundle(file),
     compatibilityDate: "2026-04-01",
     bindings: { DATABASE_URL: server.url("scram") },
   });
   try {
     await fn(async (path) => {
       const response = await mf.dispatchFetch(`http://worker${path}`);
-      return await response.json() as Record<string, unknown>;
+      const text = await response.text();
+      try {
+        return JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return { failed: true, status: response.status, message: text };
+      }
     });
   } finally {
     await mf.dispose();
@@ -74,39 +81,10 @@ test("connect() in workerd goes through STARTTLS and reports an untrusted certif
   });
 });
 
-async function withPoolWorker(
-  fn: (fetch: (path: string) => Promise<Record<string, unknown>>) => Promise<void>,
-): Promise<void> {
-  const server = await getServer();
-  const result = await esbuild.build({
-    ...bundleOptions(new URL("./_worker_pool.ts", import.meta.url).pathname, "workers"),
-    write: false,
-  });
-  const mf = new Miniflare({
-    modules: true,
-    script: result.outputFiles![0].text,
-    compatibilityDate: "2026-04-01",
-    bindings: { DATABASE_URL: server.url("scram") },
-  });
-  try {
-    await fn(async (path) => {
-      const response = await mf.dispatchFetch(`http://worker${path}`);
-      const text = await response.text();
-      try {
-        return JSON.parse(text) as Record<string, unknown>;
-      } catch {
-        return { failed: true, status: response.status, message: text };
-      }
-    });
-  } finally {
-    await mf.dispose();
-  }
-}
-
 test("a module-scope createPool serves request after request in workerd", {
   timeout: 60_000,
 }, async () => {
-  await withPoolWorker(async (fetch) => {
+  await withWorker(async (fetch) => {
     for (let i = 0; i < 3; i++) {
       const body = await fetch("/module");
       assert.equal(body.failed, undefined, String(body.message));
@@ -124,30 +102,30 @@ test("a module-scope createPool serves request after request in workerd", {
     // 20 queries at once inside one request: more than Workers lets open at once.
     const burst = await fetch("/burst");
     assert.equal(burst.sum, 190, String(burst.message));
-  });
+  }, "./_worker_pool.ts");
 });
 
 test("pool.scope gives a request its own pool and closes it after the request", {
   timeout: 60_000,
 }, async () => {
-  await withPoolWorker(async (fetch) => {
+  await withWorker(async (fetch) => {
     for (let i = 0; i < 3; i++) {
       const body = await fetch("/scope");
       assert.equal(body.failed, undefined, String(body.message));
       assert.equal(body.kind, "NullPool");
       assert.equal((body.pids as number[]).length, 2);
     }
-  });
+  }, "./_worker_pool.ts");
 });
 
 test("a QueuePool keeping sockets across requests fails in workerd: why createPool does not", {
   timeout: 60_000,
 }, async () => {
-  await withPoolWorker(async (fetch) => {
+  await withWorker(async (fetch) => {
     const first = await fetch("/naive");
     assert.equal(first.one, 1, String(first.message));
     const second = await fetch("/naive");
     assert.equal(second.failed, true, JSON.stringify(second));
     assert.match(String(second.message), /different request|Connection lost|timed out/i);
-  });
+  }, "./_worker_pool.ts");
 });
