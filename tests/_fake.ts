@@ -59,6 +59,19 @@ export class FakeClock implements Clock {
     return this.randomValue;
   }
 
+  /** A mark for {@link loseTimers}: timers set from now on are after it. */
+  mark(): number {
+    return this.#seq;
+  }
+
+  /**
+   * Drops, without firing, the pending timers set before `mark` (default: all): what workerd
+   * does to the timers of a request that has ended.
+   */
+  loseTimers(mark = Infinity): void {
+    this.#timers = this.#timers.filter((t) => t.seq >= mark);
+  }
+
   /** Timers not yet fired. */
   get pending(): number {
     return this.#timers.length;

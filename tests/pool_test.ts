@@ -1770,6 +1770,97 @@ test("NullPool with max makes checkouts wait, and time out", T, async () => {
   await shut(pool, clock);
 });
 
+test("NullPool with affinity never hands a returned connection to another caller", T, async () => {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, affinity: true });
+  const closes = collect(pool, "close");
+  server.hold();
+  const a = watch(pool.connect());
+  server.release();
+  await flush();
+  const mine = a.value!.connection;
+  server.hold();
+  const b = watch(pool.connect()); // its own connect is still on its way
+  await a.value!.release();
+  await flush();
+  assert.equal(b.done, false, "waits for the connection made for it");
+  assert.ok(mine.closed);
+  assert.deepEqual(closeReasons(closes, mine), ["returned"]);
+  server.release();
+  await flush();
+  assert.equal(b.value!.connection, server.created[1]);
+  await b.value!.release();
+  assert.equal(server.open.length, 0);
+  await shut(pool, clock);
+});
+
+test("NullPool with affinity closes a connection made for a caller that gave up", T, async () => {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, affinity: true });
+  const closes = collect(pool, "close");
+  server.hold();
+  const controller = new AbortController();
+  const a = watch(pool.connect({ signal: controller.signal }));
+  const b = watch(pool.connect());
+  controller.abort(new Error("gone"));
+  server.release();
+  await flush();
+  assert.equal((a.error as Error).message, "gone");
+  // The first connection was made for the caller that left: closed, not given to the next.
+  assert.deepEqual(closeReasons(closes, server.created[0]), ["unwanted"]);
+  assert.equal(b.value!.connection, server.created[1]);
+  await b.value!.release();
+  await shut(pool, clock);
+});
+
+test("NullPool with affinity times out each checkout by its own timer", T, async () => {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new NullPool(server.creator, {
+    adapter: fakeAdapter,
+    clock,
+    affinity: true,
+    timeout: 1000,
+  });
+  const a = await pool.connect();
+  await a.release();
+  // On Workers the request that checked out first has ended, and its timers with it.
+  const mark = clock.mark();
+  server.hold();
+  const b = watch(pool.connect());
+  clock.loseTimers(mark);
+  await clock.advance(1000);
+  assert.equal(code(b.error), "POOL_TIMEOUT");
+  server.release();
+  await shut(pool, clock);
+});
+
+test("pool upkeep arms a new timer when its tick was lost", T, async () => {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new NullPool(server.creator, {
+    adapter: fakeAdapter,
+    clock,
+    affinity: true,
+    leakDetectionThreshold: 500,
+  });
+  const leaks = collect(pool, "leak");
+  const a = await pool.connect();
+  clock.loseTimers(); // the request that armed the upkeep timer ended
+  await clock.advance(5000);
+  assert.equal(leaks.length, 0, "no tick came");
+  const b = await pool.connect(); // another request: upkeep is re-armed from it
+  await clock.advance(1000);
+  // Both are reported now: the one held all along, and the new one.
+  assert.deepEqual(leaks.map((l) => l.heldMs >= 5000), [true, false]);
+  assert.deepEqual(leaks.map((l) => l.reason), ["threshold", "threshold"]);
+  await a.release();
+  await b.release();
+  await shut(pool, clock);
+});
+
 test("StaticPool uses one connection for everything, checkouts taking turns", T, async () => {
   const clock = new FakeClock();
   const server = new FakeServer(clock);

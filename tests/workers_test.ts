@@ -99,6 +99,10 @@ test("a module-scope createPool serves request after request in workerd", {
     // (a queueMicrotask flush once ran in whichever request drained the queue).
     const direct = await Promise.all(Array.from({ length: 5 }, () => fetch("/direct")));
     assert.deepEqual(direct.map((b) => b.n ?? b.message), [42, 42, 42, 42, 42]);
+    // The same through the module-scope pool, more requests than may open at once (6): a
+    // connection returned by one request once went to another request's waiting checkout.
+    const pooled = await Promise.all(Array.from({ length: 12 }, () => fetch("/module")));
+    assert.deepEqual(pooled.map((b) => b.n ?? b.message), Array(12).fill(42));
     // 20 queries at once inside one request: more than Workers lets open at once.
     const burst = await fetch("/burst");
     assert.equal(burst.sum, 190, String(burst.message));

@@ -295,8 +295,20 @@ export class Engine<C> {
         signal.addEventListener("abort", onAbort, { once: true });
         waiter.cleanup = () => signal.removeEventListener("abort", onAbort);
       }
-      // One timer for all waiters, armed for the earliest deadline: no timer per checkout.
-      if (waiter.deadline < this.#deadlineAt) this.#armDeadline(waiter.deadline);
+      if (this.#settings.affinity) {
+        // On Workers a timer only fires while the request that set it lives, so a shared one
+        // could die with another request: here each checkout has its own.
+        const clock = this.#settings.clock;
+        const timer = clock.setTimeout(() => this.#expire(waiter), timeout);
+        const previous = waiter.cleanup;
+        waiter.cleanup = () => {
+          clock.clearTimeout(timer);
+          previous?.();
+        };
+      } else if (waiter.deadline < this.#deadlineAt) {
+        // One timer for all waiters, armed for the earliest deadline: no timer per checkout.
+        this.#armDeadline(waiter.deadline);
+      }
       if (record !== undefined) return this.#deliver(record, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
@@ -387,7 +399,10 @@ export class Engine<C> {
       this.#invalidate(record, outcome.error, false);
       this.#generation++;
       this.#closeStaleIdle("stale");
-      if (!waiter.settled && !this.#closed) this.#waiters.unshift(waiter);
+      if (!waiter.settled && !this.#closed) {
+        this.#waiters.unshift(waiter);
+        if (this.#settings.affinity) this.#connector.start(waiter);
+      }
       this.#dispatch();
     });
   }
@@ -488,6 +503,7 @@ export class Engine<C> {
     const connector = this.#connector;
     const max = this.policy.max;
     while (
+      !this.#settings.affinity &&
       this.#waiters.length > connector.connecting && this.#open() + connector.connecting < max
     ) {
       connector.start();
@@ -586,7 +602,9 @@ export class Engine<C> {
         return this.#dispatch();
       }
     }
-    const waiter = this.#waiters.shift();
+    // Affinity: a connection only ever serves the caller it was made for (on Workers, a
+    // returned connection belongs to the request that opened it).
+    const waiter = this.#settings.affinity ? null : this.#waiters.shift();
     if (waiter !== null) return this.#deliver(record, waiter);
     if (this.#idle.length >= this.policy.keepIdle) {
       // A new connection can arrive after the caller it was made for got another one.

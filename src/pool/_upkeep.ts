@@ -34,6 +34,7 @@ export interface UpkeepTarget<C> {
 export class Upkeep<C> {
   readonly #target: UpkeepTarget<C>;
   #timer: unknown = null;
+  #due = 0;
 
   constructor(target: UpkeepTarget<C>) {
     this.#target = target;
@@ -42,8 +43,16 @@ export class Upkeep<C> {
   /** Makes sure a tick is coming, if one is needed. */
   schedule(): void {
     const target = this.#target;
-    if (this.#timer !== null || target.closed() || !target.needed()) return;
     const { clock, maintenanceInterval } = target.settings;
+    if (this.#timer !== null) {
+      // A tick a whole interval overdue was lost: on Workers a timer dies with the request that
+      // set it. Arm another (from this request).
+      if (clock.now() <= this.#due + maintenanceInterval) return;
+      clock.clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    if (target.closed() || !target.needed()) return;
+    this.#due = clock.now() + maintenanceInterval;
     this.#timer = clock.setTimeout(() => {
       this.#timer = null;
       if (target.closed()) return;

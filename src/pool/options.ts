@@ -66,7 +66,8 @@ export interface PoolOptions<C> {
   idleInTransactionThreshold?: number;
   /**
    * Each checkout gets the connection made for it, made from its own call, and nothing else:
-   * no idle connection, no connection made for another caller. For runtimes where an I/O
+   * no idle connection, no connection made for or returned by another caller; each checkout
+   * also keeps its own deadline timer. For runtimes where an I/O
    * object belongs to the request that made it (Cloudflare Workers: "Cannot perform I/O on
    * behalf of a different request"), so that one pool can serve many requests. Needs a pool
    * that keeps nothing idle and has no connection limit (NullPool without `max`). Default
