@@ -1114,6 +1114,8 @@ test("a handle dropped without release is noticed by garbage collection and its 
   }
   await forgetful();
   assert.equal(pool.stats().checkedOut, 1);
+  // A checkout is watched by garbage collection once it is still out at an upkeep tick.
+  await clock.advance(1000);
   for (let i = 0; i < 20 && leaks.length === 0; i++) {
     gc!();
     await tick();
@@ -1142,6 +1144,8 @@ test("Pool.stats counts requests, waits, usage, bad returns and connections", T,
     maxOverflow: 1,
     timeout: 1000,
     resetOnReturn: "none",
+    // Checkout and return times come from the clock as read at the last tick (or wait).
+    maintenanceInterval: 50,
   });
   server.connectDelay = 100;
   // A checkout that waits 100 ms for a new connection, held 400 ms.

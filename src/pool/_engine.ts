@@ -6,6 +6,7 @@
 import type { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import { Connector } from "./_connector.ts";
+import { LeakWatch } from "./_leaks.ts";
 import { PoolRecord } from "./_record.ts";
 import { resetForReuse } from "./_reset.ts";
 import { Upkeep } from "./_upkeep.ts";
@@ -15,6 +16,7 @@ import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import { type Creator, milliseconds, type Policy, type ResolvedOptions } from "./options.ts";
 import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 import type { PoolCounters, PoolGauges } from "./stats.ts";
+import type { QueryOptions, QueryResult } from "../result.ts";
 
 /** Options of one checkout. */
 export interface CheckoutOptions {
@@ -56,8 +58,11 @@ export class Engine<C> {
 
   readonly #events: Emitter<PoolEvents<C>>;
   readonly #idle: PoolRecord<C>[] = [];
-  readonly #busy = new Set<PoolRecord<C>>();
+  /** Every open record, idle or checked out: a move between the two touches only its state. */
+  readonly #live = new Set<PoolRecord<C>>();
   readonly #waiters = new WaiterQueue<PooledConnection<C>>();
+  /** Checked-out records running `pool.query` statements that others may join. */
+  readonly #sharing = new Set<PoolRecord<C>>();
   readonly #ready: ReadyWaiter[] = [];
   /** Waiters whose connection is being health-checked (out of the queue meanwhile). */
   readonly #checking = new Set<Waiter<PooledConnection<C>>>();
@@ -67,10 +72,17 @@ export class Engine<C> {
   readonly #internals: PoolInternals<C>;
   readonly #sharedInternals: PoolInternals<C>;
   readonly #closing = new Set<Promise<void>>();
-  readonly #leaks: FinalizationRegistry<PoolRecord<C>>;
+  readonly #leaks: LeakWatch<C>;
   readonly #connector: Connector<C>;
   readonly #upkeep: Upkeep<C>;
   #generation = 0;
+  /**
+   * The clock as last read: at every upkeep tick and whenever a slower path reads it. Checkout
+   * and checkin stamp records with it rather than reading the clock (which costs as much as
+   * the rest of a checkout), so the times kept per connection are precise to about one
+   * `maintenanceInterval`; checkout deadlines read the clock.
+   */
+  #time: number;
   #everConnected = false;
   #closed = false;
   #closeDone: Promise<void> | null = null;
@@ -91,9 +103,9 @@ export class Engine<C> {
     this.policy = policy;
     this.#internals = {
       adapter: this.#settings.adapter,
-      checkin: (record, handle) => this.#checkin(record, handle),
+      checkin: (record) => this.#checkin(record),
       invalidate: (record, error, soft) => this.#invalidate(record, error, soft),
-      detach: (record, handle) => this.#detach(record, handle),
+      detach: (record) => this.#detach(record),
       closeDetached: (record) => this.#closeDetached(record),
       lost: (record, error) => this.#lostInUse(record, error),
     };
@@ -105,7 +117,8 @@ export class Engine<C> {
         throw new TypeError("A shared connection cannot be detached; detach the one that owns it");
       },
     };
-    this.#leaks = new FinalizationRegistry((record) => this.#collected(record));
+    this.#time = settings.clock.now();
+    this.#leaks = new LeakWatch(settings, events, (record) => this.#checkin(record));
     this.#connector = new Connector(creator, this.#settings, this.#counters, {
       connected: (connection, startedAt, owner) =>
         this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined),
@@ -121,19 +134,29 @@ export class Engine<C> {
     }
     this.#upkeep = new Upkeep<C>({
       idle: this.#idle,
-      busy: this.#busy,
+      live: this.#live,
       policy: () => this.policy,
       settings,
       open: () => this.#open(),
       closed: () => this.#closed,
       needed: () => this.#open() > 0 || this.policy.min > 0 || this.#connector.pending,
       closeIdle: (record, reason) => this.#closeIdle(record, reason),
-      leak: (record, heldMs) => this.#leak(record, heldMs),
-      longTransaction: (record, status, heldMs) => this.#longTransaction(record, status, heldMs),
+      tick: (now) => {
+        this.#time = now;
+        this.#leaks.watch(this.#live);
+      },
+      leak: (record, heldMs) => this.#leaks.threshold(record, heldMs),
+      longTransaction: (record, status, heldMs) =>
+        this.#leaks.longTransaction(record, status, heldMs),
       fill: () => this.#fill(),
     });
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
+  }
+
+  /** Reads the clock, and keeps the reading for the hot paths (see `#time`). */
+  #now(): number {
+    return (this.#time = this.#settings.clock.now());
   }
 
   /** Whether the pool was closed. */
@@ -152,7 +175,7 @@ export class Engine<C> {
   }
 
   /** Checks out a connection (see `Pool.connect`). */
-  connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
+  connect(options?: CheckoutOptions, shareable = false): Promise<PooledConnection<C>> {
     if (this.#closed) return Promise.reject(this.#closedError());
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -171,10 +194,10 @@ export class Engine<C> {
       const record = this.#takeIdle();
       if (record !== undefined) {
         if (!this.#needsCheck(record)) return Promise.resolve(this.#checkout(record, 0, stack));
-        return this.#wait(timeout, signal, stack, record);
+        return this.#wait(timeout, signal, stack, record, shareable);
       }
     }
-    return this.#wait(timeout, signal, stack, undefined);
+    return this.#wait(timeout, signal, stack, undefined, shareable);
   }
 
   /** Resolves when `min` connections are open (see `Pool.wait`). */
@@ -237,6 +260,84 @@ export class Engine<C> {
     return this.#closeDone;
   }
 
+  // -------------------------------------------------------------------------------------------
+  // `pool.query` statements sharing connections (see `PoolOptions.queryPipeline`)
+
+  /**
+   * A checked-out connection that a `pool.query` statement may join, counted as joined: only
+   * when no connection is idle, none may be opened, and nobody waits for a checkout (those
+   * come first; sharing stops so that connections come back).
+   */
+  join(): PoolRecord<C> | undefined {
+    const sharing = this.#sharing;
+    if (
+      sharing.size === 0 || this.#closed || this.#idle.length > 0 || this.#waiters.length > 0 ||
+      this.#open() + this.#connector.connecting < this.policy.max
+    ) {
+      return undefined;
+    }
+    let best: PoolRecord<C> | undefined;
+    for (const record of sharing) {
+      if (record.state !== "busy" || record.soft || record.generation < this.#generation) {
+        sharing.delete(record); // going to be closed when returned
+      } else if (best === undefined || record.shared < best.shared) best = record;
+    }
+    if (best === undefined || best.shared >= this.#settings.queryPipeline) return undefined;
+    best.shared++;
+    return best;
+  }
+
+  /**
+   * The record to run a `pool.query` statement on, from its checkout (`connect(options, true)`):
+   * a connection of its own, which other statements may join from now on, or one it joined
+   * while waiting.
+   */
+  startSharing(connection: PooledConnection<C>): PoolRecord<C> {
+    const record = handleRecord(connection);
+    if (record.sharer === connection) return record; // joined while waiting: counted then
+    record.shared = 1;
+    record.sharer = connection;
+    this.#sharing.add(record);
+    if (this.#waiters.length > 0) this.#joinWaiters(record);
+    return record;
+  }
+
+  /** Statements waiting at the head of the queue join `record` while it has room. */
+  #joinWaiters(record: PoolRecord<C>): void {
+    const limit = this.#settings.queryPipeline;
+    while (record.shared < limit && this.#sharing.has(record)) {
+      const waiter = this.#waiters.head;
+      if (waiter === null || !waiter.shareable) return;
+      this.#waiters.shift();
+      record.shared++;
+      waiter.settled = true;
+      waiter.cleanup?.();
+      this.#counters.requestsWaitMs += this.#now() - waiter.since;
+      waiter.resolve(record.sharer as PooledConnection<C>);
+    }
+  }
+
+  /** Runs a statement on a shared connection; the last one to end returns the connection. */
+  async runShared<Row>(
+    record: PoolRecord<C>,
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+  ): Promise<QueryResult<Row>> {
+    try {
+      return await (record.sharer as PooledConnection<C>).query<Row>(sql, params, options);
+    } finally {
+      if (--record.shared === 0) {
+        this.#sharing.delete(record);
+        const sharer = record.sharer!;
+        record.sharer = null;
+        sharer.release();
+      } else if (this.#settings.adapter.transactionStatus(record.connection) !== "idle") {
+        this.#sharing.delete(record); // not expected (see _pipeline.ts), but never join one
+      } else if (this.#waiters.length > 0) this.#joinWaiters(record);
+    }
+  }
+
   /** Another handle on the connection behind `owner` (see `Pool.share`). */
   share(owner: PooledConnection<C>): PooledConnection<C> {
     return new PooledConnection(this.#sharedInternals, handleRecord(owner));
@@ -259,6 +360,7 @@ export class Engine<C> {
     signal: AbortSignal | undefined,
     stack: string | undefined,
     record: PoolRecord<C> | undefined,
+    shareable: boolean,
   ): Promise<PooledConnection<C>> {
     const maxWaiting = this.#settings.maxWaiting;
     if (record === undefined && maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
@@ -272,7 +374,7 @@ export class Engine<C> {
       );
     }
     return new Promise((resolve, reject) => {
-      const now = this.#settings.clock.now();
+      const now = this.#now();
       const waiter: Waiter<PooledConnection<C>> = {
         resolve,
         reject,
@@ -281,6 +383,7 @@ export class Engine<C> {
         timeout,
         stack,
         settled: false,
+        shareable,
         cleanup: null,
         prev: null,
         next: null,
@@ -324,7 +427,7 @@ export class Engine<C> {
     this.#deadlineAt = at;
     this.#deadlineTimer = clock.setTimeout(
       () => this.#deadlinesDue(),
-      Math.max(0, at - clock.now()),
+      Math.max(0, at - this.#now()),
     );
   }
 
@@ -332,7 +435,7 @@ export class Engine<C> {
   #deadlinesDue(): void {
     this.#deadlineTimer = null;
     this.#deadlineAt = Infinity;
-    const now = this.#settings.clock.now();
+    const now = this.#now();
     let next = Infinity;
     for (const waiter of [...this.#waiters.toArray(), ...this.#checking]) {
       if (waiter.settled) continue;
@@ -436,7 +539,7 @@ export class Engine<C> {
   #hand(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
     waiter.settled = true;
     waiter.cleanup?.();
-    const waited = this.#settings.clock.now() - waiter.since;
+    const waited = this.#now() - waiter.since;
     this.#counters.requestsWaitMs += waited;
     waiter.resolve(this.#checkout(record, waited, waiter.stack));
   }
@@ -447,7 +550,7 @@ export class Engine<C> {
     stack: string | undefined,
   ): PooledConnection<C> {
     this.#move(record, "busy");
-    record.checkedOutAt = this.#settings.clock.now();
+    record.checkedOutAt = this.#time;
     record.checkouts++;
     record.fresh = false;
     record.leakReported = false;
@@ -456,7 +559,7 @@ export class Engine<C> {
     record.stack = stack;
     const handle = new PooledConnection(this.#internals, record);
     record.out = true;
-    this.#leaks.register(handle, record, handle);
+    record.handle = handle;
     if (this.#events.has("checkout")) {
       this.#events.emit("checkout", {
         connection: record.connection,
@@ -480,21 +583,28 @@ export class Engine<C> {
     return undefined;
   }
 
-  #staleReason(
-    record: PoolRecord<C>,
-    now: number = this.#settings.clock.now(),
-  ): PoolCloseReason | undefined {
+  #staleReason(record: PoolRecord<C>): PoolCloseReason | undefined {
     if (this.#settings.adapter.isClosed(record.connection)) return "lost";
     if (record.generation < this.#generation) return "stale";
-    if (now >= record.expiresAt) return "lifetime";
+    // `#time` may be up to a tick old: near the end of a lifetime, read the clock.
+    const expiresAt = record.expiresAt;
+    if (
+      this.#time + this.#settings.maintenanceInterval >= expiresAt && this.#now() >= expiresAt
+    ) {
+      return "lifetime";
+    }
     return undefined;
   }
 
   // -------------------------------------------------------------------------------------------
   // Making connections
 
+  #busyCount(): number {
+    return this.#live.size - this.#idle.length;
+  }
+
   #open(): number {
-    return this.#idle.length + this.#busy.size;
+    return this.#live.size;
   }
 
   /** Starts connecting for the waiters not yet covered, and up to `min`. */
@@ -516,14 +626,13 @@ export class Engine<C> {
   }
 
   #added(connection: C, createdAt: number, owner?: Waiter<PooledConnection<C>>): void {
-    const clock = this.#settings.clock;
     const record = new PoolRecord(
       connection,
       createdAt,
       this.#generation,
       createdAt + this.#lifetime(),
     );
-    this.#busy.add(record);
+    this.#live.add(record);
     record.unsubscribe = this.#settings.adapter.onClose(connection, (error) => {
       this.#lostIdle(record, error);
     });
@@ -534,7 +643,7 @@ export class Engine<C> {
     }
     this.#events.emit("connect", event);
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
-      ms: clock.now() - createdAt,
+      ms: this.#now() - createdAt,
       ...this.gauges(),
     });
     if (owner === undefined) this.#put(record);
@@ -617,22 +726,22 @@ export class Engine<C> {
     }
     record.fresh = false;
     this.#move(record, "idle");
-    record.lastUsedAt = this.#settings.clock.now();
+    record.lastUsedAt = this.#time;
     this.#idle.push(record);
     this.#upkeep.schedule();
   }
 
-  #checkin(record: PoolRecord<C>, handle: PooledConnection<C> | null): Promise<void> {
-    if (handle !== null) this.#leaks.unregister(handle);
+  #checkin(record: PoolRecord<C>): Promise<void> {
+    this.#leaks.forget(record);
     record.out = false;
-    const now = this.#settings.clock.now();
+    const now = this.#time;
     this.#counters.usageMs += now - record.checkedOutAt;
     const connection = record.connection;
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection, info: record.info });
     }
     if (record.state !== "busy") return RESOLVED; // invalidated or closed while out
-    const stale = this.#staleReason(record, now);
+    const stale = this.#staleReason(record);
     if (stale !== undefined || record.soft) {
       // Broken, or going to be closed anyway: no point resetting it first.
       if (stale === "lost") this.#counters.returnsBad++;
@@ -719,13 +828,13 @@ export class Engine<C> {
     this.#dispatch();
   }
 
-  #detach(record: PoolRecord<C>, handle: PooledConnection<C>): void {
-    this.#leaks.unregister(handle);
+  #detach(record: PoolRecord<C>): void {
+    this.#leaks.forget(record);
     record.out = false;
     record.unsubscribe();
-    this.#busy.delete(record);
+    this.#live.delete(record);
     record.state = "detached";
-    if (this.#closed && this.#busy.size === 0) this.#drained?.();
+    if (this.#closed && this.#busyCount() === 0) this.#drained?.();
     this.#events.emit("detach", { connection: record.connection, info: record.info });
     this.#dispatch();
   }
@@ -754,7 +863,7 @@ export class Engine<C> {
   /** Closes a record's connection; the record must not be in the idle list. */
   #closeRecord(record: PoolRecord<C>, reason: PoolCloseReason, force?: boolean): void {
     if (record.state === "closed" || record.state === "detached") return;
-    this.#busy.delete(record);
+    this.#live.delete(record);
     record.state = "closed";
     record.unsubscribe();
     this.#events.emit("close", { connection: record.connection, info: record.info, reason });
@@ -762,76 +871,19 @@ export class Engine<C> {
     const closing = this.#settings.adapter.close(record.connection, force).catch(() => {});
     this.#closing.add(closing);
     closing.finally(() => this.#closing.delete(closing));
-    if (this.#closed && this.#busy.size === 0) this.#drained?.();
-  }
-
-  /**
-   * A checked-out connection's handle was garbage-collected without being returned. Released
-   * and detached handles are unregistered, so this is always the record's current checkout.
-   */
-  #collected(record: PoolRecord<C>): void {
-    if (record.state !== "busy" || !record.out) return;
-    const heldMs = this.#settings.clock.now() - record.checkedOutAt;
-    this.#settings.logger.warn?.(
-      `${this.#settings.name}: a checked-out connection was garbage-collected without being ` +
-        `returned after ${heldMs} ms`,
-      { stack: record.stack },
-    );
-    this.#events.emit("leak", {
-      reason: "garbage-collected",
-      info: record.info,
-      heldMs,
-      stack: record.stack,
-    });
-    this.#checkin(record, null);
+    if (this.#closed && this.#busyCount() === 0) this.#drained?.();
   }
 
   #move(record: PoolRecord<C>, state: "idle" | "busy"): void {
     // The one place a record changes between idle and busy.
-    if (state === "busy") this.#busy.add(record);
-    else this.#busy.delete(record);
     record.state = state;
-  }
-
-  /** A checked-out connection has been inside a transaction too long. */
-  #longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void {
-    const threshold = this.#settings.idleInTransactionThreshold;
-    this.#settings.logger.warn?.(
-      `${this.#settings.name}: a checked-out connection has been inside a ${
-        status === "failed" ? "failed " : ""
-      }transaction for ${heldMs} ms (idleInTransactionThreshold ${threshold} ms); commit or ` +
-        "roll back sooner: it holds locks, and a whole server connection behind a pooler",
-      { stack: record.stack, heldMs },
-    );
-    this.#events.emit("idleInTransaction", {
-      info: record.info,
-      status,
-      heldMs,
-      stack: record.stack,
-    });
-  }
-
-  /** A connection has been checked out longer than `leakDetectionThreshold`. */
-  #leak(record: PoolRecord<C>, heldMs: number): void {
-    const threshold = this.#settings.leakDetectionThreshold;
-    this.#settings.logger.warn?.(
-      `${this.#settings.name}: a connection has been checked out for ${heldMs} ms ` +
-        `(leakDetectionThreshold ${threshold} ms)`,
-      { stack: record.stack },
-    );
-    this.#events.emit("leak", {
-      reason: "threshold",
-      info: record.info,
-      heldMs,
-      stack: record.stack,
-    });
   }
 
   // -------------------------------------------------------------------------------------------
   // Closing
 
   async #drain(timeout: number): Promise<void> {
-    if (this.#busy.size > 0) {
+    if (this.#busyCount() > 0) {
       const clock = this.#settings.clock;
       let timer: unknown;
       await new Promise<void>((resolve) => {
@@ -841,7 +893,9 @@ export class Engine<C> {
       clock.clearTimeout(timer);
       this.#drained = null;
       // Still out after the grace period: closed under their users' feet.
-      for (const record of [...this.#busy]) this.#closeRecord(record, "pool closed", true);
+      for (const record of [...this.#live]) {
+        if (record.state === "busy") this.#closeRecord(record, "pool closed", true);
+      }
     }
     // Connections still being made close as they arrive (#put); wait for every close.
     await this.#connector.settled();
@@ -850,7 +904,7 @@ export class Engine<C> {
 
   /** The gauges of `stats()`. */
   gauges(): PoolGauges {
-    const busy = this.#busy.size;
+    const busy = this.#busyCount();
     const idle = this.#idle.length;
     return {
       poolMin: this.policy.min,

@@ -20,10 +20,7 @@ export class PoolRecord<C> {
   checkedOutAt = 0;
   /** Checkouts so far; the current one's number while busy. */
   checkouts = 0;
-  /**
-   * A checkout is open (a handle is out). The record must not reference the handle itself:
-   * the handle has to be collectable for leak detection to notice a lost one.
-   */
+  /** A checkout is open (a handle is out). */
   out = false;
   /** Where the current checkout happened, when the pool records stacks. */
   stack: string | undefined = undefined;
@@ -37,6 +34,17 @@ export class PoolRecord<C> {
   transactionReported = false;
   /** A `leak` warning was given for the current checkout. */
   leakReported = false;
+  /**
+   * The current checkout's handle, held until the next upkeep tick; then, if still out, it is
+   * watched by garbage collection instead (see `_leaks.ts`).
+   */
+  handle: object | null = null;
+  /** The current checkout's handle is registered for garbage-collection detection. */
+  watched = false;
+  /** `pool.query` statements running on it, while it is shared (see `Pool.query`). */
+  shared = 0;
+  /** The checkout those statements run through, returned when the last one ends. */
+  sharer: { release(): Promise<void> } | null = null;
   /** Stops listening for the connection closing by itself. */
   unsubscribe: () => void = () => {};
 

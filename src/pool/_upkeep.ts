@@ -9,8 +9,8 @@ import type { Policy, ResolvedOptions } from "./options.ts";
 export interface UpkeepTarget<C> {
   /** The idle records, oldest-returned first. */
   readonly idle: readonly PoolRecord<C>[];
-  /** The checked-out records. */
-  readonly busy: Iterable<PoolRecord<C>>;
+  /** Every open record, idle and checked out (`state` tells which). */
+  readonly live: Iterable<PoolRecord<C>>;
   /** The pool's current policy. */
   policy(): Policy;
   readonly settings: ResolvedOptions<C>;
@@ -20,6 +20,8 @@ export interface UpkeepTarget<C> {
   closed(): boolean;
   /** Whether the timer must keep running. */
   needed(): boolean;
+  /** A tick begins, at `now`: the first job. */
+  tick(now: number): void;
   /** Takes an idle record out of the idle list and closes it. */
   closeIdle(record: PoolRecord<C>, reason: PoolCloseReason): void;
   /** Reports a connection held past `leakDetectionThreshold`. */
@@ -43,11 +45,11 @@ export class Upkeep<C> {
   /** Makes sure a tick is coming, if one is needed. */
   schedule(): void {
     const target = this.#target;
-    const { clock, maintenanceInterval } = target.settings;
+    const { clock, maintenanceInterval, affinity } = target.settings;
     if (this.#timer !== null) {
-      // A tick a whole interval overdue was lost: on Workers a timer dies with the request that
-      // set it. Arm another (from this request).
-      if (clock.now() <= this.#due + maintenanceInterval) return;
+      // A tick a whole interval overdue was lost: on Workers (where pools have affinity) a timer
+      // dies with the request that set it. Arm another (from this request).
+      if (!affinity || clock.now() <= this.#due + maintenanceInterval) return;
       clock.clearTimeout(this.#timer);
       this.#timer = null;
     }
@@ -57,6 +59,7 @@ export class Upkeep<C> {
       this.#timer = null;
       if (target.closed()) return;
       const now = clock.now();
+      target.tick(now);
       retire(target, now);
       shrink(target, now);
       reportLeaks(target, now);
@@ -94,8 +97,8 @@ function shrink<C>(target: UpkeepTarget<C>, now: number): void {
 function reportLeaks<C>(target: UpkeepTarget<C>, now: number): void {
   const threshold = target.settings.leakDetectionThreshold;
   if (threshold === 0) return;
-  for (const record of target.busy) {
-    if (record.leakReported || !record.out) continue;
+  for (const record of target.live) {
+    if (record.state !== "busy" || record.leakReported || !record.out) continue;
     const heldMs = now - record.checkedOutAt;
     if (heldMs < threshold) continue;
     record.leakReported = true;
@@ -112,8 +115,8 @@ function reportLongTransactions<C>(target: UpkeepTarget<C>, now: number): void {
   const threshold = target.settings.idleInTransactionThreshold;
   if (threshold === 0) return;
   const adapter = target.settings.adapter;
-  for (const record of target.busy) {
-    if (!record.out) continue;
+  for (const record of target.live) {
+    if (record.state !== "busy" || !record.out) continue;
     const status = adapter.transactionStatus(record.connection);
     if (status !== "transaction" && status !== "failed") {
       record.transactionSeenAt = null;

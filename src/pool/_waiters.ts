@@ -16,6 +16,8 @@ export interface Waiter<T> {
   readonly stack: string | undefined;
   /** The caller got an answer (or gave up): it no longer wants a connection. */
   settled: boolean;
+  /** A `pool.query` statement: it may join a shared connection (see `Pool.query`). */
+  shareable: boolean;
   /** Removes the abort listener, if there is one. */
   cleanup: (() => void) | null;
   prev: Waiter<T> | null;
@@ -49,6 +51,11 @@ export class WaiterQueue<T> {
     else this.#tail = waiter;
     this.#head = waiter;
     this.#length++;
+  }
+
+  /** The first waiter, left in the queue. */
+  get head(): Waiter<T> | null {
+    return this.#head;
   }
 
   shift(): Waiter<T> | null {

@@ -36,6 +36,11 @@ export interface PoolAdapter<C> {
   isDisconnect(error: unknown): boolean;
   /** Calls `listener` when the connection closes by itself; returns the unsubscribe function. */
   onClose(connection: C, listener: (error?: Error) => void): () => void;
+  /**
+   * The connection sends a query while earlier ones are still running (pipelining), so that
+   * `pool.query` may share a busy connection. Default: `false`.
+   */
+  readonly pipelines?: boolean;
 }
 
 /**
@@ -76,6 +81,7 @@ export const connectionAdapter: PoolAdapter<Connection> = {
     return false;
   },
   onClose: (connection, listener) => connection.on("close", listener),
+  pipelines: true,
 };
 
 /** Whether `value` looks like an edgepool {@link Connection}. */

@@ -28,7 +28,8 @@ export class AssertionPool<C> extends Pool<C> {
 
   /** Makes a pool that allows one checkout at a time. */
   constructor(creator: Creator<C>, options?: PoolOptions<C>) {
-    super(creator, options, {
+    // Statements pipelined onto the one connection would hide a second checkout.
+    super(creator, { ...options, queryPipeline: 1 }, {
       kind: "AssertionPool",
       poolSize: 1,
       max: 1,

@@ -69,7 +69,8 @@ export class ContextPool<C> extends QueuePool<C> {
         "ContextPool needs options.store: an async-context store such as new AsyncLocalStorage()",
       );
     }
-    super(creator, { ...options, name: options.name ?? "ContextPool" });
+    // A context's statements share its connection already: no pipelining across contexts.
+    super(creator, { ...options, name: options.name ?? "ContextPool", queryPipeline: 1 });
     this.#store = store;
   }
 

@@ -65,6 +65,17 @@ export interface PoolOptions<C> {
    */
   idleInTransactionThreshold?: number;
   /**
+   * How many `pool.query` statements may run on one connection at once, pipelined, when every
+   * connection the pool may open is checked out and nobody waits for a checkout: statements
+   * then go to the connection with the fewest in flight rather than queueing, and each still
+   * runs on its own (its own implicit transaction; an error fails only its statement). Only
+   * single statements that neither open or end a transaction nor change the session are
+   * shared (see `Pool.query`); `connect()`, `transaction()` and `batch()` always get a
+   * connection of their own. A slow statement delays those behind it on its connection.
+   * 1 = off. Default 16 (with edgepool's own connections; other drivers do not pipeline).
+   */
+  queryPipeline?: number;
+  /**
    * Each checkout gets the connection made for it, made from its own call, and nothing else:
    * no idle connection, no connection made for or returned by another caller; each checkout
    * also keeps its own deadline timer. For runtimes where an I/O
@@ -142,6 +153,8 @@ export interface ResolvedOptions<C> {
   leakDetectionThreshold: number;
   /** See {@link PoolOptions.idleInTransactionThreshold}. */
   idleInTransactionThreshold: number;
+  /** See {@link PoolOptions.queryPipeline}; 1 where the adapter does not pipeline. */
+  queryPipeline: number;
   /** See {@link PoolOptions.affinity}. */
   affinity: boolean;
   /** See {@link PoolOptions.origin}. */

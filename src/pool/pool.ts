@@ -12,6 +12,7 @@ import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
 import { type CheckoutOptions, Engine } from "./_engine.ts";
+import { pipelineable } from "./_pipeline.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
 import {
@@ -86,12 +87,32 @@ export abstract class Pool<C> implements AsyncDisposable {
     return this.#engine.connect(options);
   }
 
-  /** Checks out a connection, runs one query, and returns the connection. */
+  /**
+   * Checks out a connection, runs one query, and returns the connection. When every connection
+   * the pool may open is checked out and nobody waits for one, a single statement (no `;`, not
+   * one that opens or ends a transaction or sets session state, no `signal`) is pipelined onto
+   * the busy connection with the fewest statements in flight instead of waiting, up to
+   * `queryPipeline` per connection: it still runs as its own implicit transaction.
+   */
   async query<Row = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
+    if (this.settings.queryPipeline > 1 && options?.signal === undefined && pipelineable(sql)) {
+      // A busy connection with room, when no connection is free and none may be opened.
+      const joined = this.#engine.join();
+      if (joined !== undefined) return this.#engine.runShared<Row>(joined, sql, params, options);
+      // The engine's checkout, not `this.connect`: the classes that override it (ContextPool,
+      // AssertionPool) do not pipeline.
+      const connection = await this.#engine.connect(options, true);
+      return this.#engine.runShared<Row>(
+        this.#engine.startSharing(connection),
+        sql,
+        params,
+        options,
+      );
+    }
     const connection = await this.connect(options);
     try {
       return await connection.query<Row>(sql, params, options);
@@ -322,6 +343,10 @@ function resolveOptions<C>(o: PoolOptions<C>, className: string): ResolvedOption
       "idleInTransactionThreshold",
       60_000,
     ),
+    // With affinity a connection serves only the caller it was made for.
+    queryPipeline: (o.adapter ?? connectionAdapter).pipelines === true && o.affinity !== true
+      ? Math.max(1, count(o.queryPipeline, "queryPipeline", 16))
+      : 1,
     origin: o.origin,
     affinity: o.affinity === true,
     recordStacks: o.recordStacks ?? leakDetectionThreshold > 0,
