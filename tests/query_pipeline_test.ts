@@ -212,11 +212,14 @@ test(
     const url = (await getServer()).url("scram", { sslmode: "disable" });
     try {
       const { rows } = await p.query<{ pid: number }>("select pg_backend_pid() as pid");
-      const statements = Array.from({ length: 10 }, () => p.query("select pg_sleep(0.2)"));
+      // Settled from the start: they may fail while the killer is still connecting.
+      const settled = Promise.allSettled(
+        Array.from({ length: 10 }, () => p.query("select pg_sleep(0.2)")),
+      );
       const killer = await connect(url);
       await killer.query("select pg_terminate_backend($1)", [rows[0].pid]);
       await killer.close();
-      const outcomes = await Promise.allSettled(statements);
+      const outcomes = await settled;
       const failed = outcomes.filter((o) => o.status === "rejected") as PromiseRejectedResult[];
       assert.ok(failed.length > 0, "the kill landed after every statement: nothing to check");
       for (const { reason } of failed) {

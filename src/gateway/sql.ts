@@ -14,7 +14,7 @@ import { createConnect } from "../connect.ts";
 import type { Connection } from "../connection.ts";
 import { parseConfig } from "../config.ts";
 import { ConnectionError, PoolError, PostgresError } from "../errors.ts";
-import { isConfigError } from "../pool/_engine.ts";
+import { isConfigError } from "../pool/_connector.ts";
 import { manage, type ManagedPools } from "../pool/manage.ts";
 import type { PoolLogger } from "../pool/options.ts";
 import type { PooledConnection } from "../pool/pooled_connection.ts";

@@ -1,9 +1,12 @@
-// Making connections for a pool: attempts in flight, their timing, and the exponential
-// backoff of background (re)connecting with its give-up point.
+// Making connections for a pool: attempts in flight, their timing, their failures (reported,
+// and which ones retrying will not fix), and the exponential backoff of background
+// (re)connecting with its give-up point.
 
+import type { Emitter } from "../_emitter.ts";
 import type { Clock } from "./_clock.ts";
 import type { PoolAdapter } from "./adapter.ts";
-import type { Creator } from "./options.ts";
+import type { PoolEvents } from "./events.ts";
+import type { Creator, Policy, PoolLogger } from "./options.ts";
 import type { PoolCounters } from "./stats.ts";
 
 const FIRST_BACKOFF_MS = 1_000;
@@ -13,8 +16,10 @@ const MAX_BACKOFF_MS = 60_000;
 export interface ConnectorHooks<C> {
   /** A connection was made (and configured). */
   connected(connection: C, startedAt: number, owner: unknown): void;
-  /** An attempt failed. */
+  /** An attempt failed (reported already, unless aborted). */
   failed(error: unknown, owner: unknown): void;
+  /** Background reconnecting gave up (reported already). */
+  gaveUp(): void;
 }
 
 /** Starts connection attempts and keeps the state of failing ones. */
@@ -29,7 +34,10 @@ export class Connector<C> {
   readonly #adapter: PoolAdapter<C>;
   readonly #configure: ((connection: C) => void | Promise<void>) | undefined;
   readonly #clock: Clock;
+  readonly #logger: PoolLogger;
+  readonly #name: string;
   readonly #counters: PoolCounters;
+  readonly #events: Emitter<PoolEvents<C>>;
   readonly #hooks: ConnectorHooks<C>;
   /** One controller per attempt in flight (one shared signal would gather a listener each). */
   readonly #attempts = new Set<AbortController>();
@@ -44,15 +52,21 @@ export class Connector<C> {
       adapter: PoolAdapter<C>;
       configure: ((connection: C) => void | Promise<void>) | undefined;
       clock: Clock;
+      logger: PoolLogger;
+      name: string;
     },
     counters: PoolCounters,
+    events: Emitter<PoolEvents<C>>,
     hooks: ConnectorHooks<C>,
   ) {
     this.#creator = creator;
     this.#adapter = settings.adapter;
     this.#configure = settings.configure;
     this.#clock = settings.clock;
+    this.#logger = settings.logger;
+    this.#name = settings.name;
     this.#counters = counters;
+    this.#events = events;
     this.#hooks = hooks;
   }
 
@@ -85,11 +99,38 @@ export class Connector<C> {
         this.#counters.connectionsMs += this.#clock.now() - started;
         this.#counters.connectionsErrors++;
         this.lastError = error;
+        // Aborted by the pool closing: nobody is waiting for it.
+        if (!this.#aborted) {
+          this.#logger.warn?.(`${this.#name}: connecting failed: ${message(error)}`);
+          this.#events.emit("error", { error, context: "connect" });
+        }
         this.#hooks.failed(error, owner);
       },
     );
     this.#inflight.add(done);
     done.finally(() => this.#inflight.delete(done));
+  }
+
+  /**
+   * Starts an attempt for each caller in `waiting` that no attempt in flight covers yet, then
+   * up to `policy.min` unless backing off, never past `policy.max` open (`live`) plus
+   * connecting. `waiting` and `live` are read afresh for every attempt.
+   */
+  fill(
+    waiting: { readonly length: number } | null,
+    live: { readonly size: number },
+    policy: Policy,
+  ): void {
+    const max = policy.max;
+    while (
+      waiting !== null && waiting.length > this.connecting && live.size + this.connecting < max
+    ) {
+      this.start();
+    }
+    if (!this.backingOff && !this.gaveUp) {
+      const min = Math.min(policy.min, max);
+      while (live.size + this.connecting < min) this.start();
+    }
   }
 
   async #make(): Promise<C> {
@@ -114,10 +155,10 @@ export class Connector<C> {
   }
 
   /**
-   * Backs off after a failed background attempt: 1 s, doubling up to 60 s, ±10 %. Returns
-   * `true` when `reconnectTimeout` has passed since the first failure: then it gives up.
+   * Backs off after a failed background attempt (`error`): 1 s, doubling up to 60 s, ±10 %.
+   * When `reconnectTimeout` has passed since the first failure, it gives up instead.
    */
-  backOff(reconnectTimeout: number): boolean {
+  backOff(reconnectTimeout: number, error: unknown): void {
     const now = this.#clock.now();
     if (this.#backoff === null) {
       this.#backoff = { startedAt: now, delay: FIRST_BACKOFF_MS, until: 0 };
@@ -127,11 +168,13 @@ export class Connector<C> {
     if (now - this.#backoff.startedAt >= reconnectTimeout) {
       this.#backoff = null;
       this.gaveUp = true;
-      return true;
+      this.#logger.error?.(`${this.#name}: giving up reconnecting after ${reconnectTimeout} ms`);
+      this.#events.emit("error", { error, context: "reconnect failed" });
+      this.#hooks.gaveUp();
+      return;
     }
     // Jitter, so that many pools do not retry in step.
     this.#backoff.until = now + this.#backoff.delay * (0.9 + 0.2 * this.#clock.random());
-    return false;
   }
 
   /** Aborts every attempt in flight (the pool is closing). */
@@ -145,4 +188,21 @@ export class Connector<C> {
   async settled(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
   }
+}
+
+/**
+ * Whether a connect error is one that retrying will not fix: bad arguments, authentication and
+ * authorization failures (SQLSTATE class 28), a missing database (3D000), or a TLS setup that
+ * cannot work. Connection refused, timeouts and "too many connections" are worth retrying.
+ */
+export function isConfigError(error: unknown): boolean {
+  if (error instanceof TypeError || error instanceof RangeError) return true;
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") return false;
+  return code.startsWith("28") || code === "3D000" || code === "AUTH_FAILED" ||
+    code === "TLS_UNAVAILABLE" || code === "TLS_FAILED";
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -1,30 +1,40 @@
 // The mechanics under every pool class: records (slots) moving between idle and checked out,
-// the FIFO of waiters, checkout with one deadline and health checks, checkin with reset,
-// invalidation by generation, loss, detaching, leaks, and closing. `Pool` (pool.ts) is the
-// public face over it; the pool classes only choose a Policy.
+// checkout (queueing, one deadline, health checks), checkin with reset, connecting for waiters
+// and up to `min`, invalidation by generation, loss, detaching, and closing. `Pool` (pool.ts)
+// is the public face over it; the pool classes only choose a Policy.
+//
+// It decides; the parts beside it keep their own state and do the work: the books of records
+// and their closes (_records.ts), waiters and the ends of their waits (_waiters.ts), deadline
+// timers (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), connection attempts
+// and backoff (_connector.ts), `pool.wait()` (_ready.ts), shared connections (_sharing.ts),
+// leaks (_leaks.ts) and upkeep (_upkeep.ts). Checkout and checkin stay here, in full: they
+// are the hot path.
 
 import type { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import { Connector } from "./_connector.ts";
-import { LeakWatch } from "./_leaks.ts";
-import { PoolRecord } from "./_record.ts";
+import { Deadlines } from "./_deadlines.ts";
+import { healthCheck } from "./_health.ts";
+import { checkoutStack, LeakWatch } from "./_leaks.ts";
+import { ReadyWaiters } from "./_ready.ts";
+import type { PoolRecord } from "./_record.ts";
+import { Records } from "./_records.ts";
 import { resetForReuse } from "./_reset.ts";
+import { Sharing } from "./_sharing.ts";
 import { Upkeep } from "./_upkeep.ts";
-import { type Waiter, WaiterQueue } from "./_waiters.ts";
+import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
-import { type Creator, milliseconds, type Policy, type ResolvedOptions } from "./options.ts";
-import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import {
+  checkAffinity,
+  type CheckoutOptions,
+  type Creator,
+  milliseconds,
+  type Policy,
+  type ResolvedOptions,
+} from "./options.ts";
+import { PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 import type { PoolCounters, PoolGauges } from "./stats.ts";
-import type { QueryOptions, QueryResult } from "../result.ts";
-
-/** Options of one checkout. */
-export interface CheckoutOptions {
-  /** Gives up waiting: the checkout rejects with the signal's reason. */
-  signal?: AbortSignal;
-  /** This checkout's deadline in ms, instead of the pool's `timeout`. */
-  timeout?: number;
-}
 
 /** What the engine asks of the pool class above it. */
 export interface EngineHooks {
@@ -35,43 +45,28 @@ export interface EngineHooks {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
-// Closes of healthy connections say goodbye (Terminate); the rest are cut at once.
-const GRACEFUL = new Set<PoolCloseReason>([
-  "overflow",
-  "returned",
-  "idle",
-  "lifetime",
-  "stale",
-  "disposed",
-  "pool closed",
-  "unwanted",
-]);
-
-type ReadyWaiter = { resolve: () => void; reject: (error: unknown) => void };
 
 /** The pool engine. */
 export class Engine<C> {
   /** The sizing and lifetime rules. */
   policy: Policy;
   readonly #settings: ResolvedOptions<C>;
-  readonly #hooks: EngineHooks;
 
   readonly #events: Emitter<PoolEvents<C>>;
-  readonly #idle: PoolRecord<C>[] = [];
-  /** Every open record, idle or checked out: a move between the two touches only its state. */
-  readonly #live = new Set<PoolRecord<C>>();
-  readonly #waiters = new WaiterQueue<PooledConnection<C>>();
-  /** Checked-out records running `pool.query` statements that others may join. */
-  readonly #sharing = new Set<PoolRecord<C>>();
-  readonly #ready: ReadyWaiter[] = [];
-  /** Waiters whose connection is being health-checked (out of the queue meanwhile). */
-  readonly #checking = new Set<Waiter<PooledConnection<C>>>();
-  #deadlineTimer: unknown = null;
-  #deadlineAt = Infinity;
+  readonly #records: Records<C>;
+  /** `#records.idle` and `#records.live`, held here too for the hot paths. */
+  readonly #idle: PoolRecord<C>[];
+  readonly #live: Set<PoolRecord<C>>;
+  readonly #waiting: Waiting<PooledConnection<C>>;
+  /** `#waiting.queue`, held here too for the hot paths. */
+  readonly #waiters: WaiterQueue<PooledConnection<C>>;
+  readonly #deadlines: Deadlines<PooledConnection<C>>;
+  /** Callers of `pool.wait()`. */
+  readonly #ready: ReadyWaiters;
+  /** Checked-out connections shared: by `pool.query` statements, and by `Pool.share`. */
+  readonly sharing: Sharing<C>;
   readonly #counters: PoolCounters;
   readonly #internals: PoolInternals<C>;
-  readonly #sharedInternals: PoolInternals<C>;
-  readonly #closing = new Set<Promise<void>>();
   readonly #leaks: LeakWatch<C>;
   readonly #connector: Connector<C>;
   readonly #upkeep: Upkeep<C>;
@@ -83,10 +78,8 @@ export class Engine<C> {
    * `maintenanceInterval`; checkout deadlines read the clock.
    */
   #time: number;
-  #everConnected = false;
   #closed = false;
   #closeDone: Promise<void> | null = null;
-  #drained: (() => void) | null = null;
 
   constructor(
     creator: Creator<C>,
@@ -99,55 +92,68 @@ export class Engine<C> {
     this.#settings = settings;
     this.#counters = counters;
     this.#events = events;
-    this.#hooks = hooks;
     this.policy = policy;
     this.#internals = {
       adapter: this.#settings.adapter,
       checkin: (record) => this.#checkin(record),
       invalidate: (record, error, soft) => this.#invalidate(record, error, soft),
       detach: (record) => this.#detach(record),
-      closeDetached: (record) => this.#closeDetached(record),
+      closeDetached: (record) => this.#records.closeDetached(record),
       lost: (record, error) => this.#lostInUse(record, error),
     };
-    this.#sharedInternals = {
-      ...this.#internals,
-      // A shared handle's release leaves the connection with the handle that owns it.
-      checkin: () => RESOLVED,
-      detach: () => {
-        throw new TypeError("A shared connection cannot be detached; detach the one that owns it");
-      },
-    };
     this.#time = settings.clock.now();
-    this.#leaks = new LeakWatch(settings, events, (record) => this.#checkin(record));
-    this.#connector = new Connector(creator, this.#settings, this.#counters, {
+    this.#connector = new Connector(creator, settings, counters, events, {
       connected: (connection, startedAt, owner) =>
         this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined),
       failed: (error, owner) =>
         this.#createFailed(error, owner as Waiter<PooledConnection<C>> | undefined),
+      gaveUp: () => hooks.reconnectFailed(),
     });
-    if (settings.affinity && (policy.max !== Infinity || policy.keepIdle > 0 || policy.min > 0)) {
-      throw new TypeError(
-        `${settings.name}: affinity needs a pool that keeps nothing idle and has no connection ` +
-          "limit (a NullPool without max): a connection kept or queued for would reach another " +
-          "caller, on Workers another request; let the external pooler limit connections",
-      );
-    }
+    this.#records = new Records(settings, events, counters, () => this.#dispatch());
+    this.#idle = this.#records.idle;
+    this.#live = this.#records.live;
+    this.#ready = new ReadyWaiters({
+      clock: settings.clock,
+      open: () => this.#open(),
+      min: () => this.policy.min,
+      lastError: () => this.#connector.lastError,
+    });
+    this.#waiting = new Waiting({
+      settings,
+      counters,
+      connector: this.#connector,
+      describeCapacity: () => hooks.describeCapacity(),
+    });
+    this.#waiters = this.#waiting.queue;
+    this.#deadlines = new Deadlines(settings.clock, settings.affinity, {
+      now: () => this.#now(),
+      waiting: () => [...this.#waiters.toArray(), ...this.#waiting.checking],
+      expire: (waiter) => this.#waiting.expire(waiter),
+    });
+    this.sharing = new Sharing<C>({
+      settings,
+      waiters: this.#waiters,
+      counters,
+      internals: this.#internals,
+      saturated: () =>
+        !this.#closed && this.#idle.length === 0 &&
+        this.#open() + this.#connector.connecting >= this.policy.max,
+      generation: () => this.#generation,
+      now: () => this.#now(),
+    });
+    this.#leaks = new LeakWatch(settings, events, (record) => this.#checkin(record));
+    checkAffinity(settings, policy);
     this.#upkeep = new Upkeep<C>({
-      idle: this.#idle,
-      live: this.#live,
+      records: this.#records,
+      leaks: this.#leaks,
       policy: () => this.policy,
       settings,
-      open: () => this.#open(),
       closed: () => this.#closed,
       needed: () => this.#open() > 0 || this.policy.min > 0 || this.#connector.pending,
-      closeIdle: (record, reason) => this.#closeIdle(record, reason),
       tick: (now) => {
         this.#time = now;
         this.#leaks.watch(this.#live);
       },
-      leak: (record, heldMs) => this.#leaks.threshold(record, heldMs),
-      longTransaction: (record, status, heldMs) =>
-        this.#leaks.longTransaction(record, status, heldMs),
       fill: () => this.#fill(),
     });
     // `min` connections open at start, once the pool class has finished constructing.
@@ -167,11 +173,6 @@ export class Engine<C> {
   /** Connections being opened now. */
   get connecting(): number {
     return this.#connector.connecting;
-  }
-
-  /** Connections open now (idle and checked out). */
-  open(): number {
-    return this.#open();
   }
 
   /** Checks out a connection (see `Pool.connect`). */
@@ -204,39 +205,16 @@ export class Engine<C> {
   ready(timeout: number): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closedError());
     if (this.#open() >= this.policy.min) return RESOLVED;
-    return new Promise<void>((resolve, reject) => {
-      const clock = this.#settings.clock;
-      const entry: ReadyWaiter = {
-        resolve: () => {
-          clock.clearTimeout(timer);
-          resolve();
-        },
-        reject: (error) => {
-          clock.clearTimeout(timer);
-          reject(error);
-        },
-      };
-      const timer = clock.setTimeout(() => {
-        this.#ready.splice(this.#ready.indexOf(entry), 1);
-        reject(
-          new PoolError(
-            "POOL_TIMEOUT",
-            `The pool is not ready: ${this.#open()} of ${this.policy.min} connections open after ` +
-              `${timeout} ms`,
-            { cause: this.#connector.lastError },
-          ),
-        );
-      }, timeout);
-      this.#ready.push(entry);
-      this.#connector.gaveUp = false;
-      this.#fill();
-    });
+    const ready = this.#ready.wait(timeout);
+    this.#connector.gaveUp = false;
+    this.#fill();
+    return ready;
   }
 
   /** Closes idle connections now and the others when returned (see `Pool.dispose`). */
   dispose(): void {
     this.#generation++;
-    this.#closeStaleIdle("disposed");
+    this.#records.closeOlder(this.#generation, "disposed");
     this.#dispatch();
   }
 
@@ -246,108 +224,20 @@ export class Engine<C> {
     this.#closed = true;
     this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
     this.#upkeep.stop();
-    if (this.#deadlineTimer !== null) this.#settings.clock.clearTimeout(this.#deadlineTimer);
-    this.#deadlineTimer = null;
+    this.#deadlines.stop();
     this.#connector.abort(this.#closedError());
-    for (const waiter of [...this.#waiters.drain(), ...this.#checking]) {
-      if (waiter.settled) continue;
-      this.#counters.requestsErrors++;
-      this.#settle(waiter, this.#closedError());
-    }
-    for (const entry of this.#ready.splice(0)) entry.reject(this.#closedError());
-    for (const record of this.#idle.splice(0)) this.#closeRecord(record, "pool closed");
-    this.#closeDone = this.#drain(timeout);
+    this.#waiting.close(() => this.#closedError());
+    this.#ready.close(() => this.#closedError());
+    for (const record of this.#idle.splice(0)) this.#records.close(record, "pool closed");
+    this.#closeDone = this.#records.drain(timeout, this.#connector);
     return this.#closeDone;
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // `pool.query` statements sharing connections (see `PoolOptions.queryPipeline`)
-
-  /**
-   * A checked-out connection that a `pool.query` statement may join, counted as joined: only
-   * when no connection is idle, none may be opened, and nobody waits for a checkout (those
-   * come first; sharing stops so that connections come back).
-   */
-  join(): PoolRecord<C> | undefined {
-    const sharing = this.#sharing;
-    if (
-      sharing.size === 0 || this.#closed || this.#idle.length > 0 || this.#waiters.length > 0 ||
-      this.#open() + this.#connector.connecting < this.policy.max
-    ) {
-      return undefined;
-    }
-    let best: PoolRecord<C> | undefined;
-    for (const record of sharing) {
-      if (record.state !== "busy" || record.soft || record.generation < this.#generation) {
-        sharing.delete(record); // going to be closed when returned
-      } else if (best === undefined || record.shared < best.shared) best = record;
-    }
-    if (best === undefined || best.shared >= this.#settings.queryPipeline) return undefined;
-    best.shared++;
-    return best;
-  }
-
-  /**
-   * The record to run a `pool.query` statement on, from its checkout (`connect(options, true)`):
-   * a connection of its own, which other statements may join from now on, or one it joined
-   * while waiting.
-   */
-  startSharing(connection: PooledConnection<C>): PoolRecord<C> {
-    const record = handleRecord(connection);
-    if (record.sharer === connection) return record; // joined while waiting: counted then
-    record.shared = 1;
-    record.sharer = connection;
-    this.#sharing.add(record);
-    if (this.#waiters.length > 0) this.#joinWaiters(record);
-    return record;
-  }
-
-  /** Statements waiting at the head of the queue join `record` while it has room. */
-  #joinWaiters(record: PoolRecord<C>): void {
-    const limit = this.#settings.queryPipeline;
-    while (record.shared < limit && this.#sharing.has(record)) {
-      const waiter = this.#waiters.head;
-      if (waiter === null || !waiter.shareable) return;
-      this.#waiters.shift();
-      record.shared++;
-      waiter.settled = true;
-      waiter.cleanup?.();
-      this.#counters.requestsWaitMs += this.#now() - waiter.since;
-      waiter.resolve(record.sharer as PooledConnection<C>);
-    }
-  }
-
-  /** Runs a statement on a shared connection; the last one to end returns the connection. */
-  async runShared<Row>(
-    record: PoolRecord<C>,
-    sql: string,
-    params: readonly unknown[] | undefined,
-    options: QueryOptions | undefined,
-  ): Promise<QueryResult<Row>> {
-    try {
-      return await (record.sharer as PooledConnection<C>).query<Row>(sql, params, options);
-    } finally {
-      if (--record.shared === 0) {
-        this.#sharing.delete(record);
-        const sharer = record.sharer!;
-        record.sharer = null;
-        sharer.release();
-      } else if (this.#settings.adapter.transactionStatus(record.connection) !== "idle") {
-        this.#sharing.delete(record); // not expected (see _pipeline.ts), but never join one
-      } else if (this.#waiters.length > 0) this.#joinWaiters(record);
-    }
-  }
-
-  /** Another handle on the connection behind `owner` (see `Pool.share`). */
-  share(owner: PooledConnection<C>): PooledConnection<C> {
-    return new PooledConnection(this.#sharedInternals, handleRecord(owner));
   }
 
   /** Applies a changed policy: closes surplus idle connections, serves waiters. */
   applyPolicy(policy: Policy): void {
     this.policy = policy;
     while (this.#idle.length > policy.keepIdle) {
-      this.#closeRecord(this.#idle.shift()!, "overflow");
+      this.#records.close(this.#idle.shift()!, "overflow");
     }
     this.#dispatch();
   }
@@ -364,14 +254,7 @@ export class Engine<C> {
   ): Promise<PooledConnection<C>> {
     const maxWaiting = this.#settings.maxWaiting;
     if (record === undefined && maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
-      this.#counters.requestsErrors++;
-      return Promise.reject(
-        new PoolError(
-          "TOO_MANY_WAITERS",
-          `Cannot check out a connection: ${this.#waiters.length} callers are already waiting ` +
-            `(maxWaiting ${maxWaiting}); ${this.#hooks.describeCapacity()}`,
-        ),
-      );
+      return Promise.reject(this.#waiting.refused());
     }
     return new Promise((resolve, reject) => {
       const now = this.#now();
@@ -388,30 +271,8 @@ export class Engine<C> {
         prev: null,
         next: null,
       };
-      if (signal !== undefined) {
-        const onAbort = () => {
-          if (waiter.settled) return;
-          this.#waiters.remove(waiter);
-          this.#checking.delete(waiter);
-          this.#settle(waiter, signal.reason);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        waiter.cleanup = () => signal.removeEventListener("abort", onAbort);
-      }
-      if (this.#settings.affinity) {
-        // On Workers a timer only fires while the request that set it lives, so a shared one
-        // could die with another request: here each checkout has its own.
-        const clock = this.#settings.clock;
-        const timer = clock.setTimeout(() => this.#expire(waiter), timeout);
-        const previous = waiter.cleanup;
-        waiter.cleanup = () => {
-          clock.clearTimeout(timer);
-          previous?.();
-        };
-      } else if (waiter.deadline < this.#deadlineAt) {
-        // One timer for all waiters, armed for the earliest deadline: no timer per checkout.
-        this.#armDeadline(waiter.deadline);
-      }
+      if (signal !== undefined) this.#waiting.abortOn(waiter, signal);
+      this.#deadlines.watch(waiter);
       if (record !== undefined) return this.#deliver(record, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
@@ -419,57 +280,6 @@ export class Engine<C> {
       if (this.#settings.affinity) this.#connector.start(waiter);
       else this.#fill();
     });
-  }
-
-  #armDeadline(at: number): void {
-    const clock = this.#settings.clock;
-    if (this.#deadlineTimer !== null) clock.clearTimeout(this.#deadlineTimer);
-    this.#deadlineAt = at;
-    this.#deadlineTimer = clock.setTimeout(
-      () => this.#deadlinesDue(),
-      Math.max(0, at - this.#now()),
-    );
-  }
-
-  /** The deadline timer fired: expire every waiter that is due, re-arm for the next one. */
-  #deadlinesDue(): void {
-    this.#deadlineTimer = null;
-    this.#deadlineAt = Infinity;
-    const now = this.#now();
-    let next = Infinity;
-    for (const waiter of [...this.#waiters.toArray(), ...this.#checking]) {
-      if (waiter.settled) continue;
-      if (waiter.deadline <= now) this.#expire(waiter);
-      else if (waiter.deadline < next) next = waiter.deadline;
-    }
-    if (next !== Infinity && !this.#closed) this.#armDeadline(next);
-  }
-
-  #expire(waiter: Waiter<PooledConnection<C>>): void {
-    if (waiter.settled) return;
-    this.#waiters.remove(waiter);
-    this.#checking.delete(waiter);
-    this.#counters.requestsErrors++;
-    const cause = this.#connector.lastError;
-    this.#settle(
-      waiter,
-      new PoolError(
-        "POOL_TIMEOUT",
-        `Cannot check out a connection: timed out after ${waiter.timeout} ms with ` +
-          `${this.#hooks.describeCapacity()}, ${this.#connector.connecting} connecting, ` +
-          `${this.#waiters.length} others waiting` +
-          (cause === undefined ? "" : `; the last connect attempt failed: ${message(cause)}`),
-        cause === undefined ? undefined : { cause },
-      ),
-    );
-  }
-
-  /** Rejects a waiter that is no longer queued. */
-  #settle(waiter: Waiter<PooledConnection<C>>, error: unknown): void {
-    if (waiter.settled) return;
-    waiter.settled = true;
-    waiter.cleanup?.();
-    waiter.reject(error);
   }
 
   #needsCheck(record: PoolRecord<C>): boolean {
@@ -482,9 +292,9 @@ export class Engine<C> {
   #deliver(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
     this.#move(record, "busy");
     if (!this.#needsCheck(record)) return this.#hand(record, waiter);
-    this.#checking.add(waiter);
-    this.#healthCheck(record, waiter).then((outcome) => {
-      this.#checking.delete(waiter);
+    this.#waiting.checking.add(waiter);
+    healthCheck(record.connection, waiter.deadline, this.#settings).then((outcome) => {
+      this.#waiting.checking.delete(waiter);
       if (outcome === "ok") {
         if (waiter.settled || this.#closed) this.#put(record);
         else this.#hand(record, waiter);
@@ -493,7 +303,7 @@ export class Engine<C> {
       if (outcome === "cut short") {
         // The caller's deadline ended the check, not the connection: it is not known to be
         // bad. Take it back as if returned (a ping still in flight is waited for).
-        this.#expire(waiter);
+        this.#waiting.expire(waiter);
         this.#resetAndPut(record, this.#settings.adapter.transactionStatus(record.connection));
         return;
       }
@@ -501,39 +311,13 @@ export class Engine<C> {
       if (this.#settings.adapter.isDisconnect(outcome.error)) this.#counters.connectionsLost++;
       this.#invalidate(record, outcome.error, false);
       this.#generation++;
-      this.#closeStaleIdle("stale");
+      this.#records.closeOlder(this.#generation, "stale");
       if (!waiter.settled && !this.#closed) {
         this.#waiters.unshift(waiter);
         if (this.#settings.affinity) this.#connector.start(waiter);
       }
       this.#dispatch();
     });
-  }
-
-  /** Pre-ping and `check`, bounded by the waiter's deadline. */
-  async #healthCheck(
-    record: PoolRecord<C>,
-    waiter: Waiter<PooledConnection<C>>,
-  ): Promise<"ok" | "cut short" | { error: unknown }> {
-    const clock = this.#settings.clock;
-    const controller = new AbortController();
-    const timer = clock.setTimeout(
-      () => controller.abort(new Error("health check cut short by the checkout deadline")),
-      Math.max(1, waiter.deadline - clock.now()),
-    );
-    try {
-      if (this.#settings.prePing) {
-        await this.#settings.adapter.ping(record.connection, controller.signal);
-      }
-      if (this.#settings.check) await this.#settings.check(record.connection);
-      return "ok";
-    } catch (error) {
-      return controller.signal.aborted
-        ? "cut short"
-        : { error: error ?? new Error("check failed") };
-    } finally {
-      clock.clearTimeout(timer);
-    }
   }
 
   #hand(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
@@ -577,8 +361,8 @@ export class Engine<C> {
       const record = this.policy.lifo ? idle.pop()! : idle.shift()!;
       const stale = this.#staleReason(record);
       if (stale === undefined) return record;
-      record.state = "busy"; // out of the idle list: closeRecord must not look for it there
-      this.#closeRecord(record, stale);
+      record.state = "busy"; // out of the idle list: `Records.close` must not look for it there
+      this.#records.close(record, stale);
     }
     return undefined;
   }
@@ -599,10 +383,6 @@ export class Engine<C> {
   // -------------------------------------------------------------------------------------------
   // Making connections
 
-  #busyCount(): number {
-    return this.#live.size - this.#idle.length;
-  }
-
   #open(): number {
     return this.#live.size;
   }
@@ -610,87 +390,34 @@ export class Engine<C> {
   /** Starts connecting for the waiters not yet covered, and up to `min`. */
   #fill(): void {
     if (this.#closed) return;
-    const connector = this.#connector;
-    const max = this.policy.max;
-    while (
-      !this.#settings.affinity &&
-      this.#waiters.length > connector.connecting && this.#open() + connector.connecting < max
-    ) {
-      connector.start();
-    }
-    if (!connector.backingOff && !connector.gaveUp) {
-      const min = Math.min(this.policy.min, max);
-      while (this.#open() + connector.connecting < min) connector.start();
-    }
+    // Affinity: a waiter's connection is made from its own call (see `#wait`).
+    this.#connector.fill(this.#settings.affinity ? null : this.#waiters, this.#live, this.policy);
     this.#upkeep.schedule();
   }
 
   #added(connection: C, createdAt: number, owner?: Waiter<PooledConnection<C>>): void {
-    const record = new PoolRecord(
-      connection,
-      createdAt,
-      this.#generation,
-      createdAt + this.#lifetime(),
-    );
-    this.#live.add(record);
-    record.unsubscribe = this.#settings.adapter.onClose(connection, (error) => {
-      this.#lostIdle(record, error);
-    });
-    const event = { connection, info: record.info };
-    if (!this.#everConnected) {
-      this.#everConnected = true;
-      this.#events.emit("firstConnect", event);
-    }
-    this.#events.emit("connect", event);
+    const record = this.#records.add(connection, createdAt, this.#generation, this.policy);
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
       ms: this.#now() - createdAt,
       ...this.gauges(),
     });
     if (owner === undefined) this.#put(record);
-    else if (owner.settled || this.#closed) this.#closeRecord(record, "unwanted");
+    else if (owner.settled || this.#closed) this.#records.close(record, "unwanted");
     else {
       this.#waiters.remove(owner);
       this.#deliver(record, owner);
     }
-    if (this.#open() >= this.policy.min) {
-      for (const entry of this.#ready.splice(0)) entry.resolve();
-    }
+    this.#ready.connected();
     // Leaks, lifetimes and idle limits need watching from the first connection on.
     this.#upkeep.schedule();
   }
 
-  /** The lifetime of a new connection: `maxLifetime` less up to 5 % jitter, or `recycle`. */
-  #lifetime(): number {
-    const { maxLifetime, recycle } = this.policy;
-    const jittered = maxLifetime === Infinity
-      ? Infinity
-      : maxLifetime * (1 - 0.05 * this.#settings.clock.random());
-    return Math.min(jittered, recycle);
-  }
-
   #createFailed(error: unknown, owner?: Waiter<PooledConnection<C>>): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
-    this.#settings.logger.warn?.(`${this.#settings.name}: connecting failed: ${message(error)}`);
-    this.#events.emit("error", { error, context: "connect" });
-    // The caller that this attempt was for gets its error, not a timeout later.
-    const waiter = owner === undefined ? this.#waiters.shift() : owner;
-    if (owner !== undefined) this.#waiters.remove(owner);
-    if (waiter !== null && !waiter.settled) {
-      this.#counters.requestsErrors++;
-      this.#settle(waiter, error);
-    }
-    if (isConfigError(error)) {
-      for (const entry of this.#ready.splice(0)) entry.reject(error);
-    }
-    if (
-      this.#open() + this.#connector.connecting < this.policy.min &&
-      this.#connector.backOff(this.policy.reconnectTimeout)
-    ) {
-      this.#settings.logger.error?.(
-        `${this.#settings.name}: giving up reconnecting after ${this.policy.reconnectTimeout} ms`,
-      );
-      this.#events.emit("error", { error, context: "reconnect failed" });
-      this.#hooks.reconnectFailed();
+    this.#waiting.connectFailed(error, owner);
+    this.#ready.connectFailed(error);
+    if (this.#open() + this.#connector.connecting < this.policy.min) {
+      this.#connector.backOff(this.policy.reconnectTimeout, error);
     }
     this.#fill();
   }
@@ -703,11 +430,11 @@ export class Engine<C> {
    * `fresh`: the caller has just found it neither stale nor soft-invalidated.
    */
   #put(record: PoolRecord<C>, fresh = false): void {
-    if (this.#closed) return this.#closeRecord(record, "pool closed");
+    if (this.#closed) return this.#records.close(record, "pool closed");
     if (!fresh) {
       const stale = this.#staleReason(record);
       if (stale !== undefined || record.soft) {
-        this.#closeRecord(record, stale ?? "invalidated");
+        this.#records.close(record, stale ?? "invalidated");
         return this.#dispatch();
       }
     }
@@ -722,7 +449,7 @@ export class Engine<C> {
         : this.policy.keepIdle === 0
         ? "returned"
         : "overflow";
-      return this.#closeRecord(record, reason);
+      return this.#records.close(record, reason);
     }
     record.fresh = false;
     this.#move(record, "idle");
@@ -745,7 +472,7 @@ export class Engine<C> {
     if (stale !== undefined || record.soft) {
       // Broken, or going to be closed anyway: no point resetting it first.
       if (stale === "lost") this.#counters.returnsBad++;
-      this.#closeRecord(record, stale === "lost" ? "returned broken" : stale ?? "invalidated");
+      this.#records.close(record, stale === "lost" ? "returned broken" : stale ?? "invalidated");
       this.#dispatch();
       return RESOLVED;
     }
@@ -770,7 +497,7 @@ export class Engine<C> {
         `${this.#settings.name}: closing a returned connection: reset failed: ${message(error)}`,
       );
       this.#events.emit("error", { error, context: "reset", connection });
-      if (record.state === "busy") this.#closeRecord(record, "reset failed");
+      if (record.state === "busy") this.#records.close(record, "reset failed");
       return this.#dispatch();
     }
     if (record.state === "busy") this.#put(record);
@@ -791,19 +518,7 @@ export class Engine<C> {
   // Invalidation, detaching, loss
 
   #invalidate(record: PoolRecord<C>, error: unknown, soft: boolean): void {
-    if (record.state === "closed" || record.state === "detached") return;
-    const event = { connection: record.connection, info: record.info, error };
-    if (soft) {
-      record.soft = true;
-      this.#events.emit("softInvalidate", event);
-      return;
-    }
-    this.#events.emit("invalidate", event);
-    this.#settings.logger.info?.(`${this.#settings.name}: invalidated a connection`, {
-      reason: error === undefined ? undefined : message(error),
-    });
-    this.#closeRecord(record, "invalidated");
-    this.#dispatch();
+    if (this.#records.invalidate(record, error, soft)) this.#dispatch();
   }
 
   /** A checked-out connection failed with a disconnect error: it and its elders must go. */
@@ -811,67 +526,15 @@ export class Engine<C> {
     this.#counters.connectionsLost++;
     this.#invalidate(record, error, false);
     if (record.generation === this.#generation) this.#generation++;
-    this.#closeStaleIdle("stale");
-    this.#dispatch();
-  }
-
-  /** The connection closed by itself (server restart, idle timeout, network). */
-  #lostIdle(record: PoolRecord<C>, error: Error | undefined): void {
-    if (record.state !== "idle") return; // in use: its user sees the error; closed at checkin
-    this.#counters.connectionsLost++;
-    this.#events.emit("error", {
-      error: error ?? new Error("the connection closed while idle"),
-      context: "idle",
-      connection: record.connection,
-    });
-    this.#closeIdle(record, "lost");
+    this.#records.closeOlder(this.#generation, "stale");
     this.#dispatch();
   }
 
   #detach(record: PoolRecord<C>): void {
     this.#leaks.forget(record);
     record.out = false;
-    record.unsubscribe();
-    this.#live.delete(record);
-    record.state = "detached";
-    if (this.#closed && this.#busyCount() === 0) this.#drained?.();
-    this.#events.emit("detach", { connection: record.connection, info: record.info });
+    this.#records.detach(record);
     this.#dispatch();
-  }
-
-  #closeDetached(record: PoolRecord<C>): Promise<void> {
-    record.state = "closed";
-    this.#events.emit("closeDetached", { connection: record.connection, info: record.info });
-    return this.#settings.adapter.close(record.connection, false).catch(() => {});
-  }
-
-  #closeStaleIdle(reason: PoolCloseReason): void {
-    const generation = this.#generation;
-    for (const record of this.#idle.filter((r) => r.generation < generation)) {
-      this.#closeIdle(record, reason);
-    }
-  }
-
-  /** Takes a record out of the idle list and closes it. */
-  #closeIdle(record: PoolRecord<C>, reason: PoolCloseReason): void {
-    const at = this.#idle.indexOf(record);
-    if (at >= 0) this.#idle.splice(at, 1);
-    record.state = "busy";
-    this.#closeRecord(record, reason);
-  }
-
-  /** Closes a record's connection; the record must not be in the idle list. */
-  #closeRecord(record: PoolRecord<C>, reason: PoolCloseReason, force?: boolean): void {
-    if (record.state === "closed" || record.state === "detached") return;
-    this.#live.delete(record);
-    record.state = "closed";
-    record.unsubscribe();
-    this.#events.emit("close", { connection: record.connection, info: record.info, reason });
-    force ??= !GRACEFUL.has(reason);
-    const closing = this.#settings.adapter.close(record.connection, force).catch(() => {});
-    this.#closing.add(closing);
-    closing.finally(() => this.#closing.delete(closing));
-    if (this.#closed && this.#busyCount() === 0) this.#drained?.();
   }
 
   #move(record: PoolRecord<C>, state: "idle" | "busy"): void {
@@ -879,32 +542,9 @@ export class Engine<C> {
     record.state = state;
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Closing
-
-  async #drain(timeout: number): Promise<void> {
-    if (this.#busyCount() > 0) {
-      const clock = this.#settings.clock;
-      let timer: unknown;
-      await new Promise<void>((resolve) => {
-        this.#drained = resolve;
-        timer = clock.setTimeout(resolve, timeout);
-      });
-      clock.clearTimeout(timer);
-      this.#drained = null;
-      // Still out after the grace period: closed under their users' feet.
-      for (const record of [...this.#live]) {
-        if (record.state === "busy") this.#closeRecord(record, "pool closed", true);
-      }
-    }
-    // Connections still being made close as they arrive (#put); wait for every close.
-    await this.#connector.settled();
-    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
-  }
-
   /** The gauges of `stats()`. */
   gauges(): PoolGauges {
-    const busy = this.#busyCount();
+    const busy = this.#records.busy;
     const idle = this.#idle.length;
     return {
       poolMin: this.policy.min,
@@ -928,23 +568,4 @@ export class Engine<C> {
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-function checkoutStack(): string | undefined {
-  const stack = new Error("checked out here").stack;
-  // Drop the pool's own frames: the first lines are this function and the pool internals.
-  return stack?.split("\n").slice(4).join("\n");
-}
-
-/**
- * Whether a connect error is one that retrying will not fix: bad arguments, authentication and
- * authorization failures (SQLSTATE class 28), a missing database (3D000), or a TLS setup that
- * cannot work. Connection refused, timeouts and "too many connections" are worth retrying.
- */
-export function isConfigError(error: unknown): boolean {
-  if (error instanceof TypeError || error instanceof RangeError) return true;
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string") return false;
-  return code.startsWith("28") || code === "3D000" || code === "AUTH_FAILED" ||
-    code === "TLS_UNAVAILABLE" || code === "TLS_FAILED";
 }

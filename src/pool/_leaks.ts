@@ -1,5 +1,6 @@
 // Checkouts that are never returned, or held too long: found by garbage collection and by the
-// thresholds, and reported as `leak` and `idleInTransaction` events.
+// thresholds, and reported as `leak` and `idleInTransaction` events, with where the checkout
+// happened when the pool records stacks.
 //
 // Garbage collection can only notice a handle that nothing else references; but registering
 // every handle with a FinalizationRegistry costs more than the rest of a checkout. So a record
@@ -93,4 +94,11 @@ export class LeakWatch<C> {
   #emit(reason: "threshold" | "garbage-collected", record: PoolRecord<C>, heldMs: number): void {
     this.#events.emit("leak", { reason, info: record.info, heldMs, stack: record.stack });
   }
+}
+
+/** Where the caller checked out: the stack below the pool's own frames. */
+export function checkoutStack(): string | undefined {
+  const stack = new Error("checked out here").stack;
+  // Drop the pool's own frames: the first lines are this function and the pool internals.
+  return stack?.split("\n").slice(4).join("\n");
 }

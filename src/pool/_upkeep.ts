@@ -1,33 +1,28 @@
 // Background upkeep: small named jobs (retire by lifetime, shrink idle, report leaks, refill)
 // run from one timer that only runs while there is something to look after.
 
-import type { PoolRecord } from "./_record.ts";
-import type { PoolCloseReason } from "./events.ts";
+import type { LeakWatch } from "./_leaks.ts";
+import type { Records } from "./_records.ts";
 import type { Policy, ResolvedOptions } from "./options.ts";
 
 /** What the jobs need from the pool. */
 export interface UpkeepTarget<C> {
-  /** The idle records, oldest-returned first. */
-  readonly idle: readonly PoolRecord<C>[];
-  /** Every open record, idle and checked out (`state` tells which). */
-  readonly live: Iterable<PoolRecord<C>>;
+  /**
+   * The pool's records: `idle` (oldest-returned first), `live` (every open one, idle and
+   * checked out: `state` tells which), and `closeIdle` to close an idle one.
+   */
+  readonly records: Pick<Records<C>, "idle" | "live" | "closeIdle">;
+  /** Where held connections and long transactions are reported. */
+  readonly leaks: Pick<LeakWatch<C>, "threshold" | "longTransaction">;
   /** The pool's current policy. */
   policy(): Policy;
   readonly settings: ResolvedOptions<C>;
-  /** Open connections (idle and checked out). */
-  open(): number;
   /** Whether the pool is closed (then nothing runs). */
   closed(): boolean;
   /** Whether the timer must keep running. */
   needed(): boolean;
   /** A tick begins, at `now`: the first job. */
   tick(now: number): void;
-  /** Takes an idle record out of the idle list and closes it. */
-  closeIdle(record: PoolRecord<C>, reason: PoolCloseReason): void;
-  /** Reports a connection held past `leakDetectionThreshold`. */
-  leak(record: PoolRecord<C>, heldMs: number): void;
-  /** Reports a connection inside a transaction past `idleInTransactionThreshold`. */
-  longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void;
   /** Connects up to `min` and for waiters. */
   fill(): void;
 }
@@ -78,8 +73,9 @@ export class Upkeep<C> {
 
 /** Closes idle connections past their lifetime (the refill replaces them up to `min`). */
 function retire<C>(target: UpkeepTarget<C>, now: number): void {
-  for (const record of target.idle.filter((r) => now >= r.expiresAt)) {
-    target.closeIdle(record, "lifetime");
+  const records = target.records;
+  for (const record of records.idle.filter((r) => now >= r.expiresAt)) {
+    records.closeIdle(record, "lifetime");
   }
 }
 
@@ -87,9 +83,10 @@ function retire<C>(target: UpkeepTarget<C>, now: number): void {
 function shrink<C>(target: UpkeepTarget<C>, now: number): void {
   const maxIdle = target.policy().maxIdle;
   if (maxIdle === Infinity) return;
-  for (const record of [...target.idle]) {
-    if (target.open() <= target.policy().min) return;
-    if (now - record.lastUsedAt >= maxIdle) target.closeIdle(record, "idle");
+  const records = target.records;
+  for (const record of [...records.idle]) {
+    if (records.live.size <= target.policy().min) return;
+    if (now - record.lastUsedAt >= maxIdle) records.closeIdle(record, "idle");
   }
 }
 
@@ -97,12 +94,12 @@ function shrink<C>(target: UpkeepTarget<C>, now: number): void {
 function reportLeaks<C>(target: UpkeepTarget<C>, now: number): void {
   const threshold = target.settings.leakDetectionThreshold;
   if (threshold === 0) return;
-  for (const record of target.live) {
+  for (const record of target.records.live) {
     if (record.state !== "busy" || record.leakReported || !record.out) continue;
     const heldMs = now - record.checkedOutAt;
     if (heldMs < threshold) continue;
     record.leakReported = true;
-    target.leak(record, heldMs);
+    target.leaks.threshold(record, heldMs);
   }
 }
 
@@ -115,7 +112,7 @@ function reportLongTransactions<C>(target: UpkeepTarget<C>, now: number): void {
   const threshold = target.settings.idleInTransactionThreshold;
   if (threshold === 0) return;
   const adapter = target.settings.adapter;
-  for (const record of target.live) {
+  for (const record of target.records.live) {
     if (record.state !== "busy" || !record.out) continue;
     const status = adapter.transactionStatus(record.connection);
     if (status !== "transaction" && status !== "failed") {
@@ -128,6 +125,6 @@ function reportLongTransactions<C>(target: UpkeepTarget<C>, now: number): void {
     const heldMs = now - record.transactionSeenAt;
     if (record.transactionReported || heldMs < threshold) continue;
     record.transactionReported = true;
-    target.longTransaction(record, status, heldMs);
+    target.leaks.longTransaction(record, status, heldMs);
   }
 }

@@ -1,5 +1,11 @@
-// The FIFO queue of callers waiting for a connection. A doubly linked list, so that a waiter
-// that times out or is aborted leaves the queue in O(1) wherever it stands.
+// Callers waiting for a connection, and how a wait ends when it is not served: its deadline
+// passes (the timers are in _deadlines.ts), its AbortSignal fires, connecting for it fails, or
+// the pool refuses it (`maxWaiting`) or closes. The queue is a doubly linked list, so that a
+// waiter that times out or is aborted leaves it in O(1) wherever it stands.
+
+import { PoolError } from "../errors.ts";
+import type { ResolvedOptions } from "./options.ts";
+import type { PoolCounters } from "./stats.ts";
 
 /** One caller waiting in `connect()`. */
 export interface Waiter<T> {
@@ -18,7 +24,7 @@ export interface Waiter<T> {
   settled: boolean;
   /** A `pool.query` statement: it may join a shared connection (see `Pool.query`). */
   shareable: boolean;
-  /** Removes the abort listener, if there is one. */
+  /** Removes the abort listener and clears the deadline timer, if there are any. */
   cleanup: (() => void) | null;
   prev: Waiter<T> | null;
   next: Waiter<T> | null;
@@ -87,4 +93,105 @@ export class WaiterQueue<T> {
     for (let w = this.shift(); w; w = this.shift()) all.push(w);
     return all;
   }
+}
+
+/** Ends a wait with `error`, unless it has ended already. */
+export function settle<T>(waiter: Waiter<T>, error: unknown): void {
+  if (waiter.settled) return;
+  waiter.settled = true;
+  waiter.cleanup?.();
+  waiter.reject(error);
+}
+
+/** What waiting needs from the pool: to count failures, and to say why a wait timed out. */
+export interface WaitingTarget {
+  readonly settings: Pick<ResolvedOptions<unknown>, "maxWaiting">;
+  readonly counters: PoolCounters;
+  /** Connection attempts in flight, and the latest failure (the cause behind timeouts). */
+  readonly connector: { readonly connecting: number; readonly lastError: unknown };
+  /** How full the pool is, in the pool class's terms. */
+  describeCapacity(): string;
+}
+
+/** The callers waiting in `connect()`, and the ends of their waits other than being served. */
+export class Waiting<T> {
+  /** Waiting for a connection, first come first served. */
+  readonly queue: WaiterQueue<T> = new WaiterQueue();
+  /** Given a connection that is being health-checked (out of the queue meanwhile). */
+  readonly checking: Set<Waiter<T>> = new Set();
+  readonly #target: WaitingTarget;
+
+  constructor(target: WaitingTarget) {
+    this.#target = target;
+  }
+
+  /** Lets `signal` end a new waiter's wait (set before anything else sets its `cleanup`). */
+  abortOn(waiter: Waiter<T>, signal: AbortSignal): void {
+    const onAbort = () => {
+      if (waiter.settled) return;
+      this.queue.remove(waiter);
+      this.checking.delete(waiter);
+      settle(waiter, signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    waiter.cleanup = () => signal.removeEventListener("abort", onAbort);
+  }
+
+  /** The error of a checkout refused because `maxWaiting` callers wait already (counted). */
+  refused(): PoolError {
+    const target = this.#target;
+    target.counters.requestsErrors++;
+    return new PoolError(
+      "TOO_MANY_WAITERS",
+      `Cannot check out a connection: ${this.queue.length} callers are already waiting ` +
+        `(maxWaiting ${target.settings.maxWaiting}); ${target.describeCapacity()}`,
+    );
+  }
+
+  /** The waiter's deadline has passed: it fails with POOL_TIMEOUT, unless it has ended. */
+  expire(waiter: Waiter<T>): void {
+    if (waiter.settled) return;
+    this.queue.remove(waiter);
+    this.checking.delete(waiter);
+    const target = this.#target;
+    target.counters.requestsErrors++;
+    const cause = target.connector.lastError;
+    settle(
+      waiter,
+      new PoolError(
+        "POOL_TIMEOUT",
+        `Cannot check out a connection: timed out after ${waiter.timeout} ms with ` +
+          `${target.describeCapacity()}, ${target.connector.connecting} connecting, ` +
+          `${this.queue.length} others waiting` +
+          (cause === undefined ? "" : `; the last connect attempt failed: ${message(cause)}`),
+        cause === undefined ? undefined : { cause },
+      ),
+    );
+  }
+
+  /**
+   * A connection attempt failed: the caller it was made for (`owner`; else the first in line)
+   * gets its error, not a timeout later.
+   */
+  connectFailed(error: unknown, owner: Waiter<T> | undefined): void {
+    const waiter = owner === undefined ? this.queue.shift() : owner;
+    if (owner !== undefined) this.queue.remove(owner);
+    if (waiter !== null && !waiter.settled) {
+      this.#target.counters.requestsErrors++;
+      settle(waiter, error);
+    }
+  }
+
+  /** The pool is closing: every wait fails, each with an error from `error`. */
+  close(error: () => unknown): void {
+    for (const waiter of [...this.queue.drain(), ...this.checking]) {
+      if (waiter.settled) continue;
+      this.#target.counters.requestsErrors++;
+      settle(waiter, error());
+    }
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

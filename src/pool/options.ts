@@ -107,6 +107,14 @@ export interface PoolOptions<C> {
   onClose?: () => void | Promise<void>;
 }
 
+/** Options of one checkout. */
+export interface CheckoutOptions {
+  /** Gives up waiting: the checkout rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** This checkout's deadline in ms, instead of the pool's `timeout`. */
+  timeout?: number;
+}
+
 /** What a pool class makes of its options: the engine's policy. */
 export interface Policy {
   /** The pool class's name, for messages (not the constructor's: bundlers rename those). */
@@ -171,6 +179,20 @@ export interface ResolvedOptions<C> {
   maintenanceInterval: number;
   /** See {@link PoolOptions.onClose}. */
   onClose: (() => void | Promise<void>) | undefined;
+}
+
+/** Throws unless `policy` allows `affinity`: nothing kept idle, no connection limit. */
+export function checkAffinity(
+  settings: Pick<ResolvedOptions<unknown>, "affinity" | "name">,
+  policy: Policy,
+): void {
+  if (settings.affinity && (policy.max !== Infinity || policy.keepIdle > 0 || policy.min > 0)) {
+    throw new TypeError(
+      `${settings.name}: affinity needs a pool that keeps nothing idle and has no connection ` +
+        "limit (a NullPool without max): a connection kept or queued for would reach another " +
+        "caller, on Workers another request; let the external pooler limit connections",
+    );
+  }
 }
 
 /** A non-negative finite number of milliseconds (or `fallback` when undefined). */

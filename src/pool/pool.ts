@@ -11,12 +11,13 @@ import { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
-import { type CheckoutOptions, Engine } from "./_engine.ts";
+import { Engine } from "./_engine.ts";
 import { pipelineable } from "./_pipeline.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
 import {
   callback,
+  type CheckoutOptions,
   count,
   type Creator,
   milliseconds,
@@ -30,7 +31,8 @@ import { beginStatement, runTransaction, type TransactionOptions } from "./trans
 import type { QueryOptions } from "../result.ts";
 import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
-export { type CheckoutOptions, isConfigError } from "./_engine.ts";
+export { isConfigError } from "./_connector.ts";
+export { type CheckoutOptions } from "./options.ts";
 
 /** Options of `pool.query()`: the query's and the checkout's. */
 export type PoolQueryOptions = QueryOptions & { timeout?: number };
@@ -101,17 +103,13 @@ export abstract class Pool<C> implements AsyncDisposable {
   ): Promise<QueryResult<Row>> {
     if (this.settings.queryPipeline > 1 && options?.signal === undefined && pipelineable(sql)) {
       // A busy connection with room, when no connection is free and none may be opened.
-      const joined = this.#engine.join();
-      if (joined !== undefined) return this.#engine.runShared<Row>(joined, sql, params, options);
+      const sharing = this.#engine.sharing;
+      const joined = sharing.join();
+      if (joined !== undefined) return sharing.run<Row>(joined, sql, params, options);
       // The engine's checkout, not `this.connect`: the classes that override it (ContextPool,
       // AssertionPool) do not pipeline.
       const connection = await this.#engine.connect(options, true);
-      return this.#engine.runShared<Row>(
-        this.#engine.startSharing(connection),
-        sql,
-        params,
-        options,
-      );
+      return sharing.run<Row>(sharing.start(connection), sql, params, options);
     }
     const connection = await this.connect(options);
     try {
@@ -289,7 +287,7 @@ export abstract class Pool<C> implements AsyncDisposable {
    * like the owner, but releasing it leaves the connection checked out to the owner.
    */
   protected share(owner: PooledConnection<C>): PooledConnection<C> {
-    return this.#engine.share(owner);
+    return this.#engine.sharing.share(owner);
   }
 
   /** What the pool can hold, for the timeout message: subclasses say it their way. */
