@@ -18,8 +18,10 @@ const UNSUPPORTED: Record<number, string> = {
 
 const METHODS: Record<number, string> = {
   0: "no password (AuthenticationOk)",
+  3: "a cleartext password",
   5: "MD5",
   10: "SASL (SCRAM-SHA-256)",
+  11: "SASLContinue",
 };
 
 /**
@@ -47,6 +49,12 @@ export class Authenticator {
   #done = false;
   /** A cleartext password went out behind the StartupMessage and is not yet asked for. */
   #sentAhead = false;
+  /**
+   * The client's last authentication message is on its way (a password, or SCRAM's
+   * SASLResponse): only SASLFinal and AuthenticationOk may follow, since queries pipelined
+   * behind it (`pipelineConnect`) would be read as the answer to any other request.
+   */
+  #lastSent = false;
 
   constructor(config: ConnectionConfig, writer: Writer) {
     this.#config = config;
@@ -56,6 +64,15 @@ export class Authenticator {
   /** Whether AuthenticationOk arrived. */
   get done(): boolean {
     return this.#done;
+  }
+
+  /**
+   * Whether the client has sent everything authentication needs from it: the password (sent
+   * ahead, or asked for in clear or as MD5), or SCRAM's client-final message. Whatever the
+   * client writes next reaches the server after the login, whatever its outcome.
+   */
+  get lastSent(): boolean {
+    return this.#lastSent;
   }
 
   /**
@@ -87,8 +104,20 @@ export class Authenticator {
     if (this.#sentAhead) {
       this.#sentAhead = false;
       // The password already on its way answers this request.
-      if (code === 3) return false;
+      if (code === 3) {
+        this.#lastSent = true;
+        return false;
+      }
       throw new PipelineRejected(METHODS[code] ?? `authentication method ${code}`);
+    }
+    if (this.#lastSent && code !== 0 && !(code === 12 && this.#scram !== null)) {
+      // PostgreSQL asks once (SASL: one exchange); a server asking again would take the bytes
+      // behind the last answer, pipelined queries among them, for its answer.
+      throw protocolError(
+        `the server asked for ${
+          METHODS[code] ?? UNSUPPORTED[code] ?? `authentication method ${code}`
+        } after the client's last authentication message`,
+      );
     }
     switch (code) {
       case 0: // AuthenticationOk
@@ -100,12 +129,14 @@ export class Authenticator {
         return false;
       case 3: // AuthenticationCleartextPassword
         frontend.password(this.#writer, await this.#password("cleartext"));
+        this.#lastSent = true;
         return true;
       case 5: { // AuthenticationMD5Password
         if (end - start < 8) throw protocolError("AuthenticationMD5Password is too short");
         const salt = buf.slice(start + 4, start + 8);
         const password = await this.#password("md5");
         frontend.password(this.#writer, md5PasswordMessage(this.#config.user, password, salt));
+        this.#lastSent = true;
         return true;
       }
       case 10: { // AuthenticationSASL: the list of mechanisms
@@ -135,6 +166,8 @@ export class Authenticator {
         if (this.#scram === null) throw protocolError("SASLContinue without SASL");
         const serverFirst = decodeText(buf, start + 4, end);
         frontend.saslResponse(this.#writer, await this.#scram.clientFinalMessage(serverFirst));
+        // SCRAM-SHA-256 has one round: the server's next word is its proof (or a refusal).
+        this.#lastSent = true;
         return true;
       }
       case 12: // AuthenticationSASLFinal

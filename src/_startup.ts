@@ -14,6 +14,13 @@ export interface StartupHost {
   readonly writer: Writer;
   /** Sends what the writer holds. */
   flush(): void;
+  /**
+   * Like `flush()`, for the last bytes the client sends for the login: the StartupMessage and
+   * the password sent ahead, the password asked for, or SCRAM's client-final message. What is
+   * written after them reaches the server after the login, so the host may hold them back for
+   * the first query to join (`pipelineConnect`), or send them at once.
+   */
+  loginWritten(): void;
   /** Ends the connection at once with `error`. */
   fail(error: unknown): void;
   /** Whether the connection is still starting (neither ready nor closed). */
@@ -53,11 +60,16 @@ export class Startup {
     return this.#auth.passwordAhead();
   }
 
-  /** Writes the StartupMessage, and `password` right behind it when given: one flight. */
-  send(password: string | undefined): void {
+  /**
+   * Writes the StartupMessage and, with `ahead`, `password` right behind it: one flight, and,
+   * with `ahead`, all the client sends for the login (a server that asks for anything but a
+   * cleartext password, or for one when none was given, fails the connection).
+   */
+  send(password: string | undefined, ahead: boolean): void {
     frontend.startup(this.#host.writer, frontend.startupParameters(this.#config));
+    if (!ahead) return this.#host.flush();
     if (password !== undefined) this.#auth.writeAhead(password);
-    this.#host.flush();
+    this.#host.loginWritten();
   }
 
   /** Takes one message (or holds it back while an authentication step runs). */
@@ -74,7 +86,8 @@ export class Startup {
         this.#held = [];
         this.#auth.message(buf, start, end).then(
           (wrote) => {
-            if (wrote) host.flush();
+            if (wrote && this.#auth.lastSent) host.loginWritten();
+            else if (wrote) host.flush();
             this.#replay();
           },
           (error) => host.fail(error),

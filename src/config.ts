@@ -74,23 +74,49 @@ export interface ConnectOptions {
   /** How to reach the server. Default: the transport picked for the runtime. */
   transport?: Transport;
   /**
+   * What connecting sends without waiting for the server's answer; each saves round trips on a
+   * cold connection. Default: the transport's (`"password"` for the WebSocket transport), else
+   * `false`.
+   *
+   * `false`: wait for each request, and resolve `connect()` once the server is ready
+   * (ReadyForQuery), so that a wrong password or an impostor rejects `connect()` itself.
+   *
+   * `"auth"`: the first query follows the client's last authentication message in the same
+   * flight: SCRAM-SHA-256's client-final message, or the MD5 or cleartext password once the
+   * server asked for it. `connect()` resolves as soon as that message is written. A cold query
+   * over TCP then costs 3 round trips with SCRAM instead of 4, 2 with MD5 or a cleartext
+   * password instead of 3 (TCP's and TLS's handshakes aside). The password goes only as the
+   * server asks for it. A server that asks for no password gives no such point: `connect()`
+   * resolves at ReadyForQuery, as with `false`.
+   *
    * `"password"`: send the cleartext password right behind the StartupMessage, without waiting
    * for the server to ask, which saves a round trip when it asks for a cleartext password
    * (Neon's proxy and edgepool's gateway do, over WebSocket). When the server asks for SCRAM or
    * MD5 instead, that attempt is dropped and the connection is opened again the usual way.
-   * `"query"`: the same, and on a server that took a password sent ahead before (from this
-   * transport), `connect()` resolves once startup and password are written, so that the first
-   * query follows in the same flight: a cold query costs one round trip. The login's outcome
-   * then reaches that query (a wrong password rejects it with 28P01), and `processId` and
-   * `cancel()` work from the first ReadyForQuery on. Pools use it well.
-   * `false`: wait to be asked. Default: the transport's `pipelineConnect` (`"password"` for the
-   * WebSocket transport), else `false`.
    *
-   * Security: the password sent ahead is in clear, protected only by the channel (TLS, `wss:`),
-   * even if the server would have used SCRAM. Turn it on only for servers that ask for a
-   * cleartext password anyway.
+   * `"query"`: `"password"`, and the first query as early as each server allows: on a server
+   * that took a password sent ahead before (from this transport), `connect()` resolves once
+   * startup and password are written, so a cold query costs one round trip; on a server known
+   * to ask for SCRAM or MD5 instead, as `"auth"` does. Pools use it well.
+   *
+   * With `"auth"` and `"query"` the login's outcome reaches the first query instead of
+   * `connect()`: a wrong password rejects it with 28P01, a SCRAM server signature that does not
+   * match rejects it (and every query behind it) with `AUTH_FAILED`, and no result reaches the
+   * caller before the signature checked out. `processId` and `cancel()` work from the first
+   * ReadyForQuery on, and the connect deadline and signal cover the login until then.
+   *
+   * Security: with `"auth"` and `"query"`, the first query's text and parameters leave before
+   * the server has proven who it is. With SCRAM, the proof is the server signature, which
+   * arrives a round trip later; MD5 and cleartext logins never have the server prove anything,
+   * so waiting gains nothing there. A server that is not the real one (a wrong or spoofed
+   * address, TLS that is not verified) gets that first query, though never the chance to
+   * answer it. Where that matters, use `sslmode=verify-full`, which proves the server before
+   * anything is sent (over WebSocket, a `wss:` URL proves the proxy), or leave this `false`.
+   * With `"password"` and `"query"` the password itself goes in clear, protected only by the
+   * channel (TLS, `wss:`), even to a server that would have used SCRAM: turn those on only for
+   * servers that ask for a cleartext password anyway.
    */
-  pipelineConnect?: "password" | "query" | false;
+  pipelineConnect?: "auth" | "password" | "query" | false;
   /** Aborts connecting. Default: none. */
   signal?: AbortSignal;
   /** Receives the server's NoticeResponse messages. Default: none (notices are dropped). */
@@ -145,7 +171,7 @@ export interface ConnectionConfig {
   /** `pgbouncer=true` was in the URL: the server is a PgBouncer. */
   pgbouncer: boolean;
   /** Pipelined connect, or `undefined` to follow the transport's `pipelineConnect`. */
-  pipelineConnect: "password" | "query" | false | undefined;
+  pipelineConnect: "auth" | "password" | "query" | false | undefined;
 }
 
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
@@ -336,12 +362,15 @@ function boolean(value: unknown, name: string): boolean | undefined {
   return value;
 }
 
-function pipelineConnect(value: unknown): "password" | "query" | false | undefined {
-  if (value === undefined || value === false || value === "password" || value === "query") {
+function pipelineConnect(value: unknown): "auth" | "password" | "query" | false | undefined {
+  if (
+    value === undefined || value === false || value === "auth" || value === "password" ||
+    value === "query"
+  ) {
     return value;
   }
   throw new TypeError(
-    `options.pipelineConnect must be "password", "query" or false, not ${
+    `options.pipelineConnect must be "auth", "password", "query" or false, not ${
       typeof value === "string" ? JSON.stringify(value) : typeName(value)
     }`,
   );

@@ -123,11 +123,19 @@ async function openConnection(
   };
   const target = targetKey(config);
   const setting = config.pipelineConnect ?? transport.pipelineConnect ?? false;
-  let pipeline: "password" | false = setting === false ? false : "password";
+  let pipeline: "password" | false = setting === "password" || setting === "query"
+    ? "password"
+    : false;
   if (pipeline && knownNotCleartext(transport, target)) pipeline = false;
-  // "query": a server that took a password sent ahead before will again, so the first query
-  // can follow in the same flight (connect resolves once startup and password are written).
-  let early = setting === "query" && pipeline === "password" && knownCleartext(transport, target);
+  // Early, connect resolves once the client has written its part of the login, and the first
+  // query follows in the same flight. "auth": behind the last authentication message. "query":
+  // behind a password sent ahead to a server that took one before (it will again), or, with
+  // no password sent ahead, as "auth"; not on a first try, whose password the server may
+  // refuse to take ahead (the attempt is then dropped, and the query with it).
+  const earlyFor = (sentAhead: "password" | false): boolean =>
+    setting === "auth" ||
+    (setting === "query" && (sentAhead === false || knownCleartext(transport, target)));
+  let early = earlyFor(pipeline);
   try {
     // Each fallback below happens at most once, so this ends.
     for (;;) {
@@ -140,7 +148,7 @@ async function openConnection(
           // no password sent ahead to this server again from this transport.
           rememberNotCleartext(transport, target);
           pipeline = false;
-          early = false;
+          early = earlyFor(pipeline);
           continue;
         }
         // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a

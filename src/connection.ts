@@ -28,6 +28,10 @@ export type { ConnectionEvents, Notification, TransactionStatus } from "./connec
 
 type State = "startup" | "ready" | "closing" | "closed";
 
+/** How long a cancelled statement may run on before the cancel is sent again, doubling. */
+const RECANCEL_MS = 100;
+const RECANCEL_MAX_MS = 2000;
+
 /**
  * An open PostgreSQL session. Get one with `connect(url)`; close it with `close()` or
  * `await using`.
@@ -78,6 +82,10 @@ export class Connection implements AsyncDisposable {
   #earlyStart: Promise<void> | null = null;
   /** Started early: queries may be written before the first ReadyForQuery. */
   #early = false;
+  /** Early start: takes the login's last bytes, written and not yet sent. */
+  #loginWritten: (() => void) | null = null;
+  /** Early start: the timer that sends the login's last bytes if no query joins them first. */
+  #hold: ReturnType<typeof setTimeout> | undefined;
   #resolveClosed!: () => void;
 
   /** Use `connect()`; this constructor is internal. */
@@ -99,6 +107,7 @@ export class Connection implements AsyncDisposable {
     this.#startupPhase = new Startup(config, {
       writer: this.#writer,
       flush: () => this.#flush(),
+      loginWritten: () => this.#loginWritten !== null ? this.#loginWritten() : this.#flush(),
       fail: (error) => this.#failHard(error),
       starting: () => this.#state === "startup",
       closed: () => this.#state === "closed",
@@ -301,6 +310,10 @@ export class Connection implements AsyncDisposable {
    * sent and the transport closed. Idempotent; resolves once closed.
    */
   close(): Promise<void> {
+    if (this.#state === "startup" && this.#early) {
+      // Started early, the login is still under way: close once it is done (or has failed).
+      return this.#ready!.then(() => this.close(), () => this.#closed);
+    }
     if (this.#state === "ready") {
       this.#state = "closing";
       frontend.terminate(this.#writer);
@@ -336,10 +349,13 @@ export class Connection implements AsyncDisposable {
 
   /**
    * Starts the session: reads, sends the StartupMessage (and, with `pipelineConnect`, the
-   * cleartext password behind it), resolves at the first ReadyForQuery — or, with `early` and a
-   * password sent ahead, as soon as both are written, so that the first query follows in the
-   * same flight (a server known to ask for a cleartext password; the login's outcome then
-   * reaches the queries). `whenReady()` still resolves at the first ReadyForQuery.
+   * cleartext password behind it), resolves at the first ReadyForQuery — or, with `early`, as
+   * soon as the client has written all the login needs from it, so that the first query follows
+   * in the same flight: with a password sent ahead, once both are written (a server known to
+   * ask for a cleartext password); otherwise once the last authentication message is (the
+   * password asked for, or SCRAM's client-final message). The login's outcome, the SCRAM
+   * server signature included, then reaches the queries. `whenReady()` still resolves at the
+   * first ReadyForQuery.
    */
   start(options?: { early?: boolean }): Promise<void> {
     this.#ready ??= this.#begin(options?.early === true);
@@ -356,6 +372,18 @@ export class Connection implements AsyncDisposable {
     const setting = this.#config.pipelineConnect ?? this.#transport.pipelineConnect;
     const pipeline = setting === "query" ? "password" : setting;
     const written = new Promise<void>((resolve) => earlyStarted = resolve);
+    if (early) {
+      this.#loginWritten = () => {
+        if (this.#state !== "startup") return this.#flush();
+        this.#early = true;
+        // The first query joins these bytes in one write, or a timer sends them alone. One
+        // write is one TCP segment and one WebSocket frame; a second small one right behind it
+        // can wait a round trip for the first one's ACK (Deno's WebSocket keeps Nagle's
+        // algorithm on).
+        this.#hold = setTimeout(() => this.#flush(), 0);
+        earlyStarted();
+      };
+    }
     const ready = new Promise<void>((resolve, reject) => {
       this.#startup = { resolve, reject };
       this.#stream.start({
@@ -368,21 +396,15 @@ export class Connection implements AsyncDisposable {
         },
         close: (error) => this.#onStreamClose(error),
       });
-      if (pipeline !== "password") return this.#sendStartup(undefined);
+      if (pipeline !== "password") return this.#sendStartup(undefined, false);
       this.#startupPhase!.passwordAhead().then(
-        (password) => {
-          this.#sendStartup(password);
-          if (early && this.#state === "startup") {
-            this.#early = true;
-            earlyStarted();
-          }
-        },
+        (password) => this.#sendStartup(password, true),
         (error) => this.#failHard(error),
       );
     });
-    // Early: whichever comes first, the startup and password written, or the session's end
-    // (ready, or failed before anything was written).
-    if (early && pipeline === "password") {
+    // Early: whichever comes first, the login's part written, or the session's end (ready,
+    // also when no password was asked for, or failed before anything was written).
+    if (early) {
       this.#earlyStart = Promise.race([written, ready]);
       // Its outcome then reaches the queries; whoever else awaits it still sees it.
       ready.catch(() => {});
@@ -390,10 +412,10 @@ export class Connection implements AsyncDisposable {
     return ready;
   }
 
-  /** Writes the StartupMessage, and `password` right behind it when given: one flight. */
-  #sendStartup(password: string | undefined): void {
+  /** Writes the StartupMessage, and with `ahead` the password right behind it: one flight. */
+  #sendStartup(password: string | undefined, ahead: boolean): void {
     // Not if destroyed while a password function ran.
-    if (this.#state === "startup") this.#startupPhase!.send(password);
+    if (this.#state === "startup") this.#startupPhase!.send(password, ahead);
   }
 
   #scheduleFlush(): void {
@@ -409,6 +431,8 @@ export class Connection implements AsyncDisposable {
   }
 
   #flush(): void {
+    clearTimeout(this.#hold);
+    this.#hold = undefined;
     if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
     this.#stream.write(this.#writer.take());
   }
@@ -423,7 +447,7 @@ export class Connection implements AsyncDisposable {
         this.#queue.shift();
         query.finish();
         const next = this.#queue[0];
-        if (next !== undefined && next.cancelWanted) this.#cancelQuietly();
+        if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next, RECANCEL_MS);
         if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
         return;
       }
@@ -497,13 +521,30 @@ export class Connection implements AsyncDisposable {
     query.fail(reason);
     // Cancel only the statement that runs now; one queued behind others is cancelled when its
     // turn comes, so the request does not hit a query that came before it.
-    if (this.#queue[0] === query) this.#cancelQuietly();
+    if (this.#queue[0] === query) this.#cancelQuietly(query, RECANCEL_MS);
     else query.cancelWanted = true;
   }
 
-  #cancelQuietly(): void {
+  /**
+   * Cancels `query`, the one running now. A CancelRequest that reaches the backend before it
+   * has begun the statement (a queued one whose turn has just come, on a busy server) is
+   * dropped, so while `query` is still the one running `wait` ms after a request was taken,
+   * another goes, less and less often. The wait is at least twice what the request took, so
+   * that on a slow network the first one's answer (57014) has time to arrive: a request sent
+   * after `query` ended would hit the statement behind it.
+   */
+  #cancelQuietly(query: PendingQuery, wait: number): void {
+    const started = Date.now();
     // The caller already has its rejection; a failed cancel only means the query runs on.
-    this.cancel().catch(() => {});
+    this.cancel().then(() => {
+      if (this.#queue[0] !== query || this.#state === "closed") return;
+      wait = Math.max(wait, 2 * (Date.now() - started));
+      setTimeout(() => {
+        if (this.#queue[0] === query && this.#state !== "closed") {
+          this.#cancelQuietly(query, Math.min(wait * 2, RECANCEL_MAX_MS));
+        }
+      }, wait);
+    }, () => {});
   }
 
   #onStreamClose(error?: Error): void {
