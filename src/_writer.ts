@@ -11,7 +11,10 @@ export class Writer {
   #pos = 0;
   #start = -1;
 
-  constructor(capacity = 4096) {
+  readonly #capacity: number;
+
+  constructor(capacity = 1024) {
+    this.#capacity = capacity;
     this.#buf = new Uint8Array(capacity);
     this.#view = new DataView(this.#buf.buffer);
   }
@@ -122,6 +125,11 @@ export class Writer {
   take(): Uint8Array {
     const out = this.#buf.slice(0, this.#pos);
     this.#pos = 0;
+    // A large statement or parameter grew the buffer: do not keep that for the connection's life.
+    if (this.#buf.length > 65536) {
+      this.#buf = new Uint8Array(this.#capacity);
+      this.#view = new DataView(this.#buf.buffer);
+    }
     return out;
   }
 }

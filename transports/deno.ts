@@ -94,6 +94,10 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   }
 }
 
+/** Read buffer sizes, in bytes (see `#readLoop`). */
+const READ_MIN = 4096;
+const READ_MAX = 65536;
+
 class DenoStream implements ByteStream {
   readonly encrypted: boolean;
   readonly #conn: Deno.Conn;
@@ -114,12 +118,16 @@ class DenoStream implements ByteStream {
   }
 
   async #readLoop(): Promise<void> {
-    const buf = new Uint8Array(65536);
+    // A pending read holds its buffer for as long as the connection sits idle: start small,
+    // double while reads fill it (big results), and go back to small after a small read.
+    let buf = new Uint8Array(READ_MIN);
     try {
       while (true) {
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#handlers!.data(buf.subarray(0, n));
+        if (n === buf.length && n < READ_MAX) buf = new Uint8Array(n * 2);
+        else if (n < READ_MIN && buf.length > READ_MIN) buf = new Uint8Array(READ_MIN);
       }
       this.#finish(undefined);
     } catch (error) {
