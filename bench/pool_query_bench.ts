@@ -4,8 +4,12 @@
 // a connection included).
 //
 // Usage: `deno task bench` (runs this on Deno and on Node 20), or directly with a URL:
-//   deno run -A bench/pool_query_bench.ts postgres://...
+//   deno run -A bench/pool_query_bench.ts postgres://... [--json FILE]
+// Prints a markdown table; `--json FILE` also writes the medians (a BenchReport) for
+// bench/chart.ts. bench/transport_bench.ts measures with the helpers exported here.
 
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import process from "node:process";
 import pg from "pg";
 import postgres from "postgres";
@@ -78,14 +82,34 @@ const concurrency = [
   { callers: 100, queries: 10_000 },
 ];
 
-interface Sample {
+/** One measurement: queries per second, and per-query latency in ms. */
+export interface Sample {
   qps: number;
   p50: number;
   p99: number;
 }
 
+/** One median figure, as written to the JSON file. */
+export interface BenchRecord extends Sample {
+  /** `"TCP"`, `"WebSocket"` or `"HTTP"`. */
+  transport: string;
+  /** Who ran the queries, as in the table's column heads. */
+  client: string;
+  statement: string;
+  callers: number;
+}
+
+/** What `--json FILE` holds. */
+export interface BenchReport {
+  /** The bench file's name without `_bench.ts`: `"pool_query"`, `"transport"`. */
+  bench: string;
+  /** `"Deno 2.9.6"`, `"Node v20.20.2"`. */
+  runtime: string;
+  records: BenchRecord[];
+}
+
 /** `queries` queries spread over `callers` sequential loops: throughput and latency in ms. */
-async function measure(run: Run, callers: number, queries: number): Promise<Sample> {
+export async function measure(run: Run, callers: number, queries: number): Promise<Sample> {
   const latencies = new Float64Array(queries);
   let next = 0;
   const caller = async () => {
@@ -107,17 +131,54 @@ async function measure(run: Run, callers: number, queries: number): Promise<Samp
   };
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-function ms(value: number): string {
+export function ms(value: number): string {
   return value.toFixed(value < 10 ? 2 : 1);
 }
 
+/** The medians of the samples of one client. */
+export function medianOf(samples: Sample[]): Sample {
+  return {
+    qps: median(samples.map((x) => x.qps)),
+    p50: median(samples.map((x) => x.p50)),
+    p99: median(samples.map((x) => x.p99)),
+  };
+}
+
+/** The runtime this runs on, for headings: `"Deno 2.9.6"`, `"Node v20.20.2"`. */
+export function runtimeName(): string {
+  return typeof Deno !== "undefined" ? `Deno ${Deno.version.deno}` : `Node ${process.version}`;
+}
+
+/** The command line of a bench file: the server URL, and where to write JSON (if anywhere). */
+export function benchArgs(usage: string): { url: string; json: string | undefined } {
+  const args = typeof Deno !== "undefined" ? Deno.args : process.argv.slice(2);
+  const at = args.indexOf("--json");
+  const json = at >= 0 ? args[at + 1] : undefined;
+  const url = at < 0 ? args[0] : args.find((_, i) => i !== at && i !== at + 1);
+  if (url === undefined || (at >= 0 && json === undefined)) throw new Error(`usage: ${usage}`);
+  return { url, json };
+}
+
+/** Writes `report` to `file` as JSON (the directory is made if need be). */
+export function writeJson(file: string, report: BenchReport): void {
+  mkdirSync(dirname(file), { recursive: true });
+  // Five significant digits: more would be noise.
+  const rounded = (_: string, v: unknown) =>
+    typeof v === "number" && !Number.isInteger(v) ? Number(v.toPrecision(5)) : v;
+  writeFileSync(file, JSON.stringify(report, rounded, 2) + "\n");
+}
+
 /** Runs every workload on every pool (3 rounds, interleaved) and prints medians + ratios. */
-export async function benchPoolQueries(url: string, runtime: string): Promise<string> {
+export async function benchPoolQueries(
+  url: string,
+  runtime: string,
+): Promise<{ table: string; records: BenchRecord[] }> {
+  const records: BenchRecord[] = [];
   const pools = clients.map((c) => c.open(url));
   // Open all ten connections of every pool before timing anything.
   for (const pool of pools) await measure(pool.runs[0], 100, 1_000);
@@ -138,11 +199,19 @@ export async function benchPoolQueries(url: string, runtime: string): Promise<st
           samples[c].push(await measure(pool.runs[s], callers, queries));
         }
       }
-      const qps = samples.map((list) => median(list.map((x) => x.qps)));
+      const medians = samples.map(medianOf);
+      for (const [c, client] of clients.entries()) {
+        records.push({
+          transport: "TCP",
+          client: client.name,
+          statement: statement.name,
+          callers,
+          ...medians[c],
+        });
+      }
+      const qps = medians.map((m) => m.qps);
       const best = Math.max(...qps.slice(1));
-      const latency = samples.map((list) =>
-        `${ms(median(list.map((x) => x.p50)))} / ${ms(median(list.map((x) => x.p99)))}`
-      );
+      const latency = medians.map((m) => `${ms(m.p50)} / ${ms(m.p99)}`);
       lines.push(
         `| ${statement.name} | ${callers} | ` +
           `${qps.map((q) => Math.round(q).toLocaleString("en-US")).join(" | ")} | ` +
@@ -151,19 +220,16 @@ export async function benchPoolQueries(url: string, runtime: string): Promise<st
     }
   }
   for (const pool of pools) await pool.close();
-  return lines.join("\n");
+  return { table: lines.join("\n"), records };
 }
 
 const isMain = typeof Deno !== "undefined"
   ? import.meta.main
   : process.argv[1]?.endsWith("pool_query_bench.mjs");
 if (isMain) {
-  const url = (typeof Deno !== "undefined" ? Deno.args[0] : process.argv[2]) ??
-    (() => {
-      throw new Error("usage: pool_query_bench <postgres-url>");
-    })();
-  const runtime = typeof Deno !== "undefined"
-    ? `Deno ${Deno.version.deno}`
-    : `Node ${process.version}`;
-  console.log(await benchPoolQueries(url, runtime));
+  const { url, json } = benchArgs("pool_query_bench <postgres-url> [--json FILE]");
+  const runtime = runtimeName();
+  const { table, records } = await benchPoolQueries(url, runtime);
+  console.log(table);
+  if (json !== undefined) writeJson(json, { bench: "pool_query", runtime, records });
 }

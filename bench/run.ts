@@ -2,7 +2,8 @@
  * `deno task bench`: the benchmarks, side by side with the peers in one run, on Deno and on
  * Node 20, each in a fresh process (with `--expose-gc`, for the heap figures). Uses
  * `DATABASE_URL` when set, else a throwaway server from the test harness. Prints the tables and
- * writes them to `bench/results.md` with the date, the machine and the runtime versions.
+ * writes them to `bench/results.md` with the date, the machine and the runtime versions, and
+ * the throughput chart (bench/chart.ts) to `bench/throughput.svg`.
  *
  * @module
  */
@@ -10,13 +11,28 @@
 import * as esbuild from "esbuild";
 import { bundleOptions } from "../build.ts";
 import { getServer } from "../tests/_server.ts";
+import { throughputChart } from "./chart.ts";
+import type { BenchReport } from "./pool_query_bench.ts";
 
 /** The benchmark files; each prints markdown and takes the server URL as its argument. */
-const benches = ["connection_bench", "pool_query_bench", "pool_overhead_bench"];
+const benches = [
+  "connection_bench",
+  "pool_query_bench",
+  "pool_overhead_bench",
+  "memory_bench",
+  "transport_bench",
+  "round_trips_bench",
+];
+/** Those that also write their medians as JSON (`--json FILE`), for the chart. */
+const charted = new Set(["pool_query_bench", "transport_bench"]);
 
 const started = performance.now();
 const url = Deno.env.get("DATABASE_URL") ??
   (await getServer()).url("scram", { sslmode: "disable" });
+/** Arguments after the URL, per bench: the round-trip bench also logs in with MD5. */
+const extraArgs: Record<string, string[]> = Deno.env.get("DATABASE_URL") === undefined
+  ? { round_trips_bench: ["--md5", (await getServer()).url("md5", { sslmode: "disable" })] }
+  : {};
 
 for (const name of benches) {
   await esbuild.build({
@@ -37,11 +53,21 @@ async function run(command: string, args: string[]): Promise<string> {
 }
 
 const tables: string[] = [];
+const jsonFiles: string[] = [];
+/** `--json FILE` for a charted bench, FILE being fresh for this run. */
+async function jsonArgs(name: string, runtime: string): Promise<string[]> {
+  if (!charted.has(name)) return [];
+  const file = `.tmp/bench/${name.replace(/_bench$/, "")}-${runtime}.json`;
+  await Deno.remove(file).catch(() => {});
+  jsonFiles.push(file);
+  return ["--json", file];
+}
 for (const name of benches) {
-  tables.push(
-    await run(Deno.execPath(), ["run", "-A", "--v8-flags=--expose-gc", `bench/${name}.ts`, url]),
-  );
-  tables.push(await run("node", ["--expose-gc", `.tmp/bench/${name}.mjs`, url]));
+  const extra = extraArgs[name] ?? [];
+  const denoArgs = ["run", "-A", "--v8-flags=--expose-gc", `bench/${name}.ts`, url, ...extra];
+  tables.push(await run(Deno.execPath(), [...denoArgs, ...await jsonArgs(name, "deno")]));
+  const nodeArgs = ["--expose-gc", `.tmp/bench/${name}.mjs`, url, ...extra];
+  tables.push(await run("node", [...nodeArgs, ...await jsonArgs(name, "node")]));
 }
 
 async function output(command: string, args: string[]): Promise<string> {
@@ -54,11 +80,21 @@ const nodeVersion = await output("node", ["--version"]);
 const seconds = Math.round((performance.now() - started) / 1000);
 const serverVersion = await serverVersionOf(url);
 
+const reports = await Promise.all(
+  jsonFiles.map(async (file) => JSON.parse(await Deno.readTextFile(file)) as BenchReport),
+);
+await Deno.writeTextFile(
+  "bench/throughput.svg",
+  throughputChart(reports, { subtitle: `${cpu}; ${new Date().toISOString().slice(0, 10)}` }),
+);
+
 const report = [
   "# Benchmark results",
   "",
   "Written by `deno task bench` (`deno run -A bench/run.ts`); numbers depend on the machine",
   "and on whatever else ran on it at the time, so compare columns within one run only.",
+  "",
+  "[![Throughput by concurrency, per transport and runtime](throughput.svg)](throughput.svg)",
   "",
   `- Date: ${new Date().toISOString()}`,
   `- Machine: ${cpu}, ${Deno.build.os} ${Deno.build.arch}`,
@@ -68,15 +104,19 @@ const report = [
   `- Command: \`deno task bench\`; total run time ${seconds} s`,
   "",
   "Ratios are edgepool's figure over the peer's: above 1 is edgepool faster for q/s, slower for",
-  "ns per cycle.",
+  "ns per cycle. WS / TCP is edgepool over WebSocket over edgepool over TCP.",
   "",
   ...tables.flatMap((table) => [table, ""]),
 ].join("\n");
 await Deno.writeTextFile("bench/results.md", report);
-// The tables as `deno fmt` lays them out, so that the repository stays fmt-clean.
-const fmt = new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", "bench/results.md"] });
-if (!(await fmt.output()).success) throw new Error("deno fmt bench/results.md failed");
-console.log(`bench/results.md written; total run time ${seconds} s`);
+// The tables and the chart as `deno fmt` lays them out, so that the repository stays fmt-clean.
+const fmt = new Deno.Command(Deno.execPath(), {
+  args: ["fmt", "--quiet", "bench/results.md", "bench/throughput.svg"],
+});
+if (!(await fmt.output()).success) {
+  throw new Error("deno fmt of bench/results.md and throughput.svg failed");
+}
+console.log(`bench/results.md and bench/throughput.svg written; total run time ${seconds} s`);
 
 /** The server's `version()`, through edgepool itself. */
 async function serverVersionOf(url: string): Promise<string> {
