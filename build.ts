@@ -41,7 +41,9 @@ const NO_TCP_IN_BROWSERS = "edgepool: browsers cannot open TCP connections, so e
 /**
  * An esbuild plugin that keeps only `target`'s TCP transport: the others, reached through
  * `transports/auto.ts`'s lazy imports, become empty modules (in a browser build, a module that
- * throws: there is no TCP there). Workers and browser bundles also leave out the embedded
+ * throws: there is no TCP there). A Workers bundle takes `transports/_workers_auto.ts` for
+ * auto.ts, which binds the Workers transport directly: no runtime detection or lazy import in a
+ * Worker that only connects. Workers and browser bundles also leave out the embedded
  * database that `createPool()` without a URL opens (PGlite: 10 MB of WebAssembly, which
  * Workers cannot run): `createPool()` without a URL explains that instead.
  */
@@ -49,6 +51,13 @@ export function transportPlugin(target: BundleTarget): esbuild.Plugin {
   return {
     name: "edgepool-transports",
     setup(build) {
+      if (target === "workers") {
+        build.onResolve({ filter: /(^|\/)auto\.ts$/ }, (args) => {
+          const path = join(args.resolveDir, args.path);
+          if (!/[\\/]transports[\\/]auto\.ts$/.test(path)) return undefined;
+          return { path: join(path, "..", "_workers_auto.ts") };
+        });
+      }
       build.onResolve({ filter: /^\.\/(node|deno|workers)\.ts$/ }, (args) => {
         if (!/[\\/]transports[\\/]auto\.ts$/.test(args.importer)) return undefined;
         const runtime = args.path.slice(2, -3);

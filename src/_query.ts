@@ -37,12 +37,12 @@ export function checkRowMode(rowMode: unknown): RowMode {
 
 /** A query that has been written and waits for its ReadyForQuery. */
 export class PendingQuery {
-  readonly rowMode: RowMode;
-  readonly bigint: boolean;
+  readonly #rowMode: RowMode;
+  readonly #bigint: boolean;
   /** Sent with the extended protocol (Parse/Bind/Execute/Sync) rather than a simple Query. */
   readonly extended: boolean;
-  readonly resolve: (result: QueryResult) => void;
-  readonly reject: (error: unknown) => void;
+  readonly #resolve: (result: QueryResult) => void;
+  readonly #reject: (error: unknown) => void;
   /** The caller has its answer (or gave up): later messages are consumed but not delivered. */
   settled = false;
   /** The first error seen; the query rejects with it at ReadyForQuery. */
@@ -68,30 +68,30 @@ export class PendingQuery {
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
   ) {
-    this.rowMode = rowMode;
-    this.bigint = bigint;
+    this.#rowMode = rowMode;
+    this.#bigint = bigint;
     this.extended = extended;
-    this.resolve = resolve;
-    this.reject = reject;
+    this.#resolve = resolve;
+    this.#reject = reject;
   }
 
   /** Handles a message of this query's response; `false` when `type` is not one of those. */
   message(type: number, buf: Uint8Array, start: number, end: number): boolean {
     switch (type) {
       case 0x44: // D: DataRow
-        this.dataRow(buf, start, end);
+        this.#dataRow(buf, start, end);
         return true;
       case 0x54: // T: RowDescription
-        this.rowDescription(buf, start, end);
+        this.#rowDescription(buf, start, end);
         return true;
       case 0x43: // C: CommandComplete
-        this.commandComplete(buf, start, end);
+        this.#commandComplete(buf, start, end);
         return true;
       case 0x6e: // n: NoData
-        this.noData();
+        this.#noData();
         return true;
       case 0x49: // I: EmptyQueryResponse
-        this.emptyQuery();
+        this.#emptyQuery();
         return true;
       case 0x31: // 1: ParseComplete
         this.parsed = true;
@@ -110,14 +110,14 @@ export class PendingQuery {
     }
   }
 
-  rowDescription(buf: Uint8Array, start: number, end: number): void {
+  #rowDescription(buf: Uint8Array, start: number, end: number): void {
     if (end - start < 2) throw protocolError("RowDescription is truncated");
     const count = readInt16(buf, start);
     if (count < 0) throw protocolError(`RowDescription has a negative column count ${count}`);
     const fields: FieldDescription[] = new Array(count);
     const names: string[] = new Array(count);
     const parsers: (TextParser | undefined)[] = new Array(count);
-    const options = { bigint: this.bigint };
+    const options = { bigint: this.#bigint };
     let pos = start + 2;
     for (let i = 0; i < count; i++) {
       const stop = cstringEnd(buf, pos, end);
@@ -143,79 +143,56 @@ export class PendingQuery {
     this.#parsers = parsers;
   }
 
-  noData(): void {
+  #noData(): void {
     this.#fields = NO_FIELDS;
     this.#names = [];
     this.#parsers = [];
   }
 
-  dataRow(buf: Uint8Array, start: number, end: number): void {
+  #dataRow(buf: Uint8Array, start: number, end: number): void {
     if (this.error !== null || this.settled) return;
     if (end - start < 2) throw protocolError("DataRow is truncated");
     const count = readInt16(buf, start);
-    if (count !== this.#parsers.length) {
-      throw protocolError(
-        `DataRow has ${count} columns, RowDescription had ${this.#parsers.length}`,
-      );
-    }
     const parsers = this.#parsers;
+    if (count !== parsers.length) {
+      throw protocolError(`DataRow has ${count} columns, RowDescription had ${parsers.length}`);
+    }
+    const names = this.#names;
+    const array = this.#rowMode === "array";
+    const row: Record<string, unknown> | unknown[] = array ? new Array(count) : {};
     let pos = start + 2;
     let i = 0;
     try {
-      if (this.rowMode === "array") {
-        const row: unknown[] = new Array(count);
-        for (; i < count; i++) {
-          if (pos + 4 > end) throw protocolError("DataRow is truncated");
-          const length = readInt32(buf, pos);
-          pos += 4;
-          if (length < 0) {
-            row[i] = null;
-            continue;
-          }
+      for (; i < count; i++) {
+        if (pos + 4 > end) throw protocolError("DataRow is truncated");
+        const length = readInt32(buf, pos);
+        pos += 4;
+        let value: unknown = null;
+        if (length >= 0) {
           if (pos + length > end) throw protocolError("DataRow is truncated");
-          const text = decodeText(buf, pos, pos + length);
-          pos += length;
+          const text = decodeText(buf, pos, pos += length);
           const parse = parsers[i];
-          row[i] = parse === undefined ? text : parse(text);
+          value = parse === undefined ? text : parse(text);
         }
-        this.#rows.push(row);
-      } else {
-        const names = this.#names;
-        const row: Record<string, unknown> = {};
-        for (; i < count; i++) {
-          if (pos + 4 > end) throw protocolError("DataRow is truncated");
-          const length = readInt32(buf, pos);
-          pos += 4;
-          let value: unknown = null;
-          if (length >= 0) {
-            if (pos + length > end) throw protocolError("DataRow is truncated");
-            const text = decodeText(buf, pos, pos + length);
-            pos += length;
-            const parse = parsers[i];
-            value = parse === undefined ? text : parse(text);
-          }
-          const name = names[i];
-          if (name === "__proto__") {
-            // Assignment would replace the row's prototype: define an own property instead.
-            Object.defineProperty(row, name, { value, enumerable: true, writable: true });
-          } else {
-            row[name] = value;
-          }
-        }
-        this.#rows.push(row);
+        if (array) (row as unknown[])[i] = value;
+        else if (names[i] === "__proto__") {
+          // Assignment would replace the row's prototype: define an own property instead.
+          Object.defineProperty(row, names[i], { value, enumerable: true, writable: true });
+        } else (row as Record<string, unknown>)[names[i]] = value;
       }
+      this.#rows.push(row);
     } catch (error) {
       if (error instanceof ConnectionError) throw error;
       // A value the parser cannot read (say, malformed JSON) fails this query, not the connection.
       this.error = new TypeError(
-        `Cannot decode the value of column '${this.#names[i]}': ` +
+        `Cannot decode the value of column '${names[i]}': ` +
           (error instanceof Error ? error.message : String(error)),
         { cause: error },
       );
     }
   }
 
-  commandComplete(buf: Uint8Array, start: number, end: number): void {
+  #commandComplete(buf: Uint8Array, start: number, end: number): void {
     const tag = decodeText(buf, start, cstringEnd(buf, start, end));
     const space = tag.indexOf(" ");
     const command = space < 0 ? tag : tag.slice(0, space);
@@ -230,7 +207,7 @@ export class PendingQuery {
     this.#complete(command, rowCount);
   }
 
-  emptyQuery(): void {
+  #emptyQuery(): void {
     this.#complete("", null);
   }
 
@@ -252,10 +229,10 @@ export class PendingQuery {
     this.cleanup?.();
     if (this.settled) return;
     this.settled = true;
-    if (this.error !== null) return this.reject(this.error);
+    if (this.error !== null) return this.#reject(this.error);
     const last = this.#last ?? { command: "", rowCount: null, rows: [], fields: NO_FIELDS };
     if (this.#results !== null) last.results = this.#results;
-    this.resolve(last);
+    this.#resolve(last);
   }
 
   /** Rejects now (abort, connection lost); messages still due are consumed silently. */
@@ -263,6 +240,6 @@ export class PendingQuery {
     this.cleanup?.();
     if (this.settled) return;
     this.settled = true;
-    this.reject(error);
+    this.#reject(error);
   }
 }

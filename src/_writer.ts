@@ -71,13 +71,6 @@ export class Writer {
     return this;
   }
 
-  bytes(value: Uint8Array): this {
-    this.#ensure(value.length);
-    this.#buf.set(value, this.#pos);
-    this.#pos += value.length;
-    return this;
-  }
-
   /** Writes `value` as UTF-8 without a terminator and returns the number of bytes written. */
   string(value: string): number {
     // A UTF-16 code unit never takes more than 3 bytes of UTF-8.

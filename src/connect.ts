@@ -108,11 +108,11 @@ async function openConnection(
       deferCleanup = settled;
       connection.on("close", (error) => {
         // The server no longer takes a password sent ahead: learn it for the next connect.
-        if (error instanceof PipelineRejected) rememberNotCleartext(transport, target);
+        if (error instanceof PipelineRejected) rememberCleartext(transport, target, false);
       });
     }
     settled.finally(() => controller.signal.removeEventListener("abort", abort));
-    if (pipelineConnect === "password" && !early) rememberCleartext(transport, target);
+    if (pipelineConnect === "password" && !early) rememberCleartext(transport, target, true);
     return connection;
   };
   let tls: TlsSettings | null = config.sslmode === "disable" ? null : {
@@ -126,7 +126,7 @@ async function openConnection(
   let pipeline: "password" | false = setting === "password" || setting === "query"
     ? "password"
     : false;
-  if (pipeline && knownNotCleartext(transport, target)) pipeline = false;
+  if (pipeline && tookCleartext(transport, target) === false) pipeline = false;
   // Early, connect resolves once the client has written its part of the login, and the first
   // query follows in the same flight. "auth": behind the last authentication message. "query":
   // behind a password sent ahead to a server that took one before (it will again), or, with
@@ -134,7 +134,7 @@ async function openConnection(
   // refuse to take ahead (the attempt is then dropped, and the query with it).
   const earlyFor = (sentAhead: "password" | false): boolean =>
     setting === "auth" ||
-    (setting === "query" && (sentAhead === false || knownCleartext(transport, target)));
+    (setting === "query" && (sentAhead === false || tookCleartext(transport, target) === true));
   let early = earlyFor(pipeline);
   try {
     // Each fallback below happens at most once, so this ends.
@@ -146,7 +146,7 @@ async function openConnection(
         if (error instanceof PipelineRejected && pipeline) {
           // The server wants SCRAM, MD5 or no password at all: the usual exchange, and
           // no password sent ahead to this server again from this transport.
-          rememberNotCleartext(transport, target);
+          rememberCleartext(transport, target, false);
           pipeline = false;
           early = earlyFor(pipeline);
           continue;
@@ -183,38 +183,24 @@ function oncePerConnect(config: ConnectionConfig): ConnectionConfig {
   return { ...config, password: () => password ??= Promise.resolve().then(source) };
 }
 
-// Per transport, the servers (address, database, user: what pg_hba.conf decides by) that
-// answered a password sent ahead with another method. Bounded: a forgotten entry costs one
-// extra attempt.
-const notCleartext = new WeakMap<Transport, Set<string>>();
-const NOT_CLEARTEXT_MAX = 1000;
+// Per transport, what each server (address, database, user: what pg_hba.conf decides by) did
+// with a password sent ahead: took it (`true`: later connects start early), or answered with
+// another method (`false`: no password is sent ahead to it again). Bounded: a forgotten entry
+// costs one extra attempt.
+const cleartext = new WeakMap<Transport, Map<string, boolean>>();
+const CLEARTEXT_MAX = 1000;
 
 function targetKey(config: ConnectionConfig): string {
   return JSON.stringify([config.host, config.port, config.database, config.user]);
 }
 
-// Per transport, the servers that took a password sent ahead: later connects start early.
-const cleartext = new WeakMap<Transport, Set<string>>();
-
-function knownCleartext(transport: Transport, target: string): boolean {
-  return cleartext.get(transport)?.has(target) ?? false;
+function tookCleartext(transport: Transport, target: string): boolean | undefined {
+  return cleartext.get(transport)?.get(target);
 }
 
-function rememberCleartext(transport: Transport, target: string): void {
+function rememberCleartext(transport: Transport, target: string, took: boolean): void {
   let known = cleartext.get(transport);
-  if (known === undefined) cleartext.set(transport, known = new Set());
-  if (known.size >= NOT_CLEARTEXT_MAX) known.clear();
-  known.add(target);
-}
-
-function knownNotCleartext(transport: Transport, target: string): boolean {
-  return notCleartext.get(transport)?.has(target) ?? false;
-}
-
-function rememberNotCleartext(transport: Transport, target: string): void {
-  cleartext.get(transport)?.delete(target);
-  let known = notCleartext.get(transport);
-  if (known === undefined) notCleartext.set(transport, known = new Set());
-  if (known.size >= NOT_CLEARTEXT_MAX) known.clear();
-  known.add(target);
+  if (known === undefined) cleartext.set(transport, known = new Map());
+  if (known.size >= CLEARTEXT_MAX) known.clear();
+  known.set(target, took);
 }

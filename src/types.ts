@@ -231,30 +231,37 @@ const parseTimestamp: TextParser = (text) => {
 // ---------------------------------------------------------------------------------------------
 // Parser tables, built once
 
+// By type OID, as in {@link Oid}, written out so that a bundle that does not use Oid leaves it
+// out: [type, its array type, the parser (none: the text as is)].
+const TYPES: [number, number, TextParser?][] = [
+  [16, 1000, parseBool], // bool
+  [17, 1001, parseBytea], // bytea
+  [21, 1005, parseNumber], // int2
+  [23, 1007, parseNumber], // int4
+  [26, 1028, parseNumber], // oid
+  [700, 1021, parseNumber], // float4
+  [701, 1022, parseNumber], // float8
+  [114, 199, parseJson], // json
+  [3802, 3807, parseJson], // jsonb
+  [1114, 1115, parseTimestamp], // timestamp
+  [1184, 1185, parseTimestamp], // timestamptz
+  [20, 1016], // int8
+  [1700, 1231], // numeric
+  [1082, 1182], // date
+  [25, 1009], // text
+  [1043, 1015], // varchar
+  [1042, 1014], // bpchar
+  [19, 1003], // name
+  [2950, 2951], // uuid
+];
+const INT8 = 20;
+const INT8_ARRAY = 1016;
+
 const parsers = new Map<number, TextParser>();
-function register(oid: number, arrayOid: number, parse: TextParser | undefined): void {
+for (const [oid, arrayOid, parse] of TYPES) {
   if (parse !== undefined) parsers.set(oid, parse);
   parsers.set(arrayOid, arrayOf(parse));
 }
-register(Oid.bool, Oid._bool, parseBool);
-register(Oid.bytea, Oid._bytea, parseBytea);
-register(Oid.int2, Oid._int2, parseNumber);
-register(Oid.int4, Oid._int4, parseNumber);
-register(Oid.oid, Oid._oid, parseNumber);
-register(Oid.float4, Oid._float4, parseNumber);
-register(Oid.float8, Oid._float8, parseNumber);
-register(Oid.json, Oid._json, parseJson);
-register(Oid.jsonb, Oid._jsonb, parseJson);
-register(Oid.timestamp, Oid._timestamp, parseTimestamp);
-register(Oid.timestamptz, Oid._timestamptz, parseTimestamp);
-register(Oid.int8, Oid._int8, undefined);
-register(Oid.numeric, Oid._numeric, undefined);
-register(Oid.date, Oid._date, undefined);
-register(Oid.text, Oid._text, undefined);
-register(Oid.varchar, Oid._varchar, undefined);
-register(Oid.bpchar, Oid._bpchar, undefined);
-register(Oid.name, Oid._name, undefined);
-register(Oid.uuid, Oid._uuid, undefined);
 
 const int8BigInt = parseBigInt;
 const int8ArrayBigInt = arrayOf(parseBigInt);
@@ -301,8 +308,8 @@ export function textParser(
   options: { bigint?: boolean } = {},
 ): TextParser | undefined {
   if (options.bigint) {
-    if (oid === Oid.int8) return int8BigInt;
-    if (oid === Oid._int8) return int8ArrayBigInt;
+    if (oid === INT8) return int8BigInt;
+    if (oid === INT8_ARRAY) return int8ArrayBigInt;
   }
   return parsers.get(oid);
 }

@@ -25,7 +25,9 @@ export default {
       } catch (error) {
         errorCode = error instanceof PostgresError ? error.code : String(error);
       }
-      const after = await conn.query("select 'still usable' as s");
+      const after = await conn.query(
+        "select 'still usable' as s, current_setting('application_name') as app",
+      );
       return Response.json({
         userAgent: navigator.userAgent,
         encrypted: conn.encrypted,
@@ -33,6 +35,7 @@ export default {
         pipelined: pipelined.map((r) => r.rows[0].v),
         errorCode,
         after: after.rows[0].s,
+        applicationName: after.rows[0].app,
       });
     } catch (error) {
       return Response.json({

@@ -100,6 +100,14 @@ test("textParser returns undefined for string types and unknown OIDs", () => {
   }
 });
 
+test("textParser parses every array type of Oid, whose table lists the OIDs by number", () => {
+  for (const [name, oid] of Object.entries(Oid)) {
+    if (!name.startsWith("_")) continue;
+    assert.deepEqual(parser(oid)("{}"), [], name);
+    assert.deepEqual(parser(oid)("{NULL}"), [null], name);
+  }
+});
+
 test("textParser returns the same function for every column of a type", () => {
   assert.equal(parser(Oid.timestamptz), parser(Oid.timestamptz));
   assert.equal(parser(Oid._int4), parser(Oid._int4));

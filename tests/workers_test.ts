@@ -50,6 +50,16 @@ test("the Workers bundle holds no Node or Deno code", async () => {
   assert.match(code, /cloudflare:sockets/);
 });
 
+test("a Worker that only connects bundles no runtime detection, lazy transport or pool code", async () => {
+  // bench/bundle/edgepool.ts: what bench/bundle-sizes.md weighs.
+  const code = await workerBundle("../bench/bundle/edgepool.ts");
+  assert.match(code, /cloudflare:sockets/);
+  // transports/_runtime.ts, auto.ts's lazy imports, the pool's handle, the Oid table.
+  for (const sign of ["Netlify", "no TCP transport for", "already released", "_timestamptz"]) {
+    assert.ok(!code.includes(sign), `the bundle holds ${JSON.stringify(sign)}`);
+  }
+});
+
 test("connect() in workerd queries the real server over cloudflare:sockets", {
   timeout: 60_000,
 }, async () => {
@@ -62,6 +72,7 @@ test("connect() in workerd queries the real server over cloudflare:sockets", {
     assert.deepEqual(body.pipelined, [10, 20, 30]);
     assert.equal(body.errorCode, "22012");
     assert.equal(body.after, "still usable");
+    assert.equal(body.applicationName, "edgepool@workers");
   });
 });
 

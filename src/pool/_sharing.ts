@@ -29,7 +29,7 @@ export interface SharingTarget<C> {
   now(): number;
 }
 
-const RESOLVED: Promise<void> = Promise.resolve();
+const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** The checked-out connections that `pool.query` statements may join, and shared handles. */
 export class Sharing<C> {

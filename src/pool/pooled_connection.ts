@@ -10,9 +10,10 @@ import type { QueryOptions, QueryResult } from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { PoolRecord } from "./_record.ts";
 
-// Set by the class's static block: the pool's way to the record behind a handle, which no
-// one else can reach.
-let recordOf: <C>(handle: PooledConnection<C>) => PoolRecord<C>;
+// The pool's way to the record behind a handle, which no one else can reach. Set by the first
+// constructor call (there is no handle before it) rather than by a static block, which would
+// keep the class in every bundle that imports this module, used or not.
+let recordOf: (<C>(handle: PooledConnection<C>) => PoolRecord<C>) | undefined;
 
 /** What a handle needs from its pool. */
 export interface PoolInternals<C> {
@@ -42,9 +43,6 @@ export interface PoolInternals<C> {
  * than closing it.
  */
 export class PooledConnection<C> implements AsyncDisposable {
-  static {
-    recordOf = (handle) => handle.#record;
-  }
   readonly #pool: PoolInternals<C>;
   readonly #record: PoolRecord<C>;
   #released = false;
@@ -52,6 +50,7 @@ export class PooledConnection<C> implements AsyncDisposable {
 
   /** Made by the pool at checkout. */
   constructor(pool: PoolInternals<C>, record: PoolRecord<C>) {
+    recordOf ??= (handle) => handle.#record;
     this.#pool = pool;
     this.#record = record;
   }
@@ -152,7 +151,7 @@ export class PooledConnection<C> implements AsyncDisposable {
 
 /** The record behind a handle (for the pool only). */
 export function handleRecord<C>(handle: PooledConnection<C>): PoolRecord<C> {
-  return recordOf(handle);
+  return recordOf!(handle);
 }
 
 function released(action: string): PoolError {
