@@ -295,7 +295,8 @@ export class Engine<C> {
       this.#waiters.push(waiter);
       // Affinity: this caller's connection is made here, in its own context, and is its alone.
       if (this.#settings.affinity) this.#connector.start(waiter);
-      else this.#fill();
+      // A full pool (the usual reason to wait) has nothing to open: skip the fill.
+      else if (this.#live.size + this.#connector.connecting < this.policy.max) this.#fill();
     });
   }
 

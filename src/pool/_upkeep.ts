@@ -33,12 +33,17 @@ export class Upkeep<C> {
   #timer: unknown = null;
   #due = 0;
 
+  readonly #affinity: boolean;
+
   constructor(target: UpkeepTarget<C>) {
     this.#target = target;
+    this.#affinity = target.settings.affinity;
   }
 
   /** Makes sure a tick is coming, if one is needed. */
   schedule(): void {
+    // On every checkin and wait: the common case first, a tick already coming.
+    if (this.#timer !== null && !this.#affinity) return;
     const target = this.#target;
     const { clock, maintenanceInterval, affinity } = target.settings;
     if (this.#timer !== null) {
