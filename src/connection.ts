@@ -4,7 +4,7 @@
  * @module
  */
 
-import { sendCancelRequest } from "./_cancel.ts";
+import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
 import { Startup } from "./_startup.ts";
 import {
   parseErrorFields,
@@ -17,6 +17,7 @@ import {
 import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
+import { StatementCache } from "./_statement_cache.ts";
 import { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
 import { ConnectionError, PostgresError } from "./errors.ts";
@@ -27,10 +28,6 @@ import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts
 export type { ConnectionEvents, Notification, TransactionStatus } from "./connection_events.ts";
 
 type State = "startup" | "ready" | "closing" | "closed";
-
-/** How long a cancelled statement may run on before the cancel is sent again, doubling. */
-const RECANCEL_MS = 100;
-const RECANCEL_MAX_MS = 2000;
 
 /**
  * An open PostgreSQL session. Get one with `connect(url)`; close it with `close()` or
@@ -61,13 +58,10 @@ export class Connection implements AsyncDisposable {
   #flushScheduled = false;
   #transactionStatus: TransactionStatus = "idle";
   #parameters: Record<string, string> = {};
-  /** Prepared statements (`statementCache`): SQL → name, least recently used first. */
-  readonly #statements = new Map<string, string>();
-  #statementCount = 0;
+  /** Prepared statements (`statementCache`), null without that cache. */
+  readonly #statements: StatementCache | null;
   /** A CancelRequest on its way: writes wait for it (see `cancel()`). */
   #cancelling: Promise<void> | null = null;
-  /** Statements to close with the next query (evicted, or of a failed Parse). */
-  #unwanted: string[] = [];
   #processId = 0;
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
@@ -99,6 +93,7 @@ export class Connection implements AsyncDisposable {
     this.#config = config;
     this.#transport = transport;
     this.#tls = tls;
+    this.#statements = config.statementCache > 0 ? new StatementCache(config.statementCache) : null;
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
       const startup = this.#startupPhase;
       if (startup !== null) startup.receive(type, buf, start, end);
@@ -213,14 +208,10 @@ export class Connection implements AsyncDisposable {
   ): void {
     let name = "";
     let parse = true;
-    if (values !== undefined && retry && this.#config.statementCache > 0) {
-      [name, parse] = this.#statement(sql);
-    }
-    // Ahead of an extended query only: its Sync ends them, whatever happens.
-    if (values !== undefined) {
-      for (const unwanted of this.#unwanted.splice(0)) {
-        frontend.closeStatement(this.#writer, unwanted);
-      }
+    const statements = this.#statements;
+    if (values !== undefined && statements !== null) {
+      if (retry) [name, parse] = statements.use(sql);
+      statements.closeUnwanted(this.#writer);
     }
     const query = new PendingQuery(
       rowMode,
@@ -228,9 +219,7 @@ export class Connection implements AsyncDisposable {
       values !== undefined,
       resolve,
       name === "" ? reject : (error) => {
-        const stale = isStaleStatement(error);
-        // Keep a statement that exists and only its execution failed.
-        if (stale || (parse && !query.parsed)) this.#forget(sql, name);
+        const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
           if (!signal?.aborted) {
             return this.#send(sql, values, rowMode, signal, resolve, reject, false);
@@ -250,31 +239,6 @@ export class Connection implements AsyncDisposable {
     }
   }
 
-  /** The cached statement for `sql`, and whether it still has to be parsed. */
-  #statement(sql: string): [string, boolean] {
-    const cache = this.#statements;
-    const known = cache.get(sql);
-    if (known !== undefined) {
-      cache.delete(sql); // most recently used last
-      cache.set(sql, known);
-      return [known, false];
-    }
-    if (cache.size >= this.#config.statementCache) {
-      const [oldest, oldName] = cache.entries().next().value!;
-      cache.delete(oldest);
-      this.#unwanted.push(oldName);
-    }
-    const name = `edgepool_${++this.#statementCount}`;
-    cache.set(sql, name);
-    return [name, true];
-  }
-
-  /** Drops statement `name` from the cache and closes it (if it exists) with the next query. */
-  #forget(sql: string, name: string): void {
-    if (this.#statements.get(sql) === name) this.#statements.delete(sql);
-    this.#unwanted.push(name);
-  }
-
   /**
    * Asks the server to cancel the statement running now (CancelRequest on a new transport
    * connection). Resolves once the request was delivered; whether anything was cancelled
@@ -282,16 +246,8 @@ export class Connection implements AsyncDisposable {
    */
   async cancel(): Promise<void> {
     if (this.#secretKey === null || this.#state === "closed") return;
-    const sent = sendCancelRequest(
-      this.#transport,
-      {
-        host: this.#config.host,
-        port: this.#config.port,
-        tls: this.#tls,
-      },
-      this.#processId,
-      this.#secretKey,
-    );
+    const target = { host: this.#config.host, port: this.#config.port, tls: this.#tls };
+    const sent = sendCancelRequest(this.#transport, target, this.#processId, this.#secretKey);
     // Until the server has taken the request (it closes the cancel connection once it has
     // signalled the backend), later statements wait here: sent now, they could be running when
     // the signal lands, and be cancelled instead of the statement it was meant for.
@@ -447,7 +403,7 @@ export class Connection implements AsyncDisposable {
         this.#queue.shift();
         query.finish();
         const next = this.#queue[0];
-        if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next, RECANCEL_MS);
+        if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next);
         if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
         return;
       }
@@ -521,30 +477,13 @@ export class Connection implements AsyncDisposable {
     query.fail(reason);
     // Cancel only the statement that runs now; one queued behind others is cancelled when its
     // turn comes, so the request does not hit a query that came before it.
-    if (this.#queue[0] === query) this.#cancelQuietly(query, RECANCEL_MS);
+    if (this.#queue[0] === query) this.#cancelQuietly(query);
     else query.cancelWanted = true;
   }
 
-  /**
-   * Cancels `query`, the one running now. A CancelRequest that reaches the backend before it
-   * has begun the statement (a queued one whose turn has just come, on a busy server) is
-   * dropped, so while `query` is still the one running `wait` ms after a request was taken,
-   * another goes, less and less often. The wait is at least twice what the request took, so
-   * that on a slow network the first one's answer (57014) has time to arrive: a request sent
-   * after `query` ended would hit the statement behind it.
-   */
-  #cancelQuietly(query: PendingQuery, wait: number): void {
-    const started = Date.now();
-    // The caller already has its rejection; a failed cancel only means the query runs on.
-    this.cancel().then(() => {
-      if (this.#queue[0] !== query || this.#state === "closed") return;
-      wait = Math.max(wait, 2 * (Date.now() - started));
-      setTimeout(() => {
-        if (this.#queue[0] === query && this.#state !== "closed") {
-          this.#cancelQuietly(query, Math.min(wait * 2, RECANCEL_MAX_MS));
-        }
-      }, wait);
-    }, () => {});
+  /** Cancels `query`, the one running now, and again while it still is (see `cancelQuietly`). */
+  #cancelQuietly(query: PendingQuery): void {
+    cancelQuietly(() => this.cancel(), () => this.#queue[0] === query && this.#state !== "closed");
   }
 
   #onStreamClose(error?: Error): void {
@@ -598,16 +537,6 @@ export class Connection implements AsyncDisposable {
   #closedError(): ConnectionError {
     return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
-}
-
-/**
- * The server no longer has the statement (`DEALLOCATE`, `DISCARD ALL`, a pooler that switched
- * sessions) or its plan no longer fits (a table changed): sending it unprepared works.
- */
-function isStaleStatement(error: unknown): boolean {
-  if (!(error instanceof PostgresError)) return false;
-  return error.code === "26000" ||
-    (error.code === "0A000" && /cached plan must not change result type/.test(error.message));
 }
 
 function status(byte: number): TransactionStatus {

@@ -1,0 +1,75 @@
+// The prepared-statement cache (`statementCache`): one connection's named statements, by SQL,
+// least recently used first. A statement that is evicted, or whose Parse failed, is closed on
+// the server ahead of the next extended query. A query whose statement the server no longer
+// has is one the connection may send again, unprepared (once, outside a transaction).
+
+import * as frontend from "./_frontend.ts";
+import type { Writer } from "./_writer.ts";
+import { PostgresError } from "./errors.ts";
+
+/** One connection's prepared statements. */
+export class StatementCache {
+  readonly #size: number;
+  /** SQL → statement name, least recently used first. */
+  readonly #names = new Map<string, string>();
+  #count = 0;
+  /** Statements to close with the next extended query (evicted, or of a failed Parse). */
+  readonly #unwanted: string[] = [];
+
+  /** A cache of at most `size` statements (at least 1). */
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  /** The statement for `sql`, and whether it still has to be parsed. */
+  use(sql: string): [string, boolean] {
+    const cache = this.#names;
+    const known = cache.get(sql);
+    if (known !== undefined) {
+      cache.delete(sql); // most recently used last
+      cache.set(sql, known);
+      return [known, false];
+    }
+    if (cache.size >= this.#size) {
+      const [oldest, oldName] = cache.entries().next().value!;
+      cache.delete(oldest);
+      this.#unwanted.push(oldName);
+    }
+    const name = `edgepool_${++this.#count}`;
+    cache.set(sql, name);
+    return [name, true];
+  }
+
+  /**
+   * Writes a Close for each statement no longer wanted. Ahead of an extended query only: its
+   * Sync ends them, whatever happens.
+   */
+  closeUnwanted(writer: Writer): void {
+    for (const unwanted of this.#unwanted.splice(0)) frontend.closeStatement(writer, unwanted);
+  }
+
+  /**
+   * A query of statement `name` failed with `error`. The statement is dropped (and closed with
+   * the next query, if it exists) when the server no longer has it, or when the query's Parse
+   * did not complete (`parseFailed`); one that exists and only failed to run is kept. Returns
+   * whether the query may work sent again, unprepared.
+   */
+  failed(sql: string, name: string, parseFailed: boolean, error: unknown): boolean {
+    const stale = isStaleStatement(error);
+    if (stale || parseFailed) {
+      if (this.#names.get(sql) === name) this.#names.delete(sql);
+      this.#unwanted.push(name);
+    }
+    return stale;
+  }
+}
+
+/**
+ * The server no longer has the statement (`DEALLOCATE`, `DISCARD ALL`, a pooler that switched
+ * sessions) or its plan no longer fits (a table changed): sending it unprepared works.
+ */
+function isStaleStatement(error: unknown): boolean {
+  if (!(error instanceof PostgresError)) return false;
+  return error.code === "26000" ||
+    (error.code === "0A000" && /cached plan must not change result type/.test(error.message));
+}
