@@ -34,7 +34,11 @@ function handle(gateway: Gateway, request: Request): Response | Promise<Response
   socket.binaryType = "arraybuffer";
   const wrapped: GatewaySocket = {
     send(data) {
+      // Deno's send copies the bytes into the frame before it returns.
       if (socket.readyState === WebSocket.OPEN) socket.send(data);
+    },
+    get bufferedAmount() {
+      return socket.bufferedAmount;
     },
     close(code, reason) {
       if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {

@@ -86,8 +86,14 @@ async function handleRequest(
 function accept(gateway: Gateway, ws: WebSocket, target: { host: string; port: number }): void {
   const wrapped: GatewaySocket = {
     send(data) {
-      if (ws.readyState === ws.OPEN) ws.send(data);
+      // ws writes `data` itself, maybe later: a copy (small ones come from Buffer's pool).
+      if (ws.readyState === ws.OPEN) ws.send(Buffer.from(data));
     },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
     close(code, reason) {
       ws.close(code, reason);
     },

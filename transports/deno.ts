@@ -102,19 +102,46 @@ class DenoStream implements ByteStream {
   readonly encrypted: boolean;
   readonly #conn: Deno.Conn;
   #handlers: StreamHandlers | null = null;
+  /** Bytes written while a write was in flight: they leave together when it completes. */
   #queue: Uint8Array[] = [];
-  #writing = false;
+  #queued = 0;
+  /** The bytes of the write in flight (null when none is). */
+  #writing: Uint8Array | null = null;
   #closing = false;
   #closed = false;
+  /** Reading stops after the current chunk while set; `resume()` calls it to go on. */
+  #paused = false;
+  #resumeRead: (() => void) | null = null;
+  // Bound once: a write costs one promise, the conn's own, and no closure.
+  readonly #onWritten = (n: number) => this.#written(n);
+  readonly #onWriteFailed = (error: unknown) => this.#writeFailed(error);
 
   constructor(conn: Deno.Conn, encrypted: boolean) {
     this.#conn = conn;
     this.encrypted = encrypted;
   }
 
+  /** Bytes handed to `write()` and not yet taken by the operating system. */
+  get bufferedAmount(): number {
+    return (this.#writing?.length ?? 0) + this.#queued;
+  }
+
   start(handlers: StreamHandlers): void {
     this.#handlers = handlers;
     this.#readLoop();
+  }
+
+  /** Stops reading after the chunk being delivered (a relay whose reader is behind). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Reads again after `pause()`. */
+  resume(): void {
+    this.#paused = false;
+    const resume = this.#resumeRead;
+    this.#resumeRead = null;
+    resume?.();
   }
 
   async #readLoop(): Promise<void> {
@@ -123,6 +150,10 @@ class DenoStream implements ByteStream {
     let buf = new Uint8Array(READ_MIN);
     try {
       while (true) {
+        if (this.#paused) {
+          await new Promise<void>((resolve) => this.#resumeRead = resolve);
+          if (this.#closed) return;
+        }
         const n = await this.#conn.read(buf);
         if (n === null) break;
         this.#handlers!.data(buf.subarray(0, n));
@@ -136,39 +167,60 @@ class DenoStream implements ByteStream {
   }
 
   write(data: Uint8Array): void {
-    if (this.#closed || this.#closing) return;
+    if (this.#closed || this.#closing || data.length === 0) return;
+    if (this.#writing === null) return this.#send(data);
     this.#queue.push(data);
-    if (!this.#writing) this.#writeLoop();
+    this.#queued += data.length;
   }
 
-  async #writeLoop(): Promise<void> {
-    this.#writing = true;
+  #send(data: Uint8Array): void {
+    this.#writing = data;
+    let pending;
     try {
-      while (this.#queue.length > 0) {
-        const data = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue);
-        this.#queue = [];
-        await writeAll(this.#conn, data);
-      }
+      pending = this.#conn.write(data);
     } catch (error) {
-      this.#finish(asError(error));
-      closeQuietly(this.#conn);
-    } finally {
-      this.#writing = false;
+      return this.#writeFailed(error);
     }
+    pending.then(this.#onWritten, this.#onWriteFailed);
+  }
+
+  #written(n: number): void {
+    const data = this.#writing!;
+    if (n < data.length) return this.#send(data.subarray(n));
+    if (this.#queue.length > 0) {
+      // Everything written since, in order, as one write.
+      const next = this.#queue.length === 1 ? this.#queue[0] : concat(this.#queue);
+      this.#queue = [];
+      this.#queued = 0;
+      return this.#send(next);
+    }
+    this.#writing = null;
     if (this.#closing) closeQuietly(this.#conn);
+  }
+
+  #writeFailed(error: unknown): void {
+    this.#writing = null;
+    this.#queue = [];
+    this.#queued = 0;
+    this.#finish(asError(error));
+    closeQuietly(this.#conn);
   }
 
   close(): void {
     if (this.#closing || this.#closed) return;
     this.#closing = true;
+    // A paused read loop reads on, to see the end of the connection.
+    this.resume();
     // Queued writes (a Terminate, say) go out first.
-    if (!this.#writing) closeQuietly(this.#conn);
+    if (this.#writing === null) closeQuietly(this.#conn);
   }
 
   #finish(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
     closeQuietly(this.#conn);
+    // A paused read loop has nothing more to read.
+    this.resume();
     this.#handlers?.close(error);
   }
 }

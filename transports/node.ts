@@ -154,6 +154,21 @@ class NodeStream implements ByteStream {
     socket.resume();
   }
 
+  /** Bytes handed to `write()` and not yet taken by the operating system. */
+  get bufferedAmount(): number {
+    return this.#socket.writableLength;
+  }
+
+  /** Stops reading (a relay whose reader is behind). */
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  /** Reads again after `pause()`. */
+  resume(): void {
+    if (!this.#closing) this.#socket.resume();
+  }
+
   write(data: Uint8Array): void {
     if (!this.#socket.destroyed) this.#socket.write(data);
   }
@@ -161,6 +176,8 @@ class NodeStream implements ByteStream {
   close(): void {
     if (this.#closing) return;
     this.#closing = true;
+    // A paused socket reads on, to see the end of the connection.
+    this.#socket.resume();
     // end() flushes queued writes first; a peer that never closes its side is cut off.
     this.#socket.end();
     setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS).unref?.();

@@ -39,8 +39,22 @@ export async function openUpstream(
   }
 }
 
+/**
+ * What a relay uses of a stream beyond `ByteStream`, where the transport has it (edgepool's TCP
+ * transports do): stopping and restarting reading, and the bytes written but not yet sent.
+ */
+export interface StreamFlow {
+  /** Stops reading, after the chunk being delivered. */
+  pause?(): void;
+  /** Reads again after `pause()`. */
+  resume?(): void;
+  /** Bytes handed to `write()` that the operating system has not taken yet. */
+  readonly bufferedAmount?: number;
+}
+
 /** Receives what the server sends to the client, and the end of the stream. */
 export interface UpstreamHandlers {
+  /** Bytes for the client, valid during the call only (the transport may reuse them). */
   data(bytes: Uint8Array): void;
   close(error?: Error): void;
 }
@@ -88,6 +102,11 @@ export class Upstream {
     });
   }
 
+  /** The server stream's flow control, for the relay. */
+  get flow(): StreamFlow {
+    return this.#stream as ByteStream & StreamFlow;
+  }
+
   /** Sends the client's bytes to the server. */
   write(bytes: Uint8Array): void {
     if (!this.#closed) this.#stream.write(bytes);
@@ -100,8 +119,8 @@ export class Upstream {
 
   #data(chunk: Uint8Array): void {
     if (this.#closed) return;
-    // The transport may reuse the chunk; the WebSocket may send it later.
-    if (this.#raw) return this.#handlers.data(chunk.slice());
+    // Only borrowed, as the chunk is: the WebSocket copies what it keeps.
+    if (this.#raw) return this.#handlers.data(chunk);
     try {
       this.#reader.push(chunk);
     } catch (error) {

@@ -27,12 +27,21 @@ import {
   REFUSE_ENCRYPTION,
 } from "./_startup.ts";
 import { formatTarget, type Target } from "./_target.ts";
-import { openUpstream, Upstream } from "./_upstream.ts";
+import { openUpstream, type StreamFlow, Upstream } from "./_upstream.ts";
 
 /** What the gateway needs of a server-side WebSocket; the runtime adapter wraps the real one. */
 export interface GatewaySocket {
-  /** Sends one binary frame. */
+  /**
+   * Sends one binary frame. `data` is only lent for the call (it may be a transport's read
+   * buffer): the adapter copies it if its WebSocket keeps it after returning.
+   */
   send(data: Uint8Array): void;
+  /** Bytes sent and not yet written to the network, as `WebSocket.bufferedAmount`. */
+  readonly bufferedAmount: number;
+  /** Stops reading frames, where the WebSocket can (`ws` can; the web API cannot). */
+  pause?(): void;
+  /** Reads frames again after `pause()`. */
+  resume?(): void;
   /** Closes the WebSocket. */
   close(code?: number, reason?: string): void;
   /** Set by the gateway: called with each frame (a string for a text frame). */
@@ -65,6 +74,19 @@ export interface WebSocketSession {
 
 /** Bytes a client may pipeline behind its password before the server has logged in. */
 const MAX_PENDING = 16 * 1024 * 1024;
+/**
+ * Relay flow control: past HIGH_WATER bytes waiting to be sent to one side, the relay stops
+ * reading from the other, and reads again once they are down to LOW_WATER (checked every
+ * FLOW_CHECK_MS, as neither WebSocket API says when it drained). A side that cannot be stopped
+ * (Deno's WebSocket reads on: the web API has no pause) is cut off at MAX_BUFFERED instead,
+ * generous so that a bulk COPY to a database slower than the client's link gets through.
+ */
+const HIGH_WATER = 1024 * 1024;
+const LOW_WATER = 256 * 1024;
+const MAX_BUFFERED = 64 * 1024 * 1024;
+const FLOW_CHECK_MS = 10;
+/** Bytes sent to the client between looks at its `bufferedAmount` (an op call on Deno). */
+const CHECK_EVERY = 64 * 1024;
 const MAX_PASSWORD_MESSAGE = 64 * 1024;
 const CANCEL_WAIT_MS = 10_000;
 
@@ -79,7 +101,13 @@ const CANCEL_WAIT_MS = 10_000;
  * serve((request) => {
  *   const { socket, response } = upgradeWebSocket(request);
  *   socket.binaryType = "arraybuffer";
- *   const gs = { send: (d: Uint8Array) => socket.send(d), close: () => socket.close(), onmessage: null, onclose: null };
+ *   const gs = {
+ *     send: (d: Uint8Array) => socket.send(d), // Deno's send copies `d`
+ *     get bufferedAmount() { return socket.bufferedAmount; },
+ *     close: () => socket.close(),
+ *     onmessage: null,
+ *     onclose: null,
+ *   };
  *   socket.onopen = () => serveWebSocket(gs, { host: "127.0.0.1", port: 5432 }, { transport: denoTcp });
  *   socket.onmessage = (e) => gs.onmessage?.(new Uint8Array(e.data));
  *   socket.onclose = () => gs.onclose?.();
@@ -110,7 +138,14 @@ class Session implements WebSocketSession {
   #pendingBytes = 0;
   #negotiations = 0;
   #params: Record<string, string> = {};
-  #write: ((bytes: Uint8Array) => void) | null = null;
+  /** Where the client's bytes go once relaying, and that stream's flow control. */
+  #server: { write(bytes: Uint8Array): void } | null = null;
+  #flow: StreamFlow = {};
+  #serverPaused = false;
+  #clientPaused = false;
+  /** Bytes sent to the client since its `bufferedAmount` was last looked at. */
+  #unchecked = 0;
+  #flowTimer: ReturnType<typeof setTimeout> | undefined;
   #closeUpstream: (() => void) | null = null;
   #resolveDone!: () => void;
 
@@ -155,7 +190,8 @@ class Session implements WebSocketSession {
         this.#pending.push(data);
         return;
       case "relay":
-        return this.#write!(data);
+        this.#server!.write(data);
+        if ((this.#flow.bufferedAmount ?? 0) > HIGH_WATER) this.#backlog();
     }
   }
 
@@ -245,7 +281,7 @@ class Session implements WebSocketSession {
         database: params.database,
       });
       upstream = new Upstream(stream, config, {
-        data: (bytes) => this.#send(bytes),
+        data: (bytes) => this.#deliver(bytes),
         // During login the rejected promise below reports the failure.
         close: () =>
           this.#phase === "relay" && this.#end(1000, "the database closed the connection"),
@@ -253,7 +289,7 @@ class Session implements WebSocketSession {
       this.#closeUpstream = () => upstream!.close();
       await upstream.login(params);
       if (this.#ended()) return;
-      this.#startRelay((bytes) => upstream!.write(bytes));
+      this.#startRelay(upstream, upstream.flow);
     } catch (error) {
       if (this.#phase === "closed") return;
       if (error instanceof PostgresError) {
@@ -321,23 +357,78 @@ class Session implements WebSocketSession {
     this.#end(1000, "cancel request forwarded");
   }
 
-  #pipe(stream: ByteStream): void {
+  #pipe(stream: ByteStream & StreamFlow): void {
     this.#closeUpstream = () => stream.close();
     stream.start({
-      // The transport may reuse the chunk; the WebSocket may send it later.
-      data: (chunk) => this.#send(chunk.slice()),
+      data: (chunk) => this.#deliver(chunk),
       close: () => this.#end(1000, "the database closed the connection"),
     });
-    this.#startRelay((bytes) => stream.write(bytes));
+    this.#startRelay(stream, stream);
   }
 
-  #startRelay(write: (bytes: Uint8Array) => void): void {
+  #startRelay(server: { write(bytes: Uint8Array): void }, flow: StreamFlow): void {
     this.#phase = "relay";
-    this.#write = write;
+    this.#server = server;
+    this.#flow = flow;
     const pending = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
-    for (const bytes of pending) write(bytes);
+    for (const bytes of pending) server.write(bytes);
+    if ((flow.bufferedAmount ?? 0) > HIGH_WATER) this.#backlog();
+  }
+
+  /** Sends the server's bytes to the client, holding the server back while the client is behind. */
+  #deliver(bytes: Uint8Array): void {
+    this.#send(bytes);
+    this.#unchecked += bytes.length;
+    if (this.#unchecked < CHECK_EVERY) return;
+    this.#unchecked = 0;
+    if (this.#phase === "relay" && this.#socket.bufferedAmount > HIGH_WATER) this.#backlog();
+  }
+
+  /**
+   * One side has more than HIGH_WATER bytes waiting: stop reading from the other until it is
+   * down to LOW_WATER, or end the session past MAX_BUFFERED where reading cannot stop.
+   */
+  #backlog(): void {
+    if (this.#phase !== "relay") return;
+    const toClient = this.#socket.bufferedAmount;
+    if (toClient > HIGH_WATER && !this.#serverPaused) {
+      if (this.#flow.pause !== undefined) {
+        this.#flow.pause();
+        this.#serverPaused = true;
+      } else if (toClient > MAX_BUFFERED) {
+        return this.#end(1011, "the client does not read what the database sends");
+      }
+    }
+    const toServer = this.#flow.bufferedAmount ?? 0;
+    if (toServer > HIGH_WATER && !this.#clientPaused) {
+      if (this.#socket.pause !== undefined) {
+        this.#socket.pause();
+        this.#clientPaused = true;
+      } else if (toServer > MAX_BUFFERED) {
+        return this.#end(1011, "the database does not read what the client sends");
+      }
+    }
+    if ((this.#serverPaused || this.#clientPaused) && this.#flowTimer === undefined) {
+      this.#flowTimer = setTimeout(() => this.#checkFlow(), FLOW_CHECK_MS);
+    }
+  }
+
+  #checkFlow(): void {
+    this.#flowTimer = undefined;
+    if (this.#phase !== "relay") return;
+    if (this.#serverPaused && this.#socket.bufferedAmount <= LOW_WATER) {
+      this.#serverPaused = false;
+      this.#flow.resume!();
+    }
+    if (this.#clientPaused && (this.#flow.bufferedAmount ?? 0) <= LOW_WATER) {
+      this.#clientPaused = false;
+      this.#socket.resume!();
+    }
+    if (this.#serverPaused || this.#clientPaused) {
+      this.#flowTimer = setTimeout(() => this.#checkFlow(), FLOW_CHECK_MS);
+    }
   }
 
   /** Whether the session ended (a check after an await, which TypeScript cannot narrow). */
@@ -371,6 +462,9 @@ class Session implements WebSocketSession {
   #end(code: number | undefined, reason = ""): void {
     if (this.#phase === "closed") return;
     this.#phase = "closed";
+    clearTimeout(this.#flowTimer);
+    // A paused WebSocket reads on, to see the closing handshake.
+    if (this.#clientPaused) this.#socket.resume?.();
     this.#abort.abort();
     this.#closeUpstream?.();
     this.#pending = [];
