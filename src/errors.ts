@@ -180,3 +180,8 @@ export class PoolError extends Error {
     this.code = code;
   }
 }
+
+/** The message of an error, or the thrown value as a string (for messages and logs). */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

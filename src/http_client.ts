@@ -10,7 +10,7 @@
 import { checkRowMode, encodeParams } from "./_query.ts";
 import { decodeHttpError, decodeHttpResult } from "./_http_result.ts";
 import { parseConfig } from "./config.ts";
-import { ConnectionError } from "./errors.ts";
+import { ConnectionError, errorMessage } from "./errors.ts";
 import { type BatchOptions, type BatchQuery, batchStatements } from "./pool/batch.ts";
 import { beginStatement } from "./pool/transaction.ts";
 import type { QueryOptions, QueryResult } from "./result.ts";
@@ -226,7 +226,7 @@ export class HttpClient {
       if (signal?.aborted) throw signal.reason;
       throw new ConnectionError(
         "CONNECT_FAILED",
-        `Cannot reach the SQL endpoint ${this.#shown}: ${this.#scrub(message(error))}`,
+        `Cannot reach the SQL endpoint ${this.#shown}: ${this.#scrub(errorMessage(error))}`,
         { cause: error },
       );
     }
@@ -238,7 +238,7 @@ export class HttpClient {
       throw new ConnectionError(
         "CONNECTION_LOST",
         `The answer from ${this.#shown} was cut off (HTTP ${response.status}): ` +
-          this.#scrub(message(error)),
+          this.#scrub(errorMessage(error)),
         { cause: error },
       );
     }
@@ -289,8 +289,4 @@ function resolveEndpoint(endpoint: HttpEndpoint | undefined, host: string, port:
     throw new TypeError(`The SQL endpoint must be an http(s) URL, not ${parsed.protocol}`);
   }
   return parsed.href;
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -10,6 +10,7 @@ import {
   ContextPool,
   manage,
   NullPool,
+  type NullPoolOptions,
   type Pool,
   type PooledConnection,
   PoolError,
@@ -42,6 +43,14 @@ function setup(options: Partial<QueuePoolOptions<FakeConnection>> = {}) {
   const clock = new FakeClock();
   const server = new FakeServer(clock);
   const pool = new QueuePool(server.creator, { adapter: fakeAdapter, clock, ...options });
+  return { clock, server, pool };
+}
+
+/** `setup()` for a NullPool. */
+function nullSetup(options: Partial<NullPoolOptions<FakeConnection>> = {}) {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, ...options });
   return { clock, server, pool };
 }
 
@@ -1723,9 +1732,7 @@ test("manage keeps one pool per distinct arguments, whatever the key order", T, 
 // NullPool and StaticPool
 
 test("NullPool opens a connection per checkout and closes it on checkin", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock });
+  const { clock, server, pool } = nullSetup();
   const a = await pool.connect();
   const b = await pool.connect();
   assert.notEqual(a.connection, b.connection);
@@ -1742,9 +1749,7 @@ test("NullPool opens a connection per checkout and closes it on checkin", T, asy
 });
 
 test("NullPool reports no overflow", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock });
+  const { clock, pool } = nullSetup();
   const a = await pool.connect();
   // NullPool has no pool size, so nothing it holds is overflow ("0 for pools without one").
   assert.equal(pool.stats().overflow, 0);
@@ -1753,9 +1758,7 @@ test("NullPool reports no overflow", T, async () => {
 });
 
 test("NullPool with max makes checkouts wait, and time out", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, max: 2, timeout: 1000 });
+  const { clock, server, pool } = nullSetup({ max: 2, timeout: 1000 });
   const a = await pool.connect();
   const b = await pool.connect();
   const late = watch(pool.connect());
@@ -1775,9 +1778,7 @@ test("NullPool with max makes checkouts wait, and time out", T, async () => {
 });
 
 test("NullPool with affinity never hands a returned connection to another caller", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, affinity: true });
+  const { clock, server, pool } = nullSetup({ affinity: true });
   const closes = collect(pool, "close");
   server.hold();
   const a = watch(pool.connect());
@@ -1800,9 +1801,7 @@ test("NullPool with affinity never hands a returned connection to another caller
 });
 
 test("NullPool with affinity closes a connection made for a caller that gave up", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, affinity: true });
+  const { clock, server, pool } = nullSetup({ affinity: true });
   const closes = collect(pool, "close");
   server.hold();
   const controller = new AbortController();
@@ -1820,14 +1819,7 @@ test("NullPool with affinity closes a connection made for a caller that gave up"
 });
 
 test("NullPool with affinity times out each checkout by its own timer", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, {
-    adapter: fakeAdapter,
-    clock,
-    affinity: true,
-    timeout: 1000,
-  });
+  const { clock, server, pool } = nullSetup({ affinity: true, timeout: 1000 });
   const a = await pool.connect();
   await a.release();
   // On Workers the request that checked out first has ended, and its timers with it.
@@ -1842,14 +1834,7 @@ test("NullPool with affinity times out each checkout by its own timer", T, async
 });
 
 test("pool upkeep arms a new timer when its tick was lost", T, async () => {
-  const clock = new FakeClock();
-  const server = new FakeServer(clock);
-  const pool = new NullPool(server.creator, {
-    adapter: fakeAdapter,
-    clock,
-    affinity: true,
-    leakDetectionThreshold: 500,
-  });
+  const { clock, pool } = nullSetup({ affinity: true, leakDetectionThreshold: 500 });
   const leaks = collect(pool, "leak");
   const a = await pool.connect();
   clock.loseTimers(); // the request that armed the upkeep timer ended

@@ -139,9 +139,8 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
   });
 }
 
-export function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
+/** The message of an error, for the transport's messages. */
+export { errorMessage as message } from "../src/errors.ts";
 
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { ConnectionError } from "../src/errors.ts";
+import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
   readSslAnswer,
@@ -40,7 +40,7 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   } catch (error) {
     throw signal?.aborted ? signal.reason : new ConnectionError(
       "CONNECT_FAILED",
-      `Could not connect to ${host}:${port}: ${message(error)}`,
+      `Could not connect to ${host}:${port}: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -61,7 +61,7 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
         // A reset here (a pooler shutting down) is a connection error, as on Node.
         throw signal?.aborted ? signal.reason : new ConnectionError(
           "TLS_FAILED",
-          `SSLRequest to ${host}:${port} failed: ${message(error)}`,
+          `SSLRequest to ${host}:${port} failed: ${errorMessage(error)}`,
           { cause: error },
         );
       }
@@ -78,7 +78,7 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
         } catch (error) {
           throw signal?.aborted ? signal.reason : new ConnectionError(
             "TLS_FAILED",
-            `TLS with ${host}:${port} failed: ${message(error)}`,
+            `TLS with ${host}:${port} failed: ${errorMessage(error)}`,
             { cause: error },
           );
         }
@@ -250,10 +250,6 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // Already closed.
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function asError(error: unknown): Error {

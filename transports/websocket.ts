@@ -27,7 +27,7 @@
  * @module
  */
 
-import { ConnectionError } from "../src/errors.ts";
+import { ConnectionError, errorMessage } from "../src/errors.ts";
 import type {
   ByteStream,
   StreamHandlers,
@@ -193,7 +193,7 @@ async function connect(
   } catch (error) {
     throw new ConnectionError(
       "CONNECT_FAILED",
-      `Could not connect to ${where}: ${message(error)}`,
+      `Could not connect to ${where}: ${errorMessage(error)}`,
       { cause: error },
     );
   }
@@ -375,8 +375,4 @@ class WebSocketStream implements ByteStream {
     this.#error = error;
     this.#handlers?.close(error);
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -16,7 +16,7 @@
  */
 
 import { connect as cfConnect } from "cloudflare:sockets";
-import { ConnectionError } from "../src/errors.ts";
+import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
   readSslAnswer,
@@ -59,7 +59,7 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     } catch (error) {
       throw new ConnectionError(
         "CONNECT_FAILED",
-        `Could not connect to ${where}: ${message(error)}`,
+        `Could not connect to ${where}: ${errorMessage(error)}`,
         {
           cause: error,
         },
@@ -78,9 +78,13 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
         try {
           await socket.opened;
         } catch (error) {
-          throw new ConnectionError("TLS_FAILED", `TLS with ${where} failed: ${message(error)}`, {
-            cause: error,
-          });
+          throw new ConnectionError(
+            "TLS_FAILED",
+            `TLS with ${where} failed: ${errorMessage(error)}`,
+            {
+              cause: error,
+            },
+          );
         }
         encrypted = true;
       }
@@ -165,10 +169,6 @@ class WorkersStream implements ByteStream {
     }
     this.#handlers?.close(error);
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 function asError(error: unknown): Error {

@@ -13,7 +13,7 @@
 import { createConnect } from "../connect.ts";
 import type { Connection } from "../connection.ts";
 import { parseConfig } from "../config.ts";
-import { ConnectionError, PoolError, PostgresError } from "../errors.ts";
+import { ConnectionError, errorMessage, PoolError, PostgresError } from "../errors.ts";
 import { isConfigError } from "../pool/_connector.ts";
 import { manage, type ManagedPools } from "../pool/manage.ts";
 import type { PoolLogger } from "../pool/options.ts";
@@ -189,7 +189,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     try {
       config = parseConfig(url, { sslmode });
     } catch (error) {
-      throw new RequestError(400, `Invalid Neon-Connection-String: ${messageOf(error)}`);
+      throw new RequestError(400, `Invalid Neon-Connection-String: ${errorMessage(error)}`);
     }
     if (headers.has("Authorization")) {
       throw new RequestError(
@@ -285,7 +285,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       return respond(400, { message: "Query cancelled, connection was terminated", code: "08P01" });
     }
     const code = (error as { code?: unknown })?.code;
-    const message = messageOf(error);
+    const message = errorMessage(error);
     if (error instanceof ConnectionError) {
       if (code === "AUTH_FAILED") return respond(400, errorJson(message));
       logger.warn?.(`gateway /sql: ${message}`);
@@ -389,7 +389,7 @@ function parsePayload(text: string): QueryData | QueryData[] {
   try {
     body = JSON.parse(text);
   } catch (error) {
-    throw new RequestError(400, `The request body is not valid JSON: ${messageOf(error)}`);
+    throw new RequestError(400, `The request body is not valid JSON: ${errorMessage(error)}`);
   }
   const shape = 'expected {"query": "...", "params": [...]} or {"queries": [...]}';
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
@@ -425,7 +425,7 @@ function queryData(object: Record<string, unknown>, where: string): QueryData {
       arrayMode: object.arrayMode as boolean | undefined,
     };
   } catch (error) {
-    throw new RequestError(400, messageOf(error));
+    throw new RequestError(400, errorMessage(error));
   }
 }
 
@@ -448,8 +448,4 @@ function postgresErrorIn(error: unknown): PostgresError | undefined {
     e = (e as { cause?: unknown } | null)?.cause;
   }
   return undefined;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -13,7 +13,7 @@
  */
 
 import { parseConfig } from "../config.ts";
-import { PostgresError } from "../errors.ts";
+import { errorMessage, PostgresError } from "../errors.ts";
 import type { PoolLogger } from "../pool/options.ts";
 import type { ByteStream, SslMode, Transport } from "../transport.ts";
 import {
@@ -299,7 +299,7 @@ class Session implements WebSocketSession {
       }
       const reason = signal.aborted && !this.#abort.signal.aborted
         ? `timed out after ${this.#options.connectTimeout ?? 30_000} ms`
-        : messageOf(error);
+        : errorMessage(error);
       this.#logger.warn?.(`gateway ws: login for ${who} failed: ${reason}`);
       const code = (error as { code?: unknown })?.code === "AUTH_FAILED" ? "28000" : "08001";
       this.#fatal(code, `the gateway could not log in to ${formatTarget(this.#target)}: ${reason}`);
@@ -323,7 +323,7 @@ class Session implements WebSocketSession {
       this.#pipe(stream);
     } catch (error) {
       if (this.#phase === "closed") return;
-      this.#logger.warn?.(`gateway ws: relay to ${where} failed: ${messageOf(error)}`);
+      this.#logger.warn?.(`gateway ws: relay to ${where} failed: ${errorMessage(error)}`);
       this.#end(1011, "could not connect to the database");
     }
   }
@@ -351,7 +351,9 @@ class Session implements WebSocketSession {
       });
     } catch (error) {
       this.#logger.warn?.(
-        `gateway ws: cancel request to ${formatTarget(this.#target)} failed: ${messageOf(error)}`,
+        `gateway ws: cancel request to ${formatTarget(this.#target)} failed: ${
+          errorMessage(error)
+        }`,
       );
     }
     this.#end(1000, "cancel request forwarded");
@@ -492,8 +494,4 @@ function truncate(text: string, bytes: number): string {
   const encoded = new TextEncoder().encode(text);
   if (encoded.length <= bytes) return text;
   return new TextDecoder().decode(encoded.subarray(0, bytes - 3)).replace(/\uFFFD$/, "") + "...";
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -25,3 +25,51 @@ export const systemClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as number),
   random: () => Math.random(),
 };
+
+/**
+ * The clock as the pool last read it: at every upkeep tick, and whenever a slower path reads
+ * it. Checkout and checkin stamp records with `time` rather than reading the clock (which
+ * costs as much as the rest of a checkout), so the times kept per connection are precise to
+ * about one `maintenanceInterval`; checkout deadlines and waits read the clock.
+ */
+export class PoolTime {
+  /** The last reading. */
+  time: number;
+  readonly #clock: Clock;
+  /** `time` was read in this run of microtasks. */
+  #fresh = false;
+  readonly #stale = (): void => {
+    this.#fresh = false;
+  };
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+    this.time = clock.now();
+  }
+
+  /** Reads the clock, and keeps the reading. */
+  now(): number {
+    return (this.time = this.#clock.now());
+  }
+
+  /**
+   * The clock for a checkout that starts waiting: read once per run of microtasks. No I/O and
+   * no timer can happen within one, so every wait starting in it starts at that reading, give
+   * or take the CPU time it has taken so far; under load, one reading serves many waits.
+   */
+  forWait(): number {
+    if (this.#fresh) return this.time;
+    this.#fresh = true;
+    queueMicrotask(this.#stale);
+    return this.now();
+  }
+
+  /**
+   * How long a wait that began at `since` has lasted. A reading from this run of microtasks,
+   * or one taken since the wait began (under load, by a later waiter), is close enough for the
+   * stat; otherwise the clock is read.
+   */
+  waited(since: number): number {
+    return (this.#fresh || this.time > since ? this.time : this.forWait()) - since;
+  }
+}

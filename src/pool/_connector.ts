@@ -2,6 +2,7 @@
 // and which ones retrying will not fix), and the exponential backoff of background
 // (re)connecting with its give-up point.
 
+import { errorMessage } from "../errors.ts";
 import type { Emitter } from "../_emitter.ts";
 import type { Clock } from "./_clock.ts";
 import type { PoolAdapter } from "./adapter.ts";
@@ -101,7 +102,7 @@ export class Connector<C> {
         this.lastError = error;
         // Aborted by the pool closing: nobody is waiting for it.
         if (!this.#aborted) {
-          this.#logger.warn?.(`${this.#name}: connecting failed: ${message(error)}`);
+          this.#logger.warn?.(`${this.#name}: connecting failed: ${errorMessage(error)}`);
           this.#events.emit("error", { error, context: "connect" });
         }
         this.#hooks.failed(error, owner);
@@ -201,8 +202,4 @@ export function isConfigError(error: unknown): boolean {
   if (typeof code !== "string") return false;
   return code.startsWith("28") || code === "3D000" || code === "AUTH_FAILED" ||
     code === "TLS_UNAVAILABLE" || code === "TLS_FAILED";
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -11,7 +11,8 @@
 // are the hot path.
 
 import type { Emitter } from "../_emitter.ts";
-import { PoolError } from "../errors.ts";
+import { errorMessage, PoolError } from "../errors.ts";
+import { PoolTime } from "./_clock.ts";
 import { Connector } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
@@ -71,13 +72,8 @@ export class Engine<C> {
   readonly #connector: Connector<C>;
   readonly #upkeep: Upkeep<C>;
   #generation = 0;
-  /**
-   * The clock as last read: at every upkeep tick and whenever a slower path reads it. Checkout
-   * and checkin stamp records with it rather than reading the clock (which costs as much as
-   * the rest of a checkout), so the times kept per connection are precise to about one
-   * `maintenanceInterval`; checkout deadlines read the clock.
-   */
-  #time: number;
+  /** The clock as last read, for the hot paths (see `PoolTime`). */
+  readonly #time: PoolTime;
   #closed = false;
   #closeDone: Promise<void> | null = null;
 
@@ -101,7 +97,7 @@ export class Engine<C> {
       closeDetached: (record) => this.#records.closeDetached(record),
       lost: (record, error) => this.#lostInUse(record, error),
     };
-    this.#time = settings.clock.now();
+    this.#time = new PoolTime(settings.clock);
     this.#connector = new Connector(creator, settings, counters, events, {
       connected: (connection, startedAt, owner) =>
         this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined),
@@ -121,25 +117,24 @@ export class Engine<C> {
     this.#waiting = new Waiting({
       settings,
       counters,
+      time: this.#time,
       connector: this.#connector,
       describeCapacity: () => hooks.describeCapacity(),
     });
     this.#waiters = this.#waiting.queue;
     this.#deadlines = new Deadlines(settings.clock, settings.affinity, {
-      now: () => this.#now(),
+      now: () => this.#time.now(),
       waiting: () => [...this.#waiters.toArray(), ...this.#waiting.checking],
       expire: (waiter) => this.#waiting.expire(waiter),
     });
     this.sharing = new Sharing<C>({
       settings,
-      waiters: this.#waiters,
-      counters,
+      waiting: this.#waiting,
       internals: this.#internals,
       saturated: () =>
         !this.#closed && this.#idle.length === 0 &&
         this.#open() + this.#connector.connecting >= this.policy.max,
       generation: () => this.#generation,
-      now: () => this.#now(),
     });
     this.#leaks = new LeakWatch(settings, events, (record) => this.#checkin(record));
     checkAffinity(settings, policy);
@@ -151,7 +146,7 @@ export class Engine<C> {
       closed: () => this.#closed,
       needed: () => this.#open() > 0 || this.policy.min > 0 || this.#connector.pending,
       tick: (now) => {
-        this.#time = now;
+        this.#time.time = now;
         this.#leaks.watch(this.#live);
       },
       fill: () => this.#fill(),
@@ -159,28 +154,6 @@ export class Engine<C> {
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
   }
-
-  /** Reads the clock, and keeps the reading for the hot paths (see `#time`). */
-  #now(): number {
-    return (this.#time = this.#settings.clock.now());
-  }
-
-  /**
-   * The clock for a checkout that waits: read once per run of microtasks. No I/O and no timer
-   * can happen within one, so every wait starting in it starts at that reading, give or take
-   * the CPU time it has taken so far; under load, one reading then serves many waits.
-   */
-  #waitNow(): number {
-    if (this.#timeFresh) return this.#time;
-    this.#timeFresh = true;
-    queueMicrotask(this.#timeStale);
-    return this.#now();
-  }
-
-  #timeFresh = false;
-  readonly #timeStale = (): void => {
-    this.#timeFresh = false;
-  };
 
   /** Whether the pool was closed. */
   get closed(): boolean {
@@ -274,7 +247,7 @@ export class Engine<C> {
       return Promise.reject(this.#waiting.refused());
     }
     return new Promise((resolve, reject) => {
-      const now = this.#waitNow();
+      const now = this.#time.forWait();
       const waiter: Waiter<PooledConnection<C>> = {
         resolve,
         reject,
@@ -339,13 +312,7 @@ export class Engine<C> {
   }
 
   #hand(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
-    waiter.settled = true;
-    waiter.cleanup?.();
-    // The clock read in this run of microtasks, or since this waiter queued (under load, by a
-    // later one), is close enough for the stat. Otherwise read it.
-    const now = this.#timeFresh || this.#time > waiter.since ? this.#time : this.#waitNow();
-    const waited = now - waiter.since;
-    this.#counters.requestsWaitMs += waited;
+    const waited = this.#waiting.served(waiter);
     waiter.resolve(this.#checkout(record, waited, waiter.stack));
   }
 
@@ -355,7 +322,7 @@ export class Engine<C> {
     stack: string | undefined,
   ): PooledConnection<C> {
     this.#move(record, "busy");
-    record.checkedOutAt = this.#time;
+    record.checkedOutAt = this.#time.time;
     record.checkouts++;
     record.fresh = false;
     record.leakReported = false;
@@ -391,11 +358,10 @@ export class Engine<C> {
   #staleReason(record: PoolRecord<C>): PoolCloseReason | undefined {
     if (this.#settings.adapter.isClosed(record.connection)) return "lost";
     if (record.generation < this.#generation) return "stale";
-    // `#time` may be up to a tick old: near the end of a lifetime, read the clock.
+    // The last reading may be up to a tick old: near the end of a lifetime, read the clock.
     const expiresAt = record.expiresAt;
-    if (
-      this.#time + this.#settings.maintenanceInterval >= expiresAt && this.#now() >= expiresAt
-    ) {
+    const time = this.#time;
+    if (time.time + this.#settings.maintenanceInterval >= expiresAt && time.now() >= expiresAt) {
       return "lifetime";
     }
     return undefined;
@@ -419,7 +385,7 @@ export class Engine<C> {
   #added(connection: C, createdAt: number, owner?: Waiter<PooledConnection<C>>): void {
     const record = this.#records.add(connection, createdAt, this.#generation, this.policy);
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
-      ms: this.#now() - createdAt,
+      ms: this.#time.now() - createdAt,
       ...this.gauges(),
     });
     if (owner === undefined) this.#put(record);
@@ -474,7 +440,7 @@ export class Engine<C> {
     }
     record.fresh = false;
     this.#move(record, "idle");
-    record.lastUsedAt = this.#time;
+    record.lastUsedAt = this.#time.time;
     this.#idle.push(record);
     this.#upkeep.schedule();
   }
@@ -482,8 +448,7 @@ export class Engine<C> {
   #checkin(record: PoolRecord<C>): Promise<void> {
     this.#leaks.forget(record);
     record.out = false;
-    const now = this.#time;
-    this.#counters.usageMs += now - record.checkedOutAt;
+    this.#counters.usageMs += this.#time.time - record.checkedOutAt;
     const connection = record.connection;
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection, info: record.info });
@@ -515,7 +480,9 @@ export class Engine<C> {
     } catch (error) {
       this.#counters.returnsBad++;
       this.#settings.logger.warn?.(
-        `${this.#settings.name}: closing a returned connection: reset failed: ${message(error)}`,
+        `${this.#settings.name}: closing a returned connection: reset failed: ${
+          errorMessage(error)
+        }`,
       );
       this.#events.emit("error", { error, context: "reset", connection });
       if (record.state === "busy") this.#records.close(record, "reset failed");
@@ -585,8 +552,4 @@ export class Engine<C> {
       `Cannot check out a connection: ${this.#settings.name} is closed`,
     );
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -4,6 +4,7 @@
 // pool can wait for the connections still out and then for every close. Which record goes
 // where, and when, the engine decides.
 
+import { errorMessage } from "../errors.ts";
 import type { Emitter } from "../_emitter.ts";
 import { PoolRecord } from "./_record.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
@@ -116,7 +117,7 @@ export class Records<C> {
     this.#events.emit("invalidate", event);
     const settings = this.#settings;
     settings.logger.info?.(`${settings.name}: invalidated a connection`, {
-      reason: error === undefined ? undefined : message(error),
+      reason: error === undefined ? undefined : errorMessage(error),
     });
     this.close(record, "invalidated");
     return true;
@@ -197,8 +198,4 @@ export class Records<C> {
     await connector.settled();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -8,25 +8,21 @@
 
 import type { QueryOptions, QueryResult } from "../result.ts";
 import type { PoolRecord } from "./_record.ts";
-import type { WaiterQueue } from "./_waiters.ts";
+import type { Waiting } from "./_waiters.ts";
 import type { ResolvedOptions } from "./options.ts";
 import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
-import type { PoolCounters } from "./stats.ts";
 
 /** What sharing needs from the pool. */
 export interface SharingTarget<C> {
   readonly settings: Pick<ResolvedOptions<C>, "adapter" | "queryPipeline">;
   /** The pool's waiters: `pool.query` statements at their head may join a shared connection. */
-  readonly waiters: WaiterQueue<PooledConnection<C>>;
-  readonly counters: PoolCounters;
+  readonly waiting: Waiting<PooledConnection<C>>;
   /** What the pool's own handles are given. */
   readonly internals: PoolInternals<C>;
   /** The pool is open, no connection is idle and none may be opened. */
   saturated(): boolean;
   /** The pool's generation: connections made before it close when returned. */
   generation(): number;
-  /** Reads the clock (the pool keeps the reading for its hot paths). */
-  now(): number;
 }
 
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
@@ -64,7 +60,7 @@ export class Sharing<C> {
   join(): PoolRecord<C> | undefined {
     const records = this.#records;
     const target = this.#target;
-    if (records.size === 0 || target.waiters.length > 0 || !target.saturated()) {
+    if (records.size === 0 || target.waiting.queue.length > 0 || !target.saturated()) {
       return undefined;
     }
     const generation = target.generation();
@@ -90,7 +86,7 @@ export class Sharing<C> {
     record.shared = 1;
     record.sharer = connection;
     this.#records.add(record);
-    if (this.#target.waiters.length > 0) this.#joinWaiters(record);
+    if (this.#target.waiting.queue.length > 0) this.#joinWaiters(record);
     return record;
   }
 
@@ -111,22 +107,20 @@ export class Sharing<C> {
         sharer.release();
       } else if (this.#target.settings.adapter.transactionStatus(record.connection) !== "idle") {
         this.#records.delete(record); // not expected (see _pipeline.ts), but never join one
-      } else if (this.#target.waiters.length > 0) this.#joinWaiters(record);
+      } else if (this.#target.waiting.queue.length > 0) this.#joinWaiters(record);
     }
   }
 
   /** Statements waiting at the head of the queue join `record` while it has room. */
   #joinWaiters(record: PoolRecord<C>): void {
-    const target = this.#target;
-    const limit = target.settings.queryPipeline;
+    const { settings, waiting } = this.#target;
+    const limit = settings.queryPipeline;
     while (record.shared < limit && this.#records.has(record)) {
-      const waiter = target.waiters.head;
+      const waiter = waiting.queue.head;
       if (waiter === null || !waiter.shareable) return;
-      target.waiters.shift();
+      waiting.queue.shift();
       record.shared++;
-      waiter.settled = true;
-      waiter.cleanup?.();
-      target.counters.requestsWaitMs += target.now() - waiter.since;
+      waiting.served(waiter);
       waiter.resolve(record.sharer as PooledConnection<C>);
     }
   }

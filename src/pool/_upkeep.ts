@@ -45,11 +45,11 @@ export class Upkeep<C> {
     // On every checkin and wait: the common case first, a tick already coming.
     if (this.#timer !== null && !this.#affinity) return;
     const target = this.#target;
-    const { clock, maintenanceInterval, affinity } = target.settings;
+    const { clock, maintenanceInterval } = target.settings;
     if (this.#timer !== null) {
       // A tick a whole interval overdue was lost: on Workers (where pools have affinity) a timer
       // dies with the request that set it. Arm another (from this request).
-      if (!affinity || clock.now() <= this.#due + maintenanceInterval) return;
+      if (clock.now() <= this.#due + maintenanceInterval) return;
       clock.clearTimeout(this.#timer);
       this.#timer = null;
     }

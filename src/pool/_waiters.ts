@@ -3,7 +3,8 @@
 // the pool refuses it (`maxWaiting`) or closes. The queue is a doubly linked list, so that a
 // waiter that times out or is aborted leaves it in O(1) wherever it stands.
 
-import { PoolError } from "../errors.ts";
+import type { PoolTime } from "./_clock.ts";
+import { errorMessage, PoolError } from "../errors.ts";
 import type { ResolvedOptions } from "./options.ts";
 import type { PoolCounters } from "./stats.ts";
 
@@ -103,10 +104,11 @@ export function settle<T>(waiter: Waiter<T>, error: unknown): void {
   waiter.reject(error);
 }
 
-/** What waiting needs from the pool: to count failures, and to say why a wait timed out. */
+/** What waiting needs from the pool: to count waits and failures, and to say why one timed out. */
 export interface WaitingTarget {
   readonly settings: Pick<ResolvedOptions<unknown>, "maxWaiting">;
   readonly counters: PoolCounters;
+  readonly time: PoolTime;
   /** Connection attempts in flight, and the latest failure (the cause behind timeouts). */
   readonly connector: { readonly connecting: number; readonly lastError: unknown };
   /** How full the pool is, in the pool class's terms. */
@@ -123,6 +125,18 @@ export class Waiting<T> {
 
   constructor(target: WaitingTarget) {
     this.#target = target;
+  }
+
+  /**
+   * Ends `waiter`'s wait as served (its caller is resolved next): counts how long it waited,
+   * in ms, and returns that.
+   */
+  served(waiter: Waiter<T>): number {
+    waiter.settled = true;
+    waiter.cleanup?.();
+    const waited = this.#target.time.waited(waiter.since);
+    this.#target.counters.requestsWaitMs += waited;
+    return waited;
   }
 
   /** Lets `signal` end a new waiter's wait (set before anything else sets its `cleanup`). */
@@ -163,7 +177,7 @@ export class Waiting<T> {
         `Cannot check out a connection: timed out after ${waiter.timeout} ms with ` +
           `${target.describeCapacity()}, ${target.connector.connecting} connecting, ` +
           `${this.queue.length} others waiting` +
-          (cause === undefined ? "" : `; the last connect attempt failed: ${message(cause)}`),
+          (cause === undefined ? "" : `; the last connect attempt failed: ${errorMessage(cause)}`),
         cause === undefined ? undefined : { cause },
       ),
     );
@@ -190,8 +204,4 @@ export class Waiting<T> {
       settle(waiter, error());
     }
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { PoolError } from "../errors.ts";
+import { errorMessage, PoolError } from "../errors.ts";
 import type { QueryOptions, QueryResult } from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { PoolRecord } from "./_record.ts";
@@ -93,7 +93,7 @@ export class PooledConnection<C> implements AsyncDisposable {
         this.#pool.lost(this.#record, error);
         const code = (error as { code?: unknown })?.code;
         if (code !== "CONNECTION_LOST" && code !== "CONNECTION_CLOSED" && !isOwnError(error)) {
-          throw new PoolError("CONNECTION_LOST", `Connection lost: ${message(error)}`, {
+          throw new PoolError("CONNECTION_LOST", `Connection lost: ${errorMessage(error)}`, {
             cause: error,
           });
         }
@@ -164,8 +164,4 @@ function released(action: string): PoolError {
 function isOwnError(error: unknown): boolean {
   const name = (error as { name?: unknown })?.name;
   return name === "ConnectionError" || name === "PoolError";
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
