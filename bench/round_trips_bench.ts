@@ -154,12 +154,12 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
   const tcpCold = (u: string, m: string) => [
     {
       scenario: `cold query, TCP, ${m}`,
-      client: "edgepool (pipelineConnect false, the default)",
+      client: "edgepool (pipelineConnect false: connect()'s default)",
       run: edgepoolTcp(u, false),
     },
     {
       scenario: `cold query, TCP, ${m}`,
-      client: 'edgepool (pipelineConnect "auth")',
+      client: 'edgepool (pipelineConnect "auth": createPool()\'s default)',
       run: edgepoolTcp(u, "auth"),
     },
   ];
@@ -192,14 +192,14 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
   list.push(
     {
       scenario: "cold query, WebSocket via the gateway",
-      client: 'edgepool (transport default, pipelineConnect "password")',
+      client: 'edgepool (pipelineConnect "password": connect()\'s default)',
       upgrade: true,
       gateway: true,
       run: edgepoolWebSocket(url, undefined),
     },
     {
       scenario: "cold query, WebSocket via the gateway",
-      client: 'edgepool (pipelineConnect "query")',
+      client: 'edgepool (pipelineConnect "query": createPool()\'s default)',
       upgrade: true,
       gateway: true,
       run: edgepoolWebSocket(url, "query"),

@@ -75,8 +75,12 @@ export interface ConnectOptions {
   transport?: Transport;
   /**
    * What connecting sends without waiting for the server's answer; each saves round trips on a
-   * cold connection. Default: the transport's (`"password"` for the WebSocket transport), else
-   * `false`.
+   * cold connection. Default for `connect()`: the transport's (`"password"` for the WebSocket
+   * transport), else `false`. Default for `createPool()`: `"query"` where the transport's is
+   * `"password"`, else `"auth"`; its pool hands a connection whose login is still under way only
+   * to a `pool.query` statement, which then fails with the login's own error (28P01, say) if
+   * the login fails. `pool.connect()`, `transaction()`, `batch()` and the pool's own connects
+   * wait for the login, and fail with its error, as with `false`.
    *
    * `false`: wait for each request, and resolve `connect()` once the server is ready
    * (ReadyForQuery), so that a wrong password or an impostor rejects `connect()` itself.
@@ -110,8 +114,9 @@ export interface ConnectOptions {
    * arrives a round trip later; MD5 and cleartext logins never have the server prove anything,
    * so waiting gains nothing there. A server that is not the real one (a wrong or spoofed
    * address, TLS that is not verified) gets that first query, though never the chance to
-   * answer it. Where that matters, use `sslmode=verify-full`, which proves the server before
-   * anything is sent (over WebSocket, a `wss:` URL proves the proxy), or leave this `false`.
+   * answer it; it could as well ask for the password in clear, which every mode (and libpq)
+   * sends when asked. Where that matters, use `sslmode=verify-full`, which proves the server
+   * before anything is sent (over WebSocket, a `wss:` URL proves the proxy), or set `false`.
    * With `"password"` and `"query"` the password itself goes in clear, protected only by the
    * channel (TLS, `wss:`), even to a server that would have used SCRAM: turn those on only for
    * servers that ask for a cleartext password anyway.

@@ -148,6 +148,14 @@ export class Connection implements AsyncDisposable {
     return this.#state === "closed" || this.#state === "closing";
   }
 
+  /**
+   * Started early (`pipelineConnect` `"auth"` or `"query"`) and the login is still under way:
+   * queries may already be issued, and its outcome reaches them (`whenReady()` settles with it).
+   */
+  get loggingIn(): boolean {
+    return this.#state === "startup" && this.#early;
+  }
+
   /** Queries written and not yet answered. */
   get pending(): number {
     return this.#queue.length;

@@ -231,6 +231,12 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
     if (runtime.name === "workers" && poolOptions.affinity === undefined) {
       poolOptions.affinity = poolClass === "NullPool" && given.max === undefined;
     }
+    // The first statement on a new connection leaves with the login's last message (one round
+    // trip less): the pool hands a connection whose login is under way only to a `pool.query`
+    // statement, which takes the login's failure as its own (see `pipelineConnect`).
+    if (!embedded && connectOptions.pipelineConnect === undefined) {
+      connectOptions.pipelineConnect = transport?.pipelineConnect === "password" ? "query" : "auth";
+    }
     const open = (signal: AbortSignal) =>
       env.connect(target, { ...connectOptions, signal } as ConnectOptions);
     // Workers lets an invocation wait on at most 6 connections opening at once.

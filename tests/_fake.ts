@@ -161,6 +161,12 @@ export class FakeConnection {
   pingDelay = 0;
   /** How long every other query takes, in fake ms. */
   queryDelay = 0;
+  /**
+   * A login still under way (started early): queries wait for it, and a failed one fails
+   * them with its error and breaks the connection. See `FakeServer.earlyLogin`.
+   */
+  login: Promise<void> | null = null;
+  #finishLogin: ((error?: unknown) => void) | null = null;
   readonly #clock: FakeClock;
   readonly #failures: unknown[] = [];
   readonly #listeners = new Set<(error?: Error) => void>();
@@ -168,6 +174,27 @@ export class FakeConnection {
   constructor(id: number, clock: FakeClock) {
     this.id = id;
     this.#clock = clock;
+  }
+
+  /** Starts a login that `finishLogin()` ends. */
+  startLogin(): void {
+    this.login = new Promise<void>((resolve, reject) => {
+      this.#finishLogin = (error) => {
+        this.#finishLogin = null;
+        if (error === undefined) {
+          this.login = null;
+          return resolve();
+        }
+        reject(error);
+        this.breakIt(error as Error);
+      };
+    });
+    this.login.catch(() => {});
+  }
+
+  /** Ends the login started by `startLogin()`: logged in, or failed with `error`. */
+  finishLogin(error?: unknown): void {
+    this.#finishLogin?.(error);
   }
 
   /** The next query (a ping included) fails with `error`; a disconnect error breaks it too. */
@@ -203,6 +230,7 @@ export class FakeConnection {
     this.log.push(sql);
     this.pending++;
     try {
+      if (this.login !== null) await this.login;
       const delay = sql === "" ? this.pingDelay : this.queryDelay;
       if (delay > 0) await this.#clock.sleep(delay, signal);
       else if (signal?.aborted) throw signal.reason;
@@ -269,6 +297,7 @@ export const fakeAdapter: PoolAdapter<FakeConnection> = {
   },
   isDisconnect: (error) => (error as { disconnect?: unknown })?.disconnect === true,
   onClose: (connection, listener) => connection.onClose(listener),
+  loggingIn: (connection) => connection.login,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -285,6 +314,8 @@ export class FakeServer {
   readonly attemptTimes: number[] = [];
   /** How long a connect takes, in fake ms. */
   connectDelay = 0;
+  /** New connections come with their login under way (`FakeConnection.finishLogin`). */
+  earlyLogin = false;
   #failure: { error: unknown; remaining: number } | null = null;
   #held: (() => void)[] | null = null;
 
@@ -352,6 +383,7 @@ export class FakeServer {
       throw failure.error;
     }
     const connection = new FakeConnection(this.created.length + 1, this.clock);
+    if (this.earlyLogin) connection.startLogin();
     this.created.push(connection);
     return connection;
   };

@@ -1941,3 +1941,100 @@ test("idleInTransactionThreshold 0 turns the report off; the default is 60 s", T
   await d.release();
   await shut(byDefault.pool, byDefault.clock);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Connections whose login is still under way (pipelineConnect "auth" and "query")
+
+test("a connection still logging in goes to a pool.query statement at once", T, async () => {
+  const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0 });
+  server.earlyLogin = true;
+  const query = watch(pool.query("select 1"));
+  await flush();
+  const [connection] = server.created;
+  // The statement is written behind the login, in the same flight.
+  assert.deepEqual(connection.log, ["select 1"]);
+  assert.equal(query.done, false);
+  connection.finishLogin();
+  await flush();
+  assert.equal(query.failed, false);
+  assert.equal(pool.stats().connectionsErrors, 0);
+  await shut(pool, clock);
+});
+
+test("connect() and the pool's own connects wait for the login", T, async () => {
+  const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0 });
+  server.earlyLogin = true;
+  const checkout = watch(pool.connect());
+  await flush();
+  assert.equal(server.created.length, 1);
+  assert.equal(checkout.done, false);
+  server.created[0].finishLogin();
+  await flush();
+  assert.equal(checkout.done, true);
+  assert.equal(checkout.failed, false);
+  await checkout.value!.release();
+  // A failed login fails connect() with its error, and the connection is closed.
+  const { clock: clock2, server: server2, pool: pool2 } = setup({ poolSize: 1, maxOverflow: 0 });
+  server2.earlyLogin = true;
+  const failing = watch(pool2.connect());
+  await flush();
+  server2.created[0].finishLogin(authError());
+  await flush();
+  assert.equal(failing.failed, true);
+  assert.equal(code(failing.error), "28P01");
+  assert.equal(server2.created[0].closed, true);
+  assert.equal(pool2.stats().connectionsErrors, 1);
+  await shut(pool, clock);
+  await shut(pool2, clock2);
+});
+
+test(
+  "a failed login fails its statement with the login's error, and only that connection",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 2, maxOverflow: 0 });
+    const errors = collect(pool, "error");
+    // One logged-in connection, idle.
+    await pool.query("select 1");
+    const [first] = server.created;
+    server.earlyLogin = true;
+    const held = await pool.connect();
+    assert.equal(held.connection, first);
+    const statement = watch(pool.query("select 2"));
+    await flush();
+    const second = server.created[1];
+    assert.deepEqual(second.log, ["select 2"]);
+    // A server's login error is FATAL: a disconnect, by the adapter's rules.
+    const error = Object.assign(authError(), { disconnect: true });
+    second.finishLogin(error);
+    await flush();
+    // The login's own error, not CONNECTION_LOST: the statement never ran.
+    assert.equal(statement.failed, true);
+    assert.equal(statement.error, error);
+    assert.equal(second.closed, true);
+    // Not a disconnect of a working session: the older connection is not retired.
+    assert.equal(first.closed, false);
+    assert.deepEqual(errors.map((e) => e.context), ["connect"]);
+    assert.equal(pool.stats().connectionsErrors, 1);
+    await held.release();
+    assert.equal(first.closed, false);
+    // The pool goes on: the next statement gets a working connection.
+    server.earlyLogin = false;
+    assert.equal((await pool.query("select 3")).rows.length, 1);
+    assert.equal(first.log.at(-1), "select 3");
+    await shut(pool, clock);
+  },
+);
+
+test("NullPool with affinity hands a statement its connection while it logs in", T, async () => {
+  const { clock, server, pool } = nullSetup({ affinity: true });
+  server.earlyLogin = true;
+  const query = watch(pool.query("select 1"));
+  await flush();
+  assert.deepEqual(server.created[0].log, ["select 1"]);
+  server.created[0].finishLogin();
+  await flush();
+  assert.equal(query.done, true);
+  assert.equal(query.failed, false);
+  await shut(pool, clock);
+});

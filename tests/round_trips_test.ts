@@ -18,6 +18,7 @@ import {
   type ConnectionErrorCode,
   type ConnectOptions,
   createPool,
+  PostgresError,
   QueuePool,
   type Transport,
   websocketTransport,
@@ -331,6 +332,77 @@ for (const tcp of transports) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TCP: createPool's default (pipelineConnect "auth", for pool.query statements only)
+
+for (const tcp of transports) {
+  const name = (s: string) => `${s} [${tcp.name}]`;
+
+  test(
+    name("createPool: a cold pool.query over TCP with SCRAM takes 3 round trips"),
+    T,
+    async () => {
+      const { server } = await env();
+      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using pool = createPool(urlOf(server, "scram"), {
+        transport: fresh(tcp),
+        port: relay.port,
+      });
+      assert.deepEqual((await pool.query("select 42 as n")).rows, [{ n: 42 }]);
+      assert.deepEqual(roundTrips(relay), [3]);
+      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", "Q"]]);
+      assert.equal(pool.stats().connectionsErrors, 0);
+    },
+  );
+
+  test(
+    name("createPool: a checkout waits for the login, so it takes 4 round trips to a row"),
+    T,
+    async () => {
+      const { server } = await env();
+      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using pool = createPool(urlOf(server, "scram"), {
+        transport: fresh(tcp),
+        port: relay.port,
+      });
+      const connection = await pool.connect();
+      try {
+        assert.equal(connection.connection.loggingIn, false);
+        assert.deepEqual((await connection.query("select 42 as n")).rows, [{ n: 42 }]);
+      } finally {
+        await connection.release();
+      }
+      assert.deepEqual(roundTrips(relay), [4]);
+    },
+  );
+
+  test(
+    name("createPool: a wrong password fails pool.query and connect() with the server's 28P01"),
+    T,
+    async () => {
+      const { server } = await env();
+      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using pool = createPool(urlOf(server, "scram").replace("scram_pw", "wrong"), {
+        transport: fresh(tcp),
+        port: relay.port,
+      });
+      const errors: string[] = [];
+      pool.on("error", (e) => errors.push(e.context));
+      // The statement rode behind the login: it fails with the login's error, as written.
+      const failed = await rejection(pool.query("select 1"));
+      assert.ok(failed instanceof PostgresError, String(failed));
+      assert.equal(failed.code, "28P01");
+      assert.deepEqual(roundTrips(relay), [3]);
+      // A checkout is handed over only once logged in: it fails with the same error.
+      const checkout = await rejection(pool.connect());
+      assert.ok(checkout instanceof PostgresError, String(checkout));
+      assert.equal(checkout.code, "28P01");
+      assert.deepEqual(errors, ["connect", "connect"]);
+      assert.equal(pool.stats().connectionsErrors, 2);
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // TCP: a server that does not prove itself never answers the pipelined query
 
 /**
@@ -497,6 +569,27 @@ test(
     assert.deepEqual((await conn.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 2]);
     assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], ["Q"]]);
+  },
+);
+
+test(
+  "WebSocket via the gateway: createPool's default takes 1 round trip + the upgrade once learnt",
+  T,
+  async () => {
+    const { server, gateway } = await env();
+    await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
+    // NullPool: a connection per statement, as on an edge runtime.
+    await using pool = createPool(urlOf(server, "scram"), {
+      transport: webSocketVia(relay),
+      poolClass: "NullPool",
+    });
+    assert.deepEqual((await pool.query("select 1 as n")).rows, [{ n: 1 }]);
+    assert.deepEqual(roundTrips(relay), [1 + 2]);
+    await relay.drained();
+    relay.reset();
+    assert.deepEqual((await pool.query("select 2 as n")).rows, [{ n: 2 }]);
+    assert.deepEqual(roundTrips(relay), [1 + 1]);
+    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", "Q"]]);
   },
 );
 

@@ -15,8 +15,20 @@ const MAX_BACKOFF_MS = 60_000;
 
 /** What the connector reports back to its pool. */
 export interface ConnectorHooks<C> {
-  /** A connection was made (and configured). */
-  connected(connection: C, startedAt: number, owner: unknown): void;
+  /**
+   * A connection was made (and configured); `loggedIn` false when its login is still under
+   * way (it goes to a caller `takesEarly` accepted, and `loggedIn` or `loginFailed` follows).
+   */
+  connected(connection: C, startedAt: number, owner: unknown, loggedIn: boolean): void;
+  /**
+   * Whether the caller a new connection goes to (`owner`, else the first in line) takes one
+   * whose login is still under way.
+   */
+  takesEarly(owner: unknown): boolean;
+  /** The login of a connection handed over early succeeded. */
+  loggedIn(): void;
+  /** The login of a connection handed over early failed (reported already). */
+  loginFailed(error: unknown): void;
   /** An attempt failed (reported already, unless aborted). */
   failed(error: unknown, owner: unknown): void;
   /** Background reconnecting gave up (reported already). */
@@ -85,31 +97,66 @@ export class Connector<C> {
   start(owner?: unknown): void {
     this.connecting++;
     this.#counters.connectionsNum++;
-    const started = this.#clock.now();
-    const done = this.#make().then(
-      (connection) => {
-        this.connecting--;
-        this.#counters.connectionsMs += this.#clock.now() - started;
-        this.#backoff = null;
-        this.gaveUp = false;
-        this.lastError = undefined;
-        this.#hooks.connected(connection, started, owner);
-      },
-      (error) => {
-        this.connecting--;
-        this.#counters.connectionsMs += this.#clock.now() - started;
-        this.#counters.connectionsErrors++;
-        this.lastError = error;
-        // Aborted by the pool closing: nobody is waiting for it.
-        if (!this.#aborted) {
-          this.#logger.warn?.(`${this.#name}: connecting failed: ${errorMessage(error)}`);
-          this.#events.emit("error", { error, context: "connect" });
-        }
-        this.#hooks.failed(error, owner);
-      },
-    );
+    const done = this.#attempt(owner);
     this.#inflight.add(done);
     done.finally(() => this.#inflight.delete(done));
+  }
+
+  async #attempt(owner: unknown): Promise<void> {
+    const started = this.#clock.now();
+    let connection: C;
+    let login: Promise<void> | null;
+    try {
+      connection = await this.#make();
+      // A login still under way (started early) goes on only to a caller who takes its
+      // outcome as its own: a `pool.query` statement. Everyone else gets a logged-in connection.
+      login = this.#adapter.loggingIn?.(connection) ?? null;
+      if (login !== null && !this.#hooks.takesEarly(owner)) {
+        try {
+          await login;
+        } catch (error) {
+          await this.#adapter.close(connection, true).catch(() => {});
+          throw error;
+        }
+        login = null;
+      }
+    } catch (error) {
+      this.connecting--;
+      this.#counters.connectionsMs += this.#clock.now() - started;
+      this.#failed(error);
+      this.#hooks.failed(error, owner);
+      return;
+    }
+    this.connecting--;
+    this.#counters.connectionsMs += this.#clock.now() - started;
+    if (login === null) this.#succeeded();
+    else {
+      login.then(() => {
+        this.#succeeded();
+        this.#hooks.loggedIn();
+      }, (error) => {
+        // The statement it went to failed with it; the pool counts it as a failed connect.
+        this.#failed(error);
+        this.#hooks.loginFailed(error);
+      });
+    }
+    this.#hooks.connected(connection, started, owner, login === null);
+  }
+
+  #succeeded(): void {
+    this.#backoff = null;
+    this.gaveUp = false;
+    this.lastError = undefined;
+  }
+
+  #failed(error: unknown): void {
+    this.#counters.connectionsErrors++;
+    this.lastError = error;
+    // Aborted by the pool closing: nobody is waiting for it.
+    if (!this.#aborted) {
+      this.#logger.warn?.(`${this.#name}: connecting failed: ${errorMessage(error)}`);
+      this.#events.emit("error", { error, context: "connect" });
+    }
   }
 
   /**

@@ -99,10 +99,22 @@ export class Engine<C> {
     };
     this.#time = new PoolTime(settings.clock);
     this.#connector = new Connector(creator, settings, counters, events, {
-      connected: (connection, startedAt, owner) =>
-        this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined),
+      connected: (connection, startedAt, owner, loggedIn) =>
+        this.#added(
+          connection,
+          startedAt,
+          owner as Waiter<PooledConnection<C>> | undefined,
+          loggedIn,
+        ),
       failed: (error, owner) =>
         this.#createFailed(error, owner as Waiter<PooledConnection<C>> | undefined),
+      takesEarly: (owner) => {
+        const waiter = (owner as Waiter<PooledConnection<C>> | undefined) ??
+          (this.#settings.affinity ? null : this.#waiters.head);
+        return waiter !== null && !waiter.settled && waiter.statement && !this.#closed;
+      },
+      loggedIn: () => this.#ready.connected(),
+      loginFailed: (error) => this.#createFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
     });
     this.#records = new Records(settings, events, counters, () => this.#dispatch());
@@ -166,7 +178,15 @@ export class Engine<C> {
   }
 
   /** Checks out a connection (see `Pool.connect`). */
-  connect(options?: CheckoutOptions, shareable = false): Promise<PooledConnection<C>> {
+  /**
+   * Checks out a connection. `statement`: for one `pool.query` statement, which takes a new
+   * connection whose login is still under way (the login's failure is then its own), and, if
+   * `"shareable"`, may later be joined by other statements.
+   */
+  connect(
+    options?: CheckoutOptions,
+    statement?: "shareable" | "alone",
+  ): Promise<PooledConnection<C>> {
     if (this.#closed) return Promise.reject(this.#closedError());
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -185,10 +205,10 @@ export class Engine<C> {
       const record = this.#takeIdle();
       if (record !== undefined) {
         if (!this.#needsCheck(record)) return Promise.resolve(this.#checkout(record, 0, stack));
-        return this.#wait(timeout, signal, stack, record, shareable);
+        return this.#wait(timeout, signal, stack, record, statement);
       }
     }
-    return this.#wait(timeout, signal, stack, undefined, shareable);
+    return this.#wait(timeout, signal, stack, undefined, statement);
   }
 
   /** Resolves when `min` connections are open (see `Pool.wait`). */
@@ -240,7 +260,7 @@ export class Engine<C> {
     signal: AbortSignal | undefined,
     stack: string | undefined,
     record: PoolRecord<C> | undefined,
-    shareable: boolean,
+    statement: "shareable" | "alone" | undefined,
   ): Promise<PooledConnection<C>> {
     const maxWaiting = this.#settings.maxWaiting;
     if (record === undefined && maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
@@ -256,7 +276,8 @@ export class Engine<C> {
         timeout,
         stack,
         settled: false,
-        shareable,
+        statement: statement !== undefined,
+        shareable: statement === "shareable",
         cleanup: null,
         prev: null,
         next: null,
@@ -382,8 +403,18 @@ export class Engine<C> {
     this.#upkeep.schedule();
   }
 
-  #added(connection: C, createdAt: number, owner?: Waiter<PooledConnection<C>>): void {
+  #added(
+    connection: C,
+    createdAt: number,
+    owner: Waiter<PooledConnection<C>> | undefined,
+    loggedIn: boolean,
+  ): void {
     const record = this.#records.add(connection, createdAt, this.#generation, this.policy);
+    const login = loggedIn ? null : this.#settings.adapter.loggingIn?.(connection) ?? null;
+    if (login !== null) {
+      record.login = login;
+      login.then(() => record.login = null, () => {});
+    }
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
       ms: this.#time.now() - createdAt,
       ...this.gauges(),
@@ -394,14 +425,15 @@ export class Engine<C> {
       this.#waiters.remove(owner);
       this.#deliver(record, owner);
     }
-    this.#ready.connected();
+    if (loggedIn) this.#ready.connected();
     // Leaks, lifetimes and idle limits need watching from the first connection on.
     this.#upkeep.schedule();
   }
 
-  #createFailed(error: unknown, owner?: Waiter<PooledConnection<C>>): void {
+  /** A connect failed: for `owner` (else the first in line; `null`: nobody, it had the error). */
+  #createFailed(error: unknown, owner: Waiter<PooledConnection<C>> | null | undefined): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
-    this.#waiting.connectFailed(error, owner);
+    if (owner !== null) this.#waiting.connectFailed(error, owner);
     this.#ready.connectFailed(error);
     if (this.#open() + this.#connector.connecting < this.policy.min) {
       this.#connector.backOff(this.policy.reconnectTimeout, error);

@@ -26,6 +26,11 @@ export class PoolRecord<C> {
   stack: string | undefined = undefined;
   /** Never idle yet: handed straight from connecting to its first caller, it needs no ping. */
   fresh = true;
+  /**
+   * Handed over with its login still under way (to a `pool.query` statement): settles with
+   * the login, and is `null` again once it succeeded.
+   */
+  login: Promise<void> | null = null;
   /** Soft-invalidated: close instead of reuse when returned. */
   soft = false;
   /** When the current checkout was first seen inside a transaction, or `null`. */

@@ -23,7 +23,9 @@ export interface Waiter<T> {
   readonly stack: string | undefined;
   /** The caller got an answer (or gave up): it no longer wants a connection. */
   settled: boolean;
-  /** A `pool.query` statement: it may join a shared connection (see `Pool.query`). */
+  /** A `pool.query` statement: it takes a connection whose login is still under way. */
+  statement: boolean;
+  /** A `pool.query` statement that may join a shared connection (see `Pool.query`). */
   shareable: boolean;
   /** Removes the abort listener and clears the deadline timer, if there are any. */
   cleanup: (() => void) | null;

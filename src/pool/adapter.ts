@@ -41,6 +41,14 @@ export interface PoolAdapter<C> {
    * `pool.query` may share a busy connection. Default: `false`.
    */
   readonly pipelines?: boolean;
+  /**
+   * The connection's login is still under way (it was started early, so that its first query
+   * leaves with the login's last message): resolves when it is done, rejects if it fails.
+   * `null` (or no hook) when the connection is logged in. The pool hands such a connection
+   * only to a `pool.query` statement, which takes the login's failure as its own; every other
+   * checkout, and the pool's own connects, wait for the login first.
+   */
+  loggingIn?(connection: C): Promise<void> | null;
 }
 
 /**
@@ -82,6 +90,7 @@ export const connectionAdapter: PoolAdapter<Connection> = {
   },
   onClose: (connection, listener) => connection.on("close", listener),
   pipelines: true,
+  loggingIn: (connection) => connection.loggingIn ? connection.whenReady() : null,
 };
 
 /** Whether `value` looks like an edgepool {@link Connection}. */

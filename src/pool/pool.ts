@@ -108,10 +108,13 @@ export abstract class Pool<C> implements AsyncDisposable {
       if (joined !== undefined) return sharing.run<Row>(joined, sql, params, options);
       // The engine's checkout, not `this.connect`: the classes that override it (ContextPool,
       // AssertionPool) do not pipeline.
-      const connection = await this.#engine.connect(options, true);
+      const connection = await this.#engine.connect(options, "shareable");
       return sharing.run<Row>(sharing.start(connection), sql, params, options);
     }
-    const connection = await this.connect(options);
+    // The engine's own checkout, for a statement, unless a subclass checks out its own way.
+    const connection = this.connect === Pool.prototype.connect
+      ? await this.#engine.connect(options, "alone")
+      : await this.connect(options);
     try {
       return await connection.query<Row>(sql, params, options);
     } finally {

@@ -89,6 +89,10 @@ export class PooledConnection<C> implements AsyncDisposable {
     try {
       return await adapter.query<Row>(this.#record.connection, sql, params, options);
     } catch (error) {
+      // A login that was under way failed: the error is the login's (the statement never
+      // ran), as if connecting had failed; the pool counts it so, and drops the connection.
+      const login = this.#record.login;
+      if (login !== null && await login.then(() => false, () => true)) throw error;
       if (this.#record.state === "busy" && adapter.isDisconnect(error)) {
         this.#pool.lost(this.#record, error);
         const code = (error as { code?: unknown })?.code;
