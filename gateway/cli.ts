@@ -146,7 +146,6 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     await gateway.close();
-    console.error("GWSTATS " + JSON.stringify((globalThis as any).GWSTATS));
     process.exit(0);
   };
   process.on("SIGINT", stop);

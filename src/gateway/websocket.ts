@@ -87,8 +87,6 @@ const MAX_BUFFERED = 64 * 1024 * 1024;
 const FLOW_CHECK_MS = 10;
 /** Bytes sent to the client between looks at its `bufferedAmount` (an op call on Deno). */
 const CHECK_EVERY = 64 * 1024;
-export const STATS = { inMsgs: 0, inBytes: 0, outMsgs: 0, outBytes: 0 };
-(globalThis as any).GWSTATS = STATS;
 const MAX_PASSWORD_MESSAGE = 64 * 1024;
 const CANCEL_WAIT_MS = 10_000;
 
@@ -192,7 +190,6 @@ class Session implements WebSocketSession {
         this.#pending.push(data);
         return;
       case "relay":
-        STATS.inMsgs++; STATS.inBytes += data.length;
         this.#server!.write(data);
         if ((this.#flow.bufferedAmount ?? 0) > HIGH_WATER) this.#backlog();
     }
@@ -384,7 +381,6 @@ class Session implements WebSocketSession {
 
   /** Sends the server's bytes to the client, holding the server back while the client is behind. */
   #deliver(bytes: Uint8Array): void {
-    STATS.outMsgs++; STATS.outBytes += bytes.length;
     this.#send(bytes);
     this.#unchecked += bytes.length;
     if (this.#unchecked < CHECK_EVERY) return;
