@@ -10,15 +10,30 @@ import { PostgresError } from "./errors.ts";
 /** One connection's prepared statements. */
 export class StatementCache {
   readonly #size: number;
+  readonly #cautious: boolean;
+  /** Names unique to this connection, so that a pooler's shared session never has them. */
+  readonly #prefix = `edgepool_${Math.random().toString(36).slice(2, 8)}_`;
+  /** Turned off: the cautious cache met a statement the server did not have. */
+  #off = false;
   /** SQL → statement name, least recently used first. */
   readonly #names = new Map<string, string>();
   #count = 0;
   /** Statements to close with the next extended query (evicted, or of a failed Parse). */
   readonly #unwanted: string[] = [];
 
-  /** A cache of at most `size` statements (at least 1). */
-  constructor(size: number) {
+  /**
+   * A cache of at most `size` statements (at least 1). `cautious` (on by default under a
+   * guessed pooler): never inside a transaction, and off for good at the first statement the
+   * server does not have.
+   */
+  constructor(size: number, cautious: boolean) {
     this.#size = size;
+    this.#cautious = cautious;
+  }
+
+  /** Whether a query sent now may use a named statement (`idle`: outside a transaction). */
+  usable(idle: boolean): boolean {
+    return !this.#off && (idle || !this.#cautious);
   }
 
   /** The statement for `sql`, and whether it still has to be parsed. */
@@ -35,7 +50,7 @@ export class StatementCache {
       cache.delete(oldest);
       this.#unwanted.push(oldName);
     }
-    const name = `edgepool_${++this.#count}`;
+    const name = this.#prefix + ++this.#count;
     cache.set(sql, name);
     return [name, true];
   }
@@ -56,6 +71,12 @@ export class StatementCache {
    */
   failed(sql: string, name: string, parseFailed: boolean, error: unknown): boolean {
     const stale = isStaleStatement(error);
+    if (stale && this.#cautious && (error as PostgresError).code === "26000") {
+      // A statement prepared on this connection is gone without a DEALLOCATE from it: most
+      // likely a transaction pooler hands each transaction another session. Stop preparing.
+      this.#off = true;
+      this.#names.clear();
+    }
     if (stale || parseFailed) {
       if (this.#names.get(sql) === name) this.#names.delete(sql);
       this.#unwanted.push(name);

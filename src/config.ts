@@ -58,7 +58,11 @@ export interface ConnectOptions {
    * Named prepared statements kept per connection (an LRU of this many), so a repeated
    * parameterised query skips parsing and planning. A statement the server no longer knows
    * (`prepared statement ... does not exist`) is sent again unprepared, once. Not allowed with
-   * a transaction pooler. Default `0`: off, every query uses the unnamed statement.
+   * a transaction pooler. Default: `100`, or `0` (off: every query uses the unnamed statement)
+   * with a transaction pooler. When the pooler is guessed (`pooler: "auto"`, no sign of one in
+   * the URL) rather than given, the default cache stays out of explicit transactions, and a
+   * connection turns it off for good at the first statement the server does not have (the sign
+   * of a transaction pooler the URL did not show): that query is sent again unprepared.
    */
   statementCache?: number;
   /** Time limit in ms for connecting (transport, TLS, login). Default `30000`; `0` = none. */
@@ -163,6 +167,11 @@ export interface ConnectionConfig {
   poolerSign: string;
   /** Named prepared statements kept per connection; `0` = none. */
   statementCache: number;
+  /**
+   * The cache is on by default under a guessed pooler: kept out of explicit transactions, and
+   * turned off on a connection at the first statement the server does not have.
+   */
+  statementCacheCautious: boolean;
   /** Time limit in ms for connecting; `0` = none. */
   connectTimeout: number;
   /** The libpq `options` startup parameter, or `undefined`. */
@@ -180,6 +189,7 @@ export interface ConnectionConfig {
 }
 
 const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
+const DEFAULT_STATEMENT_CACHE = 100;
 
 /**
  * Resolves a connection URL and options into complete settings. The URL follows libpq:
@@ -245,7 +255,7 @@ export function parseConfig(
   const port = number(o.port, "port", 1, 65535, true);
   const connectTimeout = number(o.connectTimeout, "connectTimeout", 0, MAX_TIMEOUT, false);
   const maxMessageSize = number(o.maxMessageSize, "maxMessageSize", 1024, Infinity, true);
-  const statementCache = number(o.statementCache, "statementCache", 0, 10_000, true) ?? 0;
+  const givenCache = number(o.statementCache, "statementCache", 0, 10_000, true);
   checkObjects(o);
 
   let sslmode = o.sslmode === undefined
@@ -278,13 +288,17 @@ export function parseConfig(
           '"none" if that is not a transaction pooler',
       );
     }
-    if (statementCache > 0) {
+    if (givenCache !== undefined && givenCache > 0) {
       throw new TypeError(
         `statementCache needs its own server session, and a transaction pooler ` +
           `(${poolerSign}) does not give one${where}: leave it at 0, or set pooler`,
       );
     }
   }
+
+  const guessed = o.pooler === undefined || o.pooler === "auto";
+  const statementCache = givenCache ??
+    (pooler === "transaction" ? 0 : DEFAULT_STATEMENT_CACHE);
 
   return {
     host: resolvedHost,
@@ -307,6 +321,7 @@ export function parseConfig(
     pooler,
     poolerSign,
     statementCache,
+    statementCacheCautious: givenCache === undefined && guessed && statementCache > 0,
   };
 }
 

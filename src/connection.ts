@@ -93,7 +93,9 @@ export class Connection implements AsyncDisposable {
     this.#config = config;
     this.#transport = transport;
     this.#tls = tls;
-    this.#statements = config.statementCache > 0 ? new StatementCache(config.statementCache) : null;
+    this.#statements = config.statementCache > 0
+      ? new StatementCache(config.statementCache, config.statementCacheCautious)
+      : null;
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
       const startup = this.#startupPhase;
       if (startup !== null) startup.receive(type, buf, start, end);
@@ -218,7 +220,9 @@ export class Connection implements AsyncDisposable {
     let parse = true;
     const statements = this.#statements;
     if (values !== undefined && statements !== null) {
-      if (retry) [name, parse] = statements.use(sql);
+      if (retry && statements.usable(this.#transactionStatus === "idle")) {
+        [name, parse] = statements.use(sql);
+      }
       statements.closeUnwanted(this.#writer);
     }
     const query = new PendingQuery(

@@ -33,7 +33,8 @@ test("parseConfig applies every default, when the URL has only a user and host",
     pipelineConnect: undefined,
     pooler: "none",
     poolerSign: "no sign of a pooler in the URL",
-    statementCache: 0,
+    statementCache: 100,
+    statementCacheCautious: true,
   });
 });
 
@@ -424,6 +425,21 @@ test("parseConfig refuses what a transaction pooler cannot take, naming the sign
     statementCache: 100,
   });
   assert.equal(session.statementCache, 100);
+});
+
+test("parseConfig: the statement cache is on by default, cautious only under a guess", () => {
+  const cache = (url: string, options?: Parameters<typeof parseConfig>[1]) => {
+    const c = parseConfig(url, options);
+    return [c.statementCache, c.statementCacheCautious];
+  };
+  assert.deepEqual(cache("postgres://u@h/d"), [100, true]);
+  assert.deepEqual(cache("postgres://u@h:6543/d"), [0, false]);
+  assert.deepEqual(cache("postgres://u@h/d?pgbouncer=true"), [0, false]);
+  assert.deepEqual(cache("postgres://u@h/d", { pooler: "none" }), [100, false]);
+  assert.deepEqual(cache("postgres://u@h/d", { pooler: "session" }), [100, false]);
+  assert.deepEqual(cache("postgres://u@h/d", { pooler: "transaction" }), [0, false]);
+  assert.deepEqual(cache("postgres://u@h/d", { statementCache: 20 }), [20, false]);
+  assert.deepEqual(cache("postgres://u@h/d", { statementCache: 0 }), [0, false]);
 });
 
 test("parseConfig rejects a bad pooler or statementCache with the value in the message", () => {

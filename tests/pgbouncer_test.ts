@@ -243,6 +243,49 @@ test("parameterised queries of every kind go through the unnamed statement", T, 
   }
 });
 
+test(
+  "a transaction pooler the URL does not show: the default statement cache gets out of the way",
+  T,
+  async () => {
+    // No sign of PgBouncer in its URL: pooler "auto" guesses "none", and connections start with
+    // the (cautious) default statement cache. Few server connections under many clients: a
+    // statement prepared on one server connection is soon missing on another.
+    const pool = createPool(bouncer.url(), {
+      poolClass: "QueuePool",
+      poolSize: 10,
+      timeout: 20_000,
+    });
+    assert.equal(pool.describe().pooler, "none");
+    try {
+      const queries = Array.from(
+        { length: 400 },
+        (_, i) => rejection(pool.query<{ v: number }>(`select $1::int + ${i % 8} as v`, [i])),
+      );
+      const transactions = Array.from(
+        { length: 20 },
+        (_, i) =>
+          rejection(pool.transaction(async (tx) => {
+            const a = await tx.query<{ v: number }>("select $1::int as v", [i]);
+            const b = await tx.query<{ v: number }>("select $1::int + 1 as v", [a.rows[0].v]);
+            return b.rows[0].v;
+          })),
+      );
+      const results = values<{ rows: { v: number }[] }>(
+        await within(Promise.all(queries), 30_000, "400 queries"),
+        "query",
+      );
+      results.forEach((result, i) => assert.deepEqual(result.rows, [{ v: i + (i % 8) }]));
+      const sums = values<number>(
+        await within(Promise.all(transactions), 30_000, "20 transactions"),
+        "transaction",
+      );
+      assert.deepEqual(sums, Array.from({ length: 20 }, (_, i) => i + 1));
+    } finally {
+      await within(pool.close(), 10_000, "close");
+    }
+  },
+);
+
 test("concurrent transactions keep their isolation: no lost update", T, async () => {
   const counters = tableName("counters");
   const log = tableName("log");

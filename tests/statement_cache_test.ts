@@ -9,17 +9,24 @@ import { getServer } from "./_server.ts";
 
 const T = { timeout: 30_000 };
 
-async function open(statementCache: number): Promise<Connection> {
+async function open(statementCache: number | undefined): Promise<Connection> {
   const server = await getServer();
   return await connect(server.url("scram", { sslmode: "disable" }), { statementCache });
 }
 
-/** The session's prepared statements, by name. */
+/** A connection's statement names: `edgepool_`, a prefix of its own, and a number. */
+const NAME = /^edgepool_[a-z0-9]+_(\d+)$/;
+
+/** The session's prepared statements, by name (`edgepool_<n>`: without the prefix). */
 async function prepared(conn: Connection): Promise<Record<string, string>> {
   const { rows } = await conn.query<{ name: string; statement: string }>(
     "select name, statement from pg_prepared_statements order by name",
   );
-  return Object.fromEntries(rows.map((r) => [r.name, r.statement]));
+  return Object.fromEntries(rows.map((r) => {
+    const match = NAME.exec(r.name);
+    assert.ok(match, r.name);
+    return [`edgepool_${match[1]}`, r.statement];
+  }));
 }
 
 test("statementCache prepares a parameterised query once and reuses it", T, async () => {
@@ -40,7 +47,7 @@ test("statementCache prepares a parameterised query once and reuses it", T, asyn
   assert.equal(Object.keys(await prepared(conn)).length, 2);
 });
 
-test("statementCache 0 (the default) uses only the unnamed statement", T, async () => {
+test("statementCache 0 uses only the unnamed statement", T, async () => {
   await using conn = await open(0);
   await conn.query("select $1::int as n", [1]);
   await conn.query("select $1::int as n", [2]);
@@ -115,5 +122,54 @@ test(
     );
     assert.deepEqual((await conn.query("select 1 / $1::int as q", [1])).rows, [{ q: 1 }]);
     assert.deepEqual(Object.values(await prepared(conn)), ["select 1 / $1::int as q"]);
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+// The default: on (100), cautious while the pooler is only guessed
+
+test("the default cache prepares statements, with names no other connection uses", T, async () => {
+  await using a = await open(undefined);
+  await using b = await open(undefined);
+  await a.query("select $1::int as n", [1]);
+  await b.query("select $1::int as n", [1]);
+  const names = async (conn: Connection) =>
+    (await conn.query<{ name: string }>("select name from pg_prepared_statements")).rows
+      .map((r) => r.name);
+  const [nameA] = await names(a);
+  const [nameB] = await names(b);
+  assert.match(nameA, NAME);
+  assert.match(nameB, NAME);
+  assert.notEqual(nameA, nameB);
+});
+
+test("the default cache stays out of explicit transactions under a guessed pooler", T, async () => {
+  await using conn = await open(undefined);
+  await conn.query("begin");
+  assert.deepEqual((await conn.query("select $1::int as n", [1])).rows, [{ n: 1 }]);
+  assert.deepEqual(await prepared(conn), {});
+  await conn.query("commit");
+  await conn.query("select $1::int as n", [2]);
+  assert.deepEqual(Object.values(await prepared(conn)), ["select $1::int as n"]);
+  // Given explicitly (or with a pooler given), the cache works inside transactions too.
+  await using given = await open(10);
+  await given.query("begin");
+  await given.query("select $1::int as n", [1]);
+  assert.deepEqual(Object.values(await prepared(given)), ["select $1::int as n"]);
+  await given.query("commit");
+});
+
+test(
+  "the default cache turns itself off at the first statement the server does not have",
+  T,
+  async () => {
+    await using conn = await open(undefined);
+    await conn.query("select $1::int as n", [1]);
+    // What a transaction pooler looks like: the next session does not have the statement.
+    await conn.query("deallocate all");
+    assert.deepEqual((await conn.query("select $1::int as n", [2])).rows, [{ n: 2 }]);
+    assert.deepEqual((await conn.query("select $1::int as n", [3])).rows, [{ n: 3 }]);
+    assert.deepEqual((await conn.query("select $1::text as t", ["x"])).rows, [{ t: "x" }]);
+    assert.deepEqual(await prepared(conn), {});
   },
 );
