@@ -36,7 +36,11 @@ export type PoolCloseReason =
 
 /** Pool events: name → what the listener receives. */
 export interface PoolEvents<C> {
-  /** A new connection was made (after `configure`). */
+  /**
+   * A new connection was made (after `configure`). One handed early to a `pool.query`
+   * statement may still be logging in (`pipelineConnect`); should that login fail, an `error`
+   * event with context `connect` follows.
+   */
   connect: PoolConnectionEvent<C>;
   /** The first connection this pool ever made (fires before that connection's `connect`). */
   firstConnect: PoolConnectionEvent<C>;
