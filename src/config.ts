@@ -82,9 +82,10 @@ export interface ConnectOptions {
    * cold connection. Default for `connect()`: the transport's (`"password"` for the WebSocket
    * transport), else `false`. Default for `createPool()`: `"query"` where the transport's is
    * `"password"`, else `"auth"`; its pool hands a connection whose login is still under way only
-   * to a `pool.query` statement, which then fails with the login's own error (28P01, say) if
-   * the login fails. `pool.connect()`, `transaction()`, `batch()` and the pool's own connects
-   * wait for the login, and fail with its error, as with `false`.
+   * to a checkout whose first act is a query (`pool.query`, `transaction()`'s BEGIN, `batch()`),
+   * which then fails with the login's own error (28P01, say) if the login fails.
+   * `pool.connect()` and the pool's own connects wait for the login, and fail with its error, as
+   * with `false`.
    *
    * `false`: wait for each request, and resolve `connect()` once the server is ready
    * (ReadyForQuery), so that a wrong password or an impostor rejects `connect()` itself.

@@ -2038,3 +2038,75 @@ test("NullPool with affinity hands a statement its connection while it logs in",
   assert.equal(query.failed, false);
   await shut(pool, clock);
 });
+
+test(
+  "transaction() and batch() take a connection still logging in: BEGIN rides behind it",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 2, maxOverflow: 0 });
+    server.earlyLogin = true;
+    const tx = watch(pool.transaction(async (c) => (await c.query("select 1")).rows.length));
+    const batch = watch(pool.batch(["select 2"]));
+    await flush();
+    const [a, b] = server.created;
+    assert.deepEqual(a.log, ["BEGIN"]);
+    assert.deepEqual(b.log, ["BEGIN", "select 2", "COMMIT"]);
+    a.finishLogin();
+    b.finishLogin();
+    await flush();
+    assert.equal(tx.failed, false);
+    assert.equal(tx.value, 1);
+    assert.equal(batch.failed, false);
+    // A failed login fails the transaction with its error, and its function never runs.
+    let ran = false;
+    const { clock: clock2, server: server2, pool: pool2 } = setup({ poolSize: 1, maxOverflow: 0 });
+    server2.earlyLogin = true;
+    const failing = watch(pool2.transaction(() => {
+      ran = true;
+      return Promise.resolve();
+    }));
+    await flush();
+    const error = Object.assign(authError(), { disconnect: true });
+    server2.created[0].finishLogin(error);
+    await flush();
+    assert.equal(failing.error, error);
+    assert.equal(ran, false);
+    await shut(pool, clock);
+    await shut(pool2, clock2);
+  },
+);
+
+test("a connection returned before its login ended is reused only once logged in", T, async () => {
+  const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0 });
+  server.earlyLogin = true;
+  // Not a function: transaction() fails before any query goes out on its connection.
+  const refused = watch(pool.transaction(42 as unknown as () => Promise<void>));
+  await flush();
+  assert.ok(refused.error instanceof TypeError);
+  const [connection] = server.created;
+  assert.deepEqual(connection.log, []);
+  const checkout = watch(pool.connect());
+  await flush();
+  assert.equal(checkout.done, false);
+  connection.finishLogin();
+  await flush();
+  assert.equal(checkout.failed, false);
+  assert.equal(checkout.value!.connection, connection);
+  await checkout.value!.release();
+  // And one whose login then fails is closed, not handed out.
+  const { clock: clock2, server: server2, pool: pool2 } = setup({ poolSize: 1, maxOverflow: 0 });
+  server2.earlyLogin = true;
+  await rejection(pool2.transaction(42 as unknown as () => Promise<void>));
+  server2.earlyLogin = false;
+  const next = watch(pool2.connect());
+  await flush();
+  assert.equal(next.done, false);
+  server2.created[0].finishLogin(Object.assign(authError(), { disconnect: true }));
+  await flush();
+  assert.equal(server2.created[0].closed, true);
+  assert.equal(next.failed, false);
+  assert.equal(next.value!.connection, server2.created[1]);
+  await next.value!.release();
+  await shut(pool, clock);
+  await shut(pool2, clock2);
+});

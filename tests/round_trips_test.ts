@@ -354,6 +354,25 @@ for (const tcp of transports) {
     },
   );
 
+  test(name("createPool: a cold transaction or batch rides behind the login too"), T, async () => {
+    const { server } = await env();
+    await using relay = await relayTo(`${server.host}:${server.port}`);
+    await using pool = createPool(urlOf(server, "scram"), {
+      transport: fresh(tcp),
+      port: relay.port,
+      poolClass: "NullPool",
+    });
+    const [row] = await pool.batch(["select 1 as n"]);
+    assert.deepEqual(row.rows, [{ n: 1 }]);
+    assert.deepEqual(roundTrips(relay), [3]);
+    await relay.drained();
+    relay.reset();
+    // A transaction's BEGIN rides behind the login; its statements follow one by one.
+    const n = await pool.transaction(async (tx) => (await tx.query("select 2 as n")).rows[0].n);
+    assert.equal(n, 2);
+    assert.deepEqual(roundTrips(relay), [3 + 2]);
+  });
+
   test(
     name("createPool: a checkout waits for the login, so it takes 4 round trips to a row"),
     T,

@@ -109,7 +109,8 @@ export class Connector<C> {
     try {
       connection = await this.#make();
       // A login still under way (started early) goes on only to a caller who takes its
-      // outcome as its own: a `pool.query` statement. Everyone else gets a logged-in connection.
+      // outcome as its own: a checkout whose first act is a query. Everyone else gets a
+      // logged-in connection.
       login = this.#adapter.loggingIn?.(connection) ?? null;
       if (login !== null && !this.#hooks.takesEarly(owner)) {
         try {

@@ -177,9 +177,9 @@ export class Engine<C> {
     return this.#connector.connecting;
   }
 
-  /** Checks out a connection (see `Pool.connect`). */
   /**
-   * Checks out a connection. `statement`: for one `pool.query` statement, which takes a new
+   * Checks out a connection (see `Pool.connect`). `statement`: for a checkout whose first act
+   * is a query (a `pool.query` statement, a transaction's BEGIN, a batch), which takes a new
    * connection whose login is still under way (the login's failure is then its own), and, if
    * `"shareable"`, may later be joined by other statements.
    */
@@ -485,6 +485,22 @@ export class Engine<C> {
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection, info: record.info });
     }
+    // Returned before its login ended (no query went out on it): it is reused once logged in,
+    // so that only a query ever rides behind a login.
+    const login = record.login;
+    if (login !== null) {
+      return login.then(() => this.#reuse(record), () => {
+        if (record.state !== "busy") return;
+        this.#records.close(record, "returned broken");
+        this.#dispatch();
+      });
+    }
+    return this.#reuse(record);
+  }
+
+  /** A returned connection goes back to the idle list or to a waiter, reset where needed. */
+  #reuse(record: PoolRecord<C>): Promise<void> {
+    const connection = record.connection;
     if (record.state !== "busy") return RESOLVED; // invalidated or closed while out
     const stale = this.#staleReason(record);
     if (stale !== undefined || record.soft) {

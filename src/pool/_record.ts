@@ -27,8 +27,8 @@ export class PoolRecord<C> {
   /** Never idle yet: handed straight from connecting to its first caller, it needs no ping. */
   fresh = true;
   /**
-   * Handed over with its login still under way (to a `pool.query` statement): settles with
-   * the login, and is `null` again once it succeeded.
+   * Handed over with its login still under way (to a checkout whose first act is a query):
+   * settles with the login, and is `null` again once it succeeded.
    */
   login: Promise<void> | null = null;
   /** Soft-invalidated: close instead of reuse when returned. */

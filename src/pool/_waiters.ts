@@ -23,7 +23,10 @@ export interface Waiter<T> {
   readonly stack: string | undefined;
   /** The caller got an answer (or gave up): it no longer wants a connection. */
   settled: boolean;
-  /** A `pool.query` statement: it takes a connection whose login is still under way. */
+  /**
+   * A checkout whose first act is a query (`pool.query`, `transaction`, `batch`): it takes a
+   * connection whose login is still under way.
+   */
   statement: boolean;
   /** A `pool.query` statement that may join a shared connection (see `Pool.query`). */
   shareable: boolean;

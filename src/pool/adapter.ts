@@ -45,7 +45,8 @@ export interface PoolAdapter<C> {
    * The connection's login is still under way (it was started early, so that its first query
    * leaves with the login's last message): resolves when it is done, rejects if it fails.
    * `null` (or no hook) when the connection is logged in. The pool hands such a connection
-   * only to a `pool.query` statement, which takes the login's failure as its own; every other
+   * only to a checkout whose first act is a query (`pool.query`, `transaction`, `batch`), which
+   * takes the login's failure as its own; every other
    * checkout, and the pool's own connects, wait for the login first.
    */
   loggingIn?(connection: C): Promise<void> | null;

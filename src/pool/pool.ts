@@ -90,6 +90,18 @@ export abstract class Pool<C> implements AsyncDisposable {
   }
 
   /**
+   * A checkout whose first act is a query (`query`, `transaction`'s BEGIN, `batch`): it may
+   * take a new connection whose login is still under way, the query riding behind it, and the
+   * login's failure is then that query's error. Subclasses that check out their own way
+   * (ContextPool, AssertionPool) go through their `connect`.
+   */
+  #connectForQuery(options: CheckoutOptions | undefined): Promise<PooledConnection<C>> {
+    return this.connect === Pool.prototype.connect
+      ? this.#engine.connect(options, "alone")
+      : this.connect(options);
+  }
+
+  /**
    * Checks out a connection, runs one query, and returns the connection. When every connection
    * the pool may open is checked out and nobody waits for one, a single statement (no `;`, not
    * one that opens or ends a transaction or sets session state, no `signal`) is pipelined onto
@@ -111,10 +123,7 @@ export abstract class Pool<C> implements AsyncDisposable {
       const connection = await this.#engine.connect(options, "shareable");
       return sharing.run<Row>(sharing.start(connection), sql, params, options);
     }
-    // The engine's own checkout, for a statement, unless a subclass checks out its own way.
-    const connection = this.connect === Pool.prototype.connect
-      ? await this.#engine.connect(options, "alone")
-      : await this.connect(options);
+    const connection = await this.#connectForQuery(options);
     try {
       return await connection.query<Row>(sql, params, options);
     } finally {
@@ -131,7 +140,7 @@ export abstract class Pool<C> implements AsyncDisposable {
     fn: (connection: PooledConnection<C>) => Promise<T>,
     options?: TransactionOptions & CheckoutOptions,
   ): Promise<T> {
-    const connection = await this.connect(options);
+    const connection = await this.#connectForQuery(options);
     try {
       return await runTransaction(connection, fn, options);
     } finally {
@@ -161,7 +170,7 @@ export abstract class Pool<C> implements AsyncDisposable {
     const statements = batchStatements(queries);
     const begin = beginStatement(options);
     if (statements.length === 0) return [];
-    const connection = await this.connect(options);
+    const connection = await this.#connectForQuery(options);
     try {
       return await runBatch<C, Row>(connection, begin, statements, options);
     } finally {
