@@ -16,17 +16,15 @@ const MAX_BACKOFF_MS = 60_000;
 /** What the connector reports back to its pool. */
 export interface ConnectorHooks<C> {
   /**
-   * A connection was made (and configured); `loggedIn` false when its login is still under
-   * way (it goes to a caller `takesEarly` accepted, and `loggedIn` or `loginFailed` follows).
+   * A connection was made (and configured); `login`, when its login is still under way, settles
+   * with it (it goes to a caller `takesEarly` accepted; should it fail, `loginFailed` follows).
    */
-  connected(connection: C, startedAt: number, owner: unknown, loggedIn: boolean): void;
+  connected(connection: C, startedAt: number, owner: unknown, login: Promise<void> | null): void;
   /**
    * Whether the caller a new connection goes to (`owner`, else the first in line) takes one
    * whose login is still under way.
    */
   takesEarly(owner: unknown): boolean;
-  /** The login of a connection handed over early succeeded. */
-  loggedIn(): void;
   /** The login of a connection handed over early failed (reported already). */
   loginFailed(error: unknown): void;
   /** An attempt failed (reported already, unless aborted). */
@@ -132,16 +130,13 @@ export class Connector<C> {
     this.#counters.connectionsMs += this.#clock.now() - started;
     if (login === null) this.#succeeded();
     else {
-      login.then(() => {
-        this.#succeeded();
-        this.#hooks.loggedIn();
-      }, (error) => {
-        // The statement it went to failed with it; the pool counts it as a failed connect.
+      login.then(() => this.#succeeded(), (error) => {
+        // The query it went to failed with it; the pool counts it as a failed connect.
         this.#failed(error);
         this.#hooks.loginFailed(error);
       });
     }
-    this.#hooks.connected(connection, started, owner, login === null);
+    this.#hooks.connected(connection, started, owner, login);
   }
 
   #succeeded(): void {

@@ -99,13 +99,8 @@ export class Engine<C> {
     };
     this.#time = new PoolTime(settings.clock);
     this.#connector = new Connector(creator, settings, counters, events, {
-      connected: (connection, startedAt, owner, loggedIn) =>
-        this.#added(
-          connection,
-          startedAt,
-          owner as Waiter<PooledConnection<C>> | undefined,
-          loggedIn,
-        ),
+      connected: (connection, startedAt, owner, login) =>
+        this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined, login),
       failed: (error, owner) =>
         this.#createFailed(error, owner as Waiter<PooledConnection<C>> | undefined),
       takesEarly: (owner) => {
@@ -113,7 +108,6 @@ export class Engine<C> {
           (this.#settings.affinity ? null : this.#waiters.head);
         return waiter !== null && !waiter.settled && waiter.statement && !this.#closed;
       },
-      loggedIn: () => this.#ready.connected(),
       loginFailed: (error) => this.#createFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
     });
@@ -407,13 +401,15 @@ export class Engine<C> {
     connection: C,
     createdAt: number,
     owner: Waiter<PooledConnection<C>> | undefined,
-    loggedIn: boolean,
+    login: Promise<void> | null,
   ): void {
     const record = this.#records.add(connection, createdAt, this.#generation, this.policy);
-    const login = loggedIn ? null : this.#settings.adapter.loggingIn?.(connection) ?? null;
     if (login !== null) {
       record.login = login;
-      login.then(() => record.login = null, () => {});
+      login.then(() => {
+        record.login = null;
+        this.#ready.connected();
+      }, () => {});
     }
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
       ms: this.#time.now() - createdAt,
@@ -425,7 +421,7 @@ export class Engine<C> {
       this.#waiters.remove(owner);
       this.#deliver(record, owner);
     }
-    if (loggedIn) this.#ready.connected();
+    if (login === null) this.#ready.connected();
     // Leaks, lifetimes and idle limits need watching from the first connection on.
     this.#upkeep.schedule();
   }
