@@ -16,13 +16,14 @@
 //
 // This file runs under Deno and, bundled by tests/run.ts, under Node 20: `node:` modules only.
 
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { createServer } from "node:net";
+import { accepts, HOST } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { getServer, passwordOf, TEST_DATABASE, TEST_USERS, type TestUser } from "./_server.ts";
+import { getServer, ids, passwordOf, TEST_DATABASE, TEST_USERS, type TestUser } from "./_server.ts";
 
 /** PgBouncer's `pool_mode`: when a server connection goes back to its pool. */
 export type PgBouncerPoolMode = "transaction" | "session";
@@ -69,7 +70,6 @@ export interface PgBouncer {
   logTail(lines?: number): string;
 }
 
-const HOST = "127.0.0.1";
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 // Debian's package puts it in /usr/sbin, often not on a user's PATH.
@@ -384,23 +384,6 @@ function startWatchdog(layout: Layout): void {
 // userlist.txt: a field in double quotes, with a double quote written twice.
 function quote(text: string): string {
   return `"${text.replaceAll('"', '""')}"`;
-}
-
-function ids(user: string): [number, number] {
-  const uid = execFileSync("id", ["-u", user], { encoding: "utf8" }).trim();
-  const gid = execFileSync("id", ["-g", user], { encoding: "utf8" }).trim();
-  return [Number(uid), Number(gid)];
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
 }
 
 // A port below the kernel's ephemeral range, free now. Not an ephemeral one: while PgBouncer

@@ -26,7 +26,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
+import { freePort, HOST } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import process from "node:process";
@@ -122,7 +122,6 @@ export function stopServer(): void {
   stop?.();
 }
 
-const HOST = "127.0.0.1";
 const DIR_PREFIX = "edgepool-pg-";
 const COMMAND_TIMEOUT_MS = 120_000;
 
@@ -475,7 +474,8 @@ function words(text: string): string[] {
   return text.split(" ");
 }
 
-function ids(user: string): [number, number] {
+/** The uid and gid of OS user `user`. */
+export function ids(user: string): [number, number] {
   const out = execFileSync("id", ["-u", user], { encoding: "utf8" }).trim();
   const group = execFileSync("id", ["-g", user], { encoding: "utf8" }).trim();
   return [Number(out), Number(group)];
@@ -552,16 +552,4 @@ async function allSettled(promises: Promise<unknown>[]): Promise<void> {
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -10,12 +10,11 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { accepts, freePort, HOST } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 
-const HOST = "127.0.0.1";
 const START_TIMEOUT_MS = 15_000;
 
 /** A running websockify. */
@@ -142,17 +141,6 @@ async function listening(port: number, exited: Promise<void>): Promise<boolean> 
   return false;
 }
 
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: HOST, port });
-    socket.once("connect", () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once("error", () => resolve(false));
-  });
-}
-
 // The exit handler does not run when this process is killed: a detached shell waits for it or
 // the relay to end and then stops the relay (by its process ID), if it still runs.
 function watch(child: ChildProcess): void {
@@ -168,16 +156,4 @@ function watch(child: ChildProcess): void {
   ];
   const watchdog = spawn("sh", args, { cwd: "/", detached: true, stdio: "ignore" });
   watchdog.unref();
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }

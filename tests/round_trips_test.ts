@@ -15,9 +15,11 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import {
   connect,
+  type Connection,
   type ConnectionErrorCode,
   type ConnectOptions,
   createPool,
+  type Pool,
   PostgresError,
   QueuePool,
   type Transport,
@@ -65,6 +67,17 @@ function relayTo(target: string, options?: { transform?: Transform }): Promise<R
 }
 
 type Transform = (chunk: Uint8Array, direction: "client" | "server") => Uint8Array;
+
+/** A relay in front of the harness server. */
+function serverRelay(server: TestServer, options?: { transform?: Transform }): Promise<Relay> {
+  return relayTo(`${server.host}:${server.port}`, options);
+}
+
+/** Waits for the relay's connections to go quiet, then counts afresh. */
+async function nextRound(relay: Relay): Promise<void> {
+  await relay.drained();
+  relay.reset();
+}
 
 /** `transport` under a new identity: what connect() learned about servers starts empty. */
 function fresh(transport: Transport): Transport {
@@ -222,7 +235,7 @@ for (const tcp of transports) {
       T,
       async () => {
         const { server } = await env();
-        await using relay = await relayTo(`${server.host}:${server.port}`);
+        await using relay = await serverRelay(server);
         const transport = fresh(tcp);
         await using conn = await connect(urlOf(server, user), {
           transport,
@@ -245,7 +258,7 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using relay = await serverRelay(server);
       const options = {
         transport: fresh(tcp),
         port: relay.port,
@@ -256,8 +269,7 @@ for (const tcp of transports) {
       assert.deepEqual((await first.query("select 1 as n")).rows, [{ n: 1 }]);
       assert.deepEqual(flightTypes(relay), [["startup", "p"], ["Q"]]);
       await first.close();
-      await relay.drained();
-      relay.reset();
+      await nextRound(relay);
       // ...so the next sends startup, password and query in one flight.
       await using second = await connect(urlOf(server, "password"), options);
       assert.deepEqual((await second.query("select 1 as n")).rows, [{ n: 1 }]);
@@ -271,7 +283,7 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using relay = await serverRelay(server);
       const options = {
         transport: fresh(tcp),
         port: relay.port,
@@ -283,8 +295,7 @@ for (const tcp of transports) {
       assert.deepEqual((await first.query("select 1 as n")).rows, [{ n: 1 }]);
       assert.deepEqual(roundTrips(relay), [1, 3]);
       await first.close();
-      await relay.drained();
-      relay.reset();
+      await nextRound(relay);
       // Known by now: no password ahead, 3 round trips.
       await using second = await connect(urlOf(server, "scram"), options);
       assert.deepEqual((await second.query("select 1 as n")).rows, [{ n: 1 }]);
@@ -298,7 +309,7 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using relay = await serverRelay(server);
       const conn = await connect(urlOf(server, "scram"), {
         transport: fresh(tcp),
         port: relay.port,
@@ -317,7 +328,7 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
+      await using relay = await serverRelay(server);
       const conn = await connect(urlOf(server, "scram").replace("scram_pw", "wrong"), {
         transport: fresh(tcp),
         port: relay.port,
@@ -332,7 +343,17 @@ for (const tcp of transports) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TCP: createPool's default (pipelineConnect "auth", for pool.query statements only)
+// TCP: createPool's default (pipelineConnect "auth", for checkouts that start with a query)
+
+/** `createPool(url)` with its defaults, its connections going through `relay` over `tcp`. */
+function poolVia(
+  relay: Relay,
+  url: string,
+  tcp: Transport,
+  options?: { poolClass?: "NullPool" },
+): Pool<Connection> {
+  return createPool(url, { transport: fresh(tcp), port: relay.port, ...options });
+}
 
 for (const tcp of transports) {
   const name = (s: string) => `${s} [${tcp.name}]`;
@@ -342,11 +363,8 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
-      await using pool = createPool(urlOf(server, "scram"), {
-        transport: fresh(tcp),
-        port: relay.port,
-      });
+      await using relay = await serverRelay(server);
+      await using pool = poolVia(relay, urlOf(server, "scram"), tcp);
       assert.deepEqual((await pool.query("select 42 as n")).rows, [{ n: 42 }]);
       assert.deepEqual(roundTrips(relay), [3]);
       assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", "Q"]]);
@@ -356,17 +374,12 @@ for (const tcp of transports) {
 
   test(name("createPool: a cold transaction or batch rides behind the login too"), T, async () => {
     const { server } = await env();
-    await using relay = await relayTo(`${server.host}:${server.port}`);
-    await using pool = createPool(urlOf(server, "scram"), {
-      transport: fresh(tcp),
-      port: relay.port,
-      poolClass: "NullPool",
-    });
+    await using relay = await serverRelay(server);
+    await using pool = poolVia(relay, urlOf(server, "scram"), tcp, { poolClass: "NullPool" });
     const [row] = await pool.batch(["select 1 as n"]);
     assert.deepEqual(row.rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [3]);
-    await relay.drained();
-    relay.reset();
+    await nextRound(relay);
     // A transaction's BEGIN rides behind the login; its statements follow one by one.
     const n = await pool.transaction(async (tx) => (await tx.query("select 2 as n")).rows[0].n);
     assert.equal(n, 2);
@@ -378,11 +391,8 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
-      await using pool = createPool(urlOf(server, "scram"), {
-        transport: fresh(tcp),
-        port: relay.port,
-      });
+      await using relay = await serverRelay(server);
+      await using pool = poolVia(relay, urlOf(server, "scram"), tcp);
       const connection = await pool.connect();
       try {
         assert.equal(connection.connection.loggingIn, false);
@@ -399,11 +409,8 @@ for (const tcp of transports) {
     T,
     async () => {
       const { server } = await env();
-      await using relay = await relayTo(`${server.host}:${server.port}`);
-      await using pool = createPool(urlOf(server, "scram").replace("scram_pw", "wrong"), {
-        transport: fresh(tcp),
-        port: relay.port,
-      });
+      await using relay = await serverRelay(server);
+      await using pool = poolVia(relay, urlOf(server, "scram").replace("scram_pw", "wrong"), tcp);
       const errors: string[] = [];
       pool.on("error", (e) => errors.push(e.context));
       // The statement rode behind the login: it fails with the login's error, as written.
@@ -499,7 +506,7 @@ for (const [what, edit, code, message] of forgeries) {
     async () => {
       const { server } = await env();
       const forge = forgeSaslFinal(edit);
-      await using relay = await relayTo(`${server.host}:${server.port}`, {
+      await using relay = await serverRelay(server, {
         transform: forge.transform,
       });
       const conn = await connect(urlOf(server, "scram"), {
@@ -524,7 +531,7 @@ for (const [what, edit, code, message] of forgeries) {
 test("pipelineConnect auth delivers the row when the relay forges nothing", T, async () => {
   const { server } = await env();
   const forge = forgeSaslFinal((final) => final);
-  await using relay = await relayTo(`${server.host}:${server.port}`, {
+  await using relay = await serverRelay(server, {
     transform: forge.transform,
   });
   await using conn = await connect(urlOf(server, "scram"), {
@@ -568,8 +575,7 @@ test(
     assert.deepEqual(roundTrips(relay), [1 + 2]);
     assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], ["Q"]]);
     await first.close();
-    await relay.drained();
-    relay.reset();
+    await nextRound(relay);
     // Every connect after it: startup, password and query in one flight.
     await using conn = await connect(urlOf(server, "scram"), options);
     assert.deepEqual((await conn.query("select 1 as n")).rows, [{ n: 1 }]);
@@ -604,8 +610,7 @@ test(
     });
     assert.deepEqual((await pool.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 2]);
-    await relay.drained();
-    relay.reset();
+    await nextRound(relay);
     assert.deepEqual((await pool.query("select 2 as n")).rows, [{ n: 2 }]);
     assert.deepEqual(roundTrips(relay), [1 + 1]);
     assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", "Q"]]);
@@ -643,7 +648,7 @@ const EXTENDED = ["P", "B", "D", "E", "S"];
 for (const tcp of transports) {
   test(`QueuePool batch on a warm TCP connection takes 1 round trip [${tcp.name}]`, T, async () => {
     const { server } = await env();
-    await using relay = await relayTo(`${server.host}:${server.port}`);
+    await using relay = await serverRelay(server);
     const url = urlOf(server, "scram");
     await using pool = new QueuePool(() => connect(url, { transport: tcp, port: relay.port }), {
       poolSize: 1,
