@@ -75,6 +75,12 @@ interface Net {
   upstream: Relay;
 }
 
+/** A warm scenario, prepared: its sample, and its cleanup. */
+interface Prepared {
+  run(): Promise<Sample>;
+  close(): Promise<void>;
+}
+
 interface Scenario {
   scenario: string;
   client: string;
@@ -82,7 +88,7 @@ interface Scenario {
   /** Through the gateway: count its round trips to PostgreSQL too. */
   gateway?: boolean;
   /** Runs once before the samples; returns what `run` needs and how to clean up. */
-  prepare?(net: Net): Promise<{ run(): Promise<Sample>; close(): Promise<void> }>;
+  prepare?(net: Net): Promise<Prepared>;
   /** A cold sample: everything new. */
   run?(net: Net): Promise<Sample>;
 }
@@ -262,14 +268,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
       async prepare(net) {
         const relay = await net.tcpRelay();
         const pool = new QueuePool(() => connect(net.via(url, relay)), { poolSize: 1 });
-        await pool.query("select 1");
-        return {
-          run: () => batchSample(relay, () => pool.batch(BATCH_EDGEPOOL)),
-          close: async () => {
-            await pool.close();
-            await relay.close();
-          },
-        };
+        return await warmBatch(pool, relay);
       },
     },
     {
@@ -280,14 +279,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
         const client = new pg.Client({ connectionString: net.via(url, relay) });
         await client.connect();
         return {
-          run: () =>
-            batchSample(relay, async () => {
-              await client.query("BEGIN");
-              await client.query("select 1 as a");
-              await client.query("select $1::int as b", [2]);
-              await client.query("select 3 as c");
-              await client.query("COMMIT");
-            }),
+          run: () => batchSample(relay, () => oneByOne(client)),
           close: async () => {
             await client.end();
             await relay.close();
@@ -328,14 +320,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
         });
         const target = net.behindGateway(url);
         const pool = new QueuePool(() => connect(target, { transport }), { poolSize: 1 });
-        await pool.query("select 1");
-        return {
-          run: () => batchSample(relay, () => pool.batch(BATCH_EDGEPOOL), net.upstream),
-          close: async () => {
-            await pool.close();
-            await relay.close();
-          },
-        };
+        return await warmBatch(pool, relay, net.upstream);
       },
     },
     {
@@ -349,14 +334,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
         pool.on("error", () => {}); // a socket the relay cuts after end()
         const client = await pool.connect();
         return {
-          run: () =>
-            batchSample(relay, async () => {
-              await client.query("BEGIN");
-              await client.query("select 1 as a");
-              await client.query("select $1::int as b", [2]);
-              await client.query("select 3 as c");
-              await client.query("COMMIT");
-            }, net.upstream),
+          run: () => batchSample(relay, () => oneByOne(client), net.upstream),
           close: async () => {
             client.release();
             await pool.end();
@@ -374,14 +352,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
         const pool = createPool(net.behindGateway(url), {
           transport: httpTransport({ endpoint: `http://${relay.address}/sql` }),
         });
-        await pool.query("select 1");
-        return {
-          run: () => batchSample(relay, () => pool.batch(BATCH_EDGEPOOL), net.upstream),
-          close: async () => {
-            await pool.close();
-            await relay.close();
-          },
-        };
+        return await warmBatch(pool, relay, net.upstream);
       },
     },
     {
@@ -409,6 +380,35 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
     },
   );
   return list;
+}
+
+/** A warm edgepool pool's batch scenario: one connection open, then `BATCH_EDGEPOOL`. */
+async function warmBatch(
+  pool: {
+    query(sql: string): Promise<unknown>;
+    batch(q: typeof BATCH_EDGEPOOL): Promise<unknown>;
+    close(): Promise<void>;
+  },
+  relay: Relay,
+  upstream?: Relay,
+): Promise<Prepared> {
+  await pool.query("select 1");
+  return {
+    run: () => batchSample(relay, () => pool.batch(BATCH_EDGEPOOL), upstream),
+    close: async () => {
+      await pool.close();
+      await relay.close();
+    },
+  };
+}
+
+/** The batch as a client without one runs it: BEGIN, each statement, COMMIT, one by one. */
+async function oneByOne(client: { query(sql: string, params?: unknown[]): Promise<unknown> }) {
+  await client.query("BEGIN");
+  await client.query("select 1 as a");
+  await client.query("select $1::int as b", [2]);
+  await client.query("select 3 as c");
+  await client.query("COMMIT");
 }
 
 /** One batch on a warm connection: its time and round trips. */
