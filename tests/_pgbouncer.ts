@@ -62,8 +62,9 @@ export interface PgBouncer {
    */
   url(user?: TestUser, params?: Record<string, string>): string;
   /** Stops PgBouncer (an immediate shutdown, which drops every client) and starts it again on
-   * the same port; resolves once it accepts connections. */
-  restart(): Promise<void>;
+   * the same port; resolves once it accepts connections. `onDown` is called (and awaited) once
+   * the old one has exited, before the new one starts. */
+  restart(options?: { onDown?: () => void | Promise<void> }): Promise<void>;
   /** Stops it and removes its dir; idempotent. */
   stop(): Promise<void>;
   /** The last `lines` of its log. */
@@ -186,7 +187,8 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
       return `postgresql://${username}:${password}@${HOST}:${layout.port}${pathname}` +
         (query ? `?${query}` : "");
     },
-    restart: () => instance.restart(),
+    restart: (options?: { onDown?: () => void | Promise<void> }) =>
+      instance.restart(options?.onDown),
     stop: () => instance.stop(),
     logTail: (lines?: number) => instance.logTail(lines),
   };
@@ -271,8 +273,9 @@ class Instance {
     );
   }
 
-  async restart(): Promise<void> {
+  async restart(onDown?: () => void | Promise<void>): Promise<void> {
     await this.#kill();
+    await onDown?.();
     for (let attempt = 1;; attempt++) {
       try {
         return await this.start();

@@ -64,8 +64,37 @@ export interface TestServer {
   managed: boolean;
   /** Runs SQL as the superuser through psql and returns stdout, trimmed (unaligned, tuples only). */
   psql(sql: string): Promise<string>;
-  /** Managed only: `pg_ctl restart -m fast`, which drops every open connection. */
-  restart(): Promise<void>;
+  /**
+   * Managed only: `pg_ctl restart -m fast` (or `mode`), which drops every open connection.
+   * `immediate` kills the server without a checkpoint, as a crash would.
+   */
+  restart(mode?: ShutdownMode): Promise<void>;
+}
+
+/** `pg_ctl stop -m`: `fast` ends sessions and checkpoints, `immediate` kills (a crash). */
+export type ShutdownMode = "smart" | "fast" | "immediate";
+
+/**
+ * A server of a test's own (see {@link startOwnServer}): not shared, so the test may stop and
+ * start it when it likes.
+ */
+export interface OwnServer extends TestServer {
+  /** `pg_ctl stop -m <mode>` (default `fast`): resolves once the postmaster has exited. */
+  shutdown(mode?: ShutdownMode): Promise<void>;
+  /** `pg_ctl start`: resolves once the server accepts connections. */
+  start(): Promise<void>;
+  /** Stops the server at once and removes its dir; idempotent. */
+  close(): void;
+}
+
+/** Options of {@link startOwnServer}. */
+export interface OwnServerOptions {
+  /**
+   * Lines appended to postgresql.conf. The harness turns `synchronous_commit` off for speed,
+   * which loses the last acknowledged commits in an `immediate` shutdown; a test of durability
+   * turns it back on here.
+   */
+  config?: string;
 }
 
 /** What tests/run.ts hands to its children in EDGEPOOL_TEST_SERVER (JSON). */
@@ -201,9 +230,21 @@ class HarnessServer implements TestServer {
     return runPsql(this.#layout.bindir, args, sql);
   }
 
-  async restart(): Promise<void> {
+  async restart(mode: ShutdownMode = "fast"): Promise<void> {
     const { bindir, dataDir, logFile } = this.#layout;
-    const args = [...words("restart -m fast -w -t 60 -D"), dataDir, "-l", logFile];
+    const args = [...words(`restart -m ${mode} -w -t 60 -D`), dataDir, "-l", logFile];
+    await runAsOwner(this.#layout, join(bindir, "pg_ctl"), args);
+  }
+
+  async shutdown(mode: ShutdownMode = "fast"): Promise<void> {
+    const { bindir, dataDir } = this.#layout;
+    const args = [...words(`stop -m ${mode} -w -t 60 -D`), dataDir];
+    await runAsOwner(this.#layout, join(bindir, "pg_ctl"), args);
+  }
+
+  async start(): Promise<void> {
+    const { bindir, dataDir, logFile } = this.#layout;
+    const args = [...words("start -w -t 60 -D"), dataDir, "-l", logFile];
     await runAsOwner(this.#layout, join(bindir, "pg_ctl"), args);
   }
 
@@ -234,18 +275,48 @@ let handlersInstalled = false;
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
-  process.on("exit", stopServer);
+  const stopAll = () => {
+    stopServer();
+    for (const stop of ownServers) stop();
+    ownServers.clear();
+  };
+  process.on("exit", stopAll);
   // Deno.exit() skips process "exit" but dispatches "unload"; Node has no such event.
-  if ("addEventListener" in globalThis) globalThis.addEventListener("unload", stopServer);
+  if ("addEventListener" in globalThis) globalThis.addEventListener("unload", stopAll);
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     process.on(signal, () => {
-      stopServer();
+      stopAll();
       process.exit(code);
     });
   }
 }
 
-async function startServer(): Promise<TestServer> {
+/**
+ * Starts a server of the caller's own, beside the shared one (its own dir, port, roles and
+ * database, as `getServer()`'s): for tests that stop or crash the server. Stopped and removed
+ * when the process exits, if `close()` was not called before.
+ */
+export async function startOwnServer(options: OwnServerOptions = {}): Promise<OwnServer> {
+  let stop: (() => void) | undefined;
+  const server = await startServer((s) => stop = s, options.config ?? "");
+  const own = server as HarnessServer & OwnServer;
+  own.close = () => {
+    if (stop === undefined) return;
+    ownServers.delete(stop);
+    const s = stop;
+    stop = undefined;
+    s();
+  };
+  return own;
+}
+
+/** The stop functions of every own server still running, for the exit handlers. */
+const ownServers = new Set<() => void>();
+
+async function startServer(
+  register?: (stop: () => void) => void,
+  extraConfig = "",
+): Promise<HarnessServer> {
   const bindir = findBindir();
   const runAs = process.getuid?.() === 0 ? "postgres" : null;
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
@@ -258,7 +329,13 @@ async function startServer(): Promise<TestServer> {
     runAs,
     port: 0,
   };
-  stopOwned = () => stopSync(layout);
+  const stop = () => stopSync(layout);
+  if (register) {
+    register(stop);
+    ownServers.add(stop);
+  } else {
+    stopOwned = stop;
+  }
   installExitHandlers();
   try {
     if (runAs) chownSync(dir, ...ids(runAs));
@@ -274,7 +351,10 @@ async function startServer(): Promise<TestServer> {
     writeFileSync(join(layout.dataDir, "pg_hba.conf"), HBA);
     for (let attempt = 1;; attempt++) {
       layout.port = await freePort();
-      appendFileSync(join(layout.dataDir, "postgresql.conf"), serverConfig(layout));
+      appendFileSync(
+        join(layout.dataDir, "postgresql.conf"),
+        serverConfig(layout) + extraConfig + "\n",
+      );
       try {
         const args = [...words("start -w -t 60 -D"), layout.dataDir, "-l", layout.logFile];
         await runAsOwner(layout, join(bindir, "pg_ctl"), args);
@@ -296,7 +376,9 @@ async function startServer(): Promise<TestServer> {
       "GRANT CREATE ON SCHEMA public TO PUBLIC",
     );
   } catch (e) {
-    stopServer();
+    ownServers.delete(stop);
+    if (register) stop();
+    else stopServer();
     throw e;
   }
   return new HarnessServer(layout);
