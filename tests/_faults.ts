@@ -91,6 +91,16 @@ export class Link {
     return this.#gone;
   }
 
+  /** Whether the client's side is closed (the client closed it, or the proxy did). */
+  get clientClosed(): boolean {
+    return this.#client.destroyed;
+  }
+
+  /** Whether the target's side is closed (never opened counts as closed). */
+  get serverClosed(): boolean {
+    return this.#server?.destroyed ?? true;
+  }
+
   /** Closes both sides with a FIN (what was already forwarded is delivered first). */
   cut(): void {
     this.#dropAll();
