@@ -7,11 +7,21 @@
 // Times are `performance.now()`: tests compare them with marks they take the same way (the
 // moment the server was down, the moment it was back), never with fixed durations.
 
-import { ConnectionError, PoolError, PostgresError, type QueuePool } from "../mod.ts";
+import {
+  ConnectionError,
+  PoolError,
+  type PoolQueryOptions,
+  PostgresError,
+  type QueuePool,
+} from "../mod.ts";
 import type { Connection } from "../mod.ts";
 
-/** What a request did. */
-export type RequestKind = "commit" | "rollback" | "read";
+/**
+ * What a request did: `commit` and `rollback` insert a ledger key in a transaction, `read` runs
+ * a select; `abort` runs a slow statement and aborts it (AbortSignal), `timeout` runs one past
+ * its `queryTimeout`: those two are `ok` when they fail the way they should.
+ */
+export type RequestKind = "commit" | "rollback" | "read" | "abort" | "timeout";
 
 /** One request and how it came out. */
 export interface LoadRecord {
@@ -47,6 +57,24 @@ export interface LoadOptions {
   pauseAfterFailure?: number;
   /** A caller's pause after every request. Default 0. */
   pause?: number;
+  /** Keep every request's record (for `records`); off for long runs. Default true. */
+  keepRecords?: boolean;
+  /** How long `abort` waits before aborting, and `timeout`'s queryTimeout, in ms. Default 50. */
+  giveUpAfter?: number;
+}
+
+/** Totals of a run, kept whether or not records are. */
+export interface LoadCounts {
+  requests: number;
+  ok: number;
+  rolledBack: number;
+  failed: number;
+  /** Commits that resolved. */
+  committed: number;
+  /** Commits that failed (their key may or may not be in the ledger). */
+  commitsFailed: number;
+  /** Failures by code (see {@link codeOf}). */
+  codes: Map<string, number>;
 }
 
 const defaultKind = (n: number): RequestKind => {
@@ -57,6 +85,15 @@ const defaultKind = (n: number): RequestKind => {
 /** Callers running requests through a pool until {@link Load.stop}. */
 export class Load {
   readonly records: LoadRecord[] = [];
+  readonly counts: LoadCounts = {
+    requests: 0,
+    ok: 0,
+    rolledBack: 0,
+    failed: 0,
+    committed: 0,
+    commitsFailed: 0,
+    codes: new Map(),
+  };
   readonly #options: LoadOptions;
   #running: Promise<void>[] = [];
   #stopping = false;
@@ -108,6 +145,8 @@ export class Load {
         if (kind === "read") {
           const { rows } = await pool.query<{ n: number }>("select $1::int as n", [n]);
           if (rows[0]?.n !== n) throw new Error(`read ${JSON.stringify(rows)} for ${n}`);
+        } else if (kind === "abort" || kind === "timeout") {
+          await this.#giveUp(kind);
         } else {
           await pool.transaction(async (connection) => {
             await connection.query(`insert into ${table} (key) values ($1)`, [key]);
@@ -122,20 +161,62 @@ export class Load {
           error = e;
         }
       }
-      this.records.push({
-        caller,
-        kind,
-        key,
-        startedAt,
-        endedAt: performance.now(),
-        outcome,
-        error,
-      });
+      this.#count(kind, outcome, error);
+      if (this.#options.keepRecords !== false) {
+        const endedAt = performance.now();
+        this.records.push({ caller, kind, key, startedAt, endedAt, outcome, error });
+      }
       const pause = outcome === "failed" ? pauseAfterFailure : this.#options.pause ?? 0;
       if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }
+
+  /** Runs a slow statement and gives up on it; resolves if it failed the way it should. */
+  async #giveUp(kind: "abort" | "timeout"): Promise<void> {
+    const after = this.#options.giveUpAfter ?? 50;
+    const sql = "select pg_sleep(2)";
+    let error: unknown;
+    try {
+      if (kind === "abort") {
+        await this.#options.pool.query(sql, [], { signal: AbortSignal.timeout(after) });
+      } else {
+        // Typed apart: `queryTimeout` is not in PoolQueryOptions before the pool has it.
+        const options: PoolQueryOptions & { queryTimeout?: number } = { queryTimeout: after };
+        await this.#options.pool.query(sql, [], options);
+      }
+    } catch (e) {
+      error = e;
+    }
+    const expected = kind === "abort"
+      ? error instanceof DOMException && error.name === "TimeoutError"
+      : codeOf(error) === "QUERY_TIMEOUT";
+    if (!expected) {
+      const got = error === undefined ? "a result" : codeOf(error);
+      throw new GaveUpWrong(`${kind}: expected it to give up, got ${got}`, { cause: error });
+    }
+  }
+
+  #count(kind: RequestKind, outcome: LoadRecord["outcome"], error: unknown): void {
+    const c = this.counts;
+    c.requests++;
+    if (outcome === "ok") c.ok++;
+    else if (outcome === "rolledBack") c.rolledBack++;
+    else c.failed++;
+    if (kind === "commit") {
+      if (outcome === "ok") c.committed++;
+      else c.commitsFailed++;
+    }
+    if (outcome === "failed") {
+      const code = error instanceof GaveUpWrong
+        ? `${kind} did not give up (${error.cause === undefined ? "result" : codeOf(error.cause)})`
+        : codeOf(error);
+      c.codes.set(code, (c.codes.get(code) ?? 0) + 1);
+    }
+  }
 }
+
+/** An `abort` or `timeout` request that did not fail the way it should. */
+class GaveUpWrong extends Error {}
 
 /** SQL that makes a ledger table named `table`. */
 export function ledgerTable(table: string): string {
