@@ -74,6 +74,7 @@ export class Link {
   readonly #proxy: FaultProxy;
   readonly #pipes: Pipe[] = [];
   #gone = false;
+  #clientEnded = false;
   #onGone!: () => void;
 
   constructor(proxy: FaultProxy, id: number, client: Socket, mode: LinkMode) {
@@ -83,6 +84,7 @@ export class Link {
     this.mode = mode;
     this.closed = new Promise((resolve) => this.#onGone = resolve);
     client.on("error", () => {});
+    client.on("end", () => this.#clientEnded = true);
     client.on("close", () => this.#sideClosed("client"));
   }
 
@@ -91,9 +93,12 @@ export class Link {
     return this.#gone;
   }
 
-  /** Whether the client's side is closed (the client closed it, or the proxy did). */
+  /**
+   * Whether the client has closed its connection (its FIN arrived, or it reset) or the proxy
+   * closed the client's side. A blackhole holds the FIN back from the server, not from this.
+   */
   get clientClosed(): boolean {
-    return this.#client.destroyed;
+    return this.#clientEnded || this.#client.destroyed;
   }
 
   /** Whether the target's side is closed (never opened counts as closed). */

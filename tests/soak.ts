@@ -147,7 +147,7 @@ async function main(): Promise<number> {
   const first = heap();
   let lastRequests = 0;
 
-  const report = (minute: number) => {
+  const report = (minute: number | "end") => {
     const m = heap();
     last = m;
     const c = load.counts;
@@ -155,7 +155,9 @@ async function main(): Promise<number> {
       .map(([code, n]) => `${code}×${n}`).join(" ") || "-";
     const s = pool.stats();
     console.log(
-      `[${String(minute).padStart(3)} min] rss ${mib(m.rss)} heap ${mib(m.heapUsed)} | ` +
+      `[${minute === "end" ? "end" : `${minute} min`}] rss ${mib(m.rss)} heap ${
+        mib(m.heapUsed)
+      } | ` +
         `requests ${c.requests} (+${c.requests - lastRequests}) ok ${c.ok} ` +
         `rolled back ${c.rolledBack} failed ${c.failed} | pool ${s.poolSize} open ` +
         `${s.checkedOut} out ${s.requestsWaiting} waiting, lost ${s.connectionsLost}, connect ` +
@@ -176,6 +178,8 @@ async function main(): Promise<number> {
       // The restart once a run, halfway; the others in turn.
       let fault = list[i % (list.length - 1)];
       if (i === Math.floor((minutes * 60_000 / 12_000) / 2)) fault = list[list.length - 1];
+      const at = Math.round((performance.now() - started) / 1000);
+      console.log(`[${Math.floor(at / 60)}:${String(at % 60).padStart(2, "0")}] ${fault.name}`);
       await fault.run();
       // A quiet spell, so that every fault is followed by recovery.
       await delay(Math.min(7_000, Math.max(0, end - performance.now())));
@@ -201,7 +205,12 @@ async function main(): Promise<number> {
     delay(30_000).then(() => false),
   ]);
   if (!stopped) failures.push("callers still stuck in a request 30 s after the faults stopped");
-  const final = report(minute + 1);
+  const final = report("end");
+  // Faults make requests fail; a statement that outlives its queryTimeout or its abort and
+  // returns a result is the pool's own failure.
+  for (const [code, n] of load.counts.codes) {
+    if (code.includes("did not give up (result)")) failures.push(`${n} × ${code}`);
+  }
   if (!recovered) {
     failures.push("the pool did not serve the callers again within 60 s of the faults");
   }
