@@ -53,6 +53,9 @@ export class PendingQuery {
   cancelWanted = false;
   /** Removes the abort listener, if any. */
   cleanup: (() => void) | null = null;
+  /** Its `queryTimeout` in ms (0: none), and the clock time (`Date.now()`) it ends at. */
+  timeout = 0;
+  deadline = 0;
 
   #fields: FieldDescription[] = NO_FIELDS;
   #names: string[] = [];

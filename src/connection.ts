@@ -81,6 +81,9 @@ export class Connection implements AsyncDisposable {
   /** Early start: the timer that sends the login's last bytes if no query joins them first. */
   #hold: ReturnType<typeof setTimeout> | undefined;
   #resolveClosed!: () => void;
+  /** The `queryTimeout` timer, armed for `#timeoutAt` (clock time), the earliest deadline. */
+  #timeoutTimer: ReturnType<typeof setTimeout> | undefined;
+  #timeoutAt = Infinity;
 
   /** Use `connect()`; this constructor is internal. */
   constructor(
@@ -191,14 +194,25 @@ export class Connection implements AsyncDisposable {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let values: (string | null)[] | undefined;
     let rowMode: RowMode;
+    let timeout = this.#config.queryTimeout;
     try {
       values = encodeParams(params);
       rowMode = checkRowMode(options?.rowMode);
+      if (options?.queryTimeout !== undefined) timeout = checkTimeout(options.queryTimeout);
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.#send(sql, values, rowMode, signal, resolve as (r: QueryResult) => void, reject, true);
+      const query = this.#send(
+        sql,
+        values,
+        rowMode,
+        signal,
+        resolve as (r: QueryResult) => void,
+        reject,
+        true,
+      );
+      if (timeout > 0) this.#watchTimeout(query, timeout);
     });
   }
 
@@ -215,7 +229,7 @@ export class Connection implements AsyncDisposable {
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
     retry: boolean,
-  ): void {
+  ): PendingQuery {
     let name = "";
     let parse = true;
     const statements = this.#statements;
@@ -234,7 +248,9 @@ export class Connection implements AsyncDisposable {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
           if (!signal?.aborted) {
-            return this.#send(sql, values, rowMode, signal, resolve, reject, false);
+            const again = this.#send(sql, values, rowMode, signal, resolve, reject, false);
+            if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
+            return;
           }
         }
         reject(error);
@@ -249,6 +265,53 @@ export class Connection implements AsyncDisposable {
       signal.addEventListener("abort", onAbort, { once: true });
       query.cleanup = () => signal.removeEventListener("abort", onAbort);
     }
+    return query;
+  }
+
+  /**
+   * Gives `query` its `queryTimeout`. One timer serves every query, armed for the earliest
+   * deadline and looking again when it fires, so a query costs a clock read, not a timer.
+   */
+  #watchTimeout(query: PendingQuery, timeout: number, deadline = Date.now() + timeout): void {
+    query.timeout = timeout;
+    query.deadline = deadline;
+    if (deadline >= this.#timeoutAt) return;
+    clearTimeout(this.#timeoutTimer);
+    this.#timeoutAt = deadline;
+    this.#timeoutTimer = setTimeout(() => this.#timeoutDue(), Math.max(0, deadline - Date.now()));
+  }
+
+  #timeoutDue(): void {
+    this.#timeoutTimer = undefined;
+    this.#timeoutAt = Infinity;
+    if (this.#state === "closed") return;
+    const now = Date.now();
+    let next = Infinity;
+    for (const query of this.#queue) {
+      if (query.deadline === 0) continue;
+      if (query.deadline <= now) return this.#timedOut(query);
+      if (query.deadline < next) next = query.deadline;
+    }
+    if (next === Infinity) return;
+    this.#timeoutAt = next;
+    this.#timeoutTimer = setTimeout(() => this.#timeoutDue(), next - now);
+  }
+
+  /**
+   * A query outlived its `queryTimeout`. A server that is slow and a network that has gone
+   * silent look the same from here, so the connection is not trusted again: the statement
+   * running now is cancelled (with the socket gone the server would run it to its end) and
+   * the connection closed.
+   */
+  #timedOut(query: PendingQuery): void {
+    const error = new ConnectionError(
+      "QUERY_TIMEOUT",
+      `Query timed out after ${query.timeout} ms (queryTimeout); a cancel was sent and the ` +
+        "connection closed",
+    );
+    query.fail(error);
+    this.cancel().catch(() => {});
+    this.destroy(error);
   }
 
   /**
@@ -533,6 +596,8 @@ export class Connection implements AsyncDisposable {
 
   #end(queryError: unknown, closeReason: unknown): void {
     this.#state = "closed";
+    clearTimeout(this.#timeoutTimer);
+    this.#timeoutTimer = undefined;
     if (this.#startup !== null) {
       this.#startup.reject(queryError);
       this.#startup = null;
@@ -549,6 +614,15 @@ export class Connection implements AsyncDisposable {
   #closedError(): ConnectionError {
     return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
+}
+
+function checkTimeout(value: unknown): number {
+  if (typeof value !== "number" || !(value >= 0 && value <= 2_147_483_647)) {
+    throw new RangeError(
+      `queryTimeout must be a number of ms from 0 to 2147483647, got ${String(value)}`,
+    );
+  }
+  return value;
 }
 
 function status(byte: number): TransactionStatus {

@@ -90,6 +90,8 @@ const CONNECT_KEYS = new Set<string>([
   "options",
   "bigint",
   "keepAlive",
+  "keepAliveInitialDelay",
+  "queryTimeout",
   "maxMessageSize",
   "transport",
   "pipelineConnect",

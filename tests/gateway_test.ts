@@ -883,7 +883,8 @@ test("security: a client that disconnects mid-query frees its server connection"
   await eventually("the query runs", async () => (await state()) === "active");
   controller.abort();
   await request;
-  await eventually("the server connection is idle again", async () => (await state()) === "idle");
+  // Its query was interrupted: the connection is closed (it may be stuck), not reused.
+  await eventually("the server connection is gone", async () => (await state()) === "");
 });
 
 test("security: relay-only mode passes bytes through untouched", T, async () => {
