@@ -70,7 +70,7 @@ test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
   skip: isDeno ? false : "started from the Deno run (it spawns both runtimes itself)",
 }, async () => {
   const server = await getServer();
-  const url = server.url("scram", { sslmode: "disable" });
+  const url = server.url("scram");
   const flags = ["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${server.port}`];
   const deno = await start(process.execPath, [
     "run",
