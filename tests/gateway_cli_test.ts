@@ -105,3 +105,19 @@ test("the gateway CLI refuses bad flags with its usage", { ...T, skip: !isDeno }
   assert.match(output, /--upstream is required/);
   assert.match(output, /usage: edgepool-gateway/);
 });
+
+test("the gateway CLI's --help names --max-sessions and --header-timeout", {
+  ...T,
+  skip: !isDeno,
+}, async () => {
+  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--help"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0);
+  assert.match(output, /--max-sessions N/);
+  assert.match(output, /--header-timeout MS/);
+});
