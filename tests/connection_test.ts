@@ -10,7 +10,7 @@ import {
   autoTransport,
   connect,
   type Connection,
-  ConnectionError,
+  type ConnectionError,
   type ConnectOptions,
   PostgresError,
   type PostgresNotice,
