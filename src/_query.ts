@@ -189,6 +189,7 @@ export class PendingQuery {
         const length = readInt32(buf, pos);
         pos += 4;
         let value: unknown = null;
+        if (length < -1) throw protocolError(`DataRow has a value of length ${length}`);
         if (length >= 0) {
           if (pos + length > end) throw protocolError("DataRow is truncated");
           const text = decodeText(buf, pos, pos += length);

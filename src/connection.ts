@@ -425,6 +425,8 @@ export class Connection implements AsyncDisposable {
     switch (type) {
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
+        // Without its status byte, buf[start] would be the next message's first byte.
+        if (end - start < 1) throw protocolError("ReadyForQuery has no transaction status");
         this.#transactionStatus = status(buf[start]);
         this.#queue.shift();
         query.finish();

@@ -426,6 +426,11 @@ const HOSTILE_REPLIES: [string, Uint8Array][] = [
     "a truncated DataRow",
     concat(rowDescription(["a"]), message("D", int16(1), int32(10), text("abc"))),
   ],
+  [
+    "a DataRow value of length -2 (only -1, NULL, is below 0)",
+    concat(rowDescription(["a"]), message("D", int16(1), int32(-2))),
+  ],
+  ["a ReadyForQuery without its transaction status", message("Z")],
   ["a CommandComplete without the NUL of its tag", message("C", text("SELECT 1"))],
   ["an ErrorResponse field without its NUL", message("E", text("SERROR"))],
   ["a ParameterStatus without the NUL of its value", message("S", cstr("a"), text("b"))],
