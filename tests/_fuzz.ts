@@ -601,7 +601,6 @@ export async function fuzzCase(seed: number, stats?: FuzzStats): Promise<string 
   let shadowFailed = false;
   let received = 0;
   const problems: string[] = [];
-  let stream!: MemoryStream;
   // A transport may hand over views of one buffer that it reuses once the callback returns.
   const reuse = rand.chance(0.3) ? new Uint8Array(8192) : null;
   const deliver = async (bytes: Uint8Array) => {
@@ -631,7 +630,7 @@ export async function fuzzCase(seed: number, stats?: FuzzStats): Promise<string 
   };
 
   let connectSettled = false;
-  stream = new MemoryStream(async () => {
+  const stream: MemoryStream = new MemoryStream(async () => {
     await deliver(loginBytes);
     // A mutated login may leave the client waiting for more, as it should: end it.
     await turns(50);
