@@ -335,9 +335,9 @@ function mutate(rand: Random, messages: Message[], maxMessageSize: number): stri
       messages[i] = { ...m, type: rand.pick([..."TDCZEHGWdcsnItA12S3NK"]).charCodeAt(0) };
       break;
     case "bad count":
-      if (m.body.length >= 2 && (type === "T" || type === "D" || type === "H" || type === "G")) {
+      const at = type === "H" || type === "G" ? 1 : 0;
+      if (m.body.length >= at + 2 && "TDHG".includes(type)) {
         const copy = m.body.slice();
-        const at = type === "H" || type === "G" ? 1 : 0;
         new DataView(copy.buffer).setInt16(at, rand.pick([-1, -32768, 32767, 0, 1, 2, 7]));
         messages[i] = { ...m, body: copy };
       }
