@@ -84,6 +84,14 @@ export class Connection implements AsyncDisposable {
   /** The `queryTimeout` timer, armed for `#timeoutAt` (clock time), the earliest deadline. */
   #timeoutTimer: ReturnType<typeof setTimeout> | undefined;
   #timeoutAt = Infinity;
+  /**
+   * A query that may run `COPY ... FROM STDIN`, sent and not yet answered: bytes written after
+   * it wait for its ReadyForQuery, because a server in COPY-in mode would read them as COPY
+   * messages (and swallow the next query).
+   */
+  #copyGuard: PendingQuery | null = null;
+  /** Such queries written and not yet sent, with where their bytes end in the writer. */
+  readonly #copyGuards: { query: PendingQuery; end: number }[] = [];
 
   /** Use `connect()`; this constructor is internal. */
   constructor(
@@ -259,6 +267,7 @@ export class Connection implements AsyncDisposable {
     if (values === undefined) frontend.query(this.#writer, sql);
     else frontend.extendedQuery(this.#writer, sql, values, name, parse);
     this.#queue.push(query);
+    if (MAY_COPY_IN.test(sql)) this.#copyGuards.push({ query, end: this.#writer.length });
     this.#scheduleFlush();
     if (signal) {
       const onAbort = () => this.#abort(query, signal.reason);
@@ -465,7 +474,12 @@ export class Connection implements AsyncDisposable {
     clearTimeout(this.#hold);
     this.#hold = undefined;
     if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
-    this.#stream.write(this.#writer.take());
+    if (this.#copyGuard !== null) return;
+    const guard = this.#copyGuards.shift();
+    if (guard === undefined) return this.#stream.write(this.#writer.take());
+    this.#stream.write(this.#writer.take(guard.end));
+    for (const later of this.#copyGuards) later.end -= guard.end;
+    this.#copyGuard = guard.query;
   }
 
   #message(type: number, buf: Uint8Array, start: number, end: number): void {
@@ -474,9 +488,15 @@ export class Connection implements AsyncDisposable {
     switch (type) {
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
+        // Without its status byte, buf[start] would be the next message's first byte.
+        if (end - start < 1) throw protocolError("ReadyForQuery has no transaction status");
         this.#transactionStatus = status(buf[start]);
         this.#queue.shift();
         query.finish();
+        if (query === this.#copyGuard) {
+          this.#copyGuard = null;
+          this.#flush();
+        }
         const next = this.#queue[0];
         if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next);
         if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
@@ -493,22 +513,28 @@ export class Connection implements AsyncDisposable {
         if (query.error === null) query.error = error;
         return;
       }
-      case 0x47: { // G: CopyInResponse — there is no data to send: make the server fail the COPY.
+      case 0x47: { // G: CopyInResponse — make the server fail the COPY: there is no data to send.
         const query = this.#head(head, type);
-        if (this.#queue.length > 1) {
-          // Messages of later queries are already on the wire and would be read as COPY data.
-          throw new ConnectionError(
-            "PROTOCOL_ERROR",
-            "COPY FROM STDIN is not supported by edgepool; the connection was closed because " +
-              "other queries were pipelined behind it",
-          );
+        if (query !== this.#copyGuard && this.#queue.length > 1) {
+          // Sent as any query (its text has no STDIN), so the queries behind it are on the wire
+          // already and the server reads them as COPY messages: their answers cannot be told.
+          throw protocolError("CopyInResponse to a query that has no STDIN in it");
         }
-        frontend.copyFail(this.#writer, "COPY FROM STDIN is not supported by edgepool");
-        // In copy-in mode the server ignored the Sync sent with the query: send another.
-        if (query.extended) frontend.sync(this.#writer);
-        this.#flush();
+        query.copying("in");
+        // Straight to the stream: the writer may hold later queries, which wait for the
+        // ReadyForQuery. In copy-in mode the server ignored the Sync of an extended query: the
+        // second one ends the error that CopyFail causes.
+        const w = new Writer(64);
+        frontend.copyFail(w, "COPY FROM STDIN is not supported by edgepool");
+        if (query.extended) frontend.sync(w);
+        this.#stream.write(w.take());
         return;
       }
+      case 0x57: // W: CopyBothResponse (replication): no way back to queries that edgepool has.
+        throw new ConnectionError(
+          "UNSUPPORTED",
+          "Replication (CopyBothResponse) is not supported by edgepool: the connection was closed",
+        );
       default:
         this.#common(type, buf, start, end);
     }
@@ -624,6 +650,13 @@ function checkTimeout(value: unknown): number {
   }
   return value;
 }
+
+/**
+ * Whether a query may be `COPY ... FROM STDIN`: the grammar has no other way to say STDIN, and
+ * COPY to or from the client runs only as a statement of the query text itself (not from a
+ * function). A false positive only costs that query its pipelining.
+ */
+const MAY_COPY_IN = /stdin/i;
 
 function status(byte: number): TransactionStatus {
   return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";

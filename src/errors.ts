@@ -15,6 +15,9 @@
  * - `PROTOCOL_ERROR`: the server sent bytes that are not valid PostgreSQL protocol.
  * - `QUERY_TIMEOUT`: a query took longer than its `queryTimeout`; a CancelRequest was sent and
  *   the connection closed (the other queries pending on it reject with `CONNECTION_CLOSED`).
+ * - `UNSUPPORTED`: the statement needs something edgepool does not do yet: `COPY ... FROM
+ *   STDIN` or `COPY ... TO STDOUT` (the query rejects and the connection stays usable), or
+ *   replication's CopyBoth mode (the connection is closed).
  */
 export type ConnectionErrorCode =
   | "CONNECTION_LOST"
@@ -25,7 +28,8 @@ export type ConnectionErrorCode =
   | "TLS_FAILED"
   | "AUTH_FAILED"
   | "PROTOCOL_ERROR"
-  | "QUERY_TIMEOUT";
+  | "QUERY_TIMEOUT"
+  | "UNSUPPORTED";
 
 /**
  * An error of the connection itself rather than of a query: see {@link ConnectionErrorCode}.

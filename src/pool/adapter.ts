@@ -77,7 +77,8 @@ export const connectionAdapter: PoolAdapter<Connection> = {
     // Only the end of the session: the socket closed, or a FATAL/PANIC error (the server ends
     // the session after it). Any other ErrorResponse, 08P01 ("bind message supplies 1
     // parameters...") included, fails its query and leaves the session as it was.
-    if (error instanceof ConnectionError) return true;
+    // A COPY edgepool cannot run (UNSUPPORTED) leaves it usable, unless it closed it.
+    if (error instanceof ConnectionError) return error.code !== "UNSUPPORTED";
     if (error instanceof PostgresError) {
       return error.severity === "FATAL" || error.severity === "PANIC";
     }
