@@ -10,7 +10,16 @@ export interface ServeOptions {
   port: number;
   /** Serve HTTPS/WSS with this PEM certificate and key. */
   tls?: { cert: string; key: string };
+  /**
+   * Time in ms a client has to send a request's complete head (request line and headers),
+   * counted from the connection's start for its first request and from a head's first byte
+   * for later ones; then it is disconnected. `0` = no limit.
+   */
+  headerTimeout: number;
 }
+
+/** The longest request head (request line and headers) accepted, in bytes (Node's default). */
+export const MAX_HEAD_BYTES = 16 * 1024;
 
 /** A gateway being served. */
 export interface ServedGateway {

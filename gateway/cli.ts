@@ -2,7 +2,7 @@
 //
 //   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream 127.0.0.1:5432 \
 //     [--allow REGEX] [--relay] [--tls-cert FILE --tls-key FILE] [--upstream-sslmode MODE] \
-//     [--pool-size N] [--max-pools N] [--verbose]
+//     [--pool-size N] [--max-pools N] [--max-sessions N] [--header-timeout MS] [--verbose]
 //
 // One line on stdout once it listens; logs on stderr, never with a password. SIGINT/SIGTERM
 // close it cleanly.
@@ -25,6 +25,10 @@ const USAGE = `usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT [
   --upstream-sslmode MODE    TLS to PostgreSQL: disable, prefer (default), require, verify-full
   --pool-size N              server connections kept per connection string (default 10)
   --max-pools N              connection strings served at once, LRU idle ones closed (default 100)
+  --max-sessions N           WebSocket sessions and /sql requests served at once; beyond it
+                             503 with Retry-After (default 1000)
+  --header-timeout MS        disconnect a client whose request headers are not complete
+                             after MS milliseconds (default 10000; 0 = no limit)
   --verbose                  log every request and session
   --help                     show this`;
 
@@ -50,6 +54,8 @@ function options() {
         "upstream-sslmode": { type: "string" },
         "pool-size": { type: "string" },
         "max-pools": { type: "string" },
+        "max-sessions": { type: "string" },
+        "header-timeout": { type: "string" },
         verbose: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -85,13 +91,18 @@ function options() {
       fail("--pool-size must be a whole number >= 1");
     }
   }
-  let maxPools: number | undefined;
-  if (parsed["max-pools"] !== undefined) {
-    maxPools = Number(parsed["max-pools"]);
-    if (!Number.isInteger(maxPools) || maxPools < 1) {
-      fail("--max-pools must be a whole number >= 1");
+  const whole = (flag: string, min: number): number | undefined => {
+    const text = (parsed as Record<string, unknown>)[flag];
+    if (text === undefined) return undefined;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+      fail(`--${flag} must be a whole number >= ${min}`);
     }
-  }
+    return value;
+  };
+  const maxPools = whole("max-pools", 1);
+  const maxSessions = whole("max-sessions", 1);
+  const headerTimeout = whole("header-timeout", 0);
   const read = (file: string) => {
     try {
       return readFileSync(file, "utf8");
@@ -111,6 +122,8 @@ function options() {
     upstreamSslmode: sslmode as SslMode | undefined,
     poolSize,
     maxPools,
+    maxSessions,
+    headerTimeout,
     verbose: parsed.verbose ?? false,
   };
 }

@@ -49,6 +49,17 @@ export interface GatewayOptions {
   upstreamSslmode?: SslMode;
   /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
   connectTimeout?: number;
+  /**
+   * WebSocket sessions and `/sql` requests served at once; beyond it a request or an upgrade
+   * gets 503 with `Retry-After: 1`. Default 1000.
+   */
+  maxSessions?: number;
+  /**
+   * Time in ms a client has to send a request's complete head (request line and headers):
+   * counted from the connection's start for its first request, from a head's first byte for
+   * later ones on the same connection; then it is disconnected. `0` = no limit. Default 10 000.
+   */
+  headerTimeout?: number;
 }
 
 /** A running gateway. */
@@ -59,6 +70,8 @@ export interface RunningGateway {
   wsUrl: string;
   /** The port listened on. */
   port: number;
+  /** WebSocket sessions and `/sql` requests being served now (see `maxSessions`). */
+  readonly sessions: number;
   /** Stops listening, closes every WebSocket and every pool. */
   close(): Promise<void>;
 }
@@ -83,6 +96,12 @@ export interface RunningGateway {
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const listen = parseTarget(options.listen, "listen", 0);
   parseTarget(options.upstream, "upstream");
+  const headerTimeout = options.headerTimeout ?? 10_000;
+  if (!(Number.isInteger(headerTimeout) && headerTimeout >= 0 && headerTimeout <= 2 ** 31 - 1)) {
+    throw new RangeError(
+      `headerTimeout must be a whole number of ms from 0 to 2147483647, got ${headerTimeout}`,
+    );
+  }
   const deno = typeof (globalThis as { Deno?: { serve?: unknown } }).Deno?.serve === "function";
   let serve: Serve;
   let transport: Transport;
@@ -104,10 +123,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     maxPools: options.maxPools,
     upstreamSslmode: options.upstreamSslmode,
     connectTimeout: options.connectTimeout,
+    maxSessions: options.maxSessions,
   });
   let served;
   try {
-    served = await serve(core, { hostname: listen.host, port: listen.port, tls: options.tls });
+    served = await serve(core, {
+      hostname: listen.host,
+      port: listen.port,
+      tls: options.tls,
+      headerTimeout,
+    });
   } catch (error) {
     await core.close();
     throw error;
@@ -128,6 +153,9 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     url: `${secure ? "https" : "http"}://${authority}`,
     wsUrl: `${secure ? "wss" : "ws"}://${authority}`,
     port: served.port,
+    get sessions() {
+      return core.sessions;
+    },
     close: () => served.close(),
   };
 }

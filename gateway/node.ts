@@ -13,13 +13,25 @@ import type { Duplex } from "node:stream";
 import { Readable } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import type { Gateway, GatewaySocket } from "../src/gateway/gateway.ts";
-import type { ServedGateway, ServeOptions } from "./_adapter.ts";
+import { MAX_HEAD_BYTES, type ServedGateway, type ServeOptions } from "./_adapter.ts";
+
+/** Node's default time limit for receiving a whole request, in ms. */
+const REQUEST_TIMEOUT = 300_000;
 
 /** Serves `gateway` on `options.hostname:options.port` (0 = any free port). */
 export async function serve(gateway: Gateway, options: ServeOptions): Promise<ServedGateway> {
+  const limit = options.headerTimeout;
+  const timeouts: http.ServerOptions = {
+    maxHeaderSize: MAX_HEAD_BYTES,
+    // Node answers a late head with 408 and closes, for upgrade requests too. It looks for late
+    // ones every connectionsCheckingInterval (30 s by default): often enough for the limit.
+    headersTimeout: limit,
+    requestTimeout: Math.max(REQUEST_TIMEOUT, limit),
+    ...(limit > 0 ? { connectionsCheckingInterval: Math.max(10, Math.min(1000, limit / 4)) } : {}),
+  };
   const server = options.tls
-    ? https.createServer({ cert: options.tls.cert, key: options.tls.key })
-    : http.createServer();
+    ? https.createServer({ ...timeouts, cert: options.tls.cert, key: options.tls.key })
+    : http.createServer(timeouts);
   const origin = `${options.tls ? "https" : "http"}://gateway`;
   const wss = new WebSocketServer({ noServer: true });
   server.on("request", (req, res) => {
@@ -117,11 +129,9 @@ function toBytes(data: RawData): Uint8Array {
 async function refuseUpgrade(socket: Duplex, response: Response): Promise<void> {
   const text = await response.text();
   const reason = http.STATUS_CODES[response.status] ?? "Error";
+  let head = `HTTP/1.1 ${response.status} ${reason}\r\n`;
+  for (const [name, value] of response.headers) head += `${name}: ${value}\r\n`;
   socket.end(
-    `HTTP/1.1 ${response.status} ${reason}\r\n` +
-      `Content-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(text)}\r\n` +
-      `Access-Control-Allow-Origin: *\r\n` +
-      `Connection: close\r\n\r\n${text}`,
+    head + `Content-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
   );
 }

@@ -1,6 +1,7 @@
 // Backend (server → client) message framing and field parsing. Messages are cut out of the
 // incoming chunks in place: a chunk that holds whole messages is parsed without any copy, and
-// only a message split across chunks is assembled in one growing buffer.
+// only a message split across chunks is assembled in one buffer that grows with the bytes
+// received (never with the length a header merely declares).
 
 import { ConnectionError, type PostgresErrorFields } from "./errors.ts";
 
@@ -8,6 +9,8 @@ import { ConnectionError, type PostgresErrorFields } from "./errors.ts";
 export type MessageHandler = (type: number, buf: Uint8Array, start: number, end: number) => void;
 
 const EMPTY = new Uint8Array(0);
+/** The smallest reassembly buffer: most split messages are small, and it is then reused. */
+const MIN_BUFFER = 4096;
 const decoder = new TextDecoder();
 
 /** Frames backend messages out of a byte stream. */
@@ -25,6 +28,11 @@ export class Reader {
   /** Bytes held while waiting for the rest of a message. */
   get buffered(): number {
     return this.#pendingLength;
+  }
+
+  /** Bytes allocated for reassembly: at most `max(4096, 2 × bytes received)`. */
+  get capacity(): number {
+    return this.#pending.length;
   }
 
   /**
@@ -76,36 +84,41 @@ export class Reader {
     }
   }
 
+  // Room for the bytes that have arrived, never for the length a header declares: a header
+  // can claim maxMessageSize bytes that never come, and many such connections would hold that
+  // much each for a few bytes received. The buffer doubles as the rest arrives instead.
   #keep(chunk: Uint8Array, from: number, to: number): void {
     const rest = to - from;
-    let size = Math.max(rest, 4096);
-    if (rest >= 5) size = Math.max(size, 1 + readInt32(chunk, from + 1));
-    if (this.#pending.length < size) this.#pending = new Uint8Array(size);
+    if (this.#pending.length < rest) this.#pending = new Uint8Array(Math.max(rest, MIN_BUFFER));
     this.#pending.set(chunk.subarray(from, to));
     this.#pendingLength = rest;
   }
 
   #append(chunk: Uint8Array): void {
     const have = this.#pendingLength;
-    let need = have + chunk.length;
-    if (have < 5 && need >= 5) {
-      // The header is now complete: validate before allocating room for the whole message.
+    const need = have + chunk.length;
+    let total = 0; // the first message's full size, once its header is known
+    if (have >= 5) total = 1 + readInt32(this.#pending, 1);
+    else if (need >= 5) {
+      // The header is now complete: validate it before keeping any more of the message.
       const head = new Uint8Array(5);
       head.set(this.#pending.subarray(0, have));
       head.set(chunk.subarray(0, 5 - have), have);
       const length = readInt32(head, 1);
       this.#checkLength(head[0], length);
-      need = Math.max(need, 1 + length);
+      total = 1 + length;
     }
     if (this.#pending.length < need) {
-      let size = Math.max(this.#pending.length * 2, 4096);
-      while (size < need) size *= 2;
-      const next = new Uint8Array(size);
+      // Doubling keeps the copies of a message split into many chunks linear in its size; the
+      // declared size caps the doubling (not the bytes kept), so the buffer is never more than
+      // twice what has arrived.
+      const grown = Math.max(this.#pending.length * 2, MIN_BUFFER);
+      const next = new Uint8Array(Math.max(need, total > 0 ? Math.min(grown, total) : grown));
       next.set(this.#pending.subarray(0, have));
       this.#pending = next;
     }
     this.#pending.set(chunk, have);
-    this.#pendingLength = have + chunk.length;
+    this.#pendingLength = need;
   }
 }
 

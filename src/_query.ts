@@ -11,7 +11,8 @@ const MAX_PARAMETERS = 65535;
 
 /**
  * Serializes query parameters to their text form; `undefined` (no parameters) selects the
- * simple protocol. Throws TypeError/RangeError for what cannot be sent.
+ * simple protocol. Throws TypeError/RangeError for what cannot be sent, naming the parameter
+ * (`$2`), before anything is written.
  */
 export function encodeParams(params: unknown): (string | null)[] | undefined {
   if (params === undefined || params === null) return undefined;
@@ -22,8 +23,24 @@ export function encodeParams(params: unknown): (string | null)[] | undefined {
     );
   }
   const values: (string | null)[] = new Array(params.length);
-  for (let i = 0; i < params.length; i++) values[i] = serializeParam(params[i]);
+  for (let i = 0; i < params.length; i++) {
+    try {
+      values[i] = serializeParam(params[i]);
+    } catch (error) {
+      throw atParameter(error, i);
+    }
+  }
   return values;
+}
+
+/** The error of serializing parameter `index`, of the same class, saying which one it is. */
+function atParameter(error: unknown, index: number): Error {
+  const message = `Query parameter $${index + 1}: ${
+    error instanceof Error ? error.message : String(error)
+  }`;
+  return error instanceof RangeError
+    ? new RangeError(message, { cause: error })
+    : new TypeError(message, { cause: error });
 }
 
 /** Validates the `rowMode` option (default `"object"`). */
@@ -53,6 +70,11 @@ export class PendingQuery {
   cancelWanted = false;
   /** Removes the abort listener, if any. */
   cleanup: (() => void) | null = null;
+  /** Its `queryTimeout` in ms (0: none), and the clock time (`Date.now()`) it ends at. */
+  timeout = 0;
+  deadline = 0;
+  /** The server entered COPY mode for this query, which edgepool does not support yet. */
+  #copy: "in" | "out" | null = null;
 
   #fields: FieldDescription[] = NO_FIELDS;
   #names: string[] = [];
@@ -96,14 +118,16 @@ export class PendingQuery {
       case 0x31: // 1: ParseComplete
         this.parsed = true;
         return true;
+      case 0x48: // H: CopyOutResponse
+        this.copying("out");
+        return true;
+      case 0x64: // d: CopyData
+      case 0x63: // c: CopyDone
+        // COPY TO STDOUT's data: consumed, not kept (the query rejects at ReadyForQuery).
       case 0x32: // 2: BindComplete
       case 0x33: // 3: CloseComplete
       case 0x74: // t: ParameterDescription
       case 0x73: // s: PortalSuspended
-      case 0x48: // H: CopyOutResponse
-      case 0x64: // d: CopyData
-      case 0x63: // c: CopyDone
-        // COPY TO STDOUT data is not collected; the CommandComplete still reports the count.
         return true;
       default:
         return false;
@@ -168,6 +192,7 @@ export class PendingQuery {
         const length = readInt32(buf, pos);
         pos += 4;
         let value: unknown = null;
+        if (length < -1) throw protocolError(`DataRow has a value of length ${length}`);
         if (length >= 0) {
           if (pos + length > end) throw protocolError("DataRow is truncated");
           const text = decodeText(buf, pos, pos += length);
@@ -224,11 +249,20 @@ export class PendingQuery {
     this.#fields = NO_FIELDS;
   }
 
+  /**
+   * The server answered CopyInResponse (`in`) or CopyOutResponse (`out`): the query rejects
+   * with `UNSUPPORTED` at its ReadyForQuery, whatever else it returns.
+   */
+  copying(direction: "in" | "out"): void {
+    this.#copy ??= direction;
+  }
+
   /** ReadyForQuery arrived: deliver the result or the error. */
   finish(): void {
     this.cleanup?.();
     if (this.settled) return;
     this.settled = true;
+    if (this.#copy !== null) return this.#reject(copyUnsupported(this.#copy, this.error));
     if (this.error !== null) return this.#reject(this.error);
     const last = this.#last ?? { command: "", rowCount: null, rows: [], fields: NO_FIELDS };
     if (this.#results !== null) last.results = this.#results;
@@ -242,4 +276,17 @@ export class PendingQuery {
     this.settled = true;
     this.#reject(error);
   }
+}
+
+/** The `UNSUPPORTED` error of a COPY to or from the client; `cause`: the server's own error. */
+function copyUnsupported(direction: "in" | "out", cause: unknown): ConnectionError {
+  const message = direction === "in"
+    ? "COPY ... FROM STDIN is not supported by edgepool yet: nothing was copied, and the " +
+      "connection stays usable. Insert the rows with INSERT instead (one statement for many " +
+      "rows: INSERT ... SELECT * FROM unnest($1::int[], $2::text[])), or use COPY ... FROM " +
+      "a server-side file or psql's \\copy"
+    : "COPY ... TO STDOUT is not supported by edgepool yet: its data was discarded, and the " +
+      "connection stays usable. Run the query inside the COPY (...) as a SELECT instead, or " +
+      "use psql's \\copy";
+  return new ConnectionError("UNSUPPORTED", message, cause === null ? undefined : { cause });
 }

@@ -99,6 +99,7 @@ export class Startup {
         return;
       case 0x5a: // Z: ReadyForQuery — the session is ready
         if (!this.#auth.done) throw protocolError("ReadyForQuery before authentication completed");
+        if (end - start !== 1) throw protocolError("ReadyForQuery has no transaction status");
         host.ready(buf[start]);
         return;
       case 0x45: // E: the server refused (wrong password, no such database, ...)

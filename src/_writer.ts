@@ -114,9 +114,17 @@ export class Writer {
     this.#view.setInt32(at, value);
   }
 
-  /** Returns a copy of everything written and resets the buffer for reuse. */
-  take(): Uint8Array {
-    const out = this.#buf.slice(0, this.#pos);
+  /**
+   * Returns a copy of everything written, or of its first `length` bytes (keeping the rest), and
+   * resets the buffer for reuse.
+   */
+  take(length = this.#pos): Uint8Array {
+    const out = this.#buf.slice(0, length);
+    if (length < this.#pos) {
+      this.#buf.copyWithin(0, length, this.#pos);
+      this.#pos -= length;
+      return out;
+    }
     this.#pos = 0;
     // A large statement or parameter grew the buffer: do not keep that for the connection's life.
     if (this.#buf.length > 65536) {

@@ -71,8 +71,24 @@ export interface ConnectOptions {
   options?: string;
   /** Return `int8` values as `bigint` instead of `string`. Default `false`. */
   bigint?: boolean;
-  /** Turn on TCP keepalive where the runtime allows it. Default `true`. */
+  /**
+   * Turn on TCP keepalive where the runtime allows it (Deno, Node, Bun), so that a connection
+   * whose peer vanished without a word is found dead. Default `true`.
+   */
   keepAlive?: boolean;
+  /**
+   * Idle time in ms before the first keepalive probe (`keepalives_idle` in the URL, in
+   * seconds). Default `60000`. Node and Bun apply it; Deno's sockets keep the system's.
+   */
+  keepAliveInitialDelay?: number;
+  /**
+   * Time limit in ms for each query, from when it is issued until its last answer. Past it the
+   * query rejects with `ConnectionError` `QUERY_TIMEOUT`, a CancelRequest goes to the server,
+   * and the connection is closed: a query that does not answer may be on a connection that
+   * never will (a network that drops packets without a word). Also per query (`QueryOptions`).
+   * Default `0`: none.
+   */
+  queryTimeout?: number;
   /** Largest server message accepted, in bytes (at least 1024). Default 256 MiB. */
   maxMessageSize?: number;
   /** How to reach the server. Default: the transport picked for the runtime. */
@@ -181,6 +197,10 @@ export interface ConnectionConfig {
   bigint: boolean;
   /** TCP keepalive. */
   keepAlive: boolean;
+  /** Idle ms before the first keepalive probe. */
+  keepAliveInitialDelay: number;
+  /** Time limit in ms for each query; `0` = none. */
+  queryTimeout: number;
   /** Largest server message accepted, in bytes. */
   maxMessageSize: number;
   /** `pgbouncer=true` was in the URL: the server is a PgBouncer. */
@@ -255,6 +275,14 @@ export function parseConfig(
   }
   const port = number(o.port, "port", 1, 65535, true);
   const connectTimeout = number(o.connectTimeout, "connectTimeout", 0, MAX_TIMEOUT, false);
+  const queryTimeout = number(o.queryTimeout, "queryTimeout", 0, MAX_TIMEOUT, false);
+  const keepAliveInitialDelay = number(
+    o.keepAliveInitialDelay,
+    "keepAliveInitialDelay",
+    0,
+    MAX_TIMEOUT,
+    false,
+  );
   const maxMessageSize = number(o.maxMessageSize, "maxMessageSize", 1024, Infinity, true);
   const givenCache = number(o.statementCache, "statementCache", 0, 10_000, true);
   checkObjects(o);
@@ -316,6 +344,8 @@ export function parseConfig(
     options: startupOptions,
     bigint: boolean(o.bigint, "bigint") ?? false,
     keepAlive: boolean(o.keepAlive, "keepAlive") ?? fromUrl.keepAlive ?? true,
+    keepAliveInitialDelay: keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
+    queryTimeout: queryTimeout ?? 0,
     maxMessageSize: maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
     pgbouncer: fromUrl.pgbouncer ?? false,
     pipelineConnect: pipelineConnect(o.pipelineConnect),

@@ -79,6 +79,7 @@ async function openConnection(
       tls,
       signal: controller.signal,
       keepAlive: config.keepAlive,
+      keepAliveInitialDelay: config.keepAliveInitialDelay,
     });
     if (controller.signal.aborted) {
       stream.close();

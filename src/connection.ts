@@ -81,6 +81,17 @@ export class Connection implements AsyncDisposable {
   /** Early start: the timer that sends the login's last bytes if no query joins them first. */
   #hold: ReturnType<typeof setTimeout> | undefined;
   #resolveClosed!: () => void;
+  /** The `queryTimeout` timer, armed for `#timeoutAt` (clock time), the earliest deadline. */
+  #timeoutTimer: ReturnType<typeof setTimeout> | undefined;
+  #timeoutAt = Infinity;
+  /**
+   * A query that may run `COPY ... FROM STDIN`, sent and not yet answered: bytes written after
+   * it wait for its ReadyForQuery, because a server in COPY-in mode would read them as COPY
+   * messages (and swallow the next query).
+   */
+  #copyGuard: PendingQuery | null = null;
+  /** Such queries written and not yet sent, with where their bytes end in the writer. */
+  readonly #copyGuards: { query: PendingQuery; end: number }[] = [];
 
   /** Use `connect()`; this constructor is internal. */
   constructor(
@@ -191,14 +202,25 @@ export class Connection implements AsyncDisposable {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let values: (string | null)[] | undefined;
     let rowMode: RowMode;
+    let timeout = this.#config.queryTimeout;
     try {
       values = encodeParams(params);
       rowMode = checkRowMode(options?.rowMode);
+      if (options?.queryTimeout !== undefined) timeout = checkTimeout(options.queryTimeout);
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.#send(sql, values, rowMode, signal, resolve as (r: QueryResult) => void, reject, true);
+      const query = this.#send(
+        sql,
+        values,
+        rowMode,
+        signal,
+        resolve as (r: QueryResult) => void,
+        reject,
+        true,
+      );
+      if (timeout > 0) this.#watchTimeout(query, timeout);
     });
   }
 
@@ -215,7 +237,7 @@ export class Connection implements AsyncDisposable {
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
     retry: boolean,
-  ): void {
+  ): PendingQuery {
     let name = "";
     let parse = true;
     const statements = this.#statements;
@@ -234,7 +256,9 @@ export class Connection implements AsyncDisposable {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
           if (!signal?.aborted) {
-            return this.#send(sql, values, rowMode, signal, resolve, reject, false);
+            const again = this.#send(sql, values, rowMode, signal, resolve, reject, false);
+            if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
+            return;
           }
         }
         reject(error);
@@ -243,12 +267,60 @@ export class Connection implements AsyncDisposable {
     if (values === undefined) frontend.query(this.#writer, sql);
     else frontend.extendedQuery(this.#writer, sql, values, name, parse);
     this.#queue.push(query);
+    if (MAY_COPY_IN.test(sql)) this.#copyGuards.push({ query, end: this.#writer.length });
     this.#scheduleFlush();
     if (signal) {
       const onAbort = () => this.#abort(query, signal.reason);
       signal.addEventListener("abort", onAbort, { once: true });
       query.cleanup = () => signal.removeEventListener("abort", onAbort);
     }
+    return query;
+  }
+
+  /**
+   * Gives `query` its `queryTimeout`. One timer serves every query, armed for the earliest
+   * deadline and looking again when it fires, so a query costs a clock read, not a timer.
+   */
+  #watchTimeout(query: PendingQuery, timeout: number, deadline = Date.now() + timeout): void {
+    query.timeout = timeout;
+    query.deadline = deadline;
+    if (deadline >= this.#timeoutAt) return;
+    clearTimeout(this.#timeoutTimer);
+    this.#timeoutAt = deadline;
+    this.#timeoutTimer = setTimeout(() => this.#timeoutDue(), Math.max(0, deadline - Date.now()));
+  }
+
+  #timeoutDue(): void {
+    this.#timeoutTimer = undefined;
+    this.#timeoutAt = Infinity;
+    if (this.#state === "closed") return;
+    const now = Date.now();
+    let next = Infinity;
+    for (const query of this.#queue) {
+      if (query.deadline === 0) continue;
+      if (query.deadline <= now) return this.#timedOut(query);
+      if (query.deadline < next) next = query.deadline;
+    }
+    if (next === Infinity) return;
+    this.#timeoutAt = next;
+    this.#timeoutTimer = setTimeout(() => this.#timeoutDue(), next - now);
+  }
+
+  /**
+   * A query outlived its `queryTimeout`. A server that is slow and a network that has gone
+   * silent look the same from here, so the connection is not trusted again: the statement
+   * running now is cancelled (with the socket gone the server would run it to its end) and
+   * the connection closed.
+   */
+  #timedOut(query: PendingQuery): void {
+    const error = new ConnectionError(
+      "QUERY_TIMEOUT",
+      `Query timed out after ${query.timeout} ms (queryTimeout); a cancel was sent and the ` +
+        "connection closed",
+    );
+    query.fail(error);
+    this.cancel().catch(() => {});
+    this.destroy(error);
   }
 
   /**
@@ -402,7 +474,12 @@ export class Connection implements AsyncDisposable {
     clearTimeout(this.#hold);
     this.#hold = undefined;
     if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
-    this.#stream.write(this.#writer.take());
+    if (this.#copyGuard !== null) return;
+    const guard = this.#copyGuards.shift();
+    if (guard === undefined) return this.#stream.write(this.#writer.take());
+    this.#stream.write(this.#writer.take(guard.end));
+    for (const later of this.#copyGuards) later.end -= guard.end;
+    this.#copyGuard = guard.query;
   }
 
   #message(type: number, buf: Uint8Array, start: number, end: number): void {
@@ -411,9 +488,15 @@ export class Connection implements AsyncDisposable {
     switch (type) {
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
+        // Without its status byte, buf[start] would be the next message's first byte.
+        if (end - start < 1) throw protocolError("ReadyForQuery has no transaction status");
         this.#transactionStatus = status(buf[start]);
         this.#queue.shift();
         query.finish();
+        if (query === this.#copyGuard) {
+          this.#copyGuard = null;
+          this.#flush();
+        }
         const next = this.#queue[0];
         if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next);
         if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
@@ -430,22 +513,28 @@ export class Connection implements AsyncDisposable {
         if (query.error === null) query.error = error;
         return;
       }
-      case 0x47: { // G: CopyInResponse — there is no data to send: make the server fail the COPY.
+      case 0x47: { // G: CopyInResponse — make the server fail the COPY: there is no data to send.
         const query = this.#head(head, type);
-        if (this.#queue.length > 1) {
-          // Messages of later queries are already on the wire and would be read as COPY data.
-          throw new ConnectionError(
-            "PROTOCOL_ERROR",
-            "COPY FROM STDIN is not supported by edgepool; the connection was closed because " +
-              "other queries were pipelined behind it",
-          );
+        if (query !== this.#copyGuard && this.#queue.length > 1) {
+          // Sent as any query (its text has no STDIN), so the queries behind it are on the wire
+          // already and the server reads them as COPY messages: their answers cannot be told.
+          throw protocolError("CopyInResponse to a query that has no STDIN in it");
         }
-        frontend.copyFail(this.#writer, "COPY FROM STDIN is not supported by edgepool");
-        // In copy-in mode the server ignored the Sync sent with the query: send another.
-        if (query.extended) frontend.sync(this.#writer);
-        this.#flush();
+        query.copying("in");
+        // Straight to the stream: the writer may hold later queries, which wait for the
+        // ReadyForQuery. In copy-in mode the server ignored the Sync of an extended query: the
+        // second one ends the error that CopyFail causes.
+        const w = new Writer(64);
+        frontend.copyFail(w, "COPY FROM STDIN is not supported by edgepool");
+        if (query.extended) frontend.sync(w);
+        this.#stream.write(w.take());
         return;
       }
+      case 0x57: // W: CopyBothResponse (replication): no way back to queries that edgepool has.
+        throw new ConnectionError(
+          "UNSUPPORTED",
+          "Replication (CopyBothResponse) is not supported by edgepool: the connection was closed",
+        );
       default:
         this.#common(type, buf, start, end);
     }
@@ -533,6 +622,8 @@ export class Connection implements AsyncDisposable {
 
   #end(queryError: unknown, closeReason: unknown): void {
     this.#state = "closed";
+    clearTimeout(this.#timeoutTimer);
+    this.#timeoutTimer = undefined;
     if (this.#startup !== null) {
       this.#startup.reject(queryError);
       this.#startup = null;
@@ -550,6 +641,22 @@ export class Connection implements AsyncDisposable {
     return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
 }
+
+function checkTimeout(value: unknown): number {
+  if (typeof value !== "number" || !(value >= 0 && value <= 2_147_483_647)) {
+    throw new RangeError(
+      `queryTimeout must be a number of ms from 0 to 2147483647, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Whether a query may be `COPY ... FROM STDIN`: the grammar has no other way to say STDIN, and
+ * COPY to or from the client runs only as a statement of the query text itself (not from a
+ * function). A false positive only costs that query its pipelining.
+ */
+const MAY_COPY_IN = /stdin/i;
 
 function status(byte: number): TransactionStatus {
   return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";

@@ -90,6 +90,8 @@ const CONNECT_KEYS = new Set<string>([
   "options",
   "bigint",
   "keepAlive",
+  "keepAliveInitialDelay",
+  "queryTimeout",
   "maxMessageSize",
   "transport",
   "pipelineConnect",
@@ -110,22 +112,32 @@ export function limitConcurrency<T>(
   limit: number,
 ): (signal: AbortSignal) => Promise<T> {
   let running = 0;
-  const line: (() => void)[] = [];
+  const line: { granted: boolean }[] = [];
   return async (signal) => {
     if (running >= limit) {
+      // The turn is handed over by another call (another request, on Workers), but taken up
+      // by a timer of this call's own: on workerd before compatibility date 2024-10-14 a
+      // promise resolved from another request continues in that request (and a request with
+      // nothing of its own pending is ended as hung).
+      const turn = { granted: false };
+      line.push(turn);
       await new Promise<void>((resolve, reject) => {
-        const go = () => {
+        let timer: ReturnType<typeof setTimeout>;
+        const onAbort = () => {
+          clearTimeout(timer);
+          const i = line.indexOf(turn);
+          if (i !== -1) line.splice(i, 1);
+          else if (turn.granted) handOn();
+          reject(signal.reason);
+        };
+        const poll = () => {
+          if (!turn.granted) return void (timer = setTimeout(poll, TURN_POLL_MS));
           signal.removeEventListener("abort", onAbort);
           resolve();
         };
-        const onAbort = () => {
-          const i = line.indexOf(go);
-          if (i !== -1) line.splice(i, 1);
-          reject(signal.reason);
-        };
-        signal.throwIfAborted();
+        if (signal.aborted) return onAbort();
         signal.addEventListener("abort", onAbort, { once: true });
-        line.push(go);
+        poll();
       });
     } else {
       running++;
@@ -133,13 +145,20 @@ export function limitConcurrency<T>(
     try {
       return await open(signal);
     } finally {
-      // Hand the slot straight to the next in line, or free it.
-      const next = line.shift();
-      if (next !== undefined) next();
-      else running--;
+      handOn();
     }
   };
+
+  // Hands the slot straight to the next in line, or frees it.
+  function handOn(): void {
+    const next = line.shift();
+    if (next !== undefined) next.granted = true;
+    else running--;
+  }
 }
+
+/** How often a call waiting its turn in `limitConcurrency` looks whether it came. */
+const TURN_POLL_MS = 5;
 
 const EMBEDDED_URL = "postgres://postgres@localhost/postgres";
 

@@ -13,6 +13,11 @@
  * - `AUTH_FAILED`: authentication could not proceed (unsupported method, a SCRAM server
  *   signature that does not verify). A wrong password is a {@link PostgresError} (28P01).
  * - `PROTOCOL_ERROR`: the server sent bytes that are not valid PostgreSQL protocol.
+ * - `QUERY_TIMEOUT`: a query took longer than its `queryTimeout`; a CancelRequest was sent and
+ *   the connection closed (the other queries pending on it reject with `CONNECTION_CLOSED`).
+ * - `UNSUPPORTED`: the statement needs something edgepool does not do yet: `COPY ... FROM
+ *   STDIN` or `COPY ... TO STDOUT` (the query rejects and the connection stays usable), or
+ *   replication's CopyBoth mode (the connection is closed).
  */
 export type ConnectionErrorCode =
   | "CONNECTION_LOST"
@@ -22,7 +27,9 @@ export type ConnectionErrorCode =
   | "TLS_UNAVAILABLE"
   | "TLS_FAILED"
   | "AUTH_FAILED"
-  | "PROTOCOL_ERROR";
+  | "PROTOCOL_ERROR"
+  | "QUERY_TIMEOUT"
+  | "UNSUPPORTED";
 
 /**
  * An error of the connection itself rather than of a query: see {@link ConnectionErrorCode}.

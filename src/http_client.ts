@@ -123,7 +123,7 @@ export class HttpClient {
     // handles `channel_binding` itself): check the rest of the URL only.
     const query = text.indexOf("?");
     const config = parseConfig(query < 0 ? text : text.slice(0, query), { bigint: o.bigint });
-    this.#connectionString = text;
+    this.#connectionString = query < 0 ? text : withoutClientSide(text, query);
     this.#bigint = config.bigint;
     const password = typeof config.password === "string" ? config.password : "";
     // A server most likely echoes the whole connection string; a bare password is hidden too,
@@ -289,4 +289,40 @@ function resolveEndpoint(endpoint: HttpEndpoint | undefined, host: string, port:
     throw new TypeError(`The SQL endpoint must be an http(s) URL, not ${parsed.protocol}`);
   }
   return parsed.href;
+}
+
+// libpq parameters about the client's own socket and TLS: over HTTP the TLS is the https://
+// endpoint's, and a gateway refuses to be told how to connect (edgepool's answers 400).
+const CLIENT_SIDE = new Set([
+  "sslmode",
+  "sslrootcert",
+  "sslcert",
+  "sslkey",
+  "sslpassword",
+  "sslcrl",
+  "sslnegotiation",
+  "channel_binding",
+  "connect_timeout",
+  "keepalives",
+  "keepalives_idle",
+  "keepalives_interval",
+  "keepalives_count",
+]);
+
+/** `text` (a URL whose query string starts at `query`) less its client-side parameters. */
+function withoutClientSide(text: string, query: number): string {
+  const kept = text.slice(query + 1).split("&").filter((pair) => {
+    const eq = pair.indexOf("=");
+    const name = eq < 0 ? pair : pair.slice(0, eq);
+    return pair !== "" && !CLIENT_SIDE.has(safeDecode(name));
+  });
+  return kept.length === 0 ? text.slice(0, query) : `${text.slice(0, query)}?${kept.join("&")}`;
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }

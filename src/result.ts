@@ -11,9 +11,17 @@ export type RowMode = "object" | "array";
 export interface QueryOptions {
   /**
    * Cancels the query: a CancelRequest goes to the server and the query rejects with the
-   * signal's reason. The connection stays usable.
+   * signal's reason. A connection of your own stays usable; a pooled one is closed and its
+   * place freed, since one whose query does not answer may never answer again.
    */
   signal?: AbortSignal;
+  /**
+   * Time limit in ms for this query, from when it is issued until its last answer; overrides
+   * the connection's (or pool's) `queryTimeout`. Past it the query rejects with
+   * `ConnectionError` `QUERY_TIMEOUT`, a CancelRequest is sent, and the connection is closed.
+   * `0`: none.
+   */
+  queryTimeout?: number;
   /** Row shape; default `"object"`. */
   rowMode?: RowMode;
 }

@@ -39,6 +39,8 @@ export interface TransportConnectOptions {
   signal?: AbortSignal;
   /** Turn on TCP keepalive where the runtime allows it. Default `true`. */
   keepAlive?: boolean;
+  /** Idle ms before the first keepalive probe, where the runtime can set it. Default 60000. */
+  keepAliveInitialDelay?: number;
 }
 
 /** Receives what a {@link ByteStream} reads. */

@@ -377,6 +377,71 @@ function serializeArray(values: readonly unknown[]): string {
   return out + "}";
 }
 
+// A high surrogate not followed by a low one, or a low one not preceded by a high one.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const wellFormed: (text: string) => boolean = typeof "".isWellFormed === "function"
+  ? (text) => text.isWellFormed()
+  : (text) => !LONE_SURROGATE.test(text);
+
+function loneSurrogate(text: string): TypeError {
+  const at = LONE_SURROGATE.exec(text)!.index;
+  const unit = text.charCodeAt(at).toString(16);
+  return new TypeError(
+    `Cannot send a string with a lone surrogate (\\u${unit} at index ${at}): UTF-8 has no ` +
+      "form for it, and PostgreSQL would store U+FFFD instead",
+  );
+}
+
+/** An object made by `{}`, `Object.create(null)` or another realm's `{}`. */
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || proto === Object.prototype || Object.getPrototypeOf(proto) === null;
+}
+
+/** Names a value for an error message: "a Map", "a Promise", "an object". */
+function describe(value: object): string {
+  const name = Object.getPrototypeOf(value)?.constructor?.name;
+  if (typeof name !== "string" || name === "" || name === "Object") return "an object";
+  return (/^[AEIO]/.test(name) ? "an " : "a ") + name;
+}
+
+function notSerializable(value: object, where: string): TypeError {
+  const what = describe(value);
+  const hint = value instanceof Promise
+    ? "await it first"
+    : "convert it to a plain object, array or string first, or give its class a toJSON()";
+  return new TypeError(`Cannot serialize ${what}${where} as a query parameter: ${hint}`);
+}
+
+// JSON.stringify turns a Map, a Set or a class instance into "{}" or into its own fields:
+// inside a JSON parameter those are refused, as they are outside one. A walk ahead of
+// JSON.stringify costs less than a replacer called for every value. Values with a toJSON() are
+// left to it, and cycles to JSON.stringify's own TypeError.
+function checkJson(value: object, key: string, depth: number): void {
+  if (depth > 1000) return;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      if (typeof item === "object" && item !== null) checkJson(item, String(i), depth + 1);
+    }
+    return;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === "function") return;
+  if (!isPlainObject(value)) throw notSerializable(value, ` (at key ${JSON.stringify(key)})`);
+  for (const name in value) {
+    const item = (value as Record<string, unknown>)[name];
+    if (typeof item === "object" && item !== null) checkJson(item, name, depth + 1);
+  }
+}
+
+function serializeObject(value: object): string {
+  if (!isPlainObject(value) && typeof (value as { toJSON?: unknown }).toJSON !== "function") {
+    throw notSerializable(value, "");
+  }
+  checkJson(value, "", 0);
+  return JSON.stringify(value);
+}
+
 /**
  * Serializes a JS value into the text form of a query parameter; `null` for SQL NULL.
  *
@@ -389,12 +454,20 @@ function serializeArray(values: readonly unknown[]): string {
  * | Date | ISO 8601 in UTC, `BC` for years before 1 AD |
  * | Uint8Array, any ArrayBufferView, ArrayBuffer | bytea hex, `\x0a1b...` |
  * | array | array literal `{"a","b",NULL}`, nested arrays as nested braces |
- * | other objects | `JSON.stringify` |
+ * | plain object, object with a `toJSON()` method | `JSON.stringify` |
+ *
+ * Values that have no PostgreSQL meaning are refused rather than sent as something else: a
+ * `Map`, `Set`, `WeakMap`, `Promise` or other class instance without `toJSON()` (which
+ * `JSON.stringify` would send as `{}` or as its own fields), also inside an array or a JSON
+ * object; a function; a symbol; and a string with a lone surrogate, which UTF-8 cannot encode
+ * (a lone surrogate inside a JSON object is fine: `JSON.stringify` escapes it as `\udxxx`).
+ * Inside a JSON object, JSON's own rules hold otherwise (`undefined` and functions are left
+ * out, a bigint throws).
  *
  * @param value The parameter.
  * @returns Its text form, or `null` for SQL NULL.
  * @throws {RangeError} For an invalid Date.
- * @throws {TypeError} For a function or a symbol.
+ * @throws {TypeError} For a value with no PostgreSQL meaning (see above).
  *
  * @example
  * ```ts
@@ -403,11 +476,18 @@ function serializeArray(values: readonly unknown[]): string {
  * console.assert(serializeParam([["a\"b", null], [1n]]) === '{{"a\\"b",NULL},{"1"}}');
  * console.assert(serializeParam({ a: 1 }) === '{"a":1}');
  * console.assert(serializeParam(undefined) === null);
+ * try {
+ *   serializeParam(new Map([["a", 1]]));
+ *   console.assert(false);
+ * } catch (error) {
+ *   console.assert(error instanceof TypeError);
+ * }
  * ```
  */
 export function serializeParam(value: unknown): string | null {
   switch (typeof value) {
     case "string":
+      if (!wellFormed(value)) throw loneSurrogate(value);
       return value;
     case "number":
       return String(value);
@@ -425,7 +505,7 @@ export function serializeParam(value: unknown): string | null {
         return serializeBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       }
       if (value instanceof ArrayBuffer) return serializeBytes(new Uint8Array(value));
-      return JSON.stringify(value);
+      return serializeObject(value);
     default:
       throw new TypeError(`Cannot serialize a ${typeof value} as a query parameter`);
   }

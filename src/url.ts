@@ -20,6 +20,7 @@ export interface UrlSettings {
   connectTimeout?: number;
   options?: string;
   keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
   pgbouncer?: boolean;
 }
 
@@ -213,6 +214,14 @@ function applyParameters(
         if (value !== "0" && value !== "1") throw invalid("1 or 0");
         settings.keepAlive = value === "1";
         break;
+      case "keepalives_idle": {
+        if (!/^\d+$/.test(value)) throw invalid("a whole number of seconds");
+        if (Number(value) * 1000 > MAX_TIMEOUT) {
+          throw invalid(`at most ${Math.floor(MAX_TIMEOUT / 1000)} seconds`);
+        }
+        settings.keepAliveInitialDelay = Number(value) * 1000;
+        break;
+      }
       case "pgbouncer":
         if (value !== "true" && value !== "false") throw invalid("true or false");
         settings.pgbouncer = value === "true";

@@ -28,6 +28,8 @@ export default {
           const { rows } = await pool.query<{ n: number }>("select $1::int + 1 as n", [41]);
           return Response.json({ n: rows[0].n, describe: pool.describe(), stats: pool.stats() });
         }
+        case "/globals":
+          return Response.json({ finalizationRegistry: typeof FinalizationRegistry });
         case "/direct": {
           await using conn = await connect(url, { connectTimeout: 5000 });
           const { rows } = await conn.query<{ n: number }>("select $1::int + 1 as n", [41]);

@@ -28,6 +28,8 @@ test("parseConfig applies every default, when the URL has only a user and host",
     options: undefined,
     bigint: false,
     keepAlive: true,
+    keepAliveInitialDelay: 60_000,
+    queryTimeout: 0,
     maxMessageSize: 256 * 1024 * 1024,
     pgbouncer: false,
     pipelineConnect: undefined,
@@ -36,6 +38,19 @@ test("parseConfig applies every default, when the URL has only a user and host",
     statementCache: 100,
     statementCacheCautious: true,
   });
+});
+
+test("parseConfig reads keepalives_idle in seconds, and queryTimeout and keepAliveInitialDelay in ms", () => {
+  assert.equal(parseConfig("postgres://u@h/db?keepalives_idle=15").keepAliveInitialDelay, 15_000);
+  const given = parseConfig("postgres://u@h/db", {
+    queryTimeout: 2500,
+    keepAliveInitialDelay: 1000,
+  });
+  assert.equal(given.queryTimeout, 2500);
+  assert.equal(given.keepAliveInitialDelay, 1000);
+  assert.throws(() => parseConfig("postgres://u@h/db?keepalives_idle=x"), TypeError);
+  assert.throws(() => parseConfig("postgres://u@h/db", { queryTimeout: -1 }), RangeError);
+  assert.throws(() => parseConfig("postgres://u@h/db", { queryTimeout: "5" as never }), TypeError);
 });
 
 test("parseConfig reads and percent-decodes user, password, host, port and database, when present", () => {

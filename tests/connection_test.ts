@@ -10,6 +10,7 @@ import {
   autoTransport,
   connect,
   type Connection,
+  type ConnectionError,
   type ConnectOptions,
   PostgresError,
   type PostgresNotice,
@@ -99,6 +100,15 @@ async function silentServer(): Promise<SilentServer> {
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/** Asserts `error` is COPY's `UNSUPPORTED` error for `direction`. */
+function assertCopyUnsupported(
+  error: unknown,
+  direction: "FROM STDIN" | "TO STDOUT",
+): asserts error is ConnectionError {
+  assertConnectionError(error, "UNSUPPORTED");
+  assert.match(error.message, new RegExp(`COPY \\.\\.\\. ${direction} is not supported`));
 }
 
 let serverPromise: Promise<TestServer> | undefined;
@@ -1017,24 +1027,33 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   // -------------------------------------------------------------------------------------------
   // COPY
 
-  test(name("query runs COPY TO STDOUT and reports COPY"), T, async () => {
-    await using conn = await open();
-    const result = await conn.query("copy (select generate_series(1, 3)) to stdout");
-    assert.equal(result.command, "COPY");
-    assert.equal(result.rowCount, 3);
-    assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
-  });
+  test(
+    name("query rejects COPY TO STDOUT with UNSUPPORTED and the connection goes on"),
+    T,
+    async () => {
+      await using conn = await open();
+      for (const params of [undefined, []]) {
+        const error = await rejection(
+          conn.query("copy (select generate_series(1, 3)) to stdout", params),
+        );
+        assertCopyUnsupported(error, "TO STDOUT");
+        assert.equal(conn.transactionStatus, "idle");
+        assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+      }
+    },
+  );
 
   test(
-    name("query rejects COPY FROM STDIN with a PostgresError and the connection goes on"),
+    name("query rejects COPY FROM STDIN with UNSUPPORTED and the connection goes on"),
     T,
     async () => {
       await using conn = await open();
       await conn.query("create temp table copied (n int)");
       for (const params of [undefined, []]) {
         const error = await rejection(conn.query("copy copied from stdin", params));
-        assert.ok(error instanceof PostgresError, show(error));
-        assert.match(error.message, /not supported/);
+        assertCopyUnsupported(error, "FROM STDIN");
+        // The server's own error, from the CopyFail the client sent, is the cause.
+        assert.ok(error.cause instanceof PostgresError, show(error.cause));
         assert.equal(conn.transactionStatus, "idle");
         assert.deepEqual((await conn.query("select count(*)::int as n from copied")).rows, [{
           n: 0,
@@ -1044,16 +1063,125 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   );
 
   test(
-    name("query closes with PROTOCOL_ERROR when COPY FROM STDIN has queries behind it"),
+    name("query rejects each COPY of a pipeline alone and runs the queries around it"),
     T,
     async () => {
       await using conn = await open();
       await conn.query("create temp table copied (n int)");
-      const copy = rejection(conn.query("copy copied from stdin"));
-      const behind = rejection(conn.query("select 1"));
-      assertConnectionError(await copy, "PROTOCOL_ERROR");
-      assertConnectionError(await behind, "PROTOCOL_ERROR");
-      assert.equal(conn.closed, true);
+      // All issued at once: a server in COPY-in mode would read what follows as COPY messages.
+      const outcomes = await Promise.all([
+        rejection(conn.query("select 1 as n")),
+        rejection(conn.query("copy copied from stdin")),
+        rejection(conn.query("insert into copied values ($1)", [2])),
+        rejection(conn.query("copy copied from stdin", [])),
+        rejection(conn.query("select $1::int as n", [3])),
+        rejection(conn.query("copy copied to stdout")),
+        rejection(conn.query("copy copied from stdin")),
+        rejection(conn.query("insert into copied values (4)")),
+        rejection(conn.query("copy (select 1) to stdout", [])),
+        rejection(conn.query("select array_agg(n order by n) as ns from copied")),
+      ]);
+      const rows = (i: number) => {
+        assert.ok(outcomes[i] instanceof Resolved, `query ${i}: ${show(outcomes[i])}`);
+        return (outcomes[i] as Resolved).value as { rows: unknown[]; command: string };
+      };
+      assert.deepEqual(rows(0).rows, [{ n: 1 }]);
+      assertCopyUnsupported(outcomes[1], "FROM STDIN");
+      assert.equal(rows(2).command, "INSERT");
+      assertCopyUnsupported(outcomes[3], "FROM STDIN");
+      assert.deepEqual(rows(4).rows, [{ n: 3 }]);
+      assertCopyUnsupported(outcomes[5], "TO STDOUT");
+      assertCopyUnsupported(outcomes[6], "FROM STDIN");
+      assert.equal(rows(7).command, "INSERT");
+      assertCopyUnsupported(outcomes[8], "TO STDOUT");
+      assert.deepEqual(rows(9).rows, [{ ns: [2, 4] }]);
+      assert.equal(conn.transactionStatus, "idle");
+      assert.deepEqual((await conn.query("select 5 as n")).rows, [{ n: 5 }]);
+    },
+  );
+
+  test(
+    name("query inside a transaction rejects COPY FROM STDIN and the transaction fails"),
+    T,
+    async () => {
+      await using conn = await open();
+      await conn.query("create temp table copied (n int)");
+      const [begin, copy, after] = await Promise.all([
+        rejection(conn.query("begin")),
+        rejection(conn.query("copy copied from stdin")),
+        rejection(conn.query("select 1")),
+      ]);
+      assert.ok(begin instanceof Resolved, show(begin));
+      assertCopyUnsupported(copy, "FROM STDIN");
+      assertPostgresError(after, "25P02"); // the COPY's error aborted the transaction, as any
+      assert.equal(conn.transactionStatus, "failed");
+      await conn.query("rollback");
+      assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+    },
+  );
+
+  test(
+    name("query rejects a parameter with no PostgreSQL meaning by its $n and writes nothing"),
+    T,
+    async () => {
+      await using conn = await open();
+      await conn.query("create temp table kept (t text)");
+      const bad: [unknown, RegExp][] = [
+        [new Map([["a", 1]]), /\$2: .*a Map/],
+        [new Set([1]), /\$2: .*a Set/],
+        [Promise.resolve(1), /\$2: .*a Promise/],
+        ["lone \ud800 surrogate", /\$2: .*lone surrogate/],
+        [["ok", "\udc00"], /\$2: .*lone surrogate/],
+        [{ nested: new Map() }, /\$2: .*a Map/],
+      ];
+      for (const [value, message] of bad) {
+        // Issued together with good queries: only the bad one fails, before anything is sent.
+        const [before, error, after] = await Promise.all([
+          rejection(conn.query("insert into kept values ($1)", ["before"])),
+          rejection(conn.query("insert into kept values ($1), ($2)", ["x", value])),
+          rejection(conn.query("insert into kept values ($1)", ["after"])),
+        ]);
+        assert.ok(before instanceof Resolved && after instanceof Resolved, show(after));
+        assert.ok(error instanceof TypeError, show(error));
+        assert.match(error.message, message);
+      }
+      const { rows } = await conn.query(
+        "select count(*)::int as n, " +
+          "count(*) filter (where t not in ('before', 'after'))::int as other from kept",
+      );
+      assert.deepEqual(rows, [{ n: 2 * bad.length, other: 0 }]);
+    },
+  );
+
+  // -------------------------------------------------------------------------------------------
+  // Errors of severity ERROR end the query, not the connection
+
+  test(
+    name("query rejects a Bind with too few parameters with 08P01 and the connection goes on"),
+    T,
+    async () => {
+      // 08P01 (protocol_violation) at severity ERROR: only FATAL and PANIC end a session.
+      for (const statementCache of [0, 100]) {
+        await using conn = await open("scram", PLAIN, { statementCache });
+        const sql = "select $1::int + $2::int as n";
+        for (let round = 0; round < 2; round++) {
+          // Round 1 with the cache: the statement is prepared; the Bind alone is wrong.
+          const [short, right, long] = await Promise.all([
+            rejection(conn.query(sql, [1])),
+            rejection(conn.query(sql, [1, 2])),
+            rejection(conn.query(sql, [1, 2, 3])),
+          ]);
+          for (const error of [short, long]) {
+            assertPostgresError(error, "08P01");
+            assert.equal(error.severity, "ERROR");
+            assert.match(error.message, /bind message supplies \d parameters/);
+          }
+          assert.ok(right instanceof Resolved, show(right));
+          assert.deepEqual((right.value as { rows: unknown[] }).rows, [{ n: 3 }]);
+          assert.equal(conn.closed, false);
+          assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+        }
+      }
     },
   );
 }

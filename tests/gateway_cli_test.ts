@@ -70,7 +70,7 @@ test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
   skip: isDeno ? false : "started from the Deno run (it spawns both runtimes itself)",
 }, async () => {
   const server = await getServer();
-  const url = server.url("scram", { sslmode: "disable" });
+  const url = server.url("scram");
   const flags = ["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${server.port}`];
   const deno = await start(process.execPath, [
     "run",
@@ -104,4 +104,20 @@ test("the gateway CLI refuses bad flags with its usage", { ...T, skip: !isDeno }
   assert.notEqual(code, 0);
   assert.match(output, /--upstream is required/);
   assert.match(output, /usage: edgepool-gateway/);
+});
+
+test("the gateway CLI's --help names --max-sessions and --header-timeout", {
+  ...T,
+  skip: !isDeno,
+}, async () => {
+  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--help"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0);
+  assert.match(output, /--max-sessions N/);
+  assert.match(output, /--header-timeout MS/);
 });

@@ -10,8 +10,7 @@ import { getServer, type TestServer } from "./_server.ts";
 
 const T = { timeout: 60_000 };
 
-const url = (server: TestServer, app: string) =>
-  server.url("scram", { sslmode: "disable", application_name: app });
+const url = (server: TestServer, app: string) => server.url("scram", { application_name: app });
 
 async function backends(server: TestServer, app: string): Promise<number> {
   return Number(

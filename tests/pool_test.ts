@@ -128,21 +128,80 @@ test(
 );
 
 test(
-  "QueuePool.connect timeout carries the last connect error as cause, when one failed",
+  "QueuePool.connect waits out a refused connect and succeeds on the retry",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0, timeout: 1000 });
+    const errors = collect(pool, "error");
+    const refused = new CodedError("ECONNREFUSED", "connection refused");
+    server.failConnects(refused, 2);
+    const p = watch(pool.connect());
+    await flush();
+    assert.equal(p.done, false, "a refused connect fails nobody: the caller waits");
+    await clock.advance(300); // first backoff: 250 ms ± 10 %
+    assert.equal(p.done, false);
+    assert.equal(server.attempts, 2);
+    await clock.advance(600); // then 500 ms ± 10 %
+    assert.equal(p.failed, false);
+    assert.equal(p.done, true, "served by the third attempt, within its deadline");
+    assert.equal(errors.filter((e) => e.context === "connect").length, 2);
+    await (p.value as PooledConnection<FakeConnection>).release();
+    await shut(pool, clock);
+  },
+);
+
+test(
+  "QueuePool.connect timeout carries the last connect error as cause, when connects keep failing",
   T,
   async () => {
     const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0, timeout: 1000 });
     const refused = new CodedError("ECONNREFUSED", "connection refused");
-    server.failConnects(refused, 1);
-    assert.equal(await rejection(pool.connect()), refused, "the caller gets the connect error");
-    server.connectDelay = 5000;
-    const slow = watch(pool.connect());
+    server.failConnects(refused);
+    const p = watch(pool.connect());
     await clock.advance(1000);
-    assert.ok(slow.failed);
-    assert.equal(code(slow.error), "POOL_TIMEOUT");
-    assert.equal((slow.error as Error).cause, refused);
-    assert.match((slow.error as Error).message, /connection refused/);
-    await clock.advance(4000);
+    assert.ok(p.failed);
+    assert.equal(code(p.error), "POOL_TIMEOUT");
+    assert.equal((p.error as Error).cause, refused);
+    assert.match((p.error as Error).message, /connection refused/);
+    assert.ok(server.attempts >= 3 && server.attempts <= 4, `${server.attempts} attempts`);
+    // The timed-out caller was the only one: no more attempts for nobody.
+    const attempts = server.attempts;
+    await clock.advance(10_000);
+    assert.equal(server.attempts, attempts);
+    await shut(pool, clock);
+  },
+);
+
+test(
+  "QueuePool.connect fails at once on a connect error that retrying will not fix",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ timeout: 1000 });
+    const denied = authError();
+    server.failConnects(denied, 1);
+    assert.equal(await rejection(pool.connect()), denied);
+    assert.equal(server.attempts, 1);
+    await shut(pool, clock);
+  },
+);
+
+test(
+  "QueuePool retries one attempt at a time while connecting fails, then connects for all",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 5, maxOverflow: 0, timeout: 5000 });
+    server.failConnects(new CodedError("57P03", "the database system is starting up"), 3);
+    const callers = [1, 2, 3, 4, 5].map(() => watch(pool.connect()));
+    await flush();
+    const first = server.attempts; // the first wave, before anything failed
+    await clock.advance(250 * 1.1);
+    await clock.advance(500 * 1.1);
+    await clock.advance(1000 * 1.1);
+    await flush();
+    assert.ok(callers.every((c) => c.done && !c.failed), "every caller is served");
+    // After the first failures, one probe per backoff delay, then the rest at once.
+    assert.ok(server.attempts - first <= 5 + 1, `${server.attempts} attempts`);
+    for (const c of callers) await (c.value as PooledConnection<FakeConnection>).release();
     await shut(pool, clock);
   },
 );
@@ -342,7 +401,7 @@ test("a connect finishing after its waiter timed out goes to the next waiter", T
 // Health checks
 
 test(
-  "prePing retries on another connection and retires older idle ones, when a ping fails",
+  "prePing retries on another connection and suspects the others, when a ping fails",
   T,
   async () => {
     const { clock, server, pool } = setup({ prePing: true });
@@ -356,18 +415,14 @@ test(
     assert.deepEqual(c1.log, [], "a fresh connection is not pinged");
     c1.failNext(new DisconnectError());
     const conn = await pool.connect(); // no error for the caller
-    assert.equal(conn.connection, server.created[2], "a new connection");
+    assert.equal(conn.connection, c2, "the next idle one, pinged");
     assert.deepEqual(c1.log, [""]);
-    assert.ok(c1.closed && c2.closed);
+    assert.deepEqual(c2.log, [""]);
+    assert.ok(c1.closed && !c2.closed, "one dead connection does not take the others with it");
     assert.deepEqual(closeReasons(closes, c1), ["invalidated"]);
-    assert.deepEqual(closeReasons(closes, c2), ["stale"]);
     assert.equal(invalidates.length, 1);
     assert.ok(invalidates[0].error instanceof DisconnectError);
     await conn.release();
-    const again = await pool.connect(); // the survivor is pinged and handed out
-    assert.equal(again.connection, server.created[2]);
-    assert.deepEqual(server.created[2].log, [""]);
-    await again.release();
     await shut(pool, clock);
   },
 );
@@ -404,6 +459,55 @@ test("a health check cut short by the caller's deadline does not retire the pool
   assert.deepEqual(survivors, [false, false]);
 });
 
+test(
+  "a health check that does not answer within checkTimeout closes the connection, and the caller gets another",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ prePing: true, checkTimeout: 500, timeout: 5000 });
+    const closes = collect(pool, "close");
+    const held = [await pool.connect(), await pool.connect()];
+    for (const c of held) await c.release();
+    const [c1, c2] = server.created;
+    c1.pingDelay = 60_000; // a network gone silent
+    const p = watch(pool.connect());
+    await clock.advance(500);
+    assert.ok(p.done && !p.failed, "served within its deadline");
+    assert.equal((p.value as PooledConnection<FakeConnection>).connection, c2);
+    assert.deepEqual(closeReasons(closes, c1), ["stuck"]);
+    assert.equal(c1.closedHow, "force");
+    await (p.value as PooledConnection<FakeConnection>).release();
+    const s = pool.stats();
+    assert.deepEqual([s.checkedOut, s.checkedIn], [0, 1], "its place is free");
+    await shut(pool, clock);
+  },
+);
+
+test(
+  "a query aborted by its signal closes the connection and frees its place at once",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 1, maxOverflow: 0, timeout: 5000 });
+    const closes = collect(pool, "close");
+    const conn = await pool.connect();
+    const c1 = server.created[0];
+    c1.queryDelay = 60_000;
+    const controller = new AbortController();
+    const q = watch(conn.query("SELECT pg_sleep(60)", undefined, { signal: controller.signal }));
+    const waiting = watch(pool.connect());
+    controller.abort(new Error("client went away"));
+    await flush();
+    assert.equal((q.error as Error).message, "client went away");
+    assert.deepEqual(closeReasons(closes, c1), ["stuck"]);
+    assert.ok(waiting.done && !waiting.failed, "the waiter got a new connection at once");
+    assert.equal((waiting.value as PooledConnection<FakeConnection>).connection, server.created[1]);
+    const after = await rejection(conn.query("SELECT 1"));
+    assert.ok(after instanceof Error, "the holder's handle no longer works");
+    await conn.release(); // still fine to release
+    await (waiting.value as PooledConnection<FakeConnection>).release();
+    await shut(pool, clock);
+  },
+);
+
 test("prePing failing with a disconnect error counts the connection as lost", T, async () => {
   const { clock, server, pool } = setup({ prePing: true });
   await (await pool.connect()).release();
@@ -431,10 +535,10 @@ test("check callback rejecting a connection retries with another one", T, async 
   assert.deepEqual(checked, [], "fresh connections are not checked");
   bad.add(server.created[0]);
   const conn = await pool.connect();
-  assert.equal(conn.connection, server.created[2]);
-  assert.deepEqual(checked, [server.created[0]]);
+  assert.equal(conn.connection, server.created[1], "the next one, checked too");
+  assert.deepEqual(checked, [server.created[0], server.created[1]]);
   assert.deepEqual(closeReasons(closes, server.created[0]), ["invalidated"]);
-  assert.deepEqual(closeReasons(closes, server.created[1]), ["stale"]);
+  assert.deepEqual(closeReasons(closes, server.created[1]), []);
   await conn.release();
   await shut(pool, clock);
 });
@@ -774,36 +878,76 @@ test(
 // ---------------------------------------------------------------------------------------------
 // Disconnects and generations
 
-test("a disconnect error invalidates the connection and every older idle one", T, async () => {
-  const { clock, server, pool } = setup();
-  const closes = collect(pool, "close");
-  const invalidates = collect(pool, "invalidate");
-  const held = await Promise.all([1, 2, 3, 4].map(() => pool.connect()));
-  await held[0].release();
-  await held[1].release();
-  const [c1, c2, c3, c4] = server.created;
-  const lost = new DisconnectError("terminating connection due to administrator command");
-  c3.failNext(lost);
-  const error = await rejection(held[2].query("SELECT 1"));
-  assert.equal(code(error), "CONNECTION_LOST");
-  assert.equal((error as Error).cause, lost);
-  assert.equal(invalidates.length, 1);
-  assert.equal(invalidates[0].connection, c3);
-  assert.ok(c1.closed && c2.closed && c3.closed);
-  assert.deepEqual(closeReasons(closes, c1), ["stale"]);
-  assert.deepEqual(closeReasons(closes, c3), ["invalidated"]);
-  assert.equal(c4.closed, false, "busy: closed when returned");
-  await held[3].release();
-  assert.deepEqual(closeReasons(closes, c4), ["stale"]);
-  await held[2].release();
-  assert.equal(pool.stats().connectionsLost, 1);
-  const s = pool.stats();
-  assert.deepEqual([s.poolSize, s.checkedOut, s.checkedIn], [0, 0, 0]);
-  const fresh = await pool.connect();
-  assert.equal(fresh.connection, server.created[4]);
-  await fresh.release();
-  await shut(pool, clock);
-});
+test(
+  "a disconnect error retires its connection and has the others pinged before reuse",
+  T,
+  async () => {
+    const { clock, server, pool } = setup();
+    const closes = collect(pool, "close");
+    const invalidates = collect(pool, "invalidate");
+    const held = await Promise.all([1, 2, 3, 4].map(() => pool.connect()));
+    await held[0].release();
+    await held[1].release();
+    const [c1, c2, c3, c4] = server.created;
+    const lost = new DisconnectError("terminating connection due to administrator command");
+    c3.failNext(lost);
+    const error = await rejection(held[2].query("SELECT 1"));
+    assert.equal(code(error), "CONNECTION_LOST");
+    assert.equal((error as Error).cause, lost);
+    assert.equal(invalidates.length, 1);
+    assert.equal(invalidates[0].connection, c3);
+    assert.ok(c3.closed);
+    assert.ok(!c1.closed && !c2.closed && !c4.closed, "the others stay");
+    assert.deepEqual(closeReasons(closes, c3), ["invalidated"]);
+    await held[3].release();
+    await held[2].release();
+    assert.equal(pool.stats().connectionsLost, 1);
+    // Each suspect is pinged once at its next checkout; a dead one is closed and the caller
+    // served by the next. Idle order (FIFO): c1, c2, c4.
+    c1.failNext(new DisconnectError("server closed the connection unexpectedly"));
+    const next = await pool.connect();
+    assert.deepEqual(c1.log, [""]);
+    assert.ok(c1.closed, "the dead one is closed");
+    assert.equal(next.connection, c2);
+    assert.deepEqual(c2.log, [""], "the one handed out was pinged first");
+    await next.release();
+    const third = await pool.connect();
+    assert.equal(third.connection, c4);
+    assert.deepEqual(c4.log, [""]);
+    await third.release();
+    // Proven since: no more pings.
+    const fourth = await pool.connect();
+    assert.equal(fourth.connection, c2);
+    assert.deepEqual(c2.log, [""]);
+    await fourth.release();
+    await shut(pool, clock);
+  },
+);
+
+test(
+  "a server error that leaves the session (08P01) keeps the connection and the pool",
+  T,
+  async () => {
+    const { clock, server, pool } = setup();
+    const closes = collect(pool, "close");
+    const held = await Promise.all([1, 2].map(() => pool.connect()));
+    await held[1].release();
+    const protocol = Object.assign(
+      new Error('bind message supplies 1 parameters, but prepared statement "" requires 2'),
+      {
+        code: "08P01",
+        severity: "ERROR",
+      },
+    );
+    server.created[0].failNext(protocol);
+    const error = await rejection(held[0].query("SELECT $1, $2"));
+    assert.equal(error, protocol, "the query's own error, not CONNECTION_LOST");
+    await held[0].release();
+    assert.deepEqual(closes, []);
+    assert.equal(pool.stats().connectionsLost, 0);
+    await shut(pool, clock);
+  },
+);
 
 test("a connection closing by itself while idle is retired with an error event", T, async () => {
   const { clock, server, pool } = setup({ min: 1 });

@@ -213,6 +213,38 @@ test("Reader rejects a length above maxMessageSize from the header alone", () =>
   assert.equal(frame([largest.subarray(0, 5), largest.subarray(5)], max).length, 1);
 });
 
+test("Reader allocates by the bytes received, not by the length a header declares", () => {
+  // 20 headers declaring 200 MiB each once allocated 4 GiB for 2 KiB received.
+  const declared = 200 * 1024 * 1024;
+  const readers = Array.from({ length: 20 }, () => new Reader(256 * 1024 * 1024, () => {}));
+  for (const reader of readers) {
+    reader.push(concat(text("D"), int32(declared), new Uint8Array(95)));
+    assert.equal(reader.buffered, 100);
+    assert.ok(reader.capacity <= 4096, `capacity ${reader.capacity}`);
+  }
+  // The buffer doubles as the body arrives, never past twice what has arrived.
+  const reader = readers[0];
+  let received = 100;
+  for (const size of [1, 5000, 70_000, 1 << 20, 3 << 20]) {
+    reader.push(new Uint8Array(size));
+    received += size;
+    assert.equal(reader.buffered, received);
+    const bound = Math.max(4096, 2 * received);
+    assert.ok(reader.capacity <= bound, `${reader.capacity} bytes for ${received}`);
+  }
+});
+
+test("Reader frames a large message split into many chunks", () => {
+  const big = message("D", Uint8Array.from({ length: 300_000 }, (_, i) => i * 7));
+  const stream = concat(ready(), big, ready());
+  const expected = frame([stream]);
+  for (const size of [1000, 65536, 100_003]) {
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < stream.length; at += size) chunks.push(stream.subarray(at, at + size));
+    assert.deepEqual(frame(chunks), expected, `chunks of ${size}`);
+  }
+});
+
 test("Reader never throws anything but PROTOCOL_ERROR on random bytes", () => {
   const rand = prng(20240229);
   let parsed = 0, rejected = 0;
@@ -394,6 +426,11 @@ const HOSTILE_REPLIES: [string, Uint8Array][] = [
     "a truncated DataRow",
     concat(rowDescription(["a"]), message("D", int16(1), int32(10), text("abc"))),
   ],
+  [
+    "a DataRow value of length -2 (only -1, NULL, is below 0)",
+    concat(rowDescription(["a"]), message("D", int16(1), int32(-2))),
+  ],
+  ["a ReadyForQuery without its transaction status", message("Z")],
   ["a CommandComplete without the NUL of its tag", message("C", text("SELECT 1"))],
   ["an ErrorResponse field without its NUL", message("E", text("SERROR"))],
   ["a ParameterStatus without the NUL of its value", message("S", cstr("a"), text("b"))],
@@ -481,6 +518,27 @@ for (const transport of transports) {
       assert.equal(conn.closed, true);
       assert.equal(await closeEvent, error);
       assertProtocolError(error);
+    },
+  );
+
+  test(
+    name("query fails with UNSUPPORTED and closes on a CopyBothResponse (replication)"),
+    T,
+    async () => {
+      await using fake = await fakeServer(async (peer) => {
+        await peer.handshake();
+        await peer.nextQuery();
+        peer.write(message("W", bytes(0), int16(0)));
+      });
+      const { conn, closeEvent } = await open(fake);
+      await using _ = conn;
+      const first = rejection(conn.query("start_replication 0/0"));
+      const queued = rejection(conn.query("select 1"));
+      const error = await first;
+      assertConnectionError(error, "UNSUPPORTED");
+      assert.match(error.message, /Replication/);
+      assert.equal(await queued, error);
+      assert.equal(await closeEvent, error);
     },
   );
 

@@ -457,6 +457,71 @@ test("serializeParam throws TypeError for functions and symbols", () => {
   assert.throws(() => serializeParam([Symbol("s")]), TypeError);
 });
 
+test("serializeParam throws TypeError for a string with a lone surrogate, also in an array", () => {
+  // UTF-8 has no form for it: the encoder would send U+FFFD, and the server would store that.
+  for (const text of ["\ud800", "a\udc00", "\ud83d\ude00\ud83d", "x\udfffy"]) {
+    assert.throws(() => serializeParam(text), { name: "TypeError", message: /lone surrogate/ });
+    assert.throws(() => serializeParam(["ok", [text]]), { name: "TypeError" });
+  }
+  assert.equal(serializeParam("\ud83d\ude00"), "😀"); // a pair is one character
+});
+
+test("serializeParam keeps a lone surrogate inside JSON as a \\u escape", () => {
+  // JSON.stringify escapes it, so the text is valid UTF-8 and nothing is lost (jsonb refuses
+  // it on the server, with its own error; json keeps it).
+  assert.equal(serializeParam({ a: "\ud800" }), '{"a":"\\ud800"}');
+});
+
+test("serializeParam throws TypeError for Map, Set, Promise and other class instances", () => {
+  class Point {
+    x = 1;
+  }
+  const values: [unknown, RegExp][] = [
+    [new Map([["a", 1]]), /a Map/],
+    [new Set([1]), /a Set/],
+    [new WeakMap(), /a WeakMap/],
+    [new WeakSet(), /a WeakSet/],
+    [Promise.resolve(1), /a Promise .*await/],
+    [new Point(), /a Point/],
+    [new Error("x"), /an Error/],
+    [/re/, /a RegExp/],
+    [new String("s"), /a String/],
+  ];
+  for (const [value, message] of values) {
+    assert.throws(() => serializeParam(value), { name: "TypeError", message }, String(value));
+    assert.throws(() => serializeParam([value]), { name: "TypeError", message });
+  }
+});
+
+test("serializeParam throws TypeError for a Map or class instance inside a JSON object", () => {
+  assert.throws(() => serializeParam({ tags: new Set(["a"]) }), {
+    name: "TypeError",
+    message: /a Set \(at key "tags"/,
+  });
+  assert.throws(() => serializeParam({ a: [{ b: new Map() }] }), { name: "TypeError" });
+  assert.throws(() => serializeParam([{ bytes: new Uint8Array(1) }]), { name: "TypeError" });
+});
+
+test("serializeParam serializes objects with toJSON and null-prototype objects as JSON", () => {
+  class Money {
+    constructor(readonly cents: number) {}
+    toJSON() {
+      return { amount: this.cents / 100 };
+    }
+  }
+  assert.equal(serializeParam(new Money(150)), '{"amount":1.5}');
+  assert.equal(
+    serializeParam({ m: new Money(5), d: new Date(0) }),
+    '{"m":{"amount":0.05},' +
+      '"d":"1970-01-01T00:00:00.000Z"}',
+  );
+  const bare = Object.create(null);
+  bare.a = 1;
+  assert.equal(serializeParam(bare), '{"a":1}');
+  // JSON's own rules inside an object: undefined and functions are left out.
+  assert.equal(serializeParam({ a: undefined, f() {}, b: 2 }), '{"b":2}');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Round trips: what serializeParam writes, the parsers read back (the server prints the same
 // literal syntax for text arrays and bytea).

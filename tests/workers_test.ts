@@ -20,12 +20,13 @@ async function workerBundle(file = "./_worker.ts"): Promise<string> {
 async function withWorker(
   fn: (fetch: (path: string) => Promise<Record<string, unknown>>) => Promise<void>,
   file = "./_worker.ts",
+  compatibilityDate = "2026-04-01",
 ): Promise<void> {
   const server = await getServer();
   const mf = new Miniflare({
     modules: true,
     script: await workerBundle(file),
-    compatibilityDate: "2026-04-01",
+    compatibilityDate,
     bindings: { DATABASE_URL: server.url("scram") },
   });
   try {
@@ -119,6 +120,36 @@ test("a module-scope createPool serves request after request in workerd", {
     assert.equal(burst.sum, 190, String(burst.message));
   }, "./_worker_pool.ts");
 });
+
+// workerd defines FinalizationRegistry (and WeakRef) only from compatibility date 2025-05-05;
+// many deployed Workers are older. The pool must work there, leak detection by garbage
+// collection left out.
+for (const date of ["2024-09-23", "2026-04-01"]) {
+  test(`createPool serves requests in workerd on compatibility date ${date}`, {
+    timeout: 60_000,
+  }, async () => {
+    await withWorker(
+      async (fetch) => {
+        const globals = await fetch("/globals");
+        assert.equal(globals.finalizationRegistry, date < "2025-05-05" ? "undefined" : "function");
+        for (let i = 0; i < 3; i++) {
+          const body = await fetch("/module");
+          assert.equal(body.failed, undefined, String(body.message));
+          assert.equal(body.n, 42);
+        }
+        const pooled = await Promise.all(Array.from({ length: 8 }, () => fetch("/module")));
+        assert.deepEqual(pooled.map((b) => b.n ?? b.message), Array(8).fill(42));
+        const burst = await fetch("/burst");
+        assert.equal(burst.sum, 190, String(burst.message));
+        const scoped = await fetch("/scope");
+        assert.equal(scoped.failed, undefined, String(scoped.message));
+        assert.equal((scoped.pids as number[]).length, 2);
+      },
+      "./_worker_pool.ts",
+      date,
+    );
+  });
+}
 
 test("pool.scope gives a request its own pool and closes it after the request", {
   timeout: 60_000,

@@ -60,7 +60,9 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
       socket.on("connect", onConnect).on("error", done).on("close", onClose);
     });
     socket.setNoDelay(true);
-    if (options.keepAlive !== false) socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    if (options.keepAlive !== false) {
+      socket.setKeepAlive(true, options.keepAliveInitialDelay ?? KEEPALIVE_DELAY_MS);
+    }
     let encrypted = false;
     if (options.tls !== null) {
       if (readSslAnswer(await sslRequest(socket), options.tls, `${host}:${port}`)) {

@@ -84,12 +84,20 @@ export function resultJson(
   };
 }
 
-/** The error body: every server field for a PostgresError, `""`/null for any other error. */
-export function errorJson(message: string, error?: PostgresError): Record<string, unknown> {
+/**
+ * The error body of Neon's proxy, which Neon's driver reads on a 400: every server field for a
+ * PostgresError; for the gateway's own errors the message, its SQLSTATE `code` (`""` when none)
+ * and null for the rest.
+ */
+export function errorJson(
+  message: string,
+  error?: PostgresError,
+  code = "",
+): Record<string, unknown> {
   const text = (value: string | number | undefined) => value === undefined ? null : String(value);
   return {
     message: error?.message ?? message,
-    code: error?.code ?? "",
+    code: error?.code ?? code,
     detail: text(error?.detail),
     hint: text(error?.hint),
     position: text(error?.position),

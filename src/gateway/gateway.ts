@@ -7,8 +7,9 @@
 
 import type { PoolLogger } from "../pool/options.ts";
 import type { SslMode, Transport } from "../transport.ts";
+import { errorJson } from "./_neon_json.ts";
 import { allowlist, formatTarget, parseTarget, type Target } from "./_target.ts";
-import { createSqlHandler } from "./sql.ts";
+import { createSqlHandler, respond } from "./sql.ts";
 import { type GatewaySocket, serveWebSocket, type WebSocketSession } from "./websocket.ts";
 
 export type { GatewaySocket } from "./websocket.ts";
@@ -34,6 +35,11 @@ export interface GatewayCoreOptions {
   upstreamSslmode?: SslMode;
   /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
   connectTimeout?: number;
+  /**
+   * WebSocket sessions and `/sql` requests served at once; beyond it a request or an upgrade
+   * gets 503 with `Retry-After`. Default 1000.
+   */
+  maxSessions?: number;
 }
 
 /** The gateway, ready to be served. */
@@ -42,11 +48,14 @@ export interface Gateway {
   fetch(request: Request): Promise<Response>;
   /**
    * Where an upgrade request wants to go: `?address=host:port`, else the upstream. A `Response`
-   * (400, 403, 503) when it may not: send it instead of upgrading.
+   * (400 for a malformed or refused address, 503 at `maxSessions` or when shutting down) when
+   * it may not: send it instead of upgrading.
    */
   webSocketTarget(url: string): Target | Response;
   /** Serves an upgraded WebSocket whose target `webSocketTarget` allowed. */
   serveWebSocket(socket: GatewaySocket, target: Target): void;
+  /** WebSocket sessions and `/sql` requests being served now. */
+  readonly sessions: number;
   /** Stops: open WebSockets close, every pool closes, later requests get 503. */
   close(): Promise<void>;
 }
@@ -68,37 +77,77 @@ export function createGateway(options: GatewayCoreOptions): Gateway {
   const logger = options.logger ?? {};
   const sql = createSqlHandler({
     transport: options.transport,
-    isAllowed: (host, port) => allowed({ host, port }),
+    upstream,
+    isAllowed: (target) => allowed(target),
     upstreamSslmode: options.upstreamSslmode,
     poolSize: options.poolSize,
     maxPools: options.maxPools,
     connectTimeout: options.connectTimeout,
     logger,
   });
+  const maxSessions = options.maxSessions ?? 1000;
+  if (!Number.isInteger(maxSessions) || maxSessions < 1) {
+    throw new RangeError(`maxSessions must be a whole number >= 1, got ${maxSessions}`);
+  }
   const sessions = new Set<WebSocketSession>();
+  let requests = 0;
   let closed = false;
+  const full = () => sessions.size + requests >= maxSessions;
+  const busy = () =>
+    respond(
+      503,
+      errorJson(
+        `The gateway serves ${maxSessions} sessions at once (maxSessions) and is full: ` +
+          "try again later",
+        undefined,
+        "53300",
+      ),
+    );
 
   return {
-    fetch: (request) => sql.handle(request),
+    async fetch(request) {
+      // A preflight holds nothing; everything else counts, the body read included.
+      if (request.method === "OPTIONS" || closed) return await sql.handle(request);
+      if (full()) return busy();
+      requests++;
+      try {
+        return await sql.handle(request);
+      } finally {
+        requests--;
+      }
+    },
     webSocketTarget(url) {
-      if (closed) return refuse(503, "The gateway is shutting down");
-      const address = new URL(url, "http://gateway").searchParams.get("address");
+      if (closed) {
+        return respond(503, errorJson("The gateway is shutting down", undefined, "57P03"));
+      }
+      if (full()) return busy();
+      let address: string | null;
+      try {
+        address = new URL(url, "http://gateway").searchParams.get("address");
+      } catch {
+        return respond(400, errorJson("The request URL is malformed", undefined, "08P01"));
+      }
       let target = upstream;
       if (address !== null) {
         try {
           target = parseTarget(address, "The address parameter");
         } catch (error) {
-          return refuse(400, (error as Error).message);
+          return respond(400, errorJson((error as Error).message, undefined, "08P01"));
         }
       }
       if (!allowed(target)) {
         logger.warn?.(`gateway ws: refused a connection to ${formatTarget(target)}`);
-        return refuse(403, `proxying to ${formatTarget(target)} is not allowed`);
+        return respond(
+          400,
+          errorJson(`proxying to ${formatTarget(target)} is not allowed`, undefined, "42501"),
+        );
       }
       return target;
     },
     serveWebSocket(socket, target) {
       if (closed) return socket.close(1001, "the gateway is shutting down");
+      // Upgrades checked at once may all have passed webSocketTarget: the cap holds here.
+      if (full()) return socket.close(1013, "the gateway is full (maxSessions): try again later");
       const session = serveWebSocket(socket, target, {
         transport: options.transport,
         relay: options.relay,
@@ -109,17 +158,13 @@ export function createGateway(options: GatewayCoreOptions): Gateway {
       sessions.add(session);
       session.done.then(() => sessions.delete(session));
     },
+    get sessions() {
+      return sessions.size + requests;
+    },
     async close() {
       closed = true;
       for (const session of sessions) session.close();
       await Promise.all([sql.close(), ...[...sessions].map((s) => s.done)]);
     },
   };
-}
-
-function refuse(status: number, message: string): Response {
-  return new Response(message + "\n", {
-    status,
-    headers: { "Content-Type": "text/plain; charset=utf-8", "Access-Control-Allow-Origin": "*" },
-  });
 }

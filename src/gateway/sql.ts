@@ -12,7 +12,6 @@
 
 import { createConnect } from "../connect.ts";
 import type { Connection } from "../connection.ts";
-import { parseConfig } from "../config.ts";
 import { ConnectionError, errorMessage, PoolError, PostgresError } from "../errors.ts";
 import { isConfigError } from "../pool/_connector.ts";
 import { manage, type ManagedPools } from "../pool/manage.ts";
@@ -20,11 +19,15 @@ import type { PoolLogger } from "../pool/options.ts";
 import type { PooledConnection } from "../pool/pooled_connection.ts";
 import { QueuePool } from "../pool/queue_pool.ts";
 import type { SslMode, Transport } from "../transport.ts";
+import { type ClientLogin, readConnectionString } from "./_client_input.ts";
 import { errorJson, paramsFromJson, resultJson } from "./_neon_json.ts";
 import { RawTextTap } from "./_raw_text.ts";
-import { formatTarget } from "./_target.ts";
+import { RequestError } from "./_request_error.ts";
+import { formatTarget, type Target } from "./_target.ts";
 
 const MiB = 1024 * 1024;
+/** PostgreSQL's limit: the Bind message counts parameters in 16 bits. */
+const MAX_PARAMETERS = 65535;
 const ISOLATION_LEVELS: Record<string, string> = {
   ReadUncommitted: "READ UNCOMMITTED",
   ReadCommitted: "READ COMMITTED",
@@ -49,8 +52,13 @@ const PREFLIGHT_HEADERS = {
 export interface SqlHandlerOptions {
   /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
   transport: Transport;
+  /**
+   * The upstream: a connection string without a host means it, and one without a port its
+   * port. Required.
+   */
+  upstream: Target;
   /** Whether a connection string may name `host:port`. Required: the gateway is no open proxy. */
-  isAllowed: (host: string, port: number) => boolean;
+  isAllowed: (target: Target) => boolean;
   /** TLS between the gateway and PostgreSQL, whatever the client's URL says. Default `"prefer"`. */
   upstreamSslmode?: SslMode;
   /** Connections kept per connection string (QueuePool `poolSize`; 10 more may overflow). Default 10. */
@@ -62,9 +70,9 @@ export interface SqlHandlerOptions {
    * used idle pool is closed to make room; if none is idle, the request gets 503. Default 100.
    */
   maxPools?: number;
-  /** Largest request body, in bytes; larger ones get 413. Default 10 MiB. */
+  /** Largest request body, in bytes; larger ones get 400 (54000). Default 10 MiB. */
   maxRequestBytes?: number;
-  /** Largest response body, in bytes; larger results get 507. Default 10 MiB. */
+  /** Largest response body, in bytes; larger results get 400 (54000). Default 10 MiB. */
   maxResponseBytes?: number;
   /** Where requests and failures are logged; never with a password. Default: nowhere. */
   logger?: PoolLogger;
@@ -84,13 +92,6 @@ interface QueryData {
   arrayMode: boolean | undefined;
 }
 
-/** A failure of the request itself, answered with `status` and Neon's error body. */
-class RequestError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
 /**
  * Makes the `/sql` handler.
  *
@@ -106,12 +107,15 @@ class RequestError extends Error {
  * ```
  */
 export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
-  const { transport, isAllowed, logger = {} } = options;
+  const { transport, isAllowed, upstream, logger = {} } = options;
   const sslmode = options.upstreamSslmode ?? "prefer";
   const maxRequest = options.maxRequestBytes ?? 10 * MiB;
   const maxResponse = options.maxResponseBytes ?? 10 * MiB;
   const taps = new WeakMap<Connection, RawTextTap>();
   const open = createConnect(() => Promise.resolve(transport));
+  // Keyed by the connection string the gateway made from a checked ClientLogin (`key`), which
+  // carries no parameter of the client's but application_name.
+  const logins = new Map<string, ClientLogin>();
   const pools: ManagedPools<string, Connection> = manage(async (url, signal) => {
     const tap = new RawTextTap();
     const connection = await open(url, {
@@ -126,7 +130,11 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     return connection;
   }, {
     poolFactory: (creator, url) =>
-      new QueuePool(creator, { poolSize: options.poolSize ?? 10, logger, name: describe(url) }),
+      new QueuePool(creator, {
+        poolSize: options.poolSize ?? 10,
+        logger,
+        name: describe(logins.get(url)),
+      }),
   });
   let closed = false;
   const maxPools = options.maxPools ?? 100;
@@ -151,10 +159,12 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       if (victim === undefined) {
         throw new RequestError(
           503,
+          "53300",
           `The gateway serves ${maxPools} connection strings at once (maxPools) and all are busy`,
         );
       }
       recent.delete(victim);
+      logins.delete(victim);
       await pools.delete(victim);
     }
     recent.set(url, true);
@@ -165,13 +175,22 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       return new Response(null, { status: 204, headers: PREFLIGHT_HEADERS });
     }
     try {
-      if (closed) throw new RequestError(503, "The gateway is shutting down");
+      if (closed) throw new RequestError(503, "57P03", "The gateway is shutting down");
+      // 400 rather than 404 or 405, as Neon's proxy: its clients read error bodies on 400 only.
       const path = new URL(request.url).pathname;
       if (path !== "/sql") {
-        throw new RequestError(404, `Not found: ${path}; the SQL endpoint is POST /sql`);
+        throw new RequestError(
+          400,
+          "08P01",
+          `Not found: ${truncate(path)}; the SQL endpoint is POST /sql`,
+        );
       }
       if (request.method !== "POST") {
-        throw new RequestError(405, `Method ${request.method} is not allowed: use POST /sql`);
+        throw new RequestError(
+          400,
+          "08P01",
+          `Method ${truncate(request.method)} is not allowed: use POST /sql`,
+        );
       }
       return await run(request);
     } catch (error) {
@@ -181,38 +200,43 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
 
   async function run(request: Request): Promise<Response> {
     const headers = request.headers;
-    const url = headers.get("Neon-Connection-String");
-    if (url === null || url.trim() === "") {
-      throw new RequestError(400, "Missing the Neon-Connection-String header");
+    const text = headers.get("Neon-Connection-String");
+    if (text === null || text.trim() === "") {
+      throw new RequestError(400, "08P01", "Missing the Neon-Connection-String header");
     }
-    let config;
-    try {
-      config = parseConfig(url, { sslmode });
-    } catch (error) {
-      throw new RequestError(400, `Invalid Neon-Connection-String: ${errorMessage(error)}`);
-    }
+    // Everything the client names is checked here, before a file or the network is touched.
+    const login = readConnectionString(text, upstream);
     if (headers.has("Authorization")) {
       throw new RequestError(
         400,
+        "0A000",
         "JWT authentication (the Authorization header) is not supported by this gateway: " +
           "put the password in the connection string",
       );
     }
-    const target = formatTarget({ host: config.host, port: config.port });
-    if (!isAllowed(config.host.toLowerCase(), config.port)) {
-      throw new RequestError(403, `The gateway does not connect to ${target}: not allowed`);
-    }
-    const level = headers.get("Neon-Batch-Isolation-Level");
-    if (level !== null && !(level in ISOLATION_LEVELS)) {
+    const target = formatTarget(login.target);
+    if (!isAllowed(login.target)) {
       throw new RequestError(
         400,
-        `invalid isolation level "${level}": expected ${Object.keys(ISOLATION_LEVELS).join(", ")}`,
+        "42501",
+        `The gateway does not connect to ${target}: not allowed`,
+      );
+    }
+    const level = headers.get("Neon-Batch-Isolation-Level");
+    if (level !== null && !Object.hasOwn(ISOLATION_LEVELS, level)) {
+      throw new RequestError(
+        400,
+        "08P01",
+        `invalid isolation level ${JSON.stringify(truncate(level))}: expected ${
+          Object.keys(ISOLATION_LEVELS).join(", ")
+        }`,
       );
     }
     const payload = parsePayload(await readBody(request, maxRequest));
     const raw = headers.get("Neon-Raw-Text-Output") === "true";
     const arrayMode = headers.get("Neon-Array-Mode") === "true";
-    const who = `${config.user}@${target}/${config.database}`;
+    const url = login.key;
+    const who = `${login.user}@${target}/${login.database}`;
     logger.debug?.(
       `gateway /sql: ${who}, ${Array.isArray(payload) ? `batch of ${payload.length}` : "query"}`,
     );
@@ -221,6 +245,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     const budget = { left: maxResponse };
     let conn: PooledConnection<Connection>;
     await admit(url);
+    logins.set(url, login);
     try {
       conn = await pools.connect(url, { signal });
     } catch (error) {
@@ -229,6 +254,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       const pool = pools.pool(url);
       if (isConfigError(error) && pool.stats().requestsWaiting === 0) {
         recent.delete(url);
+        logins.delete(url);
         await pools.delete(url).catch(() => {});
       }
       throw error;
@@ -277,26 +303,30 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
   }
 
   function failure(error: unknown, request: Request): Response {
-    if (error instanceof RequestError) return respond(error.status, errorJson(error.message));
-    if (error instanceof ResponseTooLarge) return respond(507, errorJson(error.message));
+    if (error instanceof RequestError) {
+      return respond(error.status, errorJson(error.message, undefined, error.code));
+    }
     const pg = postgresErrorIn(error);
     if (pg !== undefined) return respond(400, errorJson(pg.message, pg));
     if (request.signal.aborted) {
-      return respond(400, { message: "Query cancelled, connection was terminated", code: "08P01" });
+      return respond(
+        400,
+        errorJson("Query cancelled, connection was terminated", undefined, "08P01"),
+      );
     }
     const code = (error as { code?: unknown })?.code;
     const message = errorMessage(error);
     if (error instanceof ConnectionError) {
-      if (code === "AUTH_FAILED") return respond(400, errorJson(message));
+      if (code === "AUTH_FAILED") return respond(400, errorJson(message, undefined, "28000"));
       logger.warn?.(`gateway /sql: ${message}`);
-      return respond(502, errorJson(`Cannot reach the database: ${message}`));
+      return respond(502, errorJson(`Cannot reach the database: ${message}`, undefined, "08001"));
     }
     if (error instanceof PoolError) {
       logger.warn?.(`gateway /sql: ${message}`);
-      return respond(503, errorJson(message));
+      return respond(503, errorJson(message, undefined, "53300"));
     }
     logger.error?.(`gateway /sql: internal error: ${message}`);
-    return respond(500, errorJson(`Internal error: ${message}`));
+    return respond(500, errorJson(`Internal error: ${message}`, undefined, "XX000"));
   }
 
   return {
@@ -308,10 +338,10 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
   };
 }
 
-/** The result is larger than the response limit. */
-class ResponseTooLarge extends Error {
+/** The result is larger than the response limit: the request asked for too much. */
+class ResponseTooLarge extends RequestError {
   constructor(max: number) {
-    super(`response is too large (max is ${max} bytes)`);
+    super(400, "54000", `response is too large (max is ${max} bytes)`);
   }
 }
 
@@ -332,10 +362,19 @@ async function runQuery(
   };
   tap.budget = rows;
   try {
-    const result = await conn.query<unknown[]>(q.query, q.params, {
-      rowMode: "array",
-      signal: AbortSignal.any([signal, tooLarge.signal]),
-    });
+    let result;
+    try {
+      result = await conn.query<unknown[]>(q.query, q.params, {
+        rowMode: "array",
+        signal: AbortSignal.any([signal, tooLarge.signal]),
+      });
+    } catch (error) {
+      // The connection refuses what cannot be sent with a TypeError or RangeError, before it
+      // sends anything: the request's fault.
+      if (error instanceof RangeError) throw new RequestError(400, "54000", error.message);
+      if (error instanceof TypeError) throw new RequestError(400, "08P01", error.message);
+      throw error;
+    }
     budget.left -= rows.used;
     return resultJson(result, tap.originalFields(result.fields), raw, arrayMode);
   } finally {
@@ -354,14 +393,25 @@ function beginStatement(headers: Headers): string {
 
 async function readBody(request: Request, limit: number): Promise<string> {
   const tooLarge = () =>
-    new RequestError(413, `The request body is larger than the limit of ${limit} bytes`);
+    new RequestError(400, "54000", `The request body is larger than the limit of ${limit} bytes`);
   if (Number(request.headers.get("Content-Length")) > limit) throw tooLarge();
   if (request.body === null) return "";
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let read;
+    try {
+      read = await reader.read();
+    } catch (error) {
+      // The client went away or sent a malformed body (chunked encoding, length).
+      throw new RequestError(
+        400,
+        "08P01",
+        `The request body could not be read: ${errorMessage(error)}`,
+      );
+    }
+    const { done, value } = read;
     if (done) break;
     size += value.length;
     if (size > limit) {
@@ -379,7 +429,7 @@ async function readBody(request: Request, limit: number): Promise<string> {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new RequestError(400, "The request body is not valid UTF-8");
+    throw new RequestError(400, "08P01", "The request body is not valid UTF-8");
   }
 }
 
@@ -389,21 +439,30 @@ function parsePayload(text: string): QueryData | QueryData[] {
   try {
     body = JSON.parse(text);
   } catch (error) {
-    throw new RequestError(400, `The request body is not valid JSON: ${errorMessage(error)}`);
+    throw new RequestError(
+      400,
+      "08P01",
+      `The request body is not valid JSON: ${errorMessage(error)}`,
+    );
   }
   const shape = 'expected {"query": "...", "params": [...]} or {"queries": [...]}';
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new RequestError(400, `The request body must be a JSON object: ${shape}`);
+    throw new RequestError(400, "08P01", `The request body must be a JSON object: ${shape}`);
   }
   const object = body as Record<string, unknown>;
   if ("query" in object) return queryData(object, "The request body");
   if (!Array.isArray(object.queries)) {
-    throw new RequestError(400, `The request body has neither "query" nor "queries": ${shape}`);
+    throw new RequestError(
+      400,
+      "08P01",
+      `The request body has neither "query" nor "queries": ${shape}`,
+    );
   }
   return object.queries.map((q, i) => {
     if (typeof q !== "object" || q === null || Array.isArray(q)) {
       throw new RequestError(
         400,
+        "08P01",
         `queries[${i}] must be an object: {"query": "...", "params": [...]}`,
       );
     }
@@ -413,33 +472,55 @@ function parsePayload(text: string): QueryData | QueryData[] {
 
 function queryData(object: Record<string, unknown>, where: string): QueryData {
   if (typeof object.query !== "string") {
-    throw new RequestError(400, `${where}: "query" must be a string`);
+    throw new RequestError(400, "08P01", `${where}: "query" must be a string`);
   }
   if (object.arrayMode !== undefined && typeof object.arrayMode !== "boolean") {
-    throw new RequestError(400, `${where}: "arrayMode" must be a boolean`);
+    throw new RequestError(400, "08P01", `${where}: "arrayMode" must be a boolean`);
   }
+  if (Array.isArray(object.params) && object.params.length > MAX_PARAMETERS) {
+    throw new RequestError(
+      400,
+      "54000",
+      `${where}: a query takes at most ${MAX_PARAMETERS} parameters, got ${object.params.length}`,
+    );
+  }
+  let params;
   try {
-    return {
-      query: object.query,
-      params: paramsFromJson(object.params, where),
-      arrayMode: object.arrayMode as boolean | undefined,
-    };
+    params = paramsFromJson(object.params, where);
   } catch (error) {
-    throw new RequestError(400, errorMessage(error));
+    throw new RequestError(400, "08P01", errorMessage(error));
   }
+  // PostgreSQL's text has no NUL, and the protocol ends strings at one: refused here, before it
+  // could cut a message short on a pooled connection.
+  if (object.query.includes("\0") || params.some((p) => p !== null && p.includes("\0"))) {
+    throw new RequestError(
+      400,
+      "22021",
+      `${where}: invalid byte sequence for encoding "UTF8": 0x00 (a NUL character)`,
+    );
+  }
+  return { query: object.query, params, arrayMode: object.arrayMode as boolean | undefined };
 }
 
-function respond(status: number, body: unknown): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "Content-Type": "application/json", "Access-Control-Allow-Origin": "*" },
-  });
+/** An answer with Neon's JSON; a 503 says when to try again (in seconds). */
+export function respond(status: number, body: unknown): Response {
+  const headers: Record<string, string> = {
+    "Content-Type": "application/json",
+    "Access-Control-Allow-Origin": "*",
+  };
+  if (status === 503) headers["Retry-After"] = "1";
+  return new Response(JSON.stringify(body), { status, headers });
 }
 
-/** A pool name for logs: the connection string without its password. */
-function describe(url: string): string {
-  const config = parseConfig(url);
-  return `gateway ${config.user}@${formatTarget(config)}/${config.database}`;
+/** A pool name for logs: who and where, without the password. */
+function describe(login: ClientLogin | undefined): string {
+  if (login === undefined) return "gateway";
+  return `gateway ${login.user}@${formatTarget(login.target)}/${login.database}`;
+}
+
+/** A client's text, cut short for a message. */
+function truncate(text: string): string {
+  return text.length > 100 ? text.slice(0, 100) + "..." : text;
 }
 
 function postgresErrorIn(error: unknown): PostgresError | undefined {

@@ -26,6 +26,7 @@ import {
   readTypedMessage,
   REFUSE_ENCRYPTION,
 } from "./_startup.ts";
+import { startupParameters } from "./_client_input.ts";
 import { formatTarget, type Target } from "./_target.ts";
 import { openUpstream, type StreamFlow, Upstream } from "./_upstream.ts";
 
@@ -227,10 +228,15 @@ class Session implements WebSocketSession {
               "no PostgreSQL user name specified in startup packet",
             );
           }
+          {
+            // Checked before anything is sent or opened for this client.
+            const checked = startupParameters(message.params);
+            if ("refused" in checked) throw new ClientProtocolError("42501", checked.refused);
+            this.#params = checked.params;
+          }
           if (message.minor > 0 || message.unrecognized.length > 0) {
             this.#socket.send(negotiateProtocolVersion(message.unrecognized));
           }
-          this.#params = message.params;
           this.#phase = "password";
           this.#socket.send(cleartextPasswordRequest());
       }

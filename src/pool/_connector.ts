@@ -1,6 +1,11 @@
 // Making connections for a pool: attempts in flight, their timing, their failures (reported,
-// and which ones retrying will not fix), and the exponential backoff of background
-// (re)connecting with its give-up point.
+// and which ones retrying will not fix), and the exponential backoff between attempts while
+// connecting fails, with its timer and the give-up point of background (re)connecting.
+//
+// While connecting fails for a reason that may pass (the server restarting, refusing, too
+// many connections), callers are not failed: they wait, within their own deadlines, while one
+// attempt at a time probes the server after each backoff delay. The first success ends the
+// backoff and the pool connects for everyone again.
 
 import { errorMessage } from "../errors.ts";
 import type { Emitter } from "../_emitter.ts";
@@ -10,8 +15,10 @@ import type { PoolEvents } from "./events.ts";
 import type { Creator, Policy, PoolLogger } from "./options.ts";
 import type { PoolCounters } from "./stats.ts";
 
-const FIRST_BACKOFF_MS = 1_000;
+const FIRST_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 60_000;
+/** With callers waiting, the longest pause between attempts: they would rather not wait long. */
+const MAX_DEMAND_BACKOFF_MS = 2_000;
 
 /** What the connector reports back to its pool. */
 export interface ConnectorHooks<C> {
@@ -31,6 +38,8 @@ export interface ConnectorHooks<C> {
   failed(error: unknown, owner: unknown): void;
   /** Background reconnecting gave up (reported already). */
   gaveUp(): void;
+  /** A backoff delay has passed: time to try again (`fill`). */
+  retry(): void;
 }
 
 /** Starts connection attempts and keeps the state of failing ones. */
@@ -56,6 +65,8 @@ export class Connector<C> {
   #aborted = false;
   readonly #inflight = new Set<Promise<void>>();
   #backoff: { startedAt: number; delay: number; until: number } | null = null;
+  /** The timer that ends the backoff delay, or `null`. */
+  #retryTimer: unknown = null;
 
   constructor(
     creator: Creator<C>,
@@ -79,11 +90,6 @@ export class Connector<C> {
     this.#counters = counters;
     this.#events = events;
     this.#hooks = hooks;
-  }
-
-  /** Whether background connecting should wait (a backoff delay is running). */
-  get backingOff(): boolean {
-    return this.#backoff !== null && this.#clock.now() < this.#backoff.until;
   }
 
   /** Whether a backoff is under way (so upkeep must keep running to retry). */
@@ -141,6 +147,7 @@ export class Connector<C> {
 
   #succeeded(): void {
     this.#backoff = null;
+    this.#stopRetry();
     this.gaveUp = false;
     this.lastError = undefined;
   }
@@ -157,8 +164,10 @@ export class Connector<C> {
 
   /**
    * Starts an attempt for each caller in `waiting` that no attempt in flight covers yet, then
-   * up to `policy.min` unless backing off, never past `policy.max` open (`live`) plus
-   * connecting. `waiting` and `live` are read afresh for every attempt.
+   * up to `policy.min` unless background connecting gave up, never past `policy.max` open
+   * (`live`) plus connecting. While connecting fails it starts one attempt at a time, once the
+   * backoff delay has passed (its timer calls `retry` then). `waiting` and `live` are read
+   * afresh for every attempt.
    */
   fill(
     waiting: { readonly length: number } | null,
@@ -166,15 +175,46 @@ export class Connector<C> {
     policy: Policy,
   ): void {
     const max = policy.max;
-    while (
-      waiting !== null && waiting.length > this.connecting && live.size + this.connecting < max
-    ) {
-      this.start();
+    const min = this.gaveUp ? 0 : Math.min(policy.min, max);
+    const wanted = () =>
+      live.size + this.connecting < max &&
+      ((waiting !== null && waiting.length > this.connecting) || live.size + this.connecting < min);
+    const backoff = this.#backoff;
+    if (backoff !== null) {
+      if (!wanted()) return;
+      const wait = backoff.until - this.#clock.now();
+      if (wait > 0) return this.#armRetry(wait);
+      // One attempt probes; the others wait for its outcome.
+      if (this.connecting === 0) this.start();
+      return;
     }
-    if (!this.backingOff && !this.gaveUp) {
-      const min = Math.min(policy.min, max);
-      while (live.size + this.connecting < min) this.start();
-    }
+    while (wanted()) this.start();
+  }
+
+  #armRetry(wait: number): void {
+    if (this.#retryTimer !== null || this.#aborted) return;
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = null;
+      if (!this.#aborted) this.#hooks.retry();
+    }, wait);
+  }
+
+  #stopRetry(): void {
+    if (this.#retryTimer === null) return;
+    this.#clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+  }
+
+  /**
+   * Tries again for `owner` alone once the backoff delay has passed, from a timer set here:
+   * with `affinity` a caller's connection is made from its own context (on Workers, a timer
+   * runs in the request that set it), not by the shared retry.
+   */
+  retryFor(owner: { readonly settled: boolean }): void {
+    const wait = this.#backoff === null ? 0 : Math.max(0, this.#backoff.until - this.#clock.now());
+    this.#clock.setTimeout(() => {
+      if (!owner.settled && !this.#aborted) this.start(owner);
+    }, wait);
   }
 
   async #make(): Promise<C> {
@@ -199,17 +239,19 @@ export class Connector<C> {
   }
 
   /**
-   * Backs off after a failed background attempt (`error`): 1 s, doubling up to 60 s, ±10 %.
-   * When `reconnectTimeout` has passed since the first failure, it gives up instead.
+   * Backs off after an attempt failed for a reason that may pass (`error`): 250 ms, doubling
+   * up to 60 s (2 s while callers are `waiting`), ±10 %. With nobody waiting, once
+   * `reconnectTimeout` has passed since the first failure, background connecting gives up
+   * instead (demand, a checkout or `wait()`, tries again).
    */
-  backOff(reconnectTimeout: number, error: unknown): void {
+  backOff(reconnectTimeout: number, error: unknown, waiting: boolean): void {
     const now = this.#clock.now();
     if (this.#backoff === null) {
       this.#backoff = { startedAt: now, delay: FIRST_BACKOFF_MS, until: 0 };
     } else {
       this.#backoff.delay = Math.min(this.#backoff.delay * 2, MAX_BACKOFF_MS);
     }
-    if (now - this.#backoff.startedAt >= reconnectTimeout) {
+    if (!waiting && now - this.#backoff.startedAt >= reconnectTimeout) {
       this.#backoff = null;
       this.gaveUp = true;
       this.#logger.error?.(`${this.#name}: giving up reconnecting after ${reconnectTimeout} ms`);
@@ -217,13 +259,17 @@ export class Connector<C> {
       this.#hooks.gaveUp();
       return;
     }
+    const delay = waiting
+      ? Math.min(this.#backoff.delay, MAX_DEMAND_BACKOFF_MS)
+      : this.#backoff.delay;
     // Jitter, so that many pools do not retry in step.
-    this.#backoff.until = now + this.#backoff.delay * (0.9 + 0.2 * this.#clock.random());
+    this.#backoff.until = now + delay * (0.9 + 0.2 * this.#clock.random());
   }
 
   /** Aborts every attempt in flight (the pool is closing). */
   abort(reason: unknown): void {
     this.#aborted = true;
+    this.#stopRetry();
     this.#abortReason = reason;
     for (const controller of this.#attempts) controller.abort(reason);
   }
@@ -237,12 +283,44 @@ export class Connector<C> {
 /**
  * Whether a connect error is one that retrying will not fix: bad arguments, authentication and
  * authorization failures (SQLSTATE class 28), a missing database (3D000), or a TLS setup that
- * cannot work. Connection refused, timeouts and "too many connections" are worth retrying.
+ * cannot work. Connection refused or reset, timeouts, a server starting up or shutting down
+ * (57P03) and "too many connections" (53300) are worth retrying.
  */
 export function isConfigError(error: unknown): boolean {
   if (error instanceof TypeError || error instanceof RangeError) return true;
   const code = (error as { code?: unknown })?.code;
   if (typeof code !== "string") return false;
-  return code.startsWith("28") || code === "3D000" || code === "AUTH_FAILED" ||
+  return code.startsWith("28") || code === "3D000" || code === "42501" || code === "AUTH_FAILED" ||
     code === "TLS_UNAVAILABLE" || code === "TLS_FAILED";
+}
+
+// Socket errors of other drivers (Node's error codes) that mean "not reachable right now".
+const TRANSIENT_CODES = new Set([
+  "CONNECT_FAILED",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_LOST",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EHOSTDOWN",
+  "EAI_AGAIN",
+]);
+
+/**
+ * Whether a connect error may pass by itself, so that the pool tries again within its callers'
+ * deadlines rather than failing them: the server unreachable for now (refused, reset, timed
+ * out), starting up or shutting down (57P03, 57P01, 57P02), out of connections or other
+ * resources (class 53: 53300 "too many connections"), or a connection exception (class 08).
+ * Anything else (a wrong password, a missing database, TLS that cannot work, a failing
+ * `configure`) fails the caller at once.
+ */
+export function isTransientConnectError(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string") return false;
+  return TRANSIENT_CODES.has(code) || code.startsWith("08") || code.startsWith("53") ||
+    code === "57P01" || code === "57P02" || code === "57P03";
 }

@@ -13,7 +13,7 @@
 import type { Emitter } from "../_emitter.ts";
 import { errorMessage, PoolError } from "../errors.ts";
 import { PoolTime } from "./_clock.ts";
-import { Connector } from "./_connector.ts";
+import { Connector, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
 import { checkoutStack, LeakWatch } from "./_leaks.ts";
@@ -96,6 +96,8 @@ export class Engine<C> {
       detach: (record) => this.#detach(record),
       closeDetached: (record) => this.#records.closeDetached(record),
       lost: (record, error) => this.#lostInUse(record, error),
+      stuck: (record, error) => this.#stuck(record, error),
+      queryTimeout: settings.queryTimeout,
     };
     this.#time = new PoolTime(settings.clock);
     this.#connector = new Connector(creator, settings, counters, events, {
@@ -106,10 +108,14 @@ export class Engine<C> {
       takesEarly: (owner) => {
         const waiter = (owner as Waiter<PooledConnection<C>> | undefined) ??
           (this.#settings.affinity ? null : this.#waiters.head);
-        return waiter !== null && !waiter.settled && waiter.statement && !this.#closed;
+        // Not while connecting fails: a statement riding behind a login that fails would
+        // fail with it, where a caller waiting for a proven connection just waits.
+        return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
+          this.#connector.lastError === undefined;
       },
       loginFailed: (error) => this.#createFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
+      retry: () => this.#fill(),
     });
     this.#records = new Records(settings, events, counters, () => this.#dispatch());
     this.#idle = this.#records.idle;
@@ -290,8 +296,10 @@ export class Engine<C> {
 
   #needsCheck(record: PoolRecord<C>): boolean {
     // A connection handed over straight from connecting needs no proof that it works; one
-    // that sat idle (even if never used: `min`) does.
-    return !record.fresh && (this.#settings.prePing || this.#settings.check !== undefined);
+    // that sat idle (even if never used: `min`) does, and so does one suspected since
+    // another connection was lost.
+    return !record.fresh &&
+      (this.#settings.prePing || this.#settings.check !== undefined || record.suspect);
   }
 
   /** Hands `record` to `waiter`, health-checking it first when asked to. */
@@ -302,22 +310,24 @@ export class Engine<C> {
     healthCheck(record.connection, waiter.deadline, this.#settings).then((outcome) => {
       this.#waiting.checking.delete(waiter);
       if (outcome === "ok") {
+        record.suspect = false;
         if (waiter.settled || this.#closed) this.#put(record);
         else this.#hand(record, waiter);
         return;
       }
-      if (outcome === "cut short") {
-        // The caller's deadline ended the check, not the connection: it is not known to be
-        // bad. Take it back as if returned (a ping still in flight is waited for).
-        this.#waiting.expire(waiter);
-        this.#resetAndPut(record, this.#settings.adapter.transactionStatus(record.connection));
-        return;
+      if (outcome === "cut short" || outcome === "timed out") {
+        // A ping that does not answer may be on a connection that never will (a network that
+        // went silent): it is closed, not trusted again, and its place freed at once.
+        this.#close(record, "stuck");
+        if (outcome === "cut short") this.#waiting.expire(waiter);
+      } else {
+        if (this.#settings.adapter.isDisconnect(outcome.error)) {
+          this.#counters.connectionsLost++;
+          this.#suspectOthers(record);
+        }
+        this.#invalidate(record, outcome.error, false);
       }
-      // SQLAlchemy's pre-ping rule: a dead connection suggests its elders are dead too.
-      if (this.#settings.adapter.isDisconnect(outcome.error)) this.#counters.connectionsLost++;
-      this.#invalidate(record, outcome.error, false);
-      this.#generation++;
-      this.#records.closeOlder(this.#generation, "stale");
+      // The caller keeps its turn, and tries another connection within its deadline.
       if (!waiter.settled && !this.#closed) {
         this.#waiters.unshift(waiter);
         if (this.#settings.affinity) this.#connector.start(waiter);
@@ -422,17 +432,35 @@ export class Engine<C> {
       this.#deliver(record, owner);
     }
     if (login === null) this.#ready.connected();
-    // Leaks, lifetimes and idle limits need watching from the first connection on.
-    this.#upkeep.schedule();
+    // Connecting works again: connect for the callers who waited out the failures. (And leaks,
+    // lifetimes and idle limits need watching from the first connection on: `#fill` schedules
+    // upkeep.)
+    this.#fill();
   }
 
-  /** A connect failed: for `owner` (else the first in line; `null`: nobody, it had the error). */
+  /**
+   * A connect failed: for `owner` (else the first in line; `null`: nobody, it had the error).
+   * A failure that may pass (refused, reset, timed out, the server starting up or shutting
+   * down, too many connections: see `isTransientConnectError`) fails nobody: callers wait
+   * within their own deadlines while the pool tries again after a backoff delay, and one whose
+   * deadline comes first gets `POOL_TIMEOUT` with this error as its cause. Any other (a wrong
+   * password, a missing database) reaches that caller at once.
+   */
   #createFailed(error: unknown, owner: Waiter<PooledConnection<C>> | null | undefined): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
-    if (owner !== null) this.#waiting.connectFailed(error, owner);
     this.#ready.connectFailed(error);
-    if (this.#open() + this.#connector.connecting < this.policy.min) {
-      this.#connector.backOff(this.policy.reconnectTimeout, error);
+    if (!isTransientConnectError(error)) {
+      if (owner !== null) this.#waiting.connectFailed(error, owner);
+      if (this.#open() + this.#connector.connecting < this.policy.min) {
+        this.#connector.backOff(this.policy.reconnectTimeout, error, false);
+      }
+    } else {
+      const wanted = owner != null ? !owner.settled : this.#waiters.length > 0;
+      this.#connector.backOff(this.policy.reconnectTimeout, error, wanted);
+      // Affinity: the caller's connection is made from its own context, so its retry is too.
+      if (this.#settings.affinity && owner != null && !owner.settled) {
+        return this.#connector.retryFor(owner);
+      }
     }
     this.#fill();
   }
@@ -553,13 +581,42 @@ export class Engine<C> {
     if (this.#records.invalidate(record, error, soft)) this.#dispatch();
   }
 
-  /** A checked-out connection failed with a disconnect error: it and its elders must go. */
+  /**
+   * A checked-out connection failed with a disconnect error: it goes, and the others are
+   * suspected. A dead connection does not prove the others dead (a backend terminated, a
+   * pooler's idle timeout); so rather than closing them (SQLAlchemy's rule), each is pinged
+   * before its next use and closed only if that fails. A server that restarted closes its
+   * sessions, which the pool hears of one by one.
+   */
   #lostInUse(record: PoolRecord<C>, error: unknown): void {
     this.#counters.connectionsLost++;
+    this.#suspectOthers(record);
     this.#invalidate(record, error, false);
-    if (record.generation === this.#generation) this.#generation++;
-    this.#records.closeOlder(this.#generation, "stale");
+  }
+
+  /** Every open connection but `lost` is pinged before its next checkout. */
+  #suspectOthers(lost: PoolRecord<C>): void {
+    for (const record of this.#live) if (record !== lost) record.suspect = true;
+  }
+
+  /**
+   * A checked-out connection may be stuck: its query was aborted or timed out. It is closed
+   * at once (a cancel goes first if a statement runs) and its place freed; its holder's
+   * handle stays out, and a query on it fails.
+   */
+  #stuck(record: PoolRecord<C>, error: unknown): void {
+    this.#settings.logger.debug?.(
+      `${this.#settings.name}: closing a connection whose query was interrupted: ${
+        errorMessage(error)
+      }`,
+    );
+    this.#close(record, "stuck");
     this.#dispatch();
+  }
+
+  #close(record: PoolRecord<C>, reason: PoolCloseReason): void {
+    if (record.state === "idle") this.#records.closeIdle(record, reason);
+    else this.#records.close(record, reason);
   }
 
   #detach(record: PoolRecord<C>): void {

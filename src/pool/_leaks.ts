@@ -7,6 +7,9 @@
 // holds its current handle until the next upkeep tick, and only a checkout still out then is
 // registered (and let go of): a dropped handle is noticed one tick plus one collection later,
 // and short checkouts cost nothing.
+//
+// Some runtimes have no FinalizationRegistry (workerd before compatibility date 2025-05-05):
+// there only `leakDetectionThreshold` finds leaks, and the pool says so once, in a debug line.
 
 import type { Emitter } from "../_emitter.ts";
 import type { PoolRecord } from "./_record.ts";
@@ -17,7 +20,8 @@ import type { ResolvedOptions } from "./options.ts";
 export class LeakWatch<C> {
   readonly #settings: ResolvedOptions<C>;
   readonly #events: Emitter<PoolEvents<C>>;
-  readonly #registry: FinalizationRegistry<PoolRecord<C>>;
+  /** `null` where the runtime has no FinalizationRegistry. */
+  readonly #registry: FinalizationRegistry<PoolRecord<C>> | null;
 
   /** `collected` takes back the connection of a handle that was garbage-collected. */
   constructor(
@@ -27,6 +31,15 @@ export class LeakWatch<C> {
   ) {
     this.#settings = settings;
     this.#events = events;
+    if (typeof FinalizationRegistry !== "function") {
+      this.#registry = null;
+      settings.logger.debug?.(
+        `${settings.name}: this runtime has no FinalizationRegistry: leaked checkouts are ` +
+          "found by leakDetectionThreshold only" +
+          (settings.leakDetectionThreshold > 0 ? "" : " (not set)"),
+      );
+      return;
+    }
     this.#registry = new FinalizationRegistry((record) => {
       // Released and detached handles are unregistered, so this is the current checkout.
       if (record.state !== "busy" || !record.out) return;
@@ -43,12 +56,17 @@ export class LeakWatch<C> {
 
   /** Upkeep tick: checkouts still out are watched by garbage collection from now on. */
   watch(busy: Iterable<PoolRecord<C>>): void {
+    const registry = this.#registry;
+    if (registry === null) {
+      for (const record of busy) record.handle = null;
+      return;
+    }
     for (const record of busy) {
       const handle = record.handle;
       if (handle === null) continue;
       record.handle = null;
       if (!record.out) continue;
-      this.#registry.register(handle, record, record);
+      registry.register(handle, record, record);
       record.watched = true;
     }
   }
@@ -57,7 +75,7 @@ export class LeakWatch<C> {
   forget(record: PoolRecord<C>): void {
     record.handle = null;
     if (!record.watched) return;
-    this.#registry.unregister(record);
+    this.#registry!.unregister(record);
     record.watched = false;
   }
 

@@ -33,6 +33,8 @@ export class PoolRecord<C> {
   login: Promise<void> | null = null;
   /** Soft-invalidated: close instead of reuse when returned. */
   soft = false;
+  /** Another connection was lost since this one last proved itself: ping before reuse. */
+  suspect = false;
   /** When the current checkout was first seen inside a transaction, or `null`. */
   transactionSeenAt: number | null = null;
   /** An `idleInTransaction` report was given for the current transaction. */

@@ -5,14 +5,14 @@ import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { Clock } from "./_clock.ts";
 import type { ResetOnReturn } from "./options.ts";
 
-const RESET_TIMEOUT_MS = 10_000;
-
 /** What `resetForReuse` needs. */
 export interface ResetSettings<C> {
   adapter: PoolAdapter<C>;
   resetOnReturn: ResetOnReturn;
   reset: ((connection: C) => void | Promise<void>) | undefined;
   clock: Clock;
+  /** How long the ROLLBACK (or COMMIT) may take: a connection that does not answer is closed. */
+  checkTimeout: number;
 }
 
 /**
@@ -26,13 +26,13 @@ export async function resetForReuse<C>(
   settings: ResetSettings<C>,
   done: (action: "rollback" | "commit" | "callback") => void,
 ): Promise<void> {
-  const { adapter, resetOnReturn, reset, clock } = settings;
+  const { adapter, resetOnReturn, reset, clock, checkTimeout } = settings;
   if (status !== "idle" || adapter.isBusy(connection)) {
     if (resetOnReturn === "none") throw new Error(`returned with transaction status ${status}`);
     // A failed transaction cannot commit; a busy connection may be mid-BEGIN: roll back both.
     const action = status === "transaction" && resetOnReturn === "commit" ? "commit" : "rollback";
     const controller = new AbortController();
-    const timer = clock.setTimeout(() => controller.abort(), RESET_TIMEOUT_MS);
+    const timer = clock.setTimeout(() => controller.abort(), checkTimeout);
     try {
       await adapter.query(connection, action === "commit" ? "COMMIT" : "ROLLBACK", undefined, {
         signal: controller.signal,

@@ -53,14 +53,6 @@ export interface PoolAdapter<C> {
 }
 
 /**
- * SQLSTATEs that mean the session is gone: connection exceptions (class 08), administrator or
- * crash shutdown (57P01, 57P02), and "cannot connect now" (57P03).
- */
-function isDisconnectState(code: string): boolean {
-  return code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03";
-}
-
-/**
  * The adapter for edgepool's {@link Connection}: an empty query as the ping, the transaction
  * status of the last ReadyForQuery, `ConnectionError`s and FATAL server errors as disconnects.
  */
@@ -82,10 +74,13 @@ export const connectionAdapter: PoolAdapter<Connection> = {
     await connection.query("", undefined, { signal });
   },
   isDisconnect(error) {
-    if (error instanceof ConnectionError) return true;
+    // Only the end of the session: the socket closed, or a FATAL/PANIC error (the server ends
+    // the session after it). Any other ErrorResponse, 08P01 ("bind message supplies 1
+    // parameters...") included, fails its query and leaves the session as it was.
+    // A COPY edgepool cannot run (UNSUPPORTED) leaves it usable, unless it closed it.
+    if (error instanceof ConnectionError) return error.code !== "UNSUPPORTED";
     if (error instanceof PostgresError) {
-      return error.severity === "FATAL" || error.severity === "PANIC" ||
-        isDisconnectState(error.code);
+      return error.severity === "FATAL" || error.severity === "PANIC";
     }
     return false;
   },

@@ -15,9 +15,11 @@ export interface PoolConnectionEvent<C> {
 /**
  * Why the pool closed a connection: `overflow` (returned beyond `poolSize`), `returned`
  * (NullPool closes what is returned), `idle` (`maxIdle`),
- * `lifetime` (`maxLifetime`/`recycle`), `invalidated`, `stale` (made before a disconnect or a
- * failed pre-ping), `reset failed`, `returned broken`, `lost` (closed by itself while idle),
- * `detached`, `disposed`, `pool closed`, `unwanted` (made for a caller that got another one).
+ * `lifetime` (`maxLifetime`/`recycle`), `invalidated`, `stale` (made before `dispose()` or
+ * `recreate()`), `reset failed`, `returned broken`, `lost` (closed by itself while idle),
+ * `detached`, `disposed`, `pool closed`, `unwanted` (made for a caller that got another one),
+ * `stuck` (a query on it was aborted or timed out, or its health check did not answer in time:
+ * it may never answer again).
  */
 export type PoolCloseReason =
   | "overflow"
@@ -32,7 +34,8 @@ export type PoolCloseReason =
   | "detached"
   | "disposed"
   | "pool closed"
-  | "unwanted";
+  | "unwanted"
+  | "stuck";
 
 /** Pool events: name → what the listener receives. */
 export interface PoolEvents<C> {

@@ -41,6 +41,19 @@ export interface PoolOptions<C> {
   timeout?: number;
   /** Ping a connection before handing it out; on failure, try another. Default `false`. */
   prePing?: boolean;
+  /**
+   * Time limit for the health check at checkout (`prePing`, `check`, and the ping of a
+   * connection suspected since another was lost), within the checkout deadline. A connection
+   * that does not answer in time is closed, and the caller tries another. Default 5000 ms.
+   */
+  checkTimeout?: number;
+  /**
+   * Time limit for each query on a checked-out connection, unless the query gives its own
+   * (`QueryOptions.queryTimeout`): past it the query rejects with `QUERY_TIMEOUT`, a cancel is
+   * sent and the connection is closed, its place freed. `createPool` sets it on its
+   * connections instead, so that it covers every query on them. Default 0: none.
+   */
+  queryTimeout?: number;
   /** Health check at checkout (psycopg's `check`); throw to reject the connection. */
   check?: (connection: C) => void | Promise<void>;
   /** Called once on every new connection before its first use (psycopg's `configure`). */
@@ -147,6 +160,10 @@ export interface ResolvedOptions<C> {
   timeout: number;
   /** See {@link PoolOptions.prePing}. */
   prePing: boolean;
+  /** See {@link PoolOptions.checkTimeout}. */
+  checkTimeout: number;
+  /** See {@link PoolOptions.queryTimeout}. */
+  queryTimeout: number;
   /** See {@link PoolOptions.check}. */
   check: ((connection: C) => void | Promise<void>) | undefined;
   /** See {@link PoolOptions.configure}. */

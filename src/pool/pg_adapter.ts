@@ -151,11 +151,13 @@ export function pgClientAdapter<C extends PgClientLike>(): PoolAdapter<C> {
     },
     isDisconnect(error) {
       const e = error as { code?: unknown; severity?: unknown; message?: unknown } | null;
+      if (e?.severity === "FATAL" || e?.severity === "PANIC") return true;
+      // Any other server error (08P01 included) fails its query and leaves the session.
+      if (typeof e?.severity === "string") return false;
       const code = typeof e?.code === "string" ? e.code : "";
       if (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03") {
         return true;
       }
-      if (e?.severity === "FATAL" || e?.severity === "PANIC") return true;
       // pg reports a lost socket with messages, not codes.
       const text = typeof e?.message === "string" ? e.message : "";
       return /Connection terminated|Client has encountered a connection error|not queryable|ECONNRESET|socket|WebSocket/i

@@ -342,6 +342,8 @@ function resolveOptions<C>(o: PoolOptions<C>, className: string): ResolvedOption
     adapter: (o.adapter ?? connectionAdapter) as PoolAdapter<C>,
     timeout: milliseconds(o.timeout, "timeout", 30_000),
     prePing: o.prePing === true,
+    checkTimeout: Math.max(1, milliseconds(o.checkTimeout, "checkTimeout", 5_000)),
+    queryTimeout: milliseconds(o.queryTimeout, "queryTimeout", 0),
     check: callback(o.check, "check"),
     configure: callback(o.configure, "configure"),
     reset: callback(o.reset, "reset"),

@@ -22,8 +22,12 @@ export interface PoolInternals<C> {
   invalidate(record: PoolRecord<C>, error: unknown, soft: boolean): void;
   detach(record: PoolRecord<C>, handle: PooledConnection<C>): void;
   closeDetached(record: PoolRecord<C>): Promise<void>;
-  /** A query failed with a disconnect error: retire the connection and those older than it. */
+  /** A query failed with a disconnect error: retire the connection. */
   lost(record: PoolRecord<C>, error: unknown): void;
+  /** A query was aborted or timed out: the connection may be stuck; close it, free its place. */
+  stuck(record: PoolRecord<C>, error: unknown): void;
+  /** The pool's `queryTimeout` (0: none). */
+  readonly queryTimeout: number;
 }
 
 /**
@@ -76,8 +80,10 @@ export class PooledConnection<C> implements AsyncDisposable {
   }
 
   /**
-   * Runs a query on the connection. A disconnect error retires this connection, and every
-   * connection the pool made before it, before it reaches you.
+   * Runs a query on the connection. A disconnect error retires this connection before it
+   * reaches you. A query aborted by its `signal`, or past its `queryTimeout`, closes the
+   * connection (a cancel is sent first) and frees its place in the pool: a connection whose
+   * query does not answer may never answer again. Later queries on this handle then fail.
    */
   async query<Row = Record<string, unknown>>(
     sql: string,
@@ -85,7 +91,11 @@ export class PooledConnection<C> implements AsyncDisposable {
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
     if (this.#released) throw released("run a query on");
-    const adapter = this.#pool.adapter;
+    const pool = this.#pool;
+    const adapter = pool.adapter;
+    if (pool.queryTimeout > 0 && options?.queryTimeout === undefined) {
+      options = { ...options, queryTimeout: pool.queryTimeout };
+    }
     try {
       return await adapter.query<Row>(this.#record.connection, sql, params, options);
     } catch (error) {
@@ -93,7 +103,16 @@ export class PooledConnection<C> implements AsyncDisposable {
       // ran), as if connecting had failed; the pool counts it so, and drops the connection.
       const login = this.#record.login;
       if (login !== null && await login.then(() => false, () => true)) throw error;
-      if (this.#record.state === "busy" && adapter.isDisconnect(error)) {
+      if (this.#record.state !== "busy") throw error;
+      const signal = options?.signal;
+      if (
+        (signal?.aborted && error === signal.reason) ||
+        (error as { code?: unknown })?.code === "QUERY_TIMEOUT"
+      ) {
+        this.#pool.stuck(this.#record, error);
+        throw error;
+      }
+      if (adapter.isDisconnect(error)) {
         this.#pool.lost(this.#record, error);
         const code = (error as { code?: unknown })?.code;
         if (code !== "CONNECTION_LOST" && code !== "CONNECTION_CLOSED" && !isOwnError(error)) {

@@ -1,0 +1,158 @@
+// Where HTTP/1.1 request heads begin and end in what a client sends on one connection, so
+// that a front listener can time them (Deno.serve has no header timeout: gateway/deno.ts).
+// It follows only the request side: a head, then a body by Content-Length or chunked
+// encoding, then the next head; after an upgrade request, everything is someone else's bytes.
+// It judges nothing: a request it cannot frame (the server will refuse it) ends the tracking
+// (`raw`), as an upgrade does.
+
+type State = "head" | "body" | "chunk-size" | "chunk-data" | "chunk-end" | "trailer" | "raw";
+
+/** Longest chunk-size line followed (hex digits and extensions). */
+const MAX_CHUNK_LINE = 1024;
+
+/** Follows the requests on one connection. */
+export class RequestHeads {
+  readonly #maxHead: number;
+  #state: State = "head";
+  /** Bytes of the head being read (a head starts at its first byte, blank lines aside). */
+  #head: number[] = [];
+  /** Non-CR bytes on the current line of a head, trailer or chunk-size line. */
+  #line = 0;
+  #chunkLine = "";
+  #remaining = 0;
+  /** Heads begun so far; the first counts from the connection's start. */
+  #heads = 1;
+
+  /** @param maxHead The longest head accepted, in bytes. */
+  constructor(maxHead: number) {
+    this.#maxHead = maxHead;
+  }
+
+  /**
+   * Whether a head is expected but incomplete. True from the connection's start until the first
+   * head ends; later, from a head's first byte until its end.
+   */
+  get waiting(): boolean {
+    return this.#state === "head" && (this.#heads === 1 || this.#head.length > 0);
+  }
+
+  /** Numbers the head being waited for, so that a timer is armed once per head. */
+  get head(): number {
+    return this.#heads;
+  }
+
+  /** No more heads will be framed on this connection (an upgrade, or a body it cannot frame). */
+  get raw(): boolean {
+    return this.#state === "raw";
+  }
+
+  /** Takes the next bytes; returns false when a head is longer than the limit. */
+  feed(bytes: Uint8Array): boolean {
+    for (let i = 0; i < bytes.length && this.#state !== "raw"; i++) {
+      const byte = bytes[i];
+      switch (this.#state) {
+        case "head":
+          if (this.#head.length === 0 && (byte === 0x0d || byte === 0x0a)) {
+            continue; // blank lines between requests are allowed
+          }
+          this.#head.push(byte);
+          if (this.#head.length > this.#maxHead) return false;
+          if (this.#endOfLines(byte)) this.#headDone();
+          break;
+        case "body": {
+          const take = Math.min(this.#remaining, bytes.length - i);
+          this.#remaining -= take;
+          i += take - 1;
+          if (this.#remaining === 0) this.#nextHead();
+          break;
+        }
+        case "chunk-size":
+          if (byte === 0x0a) {
+            const size = this.#chunkLine.split(";")[0].trim();
+            this.#chunkLine = "";
+            if (!/^[0-9a-fA-F]{1,15}$/.test(size)) {
+              this.#state = "raw";
+            } else if (Number.parseInt(size, 16) === 0) {
+              this.#state = "trailer";
+              this.#line = 0;
+            } else {
+              this.#remaining = Number.parseInt(size, 16);
+              this.#state = "chunk-data";
+            }
+          } else if (byte !== 0x0d) {
+            this.#chunkLine += String.fromCharCode(byte);
+            if (this.#chunkLine.length > MAX_CHUNK_LINE) this.#state = "raw";
+          }
+          break;
+        case "chunk-data": {
+          const take = Math.min(this.#remaining, bytes.length - i);
+          this.#remaining -= take;
+          i += take - 1;
+          if (this.#remaining === 0) this.#state = "chunk-end";
+          break;
+        }
+        case "chunk-end":
+          if (byte === 0x0a) this.#state = "chunk-size";
+          break;
+        case "trailer":
+          // The trailer section ends, as a head does, at an empty line.
+          if (byte === 0x0a && this.#line === 0) this.#nextHead();
+          else if (byte === 0x0a) this.#line = 0;
+          else if (byte !== 0x0d) this.#line++;
+          break;
+      }
+    }
+    return true;
+  }
+
+  /** Whether `byte` ends the head: a line feed after an empty line (CRLF or bare LF). */
+  #endOfLines(byte: number): boolean {
+    if (byte === 0x0a) {
+      if (this.#line === 0) return true;
+      this.#line = 0;
+    } else if (byte !== 0x0d) {
+      this.#line++;
+    }
+    return false;
+  }
+
+  #headDone(): void {
+    const text = new TextDecoder("latin1").decode(new Uint8Array(this.#head));
+    this.#head = [];
+    this.#line = 0;
+    let length: number | undefined;
+    let chunked = false;
+    let upgrade = false;
+    for (const line of text.split(/\r?\n/).slice(1)) {
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1).trim().toLowerCase();
+      if (name === "content-length") {
+        if (!/^\d{1,15}$/.test(value) || (length !== undefined && length !== Number(value))) {
+          return void (this.#state = "raw");
+        }
+        length = Number(value);
+      } else if (name === "transfer-encoding") {
+        chunked = value.split(",").at(-1)!.trim() === "chunked";
+        if (!chunked) return void (this.#state = "raw");
+      } else if (name === "upgrade") {
+        upgrade = true;
+      }
+    }
+    if (upgrade) this.#state = "raw";
+    else if (chunked) {
+      this.#state = "chunk-size";
+      this.#chunkLine = "";
+    } else if (length !== undefined && length > 0) {
+      this.#state = "body";
+      this.#remaining = length;
+    } else this.#nextHead();
+  }
+
+  #nextHead(): void {
+    this.#state = "head";
+    this.#heads++;
+    this.#line = 0;
+  }
+}
