@@ -51,6 +51,14 @@ type TimeoutQueryOptions = PoolQueryOptions & { queryTimeout?: number };
 
 interface Route {
   name: string;
+  /**
+   * The client's connection is a TCP socket of its own, which the pool's close ends at once. A
+   * WebSocket's close() instead waits for the peer's close frame, which a blackhole drops: the
+   * runtime keeps the TCP connection until it gives up (Deno 2.9: over 70 s), and the web
+   * WebSocket API has no way to drop it sooner. Over those routes the tests assert what the
+   * pool does (the place freed at once), not when the socket goes.
+   */
+  tcp: boolean;
   /** Starts a proxy for one test; `url` and `transport` reach the server through it. */
   open(): Promise<{ proxy: FaultProxy; url: string; transport: Transport }>;
 }
@@ -63,6 +71,7 @@ after(async () => {
 function tcpRoute(name: string, transport: Transport): Route {
   return {
     name,
+    tcp: true,
     async open() {
       const server = await getServer();
       const proxy = await startFaultProxy({ target: { host: server.host, port: server.port } });
@@ -73,6 +82,7 @@ function tcpRoute(name: string, transport: Transport): Route {
 
 const gatewayRoute: Route = {
   name: "websocket via the gateway",
+  tcp: false,
   async open() {
     const server = await getServer();
     gatewayPromise ??= (async () => {
@@ -300,10 +310,12 @@ for (const route of routes) {
         // Each was destroyed at once: the pool holds none of them, their sockets are closed.
         await turns();
         assert.equal(pool.stats().poolSize, 0, pool.status());
-        await eventually(
-          "the blackholed connections closed",
-          () => dead.every((l) => l.clientClosed),
-        );
+        if (route.tcp) {
+          await eventually(
+            "the blackholed sockets closed",
+            () => dead.every((l) => l.clientClosed),
+          );
+        }
         const linked = proxy.counts.linked;
         await allSucceed(pool, 20, "queries once new links pass");
         assert.ok(proxy.counts.linked > linked, "served from new connections");
@@ -338,7 +350,9 @@ for (const route of routes) {
         }
         await turns();
         assert.equal(pool.stats().poolSize, 0, pool.status());
-        await eventually("the aborted connections closed", () => dead.every((l) => l.clientClosed));
+        if (route.tcp) {
+          await eventually("the aborted sockets closed", () => dead.every((l) => l.clientClosed));
+        }
         await allSucceed(pool, 10, "queries once new links pass");
         assertIdle(pool);
       });
@@ -365,7 +379,9 @@ for (const route of routes) {
           // The connection whose ping was cut short is given up, not kept for a reply.
           await turns();
           assert.equal(pool.stats().poolSize, 0, pool.status());
-          await eventually("the pinged connection closed", () => dead.every((l) => l.clientClosed));
+          if (route.tcp) {
+            await eventually("the pinged socket closed", () => dead.every((l) => l.clientClosed));
+          }
           await allSucceed(pool, 10, "queries once new links pass");
           assertIdle(pool);
         },
