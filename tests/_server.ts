@@ -297,26 +297,31 @@ function installExitHandlers(): void {
  * when the process exits, if `close()` was not called before.
  */
 export async function startOwnServer(options: OwnServerOptions = {}): Promise<OwnServer> {
-  let stop: (() => void) | undefined;
-  const server = await startServer((s) => stop = s, options.config ?? "");
-  const own = server as HarnessServer & OwnServer;
-  own.close = () => {
-    if (stop === undefined) return;
-    ownServers.delete(stop);
-    const s = stop;
-    stop = undefined;
-    s();
-  };
-  return own;
+  return await startServer({ config: options.config ?? "" }) as OwnHarnessServer;
 }
 
 /** The stop functions of every own server still running, for the exit handlers. */
 const ownServers = new Set<() => void>();
 
-async function startServer(
-  register?: (stop: () => void) => void,
-  extraConfig = "",
-): Promise<HarnessServer> {
+class OwnHarnessServer extends HarnessServer implements OwnServer {
+  #stop: (() => void) | undefined;
+
+  constructor(layout: Layout, stop: () => void) {
+    super(layout);
+    this.#stop = stop;
+  }
+
+  close(): void {
+    const stop = this.#stop;
+    if (stop === undefined) return;
+    this.#stop = undefined;
+    ownServers.delete(stop);
+    stop();
+  }
+}
+
+/** Starts the shared server, or with `own` one of the caller's own (see startOwnServer). */
+async function startServer(own?: { config: string }): Promise<HarnessServer> {
   const bindir = findBindir();
   const runAs = process.getuid?.() === 0 ? "postgres" : null;
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
@@ -330,12 +335,8 @@ async function startServer(
     port: 0,
   };
   const stop = () => stopSync(layout);
-  if (register) {
-    register(stop);
-    ownServers.add(stop);
-  } else {
-    stopOwned = stop;
-  }
+  if (own) ownServers.add(stop);
+  else stopOwned = stop;
   installExitHandlers();
   try {
     if (runAs) chownSync(dir, ...ids(runAs));
@@ -353,7 +354,7 @@ async function startServer(
       layout.port = await freePort();
       appendFileSync(
         join(layout.dataDir, "postgresql.conf"),
-        serverConfig(layout) + extraConfig + "\n",
+        serverConfig(layout) + (own?.config ?? "") + "\n",
       );
       try {
         const args = [...words("start -w -t 60 -D"), layout.dataDir, "-l", layout.logFile];
@@ -376,12 +377,15 @@ async function startServer(
       "GRANT CREATE ON SCHEMA public TO PUBLIC",
     );
   } catch (e) {
-    ownServers.delete(stop);
-    if (register) stop();
-    else stopServer();
+    if (own) {
+      ownServers.delete(stop);
+      stop();
+    } else {
+      stopServer();
+    }
     throw e;
   }
-  return new HarnessServer(layout);
+  return own ? new OwnHarnessServer(layout, stop) : new HarnessServer(layout);
 }
 
 // Later settings win, so appending overrides initdb's defaults (and an earlier attempt's port).
