@@ -101,6 +101,11 @@ export class Link {
     return this.#clientEnded || this.#client.destroyed;
   }
 
+  /** The client's own port (its socket's local port): what `ss` or /proc/net/tcp list it by. */
+  get clientPort(): number | undefined {
+    return this.#client.remotePort;
+  }
+
   /** Whether the target's side is closed (never opened counts as closed). */
   get serverClosed(): boolean {
     return this.#server?.destroyed ?? true;

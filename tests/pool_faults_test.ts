@@ -37,6 +37,7 @@ import { denoTcp, isDeno, nodeTcp, WebSocketImpl } from "./_transports.ts";
 import { websocketTransport } from "../transports/websocket.ts";
 import { rejection, Resolved } from "./_helpers.ts";
 import { codeOf, isDisconnect } from "./_load.ts";
+import { execFileSync } from "node:child_process";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -235,6 +236,25 @@ async function inFlight(
   const outcome = rejection(connection.query(sql));
   await eventually("the statement sent", () => proxy.counts.bytesToServer > sent);
   return { connection, outcome };
+}
+
+/**
+ * The kernel's keepalive timer of the client socket on `port` (`ss -o`: `keepalive,1.4sec,0`
+ * gives 1400), or undefined when the socket has none; null where `ss` cannot tell (not Linux).
+ */
+function keepaliveTimer(port: number): number | undefined | null {
+  let out: string;
+  try {
+    out = execFileSync("ss", ["-tnoH", "state", "established", `( sport = :${port} )`], {
+      encoding: "utf8",
+    });
+  } catch {
+    return null;
+  }
+  const timer = /timer:\(keepalive,(?:(\d+)min)?(?:([\d.]+)sec)?(?:(\d+)ms)?/.exec(out);
+  if (timer === null) return undefined;
+  const [, min, sec, ms] = timer;
+  return Number(min ?? 0) * 60_000 + Number(sec ?? 0) * 1000 + Number(ms ?? 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -510,4 +530,33 @@ for (const route of routes) {
       assertIdle(pool);
     });
   });
+
+  if (route.tcp) {
+    test("QueuePool's connections keep TCP keepalive on by default" + on, T, async (t) => {
+      await scenario(route, { poolSize: 1, maxOverflow: 0 }, async ({ proxy, pool }) => {
+        await warm(pool, 1);
+        const timer = keepaliveTimer(proxy.links[0].clientPort!);
+        if (timer === null) return t.skip("no `ss` here to read the socket's timers");
+        assert.notEqual(timer, undefined, "a keepalive timer on the client's socket");
+      });
+    });
+  }
+
+  // Deno's TcpConn.setKeepAlive takes no delay: only the node:net transport can set one.
+  if (route.tcp && route.name.startsWith("node:net")) {
+    test(
+      "QueuePool's connections start keepalive probes after keepAliveInitialDelay" + on,
+      T,
+      async (t) => {
+        await scenario(route, { poolSize: 1, maxOverflow: 0 }, async ({ proxy, pool }) => {
+          await warm(pool, 1);
+          const timer = keepaliveTimer(proxy.links[0].clientPort!);
+          if (timer === null) return t.skip("no `ss` here to read the socket's timers");
+          // The kernel's countdown to the first probe: at most the delay asked for, far below
+          // the system default of 2 hours.
+          assert.ok(timer !== undefined && timer <= 1_500, `keepalive timer ${timer} ms`);
+        }, { keepAliveInitialDelay: 1_500 });
+      },
+    );
+  }
 }
