@@ -334,7 +334,7 @@ function mutate(rand: Random, messages: Message[], maxMessageSize: number): stri
     case "retype":
       messages[i] = { ...m, type: rand.pick([..."TDCZEHGWdcsnItA12S3NK"]).charCodeAt(0) };
       break;
-    case "bad count":
+    case "bad count": {
       const at = type === "H" || type === "G" ? 1 : 0;
       if (m.body.length >= at + 2 && "TDHG".includes(type)) {
         const copy = m.body.slice();
@@ -342,6 +342,7 @@ function mutate(rand: Random, messages: Message[], maxMessageSize: number): stri
         messages[i] = { ...m, body: copy };
       }
       break;
+    }
     case "invalid utf-8":
       if (m.body.length > 0) {
         const copy = m.body.slice();
