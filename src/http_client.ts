@@ -14,7 +14,7 @@ import { ConnectionError, errorMessage } from "./errors.ts";
 import { type BatchOptions, type BatchQuery, batchStatements } from "./pool/batch.ts";
 import { beginStatement } from "./pool/transaction.ts";
 import type { QueryOptions, QueryResult } from "./result.ts";
-import { redactUrl } from "./url.ts";
+import { CLIENT_SOCKET_SETTINGS, redactUrl } from "./url.ts";
 
 /** The `fetch` the client calls: the global one, or one you pass (a mock, a proxy agent, ...). */
 export type HttpFetch = (input: string, init: RequestInit) => Promise<Response>;
@@ -291,30 +291,15 @@ function resolveEndpoint(endpoint: HttpEndpoint | undefined, host: string, port:
   return parsed.href;
 }
 
-// libpq parameters about the client's own socket and TLS: over HTTP the TLS is the https://
-// endpoint's, and a gateway refuses to be told how to connect (edgepool's answers 400).
-const CLIENT_SIDE = new Set([
-  "sslmode",
-  "sslrootcert",
-  "sslcert",
-  "sslkey",
-  "sslpassword",
-  "sslcrl",
-  "sslnegotiation",
-  "channel_binding",
-  "connect_timeout",
-  "keepalives",
-  "keepalives_idle",
-  "keepalives_interval",
-  "keepalives_count",
-]);
-
-/** `text` (a URL whose query string starts at `query`) less its client-side parameters. */
+/**
+ * `text` (a URL whose query string starts at `query`) less the client's own socket and TLS
+ * settings: over HTTP the TLS is the endpoint's, and a gateway refuses to be told how to connect.
+ */
 function withoutClientSide(text: string, query: number): string {
   const kept = text.slice(query + 1).split("&").filter((pair) => {
     const eq = pair.indexOf("=");
     const name = eq < 0 ? pair : pair.slice(0, eq);
-    return pair !== "" && !CLIENT_SIDE.has(safeDecode(name));
+    return pair !== "" && !CLIENT_SOCKET_SETTINGS.has(safeDecode(name));
   });
   return kept.length === 0 ? text.slice(0, query) : `${text.slice(0, query)}?${kept.join("&")}`;
 }

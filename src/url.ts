@@ -25,6 +25,40 @@ export interface UrlSettings {
 }
 
 /**
+ * libpq's settings about the client's own socket, TLS and authentication handling: how a client
+ * connects, never startup parameters of the server's. Over HTTP they do not apply (the TLS is
+ * the endpoint's), and a gateway must not take them from its clients.
+ */
+export const CLIENT_SOCKET_SETTINGS: ReadonlySet<string> = new Set([
+  "sslmode",
+  "sslrootcert",
+  "sslcert",
+  "sslkey",
+  "sslpassword",
+  "sslcrl",
+  "sslcrldir",
+  "sslsni",
+  "sslcertmode",
+  "sslnegotiation",
+  "sslcompression",
+  "ssl_min_protocol_version",
+  "ssl_max_protocol_version",
+  "requiressl",
+  "gssencmode",
+  "gsslib",
+  "gssdelegation",
+  "krbsrvname",
+  "channel_binding",
+  "require_auth",
+  "connect_timeout",
+  "keepalives",
+  "keepalives_idle",
+  "keepalives_interval",
+  "keepalives_count",
+  "tcp_user_timeout",
+]);
+
+/**
  * The URL with its password replaced by `***`, for messages and logs: the password of the
  * user-info part and any `password=` query parameter. Works on strings that are not valid URLs
  * too (a password with an unencoded `/`, `?` or `#`), erring towards hiding too much.

@@ -29,6 +29,7 @@ import {
   type Transport,
 } from "../mod.ts";
 import { Reader } from "../src/_backend.ts";
+import { concat } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Randomness
@@ -82,16 +83,6 @@ interface Message {
   raw?: boolean;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 /** A message body from strings (NUL-terminated), numbers as [int16|int32, value] and bytes. */
 function body(...parts: (string | [16 | 32 | 8, number] | Uint8Array)[]): Uint8Array {
   const out: Uint8Array[] = [];
@@ -108,7 +99,7 @@ function body(...parts: (string | [16 | 32 | 8, number] | Uint8Array)[]): Uint8A
       out.push(bytes);
     }
   }
-  return concat(out);
+  return concat(...out);
 }
 
 const msg = (type: string, content: Uint8Array = new Uint8Array(0)): Message => ({
@@ -128,7 +119,7 @@ function serialize(messages: Message[]): Uint8Array {
     new DataView(head.buffer).setInt32(1, m.length ?? m.body.length + 4);
     parts.push(head, m.body);
   }
-  return concat(parts);
+  return concat(...parts);
 }
 
 const ready = (status = "I") => msg("Z", encoder.encode(status));
@@ -191,7 +182,7 @@ function dataRow(cells: (string | null)[]): Message {
       parts.push(body([32, bytes.length]), bytes);
     }
   }
-  return msg("D", concat(parts));
+  return msg("D", concat(...parts));
 }
 
 /** One query and the server's valid answer to it. */
@@ -334,7 +325,7 @@ function mutate(rand: Random, messages: Message[], maxMessageSize: number): stri
     case "retype":
       messages[i] = { ...m, type: rand.pick([..."TDCZEHGWdcsnItA12S3NK"]).charCodeAt(0) };
       break;
-    case "bad count":
+    case "bad count": {
       const at = type === "H" || type === "G" ? 1 : 0;
       if (m.body.length >= at + 2 && "TDHG".includes(type)) {
         const copy = m.body.slice();
@@ -342,6 +333,7 @@ function mutate(rand: Random, messages: Message[], maxMessageSize: number): stri
         messages[i] = { ...m, body: copy };
       }
       break;
+    }
     case "invalid utf-8":
       if (m.body.length > 0) {
         const copy = m.body.slice();

@@ -2170,6 +2170,46 @@ test(
   },
 );
 
+test(
+  "a statement riding a login that fails for a reason that may pass runs again, once logged in",
+  T,
+  async () => {
+    const { clock, server, pool } = setup({ poolSize: 2, maxOverflow: 0, timeout: 5000 });
+    server.earlyLogin = true;
+    const statement = watch(pool.query("insert 1"));
+    await flush();
+    const [first] = server.created;
+    assert.deepEqual(first.log, ["insert 1"]);
+    // The server was starting up: FATAL 57P03 ends the login, and the statement never ran.
+    const starting = Object.assign(new CodedError("57P03", "the database system is starting up"), {
+      disconnect: true,
+    });
+    first.finishLogin(starting);
+    await flush();
+    assert.equal(statement.done, false, "not failed: it runs again");
+    // While connecting fails, no statement rides a login: the next waits for one to finish.
+    await clock.advance(300);
+    const second = server.created[1];
+    assert.ok(second !== undefined, "connected again after the backoff");
+    assert.deepEqual(second.log, []);
+    second.finishLogin();
+    await flush();
+    assert.ok(statement.done && !statement.failed, String(statement.error));
+    assert.deepEqual(second.log, ["insert 1"]);
+    assert.equal(pool.stats().requestsErrors, 0);
+    // A login failure that will not pass still reaches the statement.
+    const denied = Object.assign(authError(), { disconnect: true });
+    const held = [await pool.connect()];
+    const another = watch(pool.transaction(async (c) => await c.query("select 2")));
+    await flush();
+    server.created.at(-1)!.finishLogin(denied);
+    await flush();
+    assert.equal(another.error, denied);
+    for (const c of held) await c.release();
+    await shut(pool, clock);
+  },
+);
+
 test("NullPool with affinity hands a statement its connection while it logs in", T, async () => {
   const { clock, server, pool } = nullSetup({ affinity: true });
   server.earlyLogin = true;

@@ -6,7 +6,7 @@
 // for `sslrootcert=/nonexistent` is the same, byte for byte.
 
 import { errorMessage } from "../errors.ts";
-import { parseUrl } from "../url.ts";
+import { CLIENT_SOCKET_SETTINGS, parseUrl } from "../url.ts";
 import { RequestError } from "./_request_error.ts";
 import { formatTarget, type Target } from "./_target.ts";
 
@@ -26,7 +26,8 @@ const CONNECTION_STRING_PARAMETERS = new Set(["application_name", "options"]);
  * libpq's client-side settings: never startup parameters of PostgreSQL's, and the ones a
  * client-facing server must not take from a client (files, TLS, where to connect).
  */
-const CLIENT_SIDE_PARAMETERS = new Set([
+const CLIENT_SIDE_PARAMETERS: ReadonlySet<string> = new Set([
+  ...CLIENT_SOCKET_SETTINGS,
   "host",
   "hostaddr",
   "port",
@@ -34,34 +35,8 @@ const CLIENT_SIDE_PARAMETERS = new Set([
   "passfile",
   "service",
   "servicefile",
-  "sslmode",
-  "sslrootcert",
-  "sslcert",
-  "sslkey",
-  "sslpassword",
-  "sslcrl",
-  "sslcrldir",
-  "sslsni",
-  "sslcertmode",
-  "sslnegotiation",
-  "sslcompression",
-  "ssl_min_protocol_version",
-  "ssl_max_protocol_version",
-  "requiressl",
-  "gssencmode",
-  "gsslib",
-  "gssdelegation",
-  "krbsrvname",
-  "channel_binding",
-  "require_auth",
   "target_session_attrs",
   "load_balance_hosts",
-  "connect_timeout",
-  "keepalives",
-  "keepalives_idle",
-  "keepalives_interval",
-  "keepalives_count",
-  "tcp_user_timeout",
 ]);
 
 /** What a `/sql` request's connection string asks for, checked. */

@@ -34,7 +34,7 @@ import {
   type Policy,
   type ResolvedOptions,
 } from "./options.ts";
-import { PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 import type { PoolCounters, PoolGauges } from "./stats.ts";
 
 /** What the engine asks of the pool class above it. */
@@ -175,6 +175,30 @@ export class Engine<C> {
   /** Connections being opened now. */
   get connecting(): number {
     return this.#connector.connecting;
+  }
+
+  /** The clock as last read (up to a maintenance tick old; see `PoolTime`). */
+  get time(): number {
+    return this.#time.time;
+  }
+
+  /** Reads the clock. */
+  now(): number {
+    return this.#time.now();
+  }
+
+  /** Whether `connection` was handed over with its login under way, not yet done. */
+  loggingIn(connection: PooledConnection<C>): boolean {
+    return handleRecord(connection).login !== null;
+  }
+
+  /**
+   * Whether `error`, from a statement on `connection`, is the failure of the login it rode
+   * behind for a reason that may pass (the server restarting): then the statement never ran,
+   * and can run again on another connection.
+   */
+  loginFailedTransiently(connection: PooledConnection<C>, error: unknown): boolean {
+    return handleRecord(connection).login !== null && isTransientConnectError(error);
   }
 
   /**

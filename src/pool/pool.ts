@@ -113,22 +113,55 @@ export abstract class Pool<C> implements AsyncDisposable {
     params?: readonly unknown[],
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
+    const engine = this.#engine;
+    const started = engine.time;
+    let on: PooledConnection<C>;
+    let outcome: Promise<QueryResult<Row>>;
     if (this.settings.queryPipeline > 1 && options?.signal === undefined && pipelineable(sql)) {
       // A busy connection with room, when no connection is free and none may be opened.
-      const sharing = this.#engine.sharing;
+      const sharing = engine.sharing;
       const joined = sharing.join();
-      if (joined !== undefined) return sharing.run<Row>(joined, sql, params, options);
-      // The engine's checkout, not `this.connect`: the classes that override it (ContextPool,
-      // AssertionPool) do not pipeline.
-      const connection = await this.#engine.connect(options, "shareable");
-      return sharing.run<Row>(sharing.start(connection), sql, params, options);
+      if (joined !== undefined) {
+        on = joined.sharer as PooledConnection<C>;
+        outcome = sharing.run<Row>(joined, sql, params, options);
+      } else {
+        // The engine's checkout, not `this.connect`: the classes that override it
+        // (ContextPool, AssertionPool) do not pipeline.
+        on = await engine.connect(options, "shareable");
+        outcome = sharing.run<Row>(sharing.start(on), sql, params, options);
+      }
+    } else {
+      on = await this.#connectForQuery(options);
+      outcome = released(on, on.query<Row>(sql, params, options));
     }
-    const connection = await this.#connectForQuery(options);
-    try {
-      return await connection.query<Row>(sql, params, options);
-    } finally {
-      connection.release();
-    }
+    if (!engine.loggingIn(on)) return outcome;
+    return this.#afterLogin(on, outcome, options, started, (timeout) => {
+      return this.query<Row>(sql, params, { ...options, timeout });
+    });
+  }
+
+  /**
+   * The outcome of a statement that came first on its checkout (`query`, `transaction`,
+   * `batch`) on a connection handed over with its login under way: should that login fail for
+   * a reason that may pass (a server restarting: see `pipelineConnect`), the statement never
+   * ran: it runs `again`, within what is left of the checkout deadline (from `started`, the
+   * pool's last clock reading), on a connection whose login is done (while connecting fails
+   * the pool hands out no early login).
+   */
+  #afterLogin<T>(
+    on: PooledConnection<C>,
+    outcome: Promise<T>,
+    options: CheckoutOptions | undefined,
+    started: number,
+    again: (timeout: number) => Promise<T>,
+  ): Promise<T> {
+    const engine = this.#engine;
+    return outcome.catch((error) => {
+      if (!engine.loginFailedTransiently(on, error)) throw error;
+      const left = (options?.timeout ?? this.settings.timeout) - (engine.now() - started);
+      if (left <= 0) throw error;
+      return again(left);
+    });
   }
 
   /**
@@ -140,12 +173,13 @@ export abstract class Pool<C> implements AsyncDisposable {
     fn: (connection: PooledConnection<C>) => Promise<T>,
     options?: TransactionOptions & CheckoutOptions,
   ): Promise<T> {
-    const connection = await this.#connectForQuery(options);
-    try {
-      return await runTransaction(connection, fn, options);
-    } finally {
-      connection.release();
-    }
+    const started = this.#engine.time;
+    const on = await this.#connectForQuery(options);
+    const outcome = released(on, runTransaction(on, fn, options));
+    if (!this.#engine.loggingIn(on)) return outcome;
+    return this.#afterLogin(on, outcome, options, started, (timeout) => {
+      return this.transaction(fn, { ...options, timeout });
+    });
   }
 
   /**
@@ -170,12 +204,13 @@ export abstract class Pool<C> implements AsyncDisposable {
     const statements = batchStatements(queries);
     const begin = beginStatement(options);
     if (statements.length === 0) return [];
-    const connection = await this.#connectForQuery(options);
-    try {
-      return await runBatch<C, Row>(connection, begin, statements, options);
-    } finally {
-      connection.release();
-    }
+    const started = this.#engine.time;
+    const on = await this.#connectForQuery(options);
+    const outcome = released(on, runBatch<C, Row>(on, begin, statements, options));
+    if (!this.#engine.loggingIn(on)) return outcome;
+    return this.#afterLogin(on, outcome, options, started, (timeout) => {
+      return this.batch<Row>(queries, { ...options, timeout });
+    });
   }
 
   /** Subscribes to a pool event; returns the function that unsubscribes. */
@@ -319,6 +354,15 @@ export abstract class Pool<C> implements AsyncDisposable {
 
   /** Called when background reconnecting gives up (psycopg's `reconnect_failed`). */
   protected reconnectFailed(): void {}
+}
+
+/** `outcome`, once `connection` is released after it. */
+async function released<C, T>(connection: PooledConnection<C>, outcome: Promise<T>): Promise<T> {
+  try {
+    return await outcome;
+  } finally {
+    connection.release();
+  }
 }
 
 function describeLimit(max: number): string {
