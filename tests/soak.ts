@@ -238,8 +238,17 @@ async function main(): Promise<number> {
     failures.push(`heap grew to ${mib(last.heapUsed)}, over ${mib(bound)}`);
   }
 
+  const open = proxy.links.filter((l) => !l.clientClosed).length;
+  console.log(
+    `links at the end: ${proxy.links.length}, of which ${open} still open on the pool's side ` +
+      `(the pool holds ${pool.stats().poolSize})`,
+  );
   await Promise.race([pool.close(), delay(30_000)])
     .catch((e) => failures.push(`closing the pool: ${codeOf(e)}`));
+  // Every socket the pool opened is closed once it is: one still open is a connection it lost.
+  for (let i = 0; i < 100 && proxy.links.some((l) => !l.clientClosed); i++) await delay(100);
+  const leaked = proxy.links.filter((l) => !l.clientClosed).length;
+  if (leaked > 0) failures.push(`${leaked} sockets still open 10 s after pool.close()`);
   await proxy.close();
   server.close();
   for (const f of failures) console.log(`FAIL: ${f}`);
