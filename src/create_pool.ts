@@ -91,7 +91,6 @@ const CONNECT_KEYS = new Set<string>([
   "bigint",
   "keepAlive",
   "keepAliveInitialDelay",
-  "queryTimeout",
   "maxMessageSize",
   "transport",
   "pipelineConnect",

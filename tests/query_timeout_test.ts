@@ -130,20 +130,24 @@ test(
   },
 );
 
-test("createPool queryTimeout reaches every connection, its own queries included", T, async () => {
-  const name = appName("create");
-  const pool = createPool(await url(name), { poolClass: "QueuePool", queryTimeout: 300 });
-  try {
-    const error = await rejection(pool.transaction(async (c) => {
-      await c.query("select pg_sleep(30)");
-    }));
-    assertConnectionError(error, "QUERY_TIMEOUT");
-    assert.equal(pool.stats().checkedOut, 0, pool.status());
-    assert.deepEqual((await pool.query("select 2 as two")).rows, [{ two: 2 }]);
-  } finally {
-    await pool.close();
-  }
-});
+test(
+  "createPool queryTimeout applies to every query of the pool, in transactions too",
+  T,
+  async () => {
+    const name = appName("create");
+    const pool = createPool(await url(name), { poolClass: "QueuePool", queryTimeout: 300 });
+    try {
+      const error = await rejection(pool.transaction(async (c) => {
+        await c.query("select pg_sleep(30)");
+      }));
+      assertConnectionError(error, "QUERY_TIMEOUT");
+      assert.equal(pool.stats().checkedOut, 0, pool.status());
+      assert.deepEqual((await pool.query("select 2 as two")).rows, [{ two: 2 }]);
+    } finally {
+      await pool.close();
+    }
+  },
+);
 
 test(
   "a pooled query aborted by its signal closes its connection, not the pool's others",
@@ -184,3 +188,26 @@ test(
     }
   },
 );
+
+test("a statement with a queryTimeout is never pipelined onto a busy connection", T, async () => {
+  const name = appName("shared");
+  const target = await url(name);
+  const pool = new QueuePool((signal) => connect(target, { signal }), {
+    poolSize: 1,
+    maxOverflow: 0,
+    queryTimeout: 400,
+  });
+  try {
+    // The pool is saturated by the slow one: the others would join it, were they shareable,
+    // and die with it when it times out.
+    const slow = rejection(pool.query("select pg_sleep(30)"));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const quick = await Promise.all(
+      [1, 2, 3].map((i) => pool.query<{ i: number }>("select $1::int as i", [i])),
+    );
+    assert.deepEqual(quick.map((r) => r.rows[0].i), [1, 2, 3]);
+    assertConnectionError(await slow, "QUERY_TIMEOUT");
+  } finally {
+    await pool.close();
+  }
+});

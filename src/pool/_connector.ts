@@ -240,6 +240,7 @@ export class Connector<C> {
 
   /**
    * Backs off after an attempt failed for a reason that may pass (`error`): 250 ms, doubling
+   * with each try that fails (not with each failure: attempts in flight together are one try)
    * up to 60 s (2 s while callers are `waiting`), ±10 %. With nobody waiting, once
    * `reconnectTimeout` has passed since the first failure, background connecting gives up
    * instead (demand, a checkout or `wait()`, tries again).
@@ -248,6 +249,10 @@ export class Connector<C> {
     const now = this.#clock.now();
     if (this.#backoff === null) {
       this.#backoff = { startedAt: now, delay: FIRST_BACKOFF_MS, until: 0 };
+    } else if (now < this.#backoff.until) {
+      // Another attempt of the wave that already set this delay (many fail together when a
+      // server goes down): the delay doubles once per try, not once per failure.
+      return;
     } else {
       this.#backoff.delay = Math.min(this.#backoff.delay * 2, MAX_BACKOFF_MS);
     }

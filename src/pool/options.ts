@@ -50,8 +50,9 @@ export interface PoolOptions<C> {
   /**
    * Time limit for each query on a checked-out connection, unless the query gives its own
    * (`QueryOptions.queryTimeout`): past it the query rejects with `QUERY_TIMEOUT`, a cancel is
-   * sent and the connection is closed, its place freed. `createPool` sets it on its
-   * connections instead, so that it covers every query on them. Default 0: none.
+   * sent and the connection is closed, its place freed. A `pool.query` statement with a time
+   * limit is never pipelined onto a busy connection (see `queryPipeline`): closing that
+   * connection would fail the statements beside it. Default 0: none.
    */
   queryTimeout?: number;
   /** Health check at checkout (psycopg's `check`); throw to reject the connection. */

@@ -104,7 +104,8 @@ export abstract class Pool<C> implements AsyncDisposable {
   /**
    * Checks out a connection, runs one query, and returns the connection. When every connection
    * the pool may open is checked out and nobody waits for one, a single statement (no `;`, not
-   * one that opens or ends a transaction or sets session state, no `signal`) is pipelined onto
+   * one that opens or ends a transaction or sets session state, no `signal`, no
+   * `queryTimeout`: interrupting it would close the connection under its neighbours) is pipelined onto
    * the busy connection with the fewest statements in flight instead of waiting, up to
    * `queryPipeline` per connection: it still runs as its own implicit transaction.
    */
@@ -117,7 +118,10 @@ export abstract class Pool<C> implements AsyncDisposable {
     const started = engine.time;
     let on: PooledConnection<C>;
     let outcome: Promise<QueryResult<Row>>;
-    if (this.settings.queryPipeline > 1 && options?.signal === undefined && pipelineable(sql)) {
+    if (
+      this.settings.queryPipeline > 1 && options?.signal === undefined &&
+      (options?.queryTimeout ?? this.settings.queryTimeout) === 0 && pipelineable(sql)
+    ) {
       // A busy connection with room, when no connection is free and none may be opened.
       const sharing = engine.sharing;
       const joined = sharing.join();
