@@ -621,6 +621,30 @@ test("QueuePool gives every waiter a wrong password's 28P01, not a timeout", T, 
   await assertNoUnhandled(unhandled);
 });
 
+test("QueuePool keeps every connection through a server ERROR of class 08 (08P01)", T, async () => {
+  const name = appName("protocol_violation");
+  const pool = await queuePool(name, { poolSize: 3, maxOverflow: 0, min: 3 });
+  try {
+    const closed: string[] = [];
+    pool.on("close", (e) => closed.push(e.reason));
+    await within(pool.wait(), 10_000, "wait for min");
+    const before = await backends(name);
+    // A Bind with fewer parameters than the statement: 08P01 at severity ERROR. The session
+    // goes on, so the pool must not take it, or its neighbours, for dead.
+    const errors = await Promise.all(
+      [1, 2, 3].map(() => rejection(pool.query("select $1::int + $2::int as n", [1]))),
+    );
+    for (const error of errors) assertPostgresError(error, "08P01");
+    assert.deepEqual(closed, []);
+    assert.equal(pool.stats().connectionsLost, 0, pool.status());
+    const pids = await Promise.all([1, 2, 3].map(() => pidOf(pool)));
+    for (const pid of pids) assert.ok(before.includes(pid), `${pid} is one of ${before}`);
+    assert.deepEqual(await backends(name), before);
+  } finally {
+    await pool.close();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // 6. Server down
 
