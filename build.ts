@@ -1,21 +1,23 @@
 /**
- * Builds the npm package `edgepool` with esbuild and tsc, into `dist/npm/`
- * (`npm install ./dist/npm`), then measures what a Cloudflare Worker gets from it next to the
- * peers (bench/bundle/sizes.ts) and writes `bench/bundle-sizes.md`.
+ * Builds the npm package `edgepool` with esbuild and tsc, into `dist/npm/` (`npm install
+ * ./dist/npm`), or into the directory given with `--out`.
  *
- * - Each entry of deno.json's `exports` is a subpath of the package (`.` is `edgepool`,
- *   `./transports/http` is `edgepool/transports/http`...), so the two lists cannot drift.
+ * - The package's subpaths are {@link ENTRY_POINTS}, one table checked against deno.json's
+ *   `exports` (the same subpaths, sources and order), so JSR and npm publish the same API:
+ *   `.` is `edgepool`, `./transports/http` is `edgepool/transports/http`...
  * - One ESM build per runtime, with code splitting so that the subpaths share one copy of each
  *   class: `node/` (Node and Bun: `node`, `bun` and `default` conditions), `deno/`, `workerd/`
  *   (Cloudflare Workers: `cloudflare:sockets`, no PGlite) and `browser/` (no TCP at all:
- *   WebSocket and HTTP only). See {@link RUNS_ON} for the subpaths a runtime cannot use.
+ *   WebSocket and HTTP only). What differs between them is build/runtimes.ts's table of
+ *   per-runtime modules; a subpath that cannot run on a runtime is a stub there that says so.
  * - One declaration tree, `types/`, for every condition (tsc, declarations only).
  * - `bin/edgepool-gateway.mjs`: the gateway's command line, bundled for Node.
  * - `@electric-sql/pglite` and `ws` stay outside the bundles: PGlite an optional peer
  *   dependency (10 MB, for the embedded database only), ws a dependency (the gateway's bin
  *   needs it on Node, and `npx edgepool-gateway` installs no optional peers).
  *
- * Run: `deno task build`.
+ * Run: `deno task build` (`deno run -A build.ts [--out DIR]`). What a Worker weighs with the
+ * package is measured by bench/bundle/sizes.ts.
  *
  * @module
  */
@@ -23,174 +25,121 @@
 import * as esbuild from "esbuild";
 import { execFile } from "node:child_process";
 import { chmod, copyFile, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { measureSamples, sizeReport } from "./bench/bundle/sizes.ts";
+import { join, resolve } from "node:path";
+import { parseArgs, promisify } from "node:util";
+import { bundleOptions, ROOT, type Runtime, runtimeOptions } from "./build/runtimes.ts";
 
-/** The runtimes a bundle can target. */
-export type BundleTarget = "node" | "deno" | "workers" | "browser";
+/** One subpath of the package. */
+interface EntryPoint {
+  /** `"."`, `"./transports/http"`...: the key in deno.json's `exports`. */
+  subpath: string;
+  /** Its source, the value in deno.json's `exports`: `"./mod.ts"`. */
+  source: string;
+  /**
+   * For a subpath that cannot work on every runtime: those it runs on, what it needs, and what
+   * to do instead. Elsewhere the subpath is a stub with the same exports, each throwing a
+   * TypeError that says so when used (so code that imports it on every runtime and picks one
+   * at run time still loads). Without it, the subpath is built for every runtime.
+   */
+  only?: { on: Runtime[]; needs: string; instead: string };
+}
 
-const ROOT = fileURLToPath(new URL(".", import.meta.url));
+const PICKED = "connect() and createPool() pick this runtime's TCP transport by themselves";
 
-const NO_TCP_IN_BROWSERS = "edgepool: browsers cannot open TCP connections, so edgepool's " +
-  "browser build has no TCP transport; pass one with the `transport` option: " +
-  'websocketTransport({ proxy }) from "edgepool" or httpTransport({ endpoint }) from ' +
-  "\"edgepool/transports/http\", through edgepool's gateway or Neon's proxy";
+/** The package's subpaths: deno.json's `exports`, in its order ({@link checkEntryPoints}). */
+const ENTRY_POINTS: EntryPoint[] = [
+  { subpath: ".", source: "./mod.ts" },
+  {
+    subpath: "./transports/deno",
+    source: "./transports/deno.ts",
+    only: { on: ["deno"], needs: "Deno's TCP API", instead: PICKED },
+  },
+  {
+    subpath: "./transports/node",
+    source: "./transports/node.ts",
+    only: { on: ["node", "deno"], needs: "Node's net and tls modules", instead: PICKED },
+  },
+  {
+    subpath: "./transports/pglite",
+    source: "./transports/pglite.ts",
+    only: {
+      on: ["node", "deno", "browser"],
+      needs: "PGlite, which does not run on Workers",
+      instead: "give createPool() a postgres:// URL",
+    },
+  },
+  {
+    subpath: "./transports/workers",
+    source: "./transports/workers.ts",
+    only: { on: ["workers"], needs: "Cloudflare's sockets API", instead: PICKED },
+  },
+  { subpath: "./transports/http", source: "./transports/http.ts" },
+  {
+    subpath: "./gateway",
+    source: "./gateway/mod.ts",
+    only: {
+      on: ["node", "deno"],
+      needs: "a server that listens on a port (Deno, Node or Bun)",
+      instead: "run it with `npx edgepool-gateway` and reach it with httpTransport or " +
+        "websocketTransport",
+    },
+  },
+  { subpath: "./transports/websocket", source: "./transports/websocket.ts" },
+];
 
 /**
- * An esbuild plugin that keeps only `target`'s TCP transport: the others, reached through
- * `transports/auto.ts`'s lazy imports, become empty modules (in a browser build, a module that
- * throws: there is no TCP there). A Workers bundle takes `transports/_workers_auto.ts` for
- * auto.ts, which binds the Workers transport directly: no runtime detection or lazy import in a
- * Worker that only connects. Workers and browser bundles also leave out the embedded
- * database that `createPool()` without a URL opens (PGlite: 10 MB of WebAssembly, which
- * Workers cannot run): `createPool()` without a URL explains that instead.
+ * Checks {@link ENTRY_POINTS} against deno.json's `exports`: the same subpaths with the same
+ * sources, in the same order.
+ *
+ * @throws {Error} Naming each subpath that differs.
  */
-export function transportPlugin(target: BundleTarget): esbuild.Plugin {
-  return {
-    name: "edgepool-transports",
-    setup(build) {
-      if (target === "workers") {
-        build.onResolve({ filter: /(^|\/)auto\.ts$/ }, (args) => {
-          const path = join(args.resolveDir, args.path);
-          if (!/[\\/]transports[\\/]auto\.ts$/.test(path)) return undefined;
-          return { path: join(path, "..", "_workers_auto.ts") };
-        });
-      }
-      build.onResolve({ filter: /^\.\/(node|deno|workers)\.ts$/ }, (args) => {
-        if (!/[\\/]transports[\\/]auto\.ts$/.test(args.importer)) return undefined;
-        const runtime = args.path.slice(2, -3);
-        if (runtime === target) return undefined;
-        return { path: runtime, namespace: "edgepool-omitted-transport" };
-      });
-      build.onLoad({ filter: /.*/, namespace: "edgepool-omitted-transport" }, () => ({
-        contents: target === "browser"
-          ? `throw new TypeError(${JSON.stringify(NO_TCP_IN_BROWSERS)});`
-          : "export {};",
-        loader: "js",
-      }));
-      if (target !== "workers" && target !== "browser") return;
-      const embedded = "edgepool: the embedded database (PGlite) is not part of the " +
-        (target === "workers"
-          ? "Workers bundle; give createPool() a postgres:// URL"
-          : "browser bundle; give createPool() a URL and a WebSocket or HTTP transport, or " +
-            'pass pgliteTransport() from "edgepool/transports/pglite" as the transport');
-      build.onResolve({ filter: /[\\/]transports[\\/]pglite\.ts$/ }, (args) => {
-        // The browser build's own `edgepool/transports/pglite` entry is the real one.
-        if (args.kind === "entry-point") return undefined;
-        return { path: "pglite", namespace: "edgepool-omitted-embedded" };
-      });
-      build.onLoad({ filter: /.*/, namespace: "edgepool-omitted-embedded" }, () => ({
-        contents: "export function pgliteTransport() {\n" +
-          `  throw new TypeError(${JSON.stringify(embedded)});\n}`,
-        loader: "js",
-      }));
-    },
-  };
+function checkEntryPoints(exports: Record<string, string>): void {
+  const listed = new Map(ENTRY_POINTS.map((e) => [e.subpath, e.source]));
+  const problems: string[] = [];
+  for (const [subpath, source] of Object.entries(exports)) {
+    const ours = listed.get(subpath);
+    if (ours === undefined) problems.push(`${subpath} (${source}) is not in ENTRY_POINTS`);
+    else if (ours !== source) problems.push(`${subpath} is ${source}, ENTRY_POINTS says ${ours}`);
+  }
+  for (const { subpath } of ENTRY_POINTS) {
+    if (!(subpath in exports)) problems.push(`${subpath} is in ENTRY_POINTS, not in exports`);
+  }
+  const order = Object.keys(exports).join(" ");
+  if (problems.length === 0 && order !== ENTRY_POINTS.map((e) => e.subpath).join(" ")) {
+    problems.push(`ENTRY_POINTS is not in the order of exports (${order})`);
+  }
+  if (problems.length > 0) {
+    throw new Error(
+      `build.ts: deno.json's exports and ENTRY_POINTS differ:\n  ${problems.join("\n  ")}`,
+    );
+  }
 }
-
-/** esbuild options for `target`, without the entry points and the output. */
-function targetOptions(target: BundleTarget): esbuild.BuildOptions {
-  const external: Record<BundleTarget, string[]> = {
-    node: ["node:*"],
-    deno: ["node:*"],
-    workers: ["cloudflare:sockets"],
-    // Nothing else: a stray Node import fails the browser build.
-    browser: [],
-  };
-  return {
-    bundle: true,
-    format: "esm",
-    platform: target === "node" ? "node" : target === "browser" ? "browser" : "neutral",
-    target: target === "node" ? "node20" : "es2022",
-    // PGlite (10 MB of WebAssembly) is loaded lazily by the embedded transport, never bundled.
-    external: ["@electric-sql/pglite", ...external[target]],
-    plugins: [transportPlugin(target)],
-    logLevel: "warning",
-  };
-}
-
-/** esbuild options shared by every bundle of `entry` for `target`. */
-export function bundleOptions(entry: string, target: BundleTarget): esbuild.BuildOptions {
-  return { entryPoints: [entry], ...targetOptions(target) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The npm package
 
 /** The directory of each build in the package, and the export conditions that pick it. */
-const BUILDS: { target: BundleTarget; dir: string; conditions: string[] }[] = [
-  { target: "workers", dir: "workerd", conditions: ["workerd"] },
-  { target: "deno", dir: "deno", conditions: ["deno"] },
-  { target: "node", dir: "node", conditions: ["bun", "node"] },
-  { target: "browser", dir: "browser", conditions: ["browser"] },
+const BUILDS: { runtime: Runtime; dir: string; conditions: string[] }[] = [
+  { runtime: "workers", dir: "workerd", conditions: ["workerd"] },
+  { runtime: "deno", dir: "deno", conditions: ["deno"] },
+  { runtime: "node", dir: "node", conditions: ["bun", "node"] },
+  { runtime: "browser", dir: "browser", conditions: ["browser"] },
 ];
 
 /** The build that the `default` condition (and `main`) gets: any runtime with node:net. */
 const DEFAULT_BUILD = "node";
 
-/**
- * The subpaths that cannot work on some runtimes: the runtimes they run on, what they need, and
- * what to do instead. Elsewhere the subpath is a stub with the same exports, each throwing a
- * TypeError that says so when used (so code that imports it on every runtime and picks one at
- * run time still loads). A subpath not listed is built for every runtime.
- */
-const RUNS_ON: Record<string, { on: BundleTarget[]; needs: string; instead: string }> = {
-  "./transports/deno": {
-    on: ["deno"],
-    needs: "Deno's TCP API",
-    instead: "connect() and createPool() pick this runtime's TCP transport by themselves",
-  },
-  "./transports/node": {
-    on: ["node", "deno"],
-    needs: "Node's net and tls modules",
-    instead: "connect() and createPool() pick this runtime's TCP transport by themselves",
-  },
-  "./transports/workers": {
-    on: ["workers"],
-    needs: "Cloudflare's sockets API",
-    instead: "connect() and createPool() pick this runtime's TCP transport by themselves",
-  },
-  "./transports/pglite": {
-    on: ["node", "deno", "browser"],
-    needs: "PGlite, which does not run on Workers",
-    instead: "give createPool() a postgres:// URL",
-  },
-  "./gateway": {
-    on: ["node", "deno"],
-    needs: "a server that listens on a port (Deno, Node or Bun)",
-    instead: "run it with `npx edgepool-gateway` and reach it with httpTransport or " +
-      "websocketTransport",
-  },
-};
-
 /** The external imports each build may keep; anything else is a runtime leaking in. */
-const ALLOWED_EXTERNALS: Record<BundleTarget, RegExp> = {
+const ALLOWED_EXTERNALS: Record<Runtime, RegExp> = {
   node: /^(node:|ws$|@electric-sql\/pglite$)/,
   deno: /^(node:|ws$|@electric-sql\/pglite$)/,
   workers: /^cloudflare:sockets$/,
   browser: /^@electric-sql\/pglite$/,
 };
 
-/** One entry of deno.json's `exports`. */
-interface Entry {
-  /** `"."`, `"./transports/http"`... */
-  subpath: string;
-  /** The source, `"./mod.ts"`. */
-  source: string;
+/** An entry point with where it goes in the package. */
+interface Entry extends EntryPoint {
   /** Its output name without extension in each build: `"index"`, `"transports/http"`. */
   out: string;
   /** Its declaration file in the package: `"./types/mod.d.ts"`. */
   types: string;
-}
-
-/** What {@link buildNpmPackage} made. */
-export interface NpmPackage {
-  /** The package directory. */
-  dir: string;
-  /** Its package.json. */
-  manifest: Record<string, unknown>;
 }
 
 const run = promisify(execFile);
@@ -201,22 +150,21 @@ async function readJson(path: string): Promise<Record<string, unknown>> {
 
 /**
  * Builds the npm package into `dir` (emptied first): the four runtime builds, the
- * declarations, the gateway's bin, package.json, README.md and LICENSE.
+ * declarations, the gateway's bin, package.json, README.md and LICENSE. Returns its
+ * package.json.
  */
-export async function buildNpmPackage(dir: string): Promise<NpmPackage> {
+async function buildNpmPackage(dir: string): Promise<Record<string, unknown>> {
   const deno = await readJson(join(ROOT, "deno.json"));
-  const entries = Object.entries(deno.exports as Record<string, string>).map(
-    ([subpath, source]): Entry => ({
-      subpath,
-      source,
-      out: subpath === "." ? "index" : subpath.slice(2),
-      types: `./types/${source.slice(2).replace(/\.ts$/, ".d.ts")}`,
-    }),
-  );
+  checkEntryPoints(deno.exports as Record<string, string>);
+  const entries = ENTRY_POINTS.map((entry): Entry => ({
+    ...entry,
+    out: entry.subpath === "." ? "index" : entry.subpath.slice(2),
+    types: `./types/${entry.source.slice(2).replace(/\.ts$/, ".d.ts")}`,
+  }));
   await rm(dir, { recursive: true, force: true });
   const names = await exportNames(entries);
   for (const build of BUILDS) {
-    await buildRuntime(build.target, entries, names, join(dir, build.dir));
+    await buildRuntime(build.runtime, entries, names, join(dir, build.dir));
   }
   await buildDeclarations(entries, join(dir, "types"));
   await buildGatewayBin(join(dir, "bin", "edgepool-gateway.mjs"));
@@ -224,7 +172,7 @@ export async function buildNpmPackage(dir: string): Promise<NpmPackage> {
   await writeFile(join(dir, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
   await copyFile(join(ROOT, "README.md"), join(dir, "README.md"));
   await copyFile(join(ROOT, "LICENSE"), join(dir, "LICENSE"));
-  return { dir, manifest };
+  return manifest;
 }
 
 function packageJson(deno: Record<string, unknown>, entries: Entry[]): Record<string, unknown> {
@@ -298,9 +246,9 @@ async function exportNames(entries: Entry[]): Promise<Map<string, string[]>> {
   return names;
 }
 
-function stubSource(entry: Entry, target: BundleTarget, names: string[]): string {
-  const { needs, instead } = RUNS_ON[entry.subpath];
-  const build = BUILDS.find((b) => b.target === target)!.dir;
+function stubSource(entry: Entry, runtime: Runtime, names: string[]): string {
+  const { needs, instead } = entry.only!;
+  const build = BUILDS.find((b) => b.runtime === runtime)!.dir;
   const message = `edgepool: "edgepool${entry.subpath.slice(1)}" is not available in ` +
     `edgepool's ${build} build: it needs ${needs}; ${instead}`;
   return [
@@ -317,12 +265,12 @@ function stubSource(entry: Entry, target: BundleTarget, names: string[]): string
 }
 
 async function buildRuntime(
-  target: BundleTarget,
+  runtime: Runtime,
   entries: Entry[],
   names: Map<string, string[]>,
   outdir: string,
 ): Promise<void> {
-  const options = targetOptions(target);
+  const options = runtimeOptions(runtime);
   const stubs: esbuild.Plugin = {
     name: "edgepool-unavailable",
     setup(build) {
@@ -333,7 +281,7 @@ async function buildRuntime(
       build.onLoad({ filter: /.*/, namespace: "edgepool-unavailable" }, (args) => ({
         contents: stubSource(
           entries.find((e) => e.subpath === args.path)!,
-          target,
+          runtime,
           names.get(args.path) ?? [],
         ),
         loader: "js",
@@ -344,7 +292,7 @@ async function buildRuntime(
     ...options,
     absWorkingDir: ROOT,
     entryPoints: entries.map((e) => {
-      const available = RUNS_ON[e.subpath]?.on.includes(target) ?? true;
+      const available = e.only?.on.includes(runtime) ?? true;
       return { in: available ? e.source : `edgepool-unavailable:${e.subpath}`, out: e.out };
     }),
     outdir,
@@ -357,13 +305,13 @@ async function buildRuntime(
   });
   for (const [file, output] of Object.entries(result.metafile.outputs)) {
     const stray = output.imports
-      .filter((i) => i.external && !ALLOWED_EXTERNALS[target].test(i.path))
+      .filter((i) => i.external && !ALLOWED_EXTERNALS[runtime].test(i.path))
       .map((i) => i.path);
-    if (target === "workers" || target === "browser") {
+    if (runtime === "workers" || runtime === "browser") {
       if (/\bDeno\./.test(await readFile(join(ROOT, file), "utf8"))) stray.push("Deno.");
     }
     if (stray.length > 0) {
-      throw new Error(`${file} uses ${stray.join(", ")}: the ${target} build must not`);
+      throw new Error(`${file} uses ${stray.join(", ")}: the ${runtime} build must not`);
     }
   }
 }
@@ -438,21 +386,18 @@ async function buildGatewayBin(outfile: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const dir = join(ROOT, "dist", "npm");
-  const { manifest } = await buildNpmPackage(dir);
-  console.log(
-    `dist/npm: ${manifest.name}@${manifest.version}, ` +
-      `${Object.keys(manifest.exports as object).length} subpaths ` +
-      `(${BUILDS.map((b) => b.dir).join(", ")} builds and types/); npm install ./dist/npm`,
-  );
-  const sizes = await measureSamples(dir);
-  await esbuild.stop();
-  const report = sizeReport(sizes);
-  const file = join(ROOT, "bench", "bundle-sizes.md");
-  await writeFile(file, report.markdown);
-  // As `deno fmt` lays the table out, so that the repository stays fmt-clean.
-  await run(Deno.execPath(), ["fmt", "--quiet", file]);
-  console.log(`\n${report.table}\nbench/bundle-sizes.md written`);
+  const { values } = parseArgs({ args: Deno.args, options: { out: { type: "string" } } });
+  const dir = values.out === undefined ? join(ROOT, "dist", "npm") : resolve(values.out);
+  try {
+    const manifest = await buildNpmPackage(dir);
+    console.log(
+      `${dir}: ${manifest.name}@${manifest.version}, ` +
+        `${Object.keys(manifest.exports as object).length} subpaths ` +
+        `(${BUILDS.map((b) => b.dir).join(", ")} builds and types/); npm install ${dir}`,
+    );
+  } finally {
+    await esbuild.stop();
+  }
 }
 
 if (import.meta.main) await main();

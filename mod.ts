@@ -73,24 +73,11 @@ export const createPool: CreatePool = /* @__PURE__ */ makeCreatePool({
   },
 });
 
-export { type ConnectFunction, createConnect } from "./src/connect.ts";
-export {
-  type CreatePool,
-  type CreatePoolOptions,
-  type EmbeddedDatabase,
-  makeCreatePool,
-  type PoolClassName,
-  type PoolEnvironment,
-} from "./src/create_pool.ts";
+export type { ConnectFunction } from "./src/connect.ts";
+export type { CreatePool, CreatePoolOptions, PoolClassName } from "./src/create_pool.ts";
 export { Connection } from "./src/connection.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
-export {
-  type ConfigDefaults,
-  type ConnectionConfig,
-  type ConnectOptions,
-  parseConfig,
-  type Pooler,
-} from "./src/config.ts";
+export type { ConnectOptions, Pooler } from "./src/config.ts";
 export { redactUrl } from "./src/url.ts";
 export {
   ConnectionError,
@@ -102,11 +89,7 @@ export {
   type PostgresNotice,
 } from "./src/errors.ts";
 export type { Clock } from "./src/pool/_clock.ts";
-export {
-  connectionAdapter,
-  type PoolAdapter,
-  type PoolTransactionStatus,
-} from "./src/pool/adapter.ts";
+export type { PoolAdapter, PoolTransactionStatus } from "./src/pool/adapter.ts";
 export { AssertionPool } from "./src/pool/assertion_pool.ts";
 export {
   type AsyncContextStore,
@@ -136,16 +119,10 @@ export type {
 } from "./src/http_client.ts";
 export { NullPool, type NullPoolOptions } from "./src/pool/null_pool.ts";
 export { pgClientAdapter, type PgClientLike } from "./src/pool/pg_adapter.ts";
-export type {
-  Creator,
-  Policy,
-  PoolLogger,
-  PoolOptions,
-  ResetOnReturn,
-  ResolvedOptions,
-} from "./src/pool/options.ts";
+export type { Creator, PoolLogger, PoolOptions, ResetOnReturn } from "./src/pool/options.ts";
 export { type CheckoutOptions, Pool, type PoolQueryOptions } from "./src/pool/pool.ts";
 export { PooledConnection } from "./src/pool/pooled_connection.ts";
+export type { Queryable, QueryableError, QueryableStats } from "./src/pool/queryable.ts";
 export { QueuePool, type QueuePoolOptions, type QueuePoolSize } from "./src/pool/queue_pool.ts";
 export { StaticPool } from "./src/pool/static_pool.ts";
 export type { PoolCounters, PoolGauges, PoolStats } from "./src/pool/stats.ts";
@@ -159,20 +136,14 @@ export type {
   Transport,
   TransportConnectOptions,
 } from "./src/transport.ts";
-export { Oid, serializeParam, type TextParser, textParser } from "./src/types.ts";
+export { Oid } from "./src/types.ts";
 export {
   type WebSocketConstructor,
   type WebSocketLike,
   websocketTransport,
   type WebSocketTransportOptions,
 } from "./transports/websocket.ts";
-export {
-  autoTransport,
-  defaultApplicationName,
-  detectRuntime,
-  detectTcpRuntime,
-  isEdgeRuntime,
-} from "./transports/auto.ts";
+export { detectRuntime } from "./transports/auto.ts";
 export type {
   PoolDescription,
   PoolOrigin,

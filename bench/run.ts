@@ -9,7 +9,7 @@
  */
 
 import * as esbuild from "esbuild";
-import { bundleOptions } from "../build.ts";
+import { bundleOptions } from "../build/runtimes.ts";
 import { getServer } from "../tests/_server.ts";
 import { throughputChart } from "./chart.ts";
 import type { BenchReport } from "./pool_query_bench.ts";

@@ -27,7 +27,7 @@ export type ConnectFunction = (
  *
  * @example
  * ```ts ignore
- * import { createConnect } from "@edgepool/edgepool";
+ * import { createConnect } from "./connect.ts";
  * import { nodeTcp } from "@edgepool/edgepool/transports/node";
  * const connect = createConnect(() => Promise.resolve(nodeTcp));
  * ```

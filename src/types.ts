@@ -294,7 +294,7 @@ const int8ArrayBigInt = arrayOf(parseBigInt);
  *
  * @example
  * ```ts
- * import { Oid, textParser } from "@edgepool/edgepool";
+ * import { Oid, textParser } from "./types.ts";
  * const parseTs = textParser(Oid.timestamptz, { bigint: false })!;
  * const date = parseTs("2024-02-29 13:45:00.123+05:30") as Date;
  * console.assert(date.toISOString() === "2024-02-29T08:15:00.123Z");
@@ -471,7 +471,7 @@ function serializeObject(value: object): string {
  *
  * @example
  * ```ts
- * import { serializeParam } from "@edgepool/edgepool";
+ * import { serializeParam } from "./types.ts";
  * console.assert(serializeParam(new Uint8Array([1, 255])) === "\\x01ff");
  * console.assert(serializeParam([["a\"b", null], [1n]]) === '{{"a\\"b",NULL},{"1"}}');
  * console.assert(serializeParam({ a: 1 }) === '{"a":1}');

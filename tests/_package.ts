@@ -1,17 +1,18 @@
-// The npm package as its users get it, for tests that run it in other runtimes: built as
-// `deno task build` builds dist/npm (into a scratch directory), packed with `npm pack` and
-// installed from the tarball into a scratch project; a Worker bundled against its workerd build;
-// edgepool's gateway for the WebSocket and HTTP transports. Deno only (build.ts runs on Deno).
+// The npm package as its users get it, for tests that run it in other runtimes: built by
+// `deno run -A build.ts --out DIR` as `deno task build` builds dist/npm (into a scratch
+// directory), packed with `npm pack` and installed from the tarball into a scratch project; a
+// Worker bundled against its workerd build; edgepool's gateway for the WebSocket and HTTP
+// transports. Deno only (build.ts runs on Deno).
 
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import * as esbuild from "esbuild";
-import { WORKERS_CONDITIONS, WORKERS_EXTERNALS } from "../bench/bundle/sizes.ts";
-import { buildNpmPackage, type NpmPackage } from "../build.ts";
+import { WORKERS_CONDITIONS, wranglerOptions } from "../build/runtimes.ts";
 import { getServer } from "./_server.ts";
 
 /** The repository root. */
@@ -31,6 +32,14 @@ export async function run(command: string, args: string[], cwd: string): Promise
       cause: error,
     });
   }
+}
+
+/** The npm package as build.ts made it. */
+export interface NpmPackage {
+  /** The package directory. */
+  dir: string;
+  /** Its package.json. */
+  manifest: Record<string, unknown>;
 }
 
 /** The built package installed into a scratch project. */
@@ -53,7 +62,10 @@ export async function installPackage(): Promise<InstalledPackage> {
   const scratch = await mkdtemp(join(tmpdir(), "edgepool-npm-"));
   const remove = () => rm(scratch, { recursive: true, force: true });
   try {
-    const pkg = await buildNpmPackage(join(scratch, "package"));
+    const dir = join(scratch, "package");
+    // build.ts as a program, as `deno task build` runs it (this process is Deno).
+    await run(process.execPath, ["run", "-A", join(ROOT, "build.ts"), "--out", dir], ROOT);
+    const pkg = { dir, manifest: JSON.parse(await readFile(join(dir, "package.json"), "utf8")) };
     const pack = async (dir: string) =>
       (await run("npm", ["pack", dir, "--pack-destination", scratch], scratch)).trim().split("\n")
         .at(-1)!;
@@ -84,31 +96,56 @@ export async function installPackage(): Promise<InstalledPackage> {
   }
 }
 
+/** A Worker bundled by {@link bundleWorker}. */
+export interface WorkerBundle {
+  /** The ESM. */
+  code: string;
+  /** What it imports from the runtime (`cloudflare:sockets`, `node:events`...), sorted. */
+  runtimeImports: string[];
+}
+
 /**
  * Bundles `entry` into one ESM file the way a deployment tool does, with `edgepool` resolved
  * from `project`'s node_modules under `conditions`: Wrangler's for workerd by default
- * (`cloudflare:sockets` and Node built-ins left to the runtime).
+ * (`cloudflare:sockets` and Node built-ins left to the runtime). An import of this repository's
+ * `mod.ts` (a test Worker that `deno check` sees) gets the installed package instead.
  */
+export async function bundleWorker(
+  entry: string,
+  project: string,
+  conditions: readonly string[] = WORKERS_CONDITIONS,
+): Promise<WorkerBundle> {
+  const modules = join(project, "node_modules");
+  const source = join(ROOT, "mod.ts");
+  const asPackage: esbuild.Plugin = {
+    name: "edgepool-as-package",
+    setup(build) {
+      build.onResolve({ filter: /^\.\.?\/.*mod\.ts$/ }, (args) => {
+        if (join(args.resolveDir, args.path) !== source) return undefined;
+        return build.resolve("edgepool", { kind: args.kind, resolveDir: modules });
+      });
+    },
+  };
+  const result = await esbuild.build({
+    ...wranglerOptions(entry, modules, conditions),
+    plugins: [asPackage],
+    write: false,
+    metafile: true,
+  });
+  const imports = Object.values(result.metafile.outputs).flatMap((o) => o.imports);
+  return {
+    code: result.outputFiles[0].text,
+    runtimeImports: [...new Set(imports.filter((i) => i.external).map((i) => i.path))].sort(),
+  };
+}
+
+/** {@link bundleWorker}'s code. */
 export async function bundle(
   entry: string,
   project: string,
-  conditions: string[] = WORKERS_CONDITIONS,
+  conditions: readonly string[] = WORKERS_CONDITIONS,
 ): Promise<string> {
-  const result = await esbuild.build({
-    entryPoints: [entry],
-    bundle: true,
-    format: "esm",
-    platform: "neutral",
-    // Wrangler's target; it also lowers `await using`, which miniflare's module parser rejects.
-    target: "es2022",
-    conditions,
-    mainFields: ["module", "main"],
-    nodePaths: [join(project, "node_modules")],
-    external: WORKERS_EXTERNALS,
-    write: false,
-    logLevel: "warning",
-  });
-  return result.outputFiles[0].text;
+  return (await bundleWorker(entry, project, conditions)).code;
 }
 
 /** A running gateway in front of the test server, and its endpoints. */

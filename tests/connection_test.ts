@@ -7,7 +7,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
 import {
-  autoTransport,
   connect,
   type Connection,
   type ConnectionError,
@@ -15,6 +14,7 @@ import {
   PostgresError,
   type PostgresNotice,
 } from "../mod.ts";
+import { autoTransport } from "../transports/auto.ts";
 import { connectionTransports, denoTcp, nodeTcp } from "./_transports.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 import {

@@ -52,7 +52,7 @@ async function queryThrough(url: string, gatewayUrl: string) {
 
 async function nodeBundle(): Promise<string> {
   const esbuild = await import("esbuild");
-  const { bundleOptions } = await import("../build.ts");
+  const { bundleOptions } = await import("../build/runtimes.ts");
   const outDir = join(ROOT, ".tmp", "gateway-cli");
   mkdirSync(outDir, { recursive: true });
   const outfile = join(outDir, "cli.mjs");

@@ -14,13 +14,13 @@ import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
-import { bundleSample } from "../bench/bundle/sizes.ts";
-import type { NpmPackage } from "../build.ts";
 import {
   BIN,
   bundle,
+  bundleWorker,
   type InstalledPackage,
   installPackage,
+  type NpmPackage,
   ROOT,
   run as runIn,
   startTestGateway,
@@ -256,7 +256,7 @@ test(
 );
 
 test("the workerd build runs a Worker in workerd over cloudflare:sockets", T, async () => {
-  const bundle = await bundleSample("edgepool", pkg.dir);
+  const bundle = await bundleWorker(join(ROOT, "tests", "_connect_worker.ts"), project);
   assert.deepEqual(bundle.runtimeImports, ["cloudflare:sockets"]);
   const server = await getServer();
   const mf = new Miniflare({

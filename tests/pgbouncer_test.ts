@@ -18,11 +18,11 @@ import {
   type Connection,
   ConnectionError,
   createPool,
-  parseConfig,
   type Pool,
   PoolError,
   PostgresError,
 } from "../mod.ts";
+import { parseConfig } from "../src/config.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
 import { assertPostgresError, rejection, Resolved, show } from "./_helpers.ts";

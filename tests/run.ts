@@ -16,12 +16,12 @@
 // --filter` and, as a regular expression, to `node --test-name-pattern` (`/re/` is taken as a
 // regular expression by both); FILE arguments limit the deno and node phases to those files.
 
-import { transportPlugin } from "../build.ts";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { Plugin } from "esbuild";
+import { runtimeModules } from "../build/runtimes.ts";
 import { describeServer, getServer, stopServer } from "./_server.ts";
 
 const PHASES = ["checks", "deno", "node"] as const;
@@ -133,8 +133,8 @@ async function bundleForNode(entries: string[]): Promise<string[]> {
       sourcemap: "inline",
       logLevel: "warning",
       metafile: true,
-      // transportPlugin: a Node bundle carries only the Node transport (no cloudflare:sockets).
-      plugins: [npmSpecifiers, sourceLocations, transportPlugin("node")],
+      // As the package's Node build: only the Node transport (no cloudflare:sockets).
+      plugins: [npmSpecifiers, sourceLocations, runtimeModules("node")],
     });
     return Object.keys(result.metafile.outputs).map((p) => resolve(ROOT, p)).sort();
   } finally {
@@ -211,6 +211,7 @@ async function main(): Promise<number> {
         "tests/",
         "bench/",
         "build.ts",
+        "build/",
         "demo.ts",
         // The Deno examples (the others import the npm package: examples_test runs them).
         "examples/deno-server/main.ts",

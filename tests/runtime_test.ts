@@ -3,16 +3,9 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import {
-  connect,
-  type CreatePool,
-  createPool,
-  defaultApplicationName,
-  detectRuntime,
-  makeCreatePool,
-  type RuntimeInfo,
-} from "../mod.ts";
-import { limitConcurrency } from "../src/create_pool.ts";
+import { connect, type CreatePool, createPool, detectRuntime, type RuntimeInfo } from "../mod.ts";
+import { limitConcurrency, makeCreatePool } from "../src/create_pool.ts";
+import { defaultApplicationName } from "../transports/auto.ts";
 import { httpTransport } from "../transports/http.ts";
 import { getServer } from "./_server.ts";
 

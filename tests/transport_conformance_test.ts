@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { connect, PoolError, PostgresError, QueuePool } from "../mod.ts";
+import { connect, PoolError, PostgresError, type Queryable, QueuePool } from "../mod.ts";
 import { startGateway } from "../gateway/mod.ts";
 import { HttpPool } from "../src/pool/http_pool.ts";
 import { websocketTransport } from "../transports/websocket.ts";
@@ -13,11 +13,8 @@ import { isDeno } from "./_transports.ts";
 
 const T = { timeout: 30_000 };
 
-// deno-lint-ignore no-explicit-any
-type AnyPool = { query: any; batch: any; close(): Promise<void> };
-
 let gateway: Awaited<ReturnType<typeof startGateway>>;
-const pools: Record<string, AnyPool> = {};
+const pools: Record<string, Queryable> = {};
 
 before(async () => {
   const server = await getServer();

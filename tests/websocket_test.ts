@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
 import { WebSocket as Ws } from "ws";
-import { bundleOptions } from "../build.ts";
+import { bundleOptions } from "../build/runtimes.ts";
 import {
   connect,
   type Connection,

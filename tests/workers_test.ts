@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
-import { bundleOptions } from "../build.ts";
+import { bundleOptions } from "../build/runtimes.ts";
 import { getServer } from "./_server.ts";
 
 async function workerBundle(file = "./_worker.ts"): Promise<string> {
@@ -52,8 +52,7 @@ test("the Workers bundle holds no Node or Deno code", async () => {
 });
 
 test("a Worker that only connects bundles no runtime detection, lazy transport or pool code", async () => {
-  // bench/bundle/edgepool.ts: what bench/bundle-sizes.md weighs.
-  const code = await workerBundle("../bench/bundle/edgepool.ts");
+  const code = await workerBundle("./_connect_worker.ts");
   assert.match(code, /cloudflare:sockets/);
   // transports/_runtime.ts, auto.ts's lazy imports, the pool's handle, the Oid table.
   for (const sign of ["Netlify", "no TCP transport for", "already released", "_timestamptz"]) {

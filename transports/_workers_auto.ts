@@ -1,5 +1,5 @@
 /**
- * `transports/auto.ts` as edgepool's Workers build has it (build.ts puts this module in its
+ * `transports/auto.ts` as edgepool's Workers build has it (build/runtimes.ts puts it in its
  * place): on Cloudflare Workers the TCP transport is `cloudflare:sockets`, known when the bundle
  * is built, so `connect()` takes it without detecting the runtime or loading it lazily, and a
  * Worker that only connects carries neither. The rest is auto.ts's own.

@@ -20,7 +20,7 @@ let cached: Promise<Transport> | undefined;
 
 /**
  * The TCP transport for the current runtime: Deno's, Node/Bun's, or Cloudflare Workers'.
- * Only the chosen module is loaded; bundlers for Workers replace the others (see `build.ts`).
+ * Only the chosen module is loaded; a bundle for one runtime replaces the others (see `build/runtimes.ts`).
  */
 export function autoTransport(): Promise<Transport> {
   return cached ??= load();
@@ -40,7 +40,7 @@ async function load(): Promise<Transport> {
     : runtime === "deno"
     ? (await import("./deno.ts")).denoTcp
     : (await import("./node.ts")).nodeTcp;
-  // A bundle built for one runtime (build.ts) leaves the other transports out.
+  // A bundle built for one runtime (build/runtimes.ts) leaves the other transports out.
   if (transport === undefined) {
     throw new Error(
       `edgepool: this bundle has no TCP transport for ${runtime}; ` +

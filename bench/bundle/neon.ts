@@ -1,18 +1,18 @@
-// The size-comparison Worker for Neon's serverless driver: its `Client`, a session over a
-// WebSocket to Neon's proxy (the driver's way to run a session on Workers).
+// examples/cloudflare-worker written with Neon's serverless driver: its `Pool` (pg's API over a
+// WebSocket to Neon's proxy), made and ended within the request as Neon's documentation says to
+// on Workers, through ctx.waitUntil (what edgepool's `pool.scope` does).
 
-import { Client } from "@neondatabase/serverless";
-import type { Context, Env } from "./_worker.ts";
+import { Pool } from "@neondatabase/serverless";
+import { type Context, type Env, idOf, SQL } from "./_worker.ts";
 
 export default {
-  async fetch(_request: Request, env: Env, ctx: Context): Promise<Response> {
-    const client = new Client(env.DATABASE_URL);
-    await client.connect();
+  async fetch(request: Request, env: Env, ctx: Context): Promise<Response> {
+    const pool = new Pool({ connectionString: env.DATABASE_URL });
     try {
-      const { rows } = await client.query("select $1::int + 1 as n", [41]);
+      const { rows } = await pool.query(SQL, [idOf(request)]);
       return Response.json(rows[0]);
     } finally {
-      ctx.waitUntil(client.end());
+      ctx.waitUntil(pool.end());
     }
   },
 };

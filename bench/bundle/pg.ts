@@ -1,19 +1,19 @@
-// The size-comparison Worker for node-postgres, as pg documents it for Workers: `pg` with the
-// `nodejs_compat` flag, which reaches `cloudflare:sockets` through pg-cloudflare (picked by the
-// `workerd` export condition).
+// examples/cloudflare-worker written with node-postgres, as pg documents it for Workers: `pg`
+// with the `nodejs_compat` flag, reaching `cloudflare:sockets` through pg-cloudflare (picked by
+// the `workerd` export condition). A socket cannot outlive its request on Workers, so the
+// `Pool` is the request's, ended through ctx.waitUntil (what edgepool's `pool.scope` does).
 
 import pg from "pg";
-import type { Context, Env } from "./_worker.ts";
+import { type Context, type Env, idOf, SQL } from "./_worker.ts";
 
 export default {
-  async fetch(_request: Request, env: Env, ctx: Context): Promise<Response> {
-    const client = new pg.Client({ connectionString: env.DATABASE_URL });
-    await client.connect();
+  async fetch(request: Request, env: Env, ctx: Context): Promise<Response> {
+    const pool = new pg.Pool({ connectionString: env.DATABASE_URL });
     try {
-      const { rows } = await client.query("select $1::int + 1 as n", [41]);
+      const { rows } = await pool.query(SQL, [idOf(request)]);
       return Response.json(rows[0]);
     } finally {
-      ctx.waitUntil(client.end());
+      ctx.waitUntil(pool.end());
     }
   },
 };

@@ -1,66 +1,50 @@
 /**
- * What a Cloudflare Worker weighs with each driver: the sample Workers of this folder (connect
- * with a URL from `env`, one parameterized query, JSON out, close through `ctx.waitUntil`),
- * each bundled the way Wrangler does for workerd and measured minified and gzipped (level 9).
- * `deno task build` (build.ts) prints the table and writes it to bench/bundle-sizes.md.
+ * What a Cloudflare Worker weighs with each driver: examples/cloudflare-worker (the Worker
+ * edgepool's users write: `createPool` in module scope, `pool.scope` and a query per request)
+ * and the same Worker written with each peer (this folder: pg's `Pool`, postgres.js,
+ * Neon's `Pool`), each bundled for workerd as Wrangler does and measured minified and gzipped
+ * (level 9). Prints the table and writes bench/bundle-sizes.md.
  *
- * - edgepool's Worker is bundled against the built npm package (`dist/npm`, resolved as the
- *   package `edgepool` with the Workers conditions), which is what `npm install edgepool` gives.
+ * - edgepool's Worker is bundled against the npm package, built by build.ts into a scratch
+ *   directory and resolved as the package `edgepool` with the Workers conditions: what
+ *   `npm install edgepool` gives.
  * - The peers come from node_modules: pg with pg-cloudflare, postgres.js, Neon's driver.
  * - Not in the bundles: `cloudflare:sockets`, and every Node built-in (`node:*` and the bare
  *   names such as `net`, `events`), which workerd provides (most of them behind the
  *   `nodejs_compat` flag). The table lists what each bundle imports from the runtime.
  *
+ * Run: `deno task bench:bundle`.
+ *
  * @module
  */
 
 import * as esbuild from "esbuild";
-import { mkdtemp, readFile, rm, symlink } from "node:fs/promises";
-import { builtinModules } from "node:module";
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { ROOT, WORKERS_CONDITIONS, wranglerOptions } from "../../build/runtimes.ts";
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
-const ROOT = join(HERE, "..", "..");
-
-/** A sample Worker: its file here and the packages it measures. */
-export interface Sample {
-  /** `edgepool`, `pg`, `postgres`, `neon`: the file is `bench/bundle/<name>.ts`. */
-  name: string;
-  /** The npm packages it bundles (their versions are read from node_modules). */
+/** A Worker measured: its file and the packages it bundles. */
+interface Sample {
+  /** Its file, from the repository root. */
+  file: string;
+  /** The npm packages it bundles (their versions are read from their package.json). */
   packages: string[];
 }
 
-/** The samples, edgepool first. */
-export const SAMPLES: Sample[] = [
-  { name: "edgepool", packages: ["edgepool"] },
-  { name: "pg", packages: ["pg", "pg-cloudflare"] },
-  { name: "postgres", packages: ["postgres"] },
-  { name: "neon", packages: ["@neondatabase/serverless"] },
+/** The Workers, edgepool's first. */
+const SAMPLES: Sample[] = [
+  { file: "examples/cloudflare-worker/src/index.ts", packages: ["edgepool"] },
+  { file: "bench/bundle/pg.ts", packages: ["pg", "pg-cloudflare"] },
+  { file: "bench/bundle/postgres.ts", packages: ["postgres"] },
+  { file: "bench/bundle/neon.ts", packages: ["@neondatabase/serverless"] },
 ];
 
-/** The conditions Wrangler bundles a Worker with. */
-export const WORKERS_CONDITIONS = ["workerd", "worker", "browser"];
-
-/** Kept out of every bundle: what workerd provides. */
-export const WORKERS_EXTERNALS = [
-  "cloudflare:sockets",
-  "node:*",
-  ...builtinModules.filter((m) => !m.startsWith("_")),
-];
-
-/** A sample Worker's bundle. */
-export interface SampleBundle {
-  /** The minified ESM. */
-  code: string;
-  /** What it imports from the runtime (`cloudflare:sockets`, `node:events`...), sorted. */
-  runtimeImports: string[];
-}
-
-/** One measured sample. */
-export interface SampleSize extends SampleBundle {
+/** One measured Worker. */
+interface Size {
   sample: Sample;
   /** `name@version` of each package, as bundled. */
   versions: string[];
@@ -68,72 +52,36 @@ export interface SampleSize extends SampleBundle {
   minified: number;
   /** Bytes, minified then gzipped at level 9. */
   gzipped: number;
+  /** What it imports from the runtime (`cloudflare:sockets`, `node:events`...), sorted. */
+  runtimeImports: string[];
 }
 
-/**
- * Bundles a sample Worker for workerd (minified ESM), edgepool's from the npm package in
- * `npmDir`.
- */
-export async function bundleSample(name: string, npmDir: string): Promise<SampleBundle> {
-  // `edgepool` resolves from a scratch node_modules that holds only the built package.
-  const modules = await mkdtemp(join(tmpdir(), "edgepool-bundle-"));
-  try {
-    await symlink(npmDir, join(modules, "edgepool"), "dir");
-    const fromPackage: esbuild.Plugin = {
-      name: "edgepool-from-npm-package",
-      setup(build) {
-        build.onResolve({ filter: /^\.\.\/\.\.\/mod\.ts$/ }, (args) =>
-          build.resolve("edgepool", {
-            kind: args.kind,
-            resolveDir: modules,
-            importer: args.importer,
-          }));
-      },
-    };
+const run = promisify(execFile);
+
+/** Bundles and measures every sample, with `edgepool` resolved from `modules`. */
+async function measure(modules: string): Promise<Size[]> {
+  const sizes: Size[] = [];
+  for (const sample of SAMPLES) {
     const result = await esbuild.build({
+      ...wranglerOptions(join(ROOT, sample.file), modules),
       absWorkingDir: ROOT,
-      entryPoints: [join(HERE, `${name}.ts`)],
-      bundle: true,
       minify: true,
-      format: "esm",
-      platform: "neutral",
-      target: "es2022",
-      conditions: WORKERS_CONDITIONS,
-      mainFields: ["module", "main"],
-      nodePaths: [modules],
-      external: WORKERS_EXTERNALS,
-      plugins: name === "edgepool" ? [fromPackage] : [],
       write: false,
       metafile: true,
-      logLevel: "warning",
     });
+    const bytes = result.outputFiles[0].contents;
     const imports = Object.values(result.metafile.outputs).flatMap((o) => o.imports);
-    return {
-      code: result.outputFiles[0].text,
-      runtimeImports: [...new Set(imports.filter((i) => i.external).map((i) => i.path))].sort(),
-    };
-  } finally {
-    await rm(modules, { recursive: true, force: true });
-  }
-}
-
-/** Bundles and measures every sample. */
-export async function measureSamples(npmDir: string): Promise<SampleSize[]> {
-  const sizes: SampleSize[] = [];
-  for (const sample of SAMPLES) {
-    const bundle = await bundleSample(sample.name, npmDir);
-    const bytes = new TextEncoder().encode(bundle.code);
     const versions = await Promise.all(sample.packages.map(async (name) => {
-      const dir = name === "edgepool" ? npmDir : join(ROOT, "node_modules", name);
+      const dir = name === "edgepool" ? join(modules, name) : join(ROOT, "node_modules", name);
       const { version } = JSON.parse(await readFile(join(dir, "package.json"), "utf8"));
       return `${name}@${version}`;
     }));
     sizes.push({
-      ...bundle,
       sample,
       versions,
       minified: bytes.length,
       gzipped: gzipSync(bytes, { level: 9 }).length,
+      runtimeImports: [...new Set(imports.filter((i) => i.external).map((i) => i.path))].sort(),
     });
   }
   return sizes;
@@ -144,13 +92,12 @@ function kib(bytes: number): string {
 }
 
 /** The sizes as a markdown table, and bench/bundle-sizes.md around it. */
-export function sizeReport(sizes: SampleSize[]): { table: string; markdown: string } {
-  const base = sizes.find((s) => s.sample.name === "edgepool");
+function report(sizes: Size[]): { table: string; markdown: string } {
+  const base = sizes[0];
   const rows = sizes.map((s) => {
-    const ratio = base ? `${(s.gzipped / base.gzipped).toFixed(1)}×` : "";
     const runtime = s.runtimeImports.map((i) => `\`${i}\``).join(" ");
-    return `| ${s.sample.name}.ts | ${s.versions.join(" ")} | ${kib(s.minified)} | ` +
-      `${kib(s.gzipped)} | ${ratio} | ${runtime} |`;
+    return `| ${s.sample.file} | ${s.versions.join(" ")} | ${kib(s.minified)} | ` +
+      `${kib(s.gzipped)} | ${(s.gzipped / base.gzipped).toFixed(1)}× | ${runtime} |`;
   });
   const table = [
     "| Worker | Packages | Minified | Gzipped | Gzipped vs edgepool | Imports from the runtime |",
@@ -160,14 +107,23 @@ export function sizeReport(sizes: SampleSize[]): { table: string; markdown: stri
   const markdown = [
     "# Worker bundle sizes",
     "",
-    "Written by `deno task build` (bench/bundle/sizes.ts). Each sample Worker in bench/bundle/",
-    "connects with a URL from `env`, runs `select $1::int + 1` with a parameter, returns JSON",
-    "and closes through `ctx.waitUntil`. Each is bundled for workerd as Wrangler does: esbuild",
+    "Written by `deno task bench:bundle` (bench/bundle/sizes.ts). The Worker is",
+    "examples/cloudflare-worker, as edgepool's users write it: `createPool(env.DATABASE_URL)` in",
+    "module scope, and per request `pool.scope(ctx, ...)` (a pool of the request's own, closed",
+    "through `ctx.waitUntil`) running `select $1::int as id, $1::int * $1::int as square` and",
+    "answering JSON. bench/bundle/ holds the same Worker written with each peer: pg's `Pool`,",
+    "postgres.js's `postgres()` (its pool) and Neon's `Pool`, each made and ended within the",
+    "request (a socket cannot outlive its request on Workers). A driver's transaction API",
+    "(`pool.transaction`, `sql.begin`, `client.query('begin')`) is a method of the object the",
+    "Worker already holds, so it is in every bundle whether the Worker calls it or not (calling",
+    "`pool.transaction` or `sql.begin` adds the call itself: under 60 bytes minified).",
+    "",
+    "Each is bundled for workerd as Wrangler does: esbuild",
     `${esbuild.version}, \`minify\`, ESM, conditions \`${
       WORKERS_CONDITIONS.join(", ")
-    }\`; gzip level 9.`,
+    }\`; gzip level 9; KiB are 1024 bytes, as Wrangler counts them.`,
     "",
-    "edgepool's Worker is bundled against the built npm package (`dist/npm`, its `workerd`",
+    "edgepool's Worker is bundled against the npm package built by build.ts (its `workerd`",
     "build), as a user gets it. Not in any bundle: `cloudflare:sockets` and the Node built-ins",
     "(`node:*` and bare names such as `net`), which workerd provides (most behind the",
     "`nodejs_compat` flag); the last column lists what each bundle imports from the runtime",
@@ -179,3 +135,26 @@ export function sizeReport(sizes: SampleSize[]): { table: string; markdown: stri
   ].join("\n");
   return { table, markdown };
 }
+
+async function main(): Promise<void> {
+  const scratch = await mkdtemp(join(tmpdir(), "edgepool-bundle-"));
+  try {
+    // The package as `deno task build` builds it, alone in a node_modules of its own.
+    const pkg = join(scratch, "package");
+    await run(Deno.execPath(), ["run", "-A", join(ROOT, "build.ts"), "--out", pkg]);
+    const modules = join(scratch, "node_modules");
+    await mkdir(modules);
+    await symlink(pkg, join(modules, "edgepool"), "dir");
+    const { table, markdown } = report(await measure(modules));
+    const file = join(ROOT, "bench", "bundle-sizes.md");
+    await writeFile(file, markdown);
+    // As `deno fmt` lays the table out, so that the repository stays fmt-clean.
+    await run(Deno.execPath(), ["fmt", "--quiet", file]);
+    console.log(`${table}\n\nbench/bundle-sizes.md written`);
+  } finally {
+    await esbuild.stop();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.main) await main();

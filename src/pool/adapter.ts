@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Connection } from "../connection.ts";
+import type { Connection } from "../connection.ts";
 import { ConnectionError, PostgresError } from "../errors.ts";
 import type { QueryOptions, QueryResult } from "../result.ts";
 
@@ -88,8 +88,3 @@ export const connectionAdapter: PoolAdapter<Connection> = {
   pipelines: true,
   loggingIn: (connection) => connection.loggingIn ? connection.whenReady() : null,
 };
-
-/** Whether `value` looks like an edgepool {@link Connection}. */
-export function isConnection(value: unknown): value is Connection {
-  return value instanceof Connection;
-}

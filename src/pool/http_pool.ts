@@ -16,6 +16,7 @@ import { redactUrl } from "../url.ts";
 import type { BatchOptions, BatchQuery } from "./batch.ts";
 import type { PoolLogger } from "./options.ts";
 import type { PoolQueryOptions } from "./pool.ts";
+import type { Queryable } from "./queryable.ts";
 
 /** Options of {@link HttpPool}. */
 export interface HttpPoolOptions extends HttpClientOptions {
@@ -76,7 +77,7 @@ const NO_SESSION = "interactive transactions need a socket transport (TCP or Web
  * ], { isolation: "serializable" });
  * ```
  */
-export class HttpPool implements AsyncDisposable {
+export class HttpPool implements Queryable {
   readonly #client: HttpClient;
   readonly #name: string;
   readonly #logger: PoolLogger;

@@ -26,12 +26,12 @@ import {
   type ResolvedOptions,
 } from "./options.ts";
 import type { PooledConnection } from "./pooled_connection.ts";
+import type { Queryable } from "./queryable.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
 import type { QueryOptions } from "../result.ts";
 import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
-export { isConfigError } from "./_connector.ts";
 export { type CheckoutOptions } from "./options.ts";
 
 /** Options of `pool.query()`: the query's and the checkout's. */
@@ -43,12 +43,15 @@ const CLOSE_TIMEOUT_MS = 5_000;
  * The base of every pool class. Not used directly: pick `QueuePool`, `NullPool`,
  * `StaticPool`, `AssertionPool` or `ContextPool`.
  */
-export abstract class Pool<C> implements AsyncDisposable {
+export abstract class Pool<C> implements Queryable {
   /** The connection factory, for `recreate()`. */
   protected readonly creator: Creator<C>;
   /** The options as given, for `recreate()`. */
   protected readonly givenOptions: PoolOptions<C>;
-  /** Validated options. */
+  /** Validated options.
+   *
+   * @internal
+   */
   protected readonly settings: ResolvedOptions<C>;
   readonly #events = new Emitter<PoolEvents<C>>();
   readonly #counters: PoolCounters = newCounters();
@@ -71,7 +74,10 @@ export abstract class Pool<C> implements AsyncDisposable {
     });
   }
 
-  /** The sizing and lifetime rules of this pool class. */
+  /** The sizing and lifetime rules of this pool class.
+   *
+   * @internal
+   */
   protected get policy(): Policy {
     return this.#engine.policy;
   }
@@ -346,7 +352,11 @@ export abstract class Pool<C> implements AsyncDisposable {
     return `${this.gauges().checkedOut} of ${describeLimit(this.policy.max)} connections in use`;
   }
 
-  /** Applies a changed policy (`resize()`): closes surplus idle connections, serves waiters. */
+  /**
+   * Applies a changed policy (`resize()`): closes surplus idle connections, serves waiters.
+   *
+   * @internal
+   */
   protected applyPolicy(policy: Policy): void {
     this.#engine.applyPolicy(policy);
   }
