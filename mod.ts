@@ -114,9 +114,9 @@ export type {
   HttpClientOptions,
   HttpEndpoint,
   HttpFetch,
-  HttpTransport,
   HttpTransportOptions,
 } from "./src/http_client.ts";
+export type { HttpTransport } from "./src/http_transport.ts";
 export { NullPool, type NullPoolOptions } from "./src/pool/null_pool.ts";
 export { pgClientAdapter, type PgClientLike } from "./src/pool/pg_adapter.ts";
 export type { Creator, PoolLogger, PoolOptions, ResetOnReturn } from "./src/pool/options.ts";

@@ -15,8 +15,13 @@ import type { Pool } from "./pool/pool.ts";
 import { QueuePool, type QueuePoolOptions } from "./pool/queue_pool.ts";
 import { StaticPool } from "./pool/static_pool.ts";
 import type { Transport } from "./transport.ts";
-import { type HttpTransport, isHttpTransport } from "./http_client.ts";
-import { HttpPool } from "./pool/http_pool.ts";
+import {
+  type HttpTransport,
+  isHttpTransport,
+  MAKE_HTTP_POOL,
+  type MakeHttpPool,
+} from "./http_transport.ts";
+import type { HttpPool } from "./pool/http_pool.ts";
 import type { PoolOrigin, RuntimeInfo } from "./runtime.ts";
 
 /** The pool classes `createPool` can make. */
@@ -174,7 +179,16 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
     }
     if (isHttpTransport(given.transport)) {
       const runtime = env.runtime();
-      return httpPool(url, given, given.transport, {
+      // The transport makes its pool, so that this file names no HTTP code (a Worker over
+      // TCP bundles none).
+      const make = (given.transport as { [MAKE_HTTP_POOL]?: MakeHttpPool })[MAKE_HTTP_POOL];
+      if (typeof make !== "function") {
+        throw new TypeError(
+          "options.transport is not an HTTP transport from httpTransport(): make it with " +
+            'httpTransport() from "edgepool/transports/http"',
+        );
+      }
+      return make(given.transport, url, given, {
         runtime: runtime.name,
         edge: runtime.edge,
         transport: "http",
@@ -287,41 +301,6 @@ function makePool(
         }`,
       );
   }
-}
-
-// Connect options that would change where or as whom the server is reached: over HTTP the URL
-// goes as given in the Neon-Connection-String header, so these belong in it.
-const URL_KEYS = ["host", "port", "user", "password", "database", "options", "applicationName"];
-
-function httpPool(
-  url: string | URL | undefined,
-  given: CreatePoolOptions,
-  transport: HttpTransport,
-  origin: PoolOrigin,
-): HttpPool {
-  if (url === undefined || /^pglite:/i.test(String(url))) {
-    throw new TypeError("The HTTP transport needs a postgres:// URL");
-  }
-  if (given.poolClass !== undefined) {
-    throw new TypeError(
-      `poolClass ${given.poolClass} does not apply over HTTP: the HTTP transport makes an HttpPool`,
-    );
-  }
-  const misplaced = URL_KEYS.filter((key) => given[key as keyof CreatePoolOptions] !== undefined);
-  if (misplaced.length > 0) {
-    throw new TypeError(
-      `Over HTTP the connection URL is sent as given: put ${misplaced.join(", ")} in the URL ` +
-        "instead of the options",
-    );
-  }
-  return new HttpPool(url, {
-    endpoint: transport.endpoint,
-    fetch: transport.fetch,
-    bigint: given.bigint,
-    name: given.name,
-    logger: given.logger,
-    origin,
-  });
 }
 
 /** `pglite://memory` → "memory"; `pglite:///var/db` → "/var/db"; no URL → "memory". */

@@ -36,44 +36,10 @@ export interface HttpTransportOptions {
   fetch?: HttpFetch;
 }
 
-/**
- * The HTTP transport: what `httpTransport()` returns, given to `createPool(url, { transport })`
- * to get an `HttpPool`. It only describes the endpoint: HTTP has no connection to open.
- */
-export interface HttpTransport extends HttpTransportOptions {
-  /** Tells it apart from a socket transport. */
-  readonly kind: "http";
-  /** Short name for messages and logs. */
-  readonly name: "http";
-}
-
 /** Options of {@link HttpClient}. */
 export interface HttpClientOptions extends HttpTransportOptions {
   /** Return `int8` values as `bigint` instead of `string`. Default `false`. */
   bigint?: boolean;
-}
-
-/**
- * Makes the HTTP transport, for `createPool(url, { transport: httpTransport() })`.
- *
- * @example
- * ```ts
- * import { httpTransport } from "./http_client.ts";
- * const transport = httpTransport({ endpoint: "http://127.0.0.1:4444/sql" });
- * console.assert(transport.kind === "http");
- * ```
- */
-export function httpTransport(options?: HttpTransportOptions): HttpTransport {
-  const o = options ?? {};
-  if (typeof o !== "object") throw new TypeError("httpTransport options must be an object");
-  checkTransportOptions(o);
-  return Object.freeze({ kind: "http", name: "http", endpoint: o.endpoint, fetch: o.fetch });
-}
-
-/** Whether `value` is an {@link HttpTransport}. */
-export function isHttpTransport(value: unknown): value is HttpTransport {
-  return typeof value === "object" && value !== null &&
-    (value as { kind?: unknown }).kind === "http";
 }
 
 const ISOLATION_HEADERS: Record<string, string> = {
@@ -263,7 +229,8 @@ export class HttpClient {
   }
 }
 
-function checkTransportOptions(o: HttpTransportOptions): void {
+/** Checks the options `httpTransport()` and {@link HttpClient} share. */
+export function checkTransportOptions(o: HttpTransportOptions): void {
   if (
     o.endpoint !== undefined && typeof o.endpoint !== "string" &&
     typeof o.endpoint !== "function"

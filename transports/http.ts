@@ -24,10 +24,9 @@ export {
   type HttpClientOptions,
   type HttpEndpoint,
   type HttpFetch,
-  type HttpTransport,
-  httpTransport,
   type HttpTransportOptions,
 } from "../src/http_client.ts";
+export { type HttpTransport, httpTransport } from "../src/http_transport.ts";
 export {
   HttpPool,
   type HttpPoolEvents,

@@ -25,7 +25,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
-import { ROOT, WORKERS_CONDITIONS, wranglerOptions } from "../../build/runtimes.ts";
+import {
+  ROOT,
+  runtimeOptions,
+  WORKERS_CONDITIONS,
+  WORKERS_EXTERNALS,
+  wranglerOptions,
+} from "../../build/runtimes.ts";
 
 /** A Worker measured: its file and the packages it bundles. */
 interface Sample {
@@ -87,12 +93,50 @@ async function measure(modules: string): Promise<Size[]> {
   return sizes;
 }
 
+/** One of edgepool's source files in the Worker's bundle. */
+interface Part {
+  /** Its path from the repository root. */
+  file: string;
+  /** Bytes it takes in the minified bundle. */
+  bytes: number;
+}
+
+/**
+ * Where the bytes of edgepool's Worker go: the same Worker bundled from the source (build/
+ * runtimes.ts's Workers table, `edgepool` resolved to mod.ts) instead of the package, so that
+ * esbuild's metafile names each source file; its bytes in the minified output, largest first.
+ */
+async function breakdown(): Promise<Part[]> {
+  const options = runtimeOptions("workers");
+  const source: esbuild.Plugin = {
+    name: "edgepool-source",
+    setup(build) {
+      build.onResolve({ filter: /^edgepool$/ }, () => ({ path: join(ROOT, "mod.ts") }));
+    },
+  };
+  const result = await esbuild.build({
+    ...options,
+    entryPoints: [join(ROOT, SAMPLES[0].file)],
+    absWorkingDir: ROOT,
+    external: [...WORKERS_EXTERNALS],
+    plugins: [source, ...options.plugins!],
+    minify: true,
+    write: false,
+    metafile: true,
+  });
+  const [output] = Object.values(result.metafile.outputs);
+  return Object.entries(output.inputs)
+    .map(([file, input]) => ({ file, bytes: input.bytesInOutput }))
+    .filter((p) => p.bytes > 0)
+    .sort((a, b) => b.bytes - a.bytes || a.file.localeCompare(b.file));
+}
+
 function kib(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
 /** The sizes as a markdown table, and bench/bundle-sizes.md around it. */
-function report(sizes: Size[]): { table: string; markdown: string } {
+function report(sizes: Size[], parts: Part[]): { table: string; markdown: string } {
   const base = sizes[0];
   const rows = sizes.map((s) => {
     const runtime = s.runtimeImports.map((i) => `\`${i}\``).join(" ");
@@ -103,6 +147,17 @@ function report(sizes: Size[]): { table: string; markdown: string } {
     "| Worker | Packages | Minified | Gzipped | Gzipped vs edgepool | Imports from the runtime |",
     "| --- | --- | ---: | ---: | ---: | --- |",
     ...rows,
+  ].join("\n");
+  const total = parts.reduce((sum, p) => sum + p.bytes, 0);
+  const group = (prefix: string) =>
+    parts.filter((p) => p.file.startsWith(prefix)).reduce((sum, p) => sum + p.bytes, 0);
+  const perFile = [
+    "| File | Minified bytes | Share |",
+    "| --- | ---: | ---: |",
+    ...parts.map((p) => `| ${p.file} | ${p.bytes} | ${(100 * p.bytes / total).toFixed(1)} % |`),
+    `| **all** (src/pool/: ${group("src/pool/")}, the rest of src/: ${
+      group("src/") - group("src/pool/")
+    }, transports/: ${group("transports/")}) | ${total} | 100 % |`,
   ].join("\n");
   const markdown = [
     "# Worker bundle sizes",
@@ -132,6 +187,15 @@ function report(sizes: Size[]): { table: string; markdown: string } {
     "",
     table,
     "",
+    "## Where edgepool's bytes go",
+    "",
+    "The same Worker bundled from the source instead of the package (build/runtimes.ts's",
+    "Workers table; `edgepool` is mod.ts), minified: the bytes of each file in the output, from",
+    "esbuild's metafile. Within a few hundred bytes of the package's bundle above (the package",
+    "is built with code splitting, which keeps a few more names).",
+    "",
+    perFile,
+    "",
   ].join("\n");
   return { table, markdown };
 }
@@ -145,7 +209,7 @@ async function main(): Promise<void> {
     const modules = join(scratch, "node_modules");
     await mkdir(modules);
     await symlink(pkg, join(modules, "edgepool"), "dir");
-    const { table, markdown } = report(await measure(modules));
+    const { table, markdown } = report(await measure(modules), await breakdown());
     const file = join(ROOT, "bench", "bundle-sizes.md");
     await writeFile(file, markdown);
     // As `deno fmt` lays the table out, so that the repository stays fmt-clean.
