@@ -1,6 +1,6 @@
 // What a runtime adapter (deno.ts, node.ts) takes and gives: the same shape for each.
 
-import type { Gateway } from "../src/gateway/gateway.ts";
+import type { Gateway } from "./gateway.ts";
 
 /** Where and how an adapter listens. */
 export interface ServeOptions {

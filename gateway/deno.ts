@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Gateway, GatewaySocket } from "../src/gateway/gateway.ts";
+import type { Gateway, GatewaySocket } from "./gateway.ts";
 import { MAX_HEAD_BYTES, type ServedGateway, type ServeOptions } from "./_adapter.ts";
 import { RequestHeads } from "./_request_heads.ts";
 

@@ -1,4 +1,4 @@
-// The gateway (gateway/mod.ts over src/gateway/) against the real PostgreSQL 15 of
+// The gateway (gateway/) against the real PostgreSQL 15 of
 // tests/_server.ts, driven by a client nobody here wrote: @neondatabase/serverless, through its
 // HTTP function `neon()` and its WebSocket `Pool`/`Client`, with the default pipelined connect.
 // On Deno the gateway runs on Deno.serve, on Node on node:http + ws.
@@ -9,7 +9,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, neon, neonConfig, Pool } from "@neondatabase/serverless";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
-import { RawTextTap } from "../src/gateway/_raw_text.ts";
+import { RawTextTap } from "../gateway/_raw_text.ts";
 import type { ByteStream, FieldDescription, StreamHandlers } from "../mod.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
@@ -146,7 +146,7 @@ function checkTypes(row: Record<string, unknown>): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The raw-text workaround (src/gateway/_raw_text.ts), without a server
+// The raw-text workaround (gateway/_raw_text.ts), without a server
 
 function backendMessage(type: string, body: number[]): number[] {
   const length = body.length + 4;
