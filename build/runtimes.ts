@@ -66,6 +66,7 @@ function noEmbedded(runtime: "workers" | "browser"): { source: string } {
 }
 
 const AUTO = "transports/auto.ts";
+const GATEWAY = "gateway/mod.ts";
 
 /**
  * The modules each runtime's bundle takes in place of others.
@@ -75,6 +76,8 @@ const AUTO = "transports/auto.ts";
  * - Workers take `transports/_workers_auto.ts` for auto.ts: the TCP transport there is
  *   `cloudflare:sockets`, known when the bundle is built, so a Worker that only connects
  *   carries no runtime detection or lazy import.
+ * - The gateway (`gateway/mod.ts`) loads the server adapter of the runtime it finds, lazily, as
+ *   auto.ts does the transport: a Node or Deno bundle keeps only its own.
  * - Workers and browsers leave out the embedded database that `createPool()` without a URL
  *   opens; the browser build's own `edgepool/transports/pglite` entry point stays the real one.
  */
@@ -82,10 +85,12 @@ export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
   node: [
     { replaces: "transports/deno.ts", in: AUTO, by: ABSENT },
     { replaces: "transports/workers.ts", in: AUTO, by: ABSENT },
+    { replaces: "gateway/deno.ts", in: GATEWAY, by: ABSENT },
   ],
   deno: [
     { replaces: "transports/node.ts", in: AUTO, by: ABSENT },
     { replaces: "transports/workers.ts", in: AUTO, by: ABSENT },
+    { replaces: "gateway/node.ts", in: GATEWAY, by: ABSENT },
   ],
   workers: [
     { replaces: AUTO, by: { module: "transports/_workers_auto.ts" } },

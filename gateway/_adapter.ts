@@ -1,6 +1,7 @@
-// What a runtime adapter (deno.ts, node.ts) takes and gives: the same shape for each.
+// What a runtime adapter (deno.ts, node.ts) takes and gives: the same shape for each, and
+// what they share in web APIs.
 
-import type { Gateway } from "../src/gateway/gateway.ts";
+import type { Gateway, GatewaySocket, Target } from "./gateway.ts";
 
 /** Where and how an adapter listens. */
 export interface ServeOptions {
@@ -31,3 +32,33 @@ export interface ServedGateway {
 
 /** Serves a gateway core on this runtime. */
 export type Serve = (gateway: Gateway, options: ServeOptions) => Promise<ServedGateway>;
+
+/**
+ * Serves an upgraded web-standard `WebSocket` (Deno's; any runtime's whose `send` copies the
+ * bytes before it returns) as the gateway's WebSocket face once it opens.
+ */
+export function acceptWebSocket(gateway: Gateway, socket: WebSocket, target: Target): void {
+  socket.binaryType = "arraybuffer";
+  const wrapped: GatewaySocket = {
+    send(data) {
+      if (socket.readyState === WebSocket.OPEN) socket.send(data);
+    },
+    get bufferedAmount() {
+      return socket.bufferedAmount;
+    },
+    close(code, reason) {
+      if (socket.readyState === WebSocket.OPEN || socket.readyState === WebSocket.CONNECTING) {
+        socket.close(code, reason);
+      }
+    },
+    onmessage: null,
+    onclose: null,
+  };
+  socket.onopen = () => gateway.serveWebSocket(wrapped, target);
+  socket.onmessage = (event) => {
+    const data = event.data;
+    wrapped.onmessage?.(typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer));
+  };
+  socket.onclose = () => wrapped.onclose?.();
+  socket.onerror = () => {}; // a close follows
+}

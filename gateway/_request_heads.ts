@@ -1,9 +1,12 @@
 // Where HTTP/1.1 request heads begin and end in what a client sends on one connection, so
-// that a front listener can time them (Deno.serve has no header timeout: gateway/deno.ts).
+// that a front listener can time them (Deno.serve has no header timeout: gateway/deno.ts), and
+// the front's pipe that does (`pipeTimingHeads`), in web streams.
 // It follows only the request side: a head, then a body by Content-Length or chunked
 // encoding, then the next head; after an upgrade request, everything is someone else's bytes.
 // It judges nothing: a request it cannot frame (the server will refuse it) ends the tracking
 // (`raw`), as an upgrade does.
+
+import { MAX_HEAD_BYTES } from "./_adapter.ts";
 
 type State = "head" | "body" | "chunk-size" | "chunk-data" | "chunk-end" | "trailer" | "raw";
 
@@ -154,5 +157,77 @@ export class RequestHeads {
     this.#state = "head";
     this.#heads++;
     this.#line = 0;
+  }
+}
+
+/** A byte stream both ways: a client's connection, or one to the server behind the front. */
+export interface BytePipe {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+}
+
+/**
+ * Passes a client's bytes to the server `connect` opens, and the server's back, calling `close`
+ * (which closes both) when the client's request head is late by `headerTimeout` ms or longer
+ * than {@link MAX_HEAD_BYTES}, or when either side ends. A head's time counts from the
+ * connection's start for the first, from its first byte for later ones; after an upgrade the
+ * pipe only passes bytes.
+ */
+export async function pipeTimingHeads(
+  client: BytePipe,
+  connect: () => Promise<BytePipe>,
+  headerTimeout: number,
+  close: () => void,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const end = () => {
+    clearTimeout(timer);
+    close();
+  };
+  const heads = new RequestHeads(MAX_HEAD_BYTES);
+  let timed = 0;
+  const time = () => {
+    if (!heads.waiting) {
+      clearTimeout(timer);
+      timer = undefined;
+    } else if (timed !== heads.head) {
+      // Armed once per head, at its start: a trickle of bytes does not push it back.
+      clearTimeout(timer);
+      timed = heads.head;
+      timer = setTimeout(end, headerTimeout);
+    }
+  };
+  time();
+  let inner: BytePipe;
+  try {
+    inner = await connect();
+  } catch {
+    return end();
+  }
+  // The inner server ending the connection ends it for the client too.
+  const toClient = inner.readable.pipeTo(client.writable).catch(() => {}).finally(end);
+  const reader = client.readable.getReader();
+  const writer = inner.writable.getWriter();
+  try {
+    while (!heads.raw) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (!heads.feed(value)) return end(); // a head past MAX_HEAD_BYTES
+      time();
+      await writer.write(value);
+    }
+    if (heads.raw) {
+      clearTimeout(timer);
+      reader.releaseLock();
+      writer.releaseLock();
+      await client.readable.pipeTo(inner.writable);
+    } else {
+      await writer.close();
+    }
+    await toClient;
+  } catch {
+    // Either side went away.
+  } finally {
+    end();
   }
 }

@@ -1,65 +1,74 @@
-// The gateway from the command line, on Deno or Node:
+// The gateway from the command line, on Deno or Node (`--help` lists the flags; they are
+// gateway/options.ts's GATEWAY_OPTIONS, one per option of startGateway):
 //
-//   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream 127.0.0.1:5432 \
-//     [--allow REGEX] [--relay] [--tls-cert FILE --tls-key FILE] [--upstream-sslmode MODE] \
-//     [--pool-size N] [--max-pools N] [--max-sessions N] [--header-timeout MS] [--verbose]
+//   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream 127.0.0.1:5432 [options]
 //
 // One line on stdout once it listens; logs on stderr, never with a password. SIGINT/SIGTERM
 // close it cleanly.
 
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import type { PoolLogger } from "../src/pool/options.ts";
-import type { SslMode } from "../src/transport.ts";
 import { startGateway } from "./mod.ts";
+import {
+  GATEWAY_OPTIONS,
+  type GatewayOptions,
+  type OptionSpec,
+  type ResolvedGatewayOptions,
+  resolveOptions,
+} from "./options.ts";
 
-const USAGE = `usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT [options]
+const OPTIONS = Object.entries(GATEWAY_OPTIONS) as [keyof GatewayOptions, OptionSpec][];
 
-  --listen HOST:PORT         where to listen, e.g. 127.0.0.1:4444 (port 0: any free port)
-  --upstream HOST:PORT       the PostgreSQL server, e.g. 127.0.0.1:5432 (always allowed)
-  --allow REGEX              more HOST:PORT targets clients may name (matched in full)
-  --relay                    WebSocket: pass bytes through untouched (no password handling)
-  --tls-cert FILE            serve HTTPS/WSS with this PEM certificate...
-  --tls-key FILE             ...and this PEM key
-  --upstream-sslmode MODE    TLS to PostgreSQL: disable, prefer (default), require, verify-full
-  --pool-size N              server connections kept per connection string (default 10)
-  --max-pools N              connection strings served at once, LRU idle ones closed (default 100)
-  --max-sessions N           WebSocket sessions and /sql requests served at once; beyond it
-                             503 with Retry-After (default 1000)
-  --header-timeout MS        disconnect a client whose request headers are not complete
-                             after MS milliseconds (default 10000; 0 = no limit)
-  --verbose                  log every request and session
-  --help                     show this`;
+/** A flag's name: the first word of its spec (`pool-size N` → `pool-size`). */
+const flagName = (spec: OptionSpec) => spec.flag.split(" ")[0];
 
-const SSL_MODES = ["disable", "prefer", "require", "verify-full"];
+const USAGE = usage();
+
+function usage(): string {
+  const lines = ["usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT [options]", ""];
+  const entries: [string, string][] = OPTIONS.map(([, spec]) => {
+    const given = "default" in spec && spec.kind !== "boolean" ? ` (default ${spec.default})` : "";
+    return [`--${spec.flag}`, spec.help + given];
+  });
+  entries.push(["--help", "show this"]);
+  const width = Math.max(...entries.map(([flag]) => flag.length)) + 2;
+  for (const [flag, help] of entries) {
+    // Wrapped at 100 columns, continuation lines under the help's first.
+    let line = `  ${flag.padEnd(width)} `;
+    for (const word of help.split(" ")) {
+      if (line.length + word.length > 99 && line.trim().length > flag.length) {
+        lines.push(line.trimEnd());
+        line = " ".repeat(width + 3);
+      }
+      line += word + " ";
+    }
+    lines.push(line.trimEnd());
+  }
+  return lines.join("\n");
+}
 
 function fail(message: string): never {
   console.error(`edgepool-gateway: ${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
-function options() {
-  let parsed;
+/** The command line as startGateway's options, checked as startGateway checks them. */
+function options(): ResolvedGatewayOptions & { verbose: boolean } {
+  const config: ParseArgsConfig["options"] = { help: { type: "boolean", short: "h" } };
+  for (const [, spec] of OPTIONS) {
+    if (spec.kind === "tls") {
+      config["tls-cert"] = { type: "string" };
+      config["tls-key"] = { type: "string" };
+    } else {
+      const type = spec.kind === "boolean" || spec.kind === "logger" ? "boolean" : "string";
+      config[flagName(spec)] = { type };
+    }
+  }
+  let parsed: Record<string, string | boolean | undefined>;
   try {
-    parsed = parseArgs({
-      args: process.argv.slice(2),
-      options: {
-        listen: { type: "string" },
-        upstream: { type: "string" },
-        allow: { type: "string" },
-        relay: { type: "boolean" },
-        "tls-cert": { type: "string" },
-        "tls-key": { type: "string" },
-        "upstream-sslmode": { type: "string" },
-        "pool-size": { type: "string" },
-        "max-pools": { type: "string" },
-        "max-sessions": { type: "string" },
-        "header-timeout": { type: "string" },
-        verbose: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
+    parsed = parseArgs({ args: process.argv.slice(2), options: config }).values as typeof parsed;
   } catch (error) {
     fail((error as Error).message);
   }
@@ -67,65 +76,53 @@ function options() {
     console.log(USAGE);
     process.exit(0);
   }
-  if (!parsed.listen) fail("--listen is required");
-  if (!parsed.upstream) fail("--upstream is required");
-  if (Boolean(parsed["tls-cert"]) !== Boolean(parsed["tls-key"])) {
-    fail("--tls-cert and --tls-key go together");
-  }
-  let allow: RegExp | undefined;
-  if (parsed.allow !== undefined) {
-    try {
-      allow = new RegExp(parsed.allow);
-    } catch (error) {
-      fail(`--allow is not a valid regular expression: ${(error as Error).message}`);
+  const given: Record<string, unknown> = {};
+  for (const [key, spec] of OPTIONS) {
+    const text = parsed[flagName(spec)];
+    switch (spec.kind) {
+      case "whole":
+        // Digits only: `Number("")` and `Number("1e3")` are numbers too.
+        if (text !== undefined) given[key] = /^\d+$/.test(text as string) ? Number(text) : text;
+        break;
+      case "regexp":
+        if (text === undefined) break;
+        try {
+          given[key] = new RegExp(text as string);
+        } catch (error) {
+          fail(`--allow is not a valid regular expression: ${(error as Error).message}`);
+        }
+        break;
+      case "tls": {
+        const cert = parsed["tls-cert"] as string | undefined;
+        const key = parsed["tls-key"] as string | undefined;
+        if (Boolean(cert) !== Boolean(key)) fail("--tls-cert and --tls-key go together");
+        if (cert) given.tls = { cert: read(cert), key: read(key!) };
+        break;
+      }
+      case "logger":
+        given.logger = logger(text === true);
+        break;
+      default:
+        given[key] = text;
     }
   }
-  const sslmode = parsed["upstream-sslmode"];
-  if (sslmode !== undefined && !SSL_MODES.includes(sslmode)) {
-    fail(`--upstream-sslmode must be one of ${SSL_MODES.join(", ")}`);
+  try {
+    const resolved = resolveOptions(given as unknown as GatewayOptions, (key) => {
+      const spec = GATEWAY_OPTIONS[key];
+      return spec.kind === "tls" ? "--tls-cert/--tls-key" : `--${flagName(spec)}`;
+    });
+    return { ...resolved, verbose: parsed.verbose === true };
+  } catch (error) {
+    fail((error as Error).message);
   }
-  let poolSize: number | undefined;
-  if (parsed["pool-size"] !== undefined) {
-    poolSize = Number(parsed["pool-size"]);
-    if (!Number.isInteger(poolSize) || poolSize < 1) {
-      fail("--pool-size must be a whole number >= 1");
-    }
+}
+
+function read(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    fail(`cannot read ${file}: ${(error as Error).message}`);
   }
-  const whole = (flag: string, min: number): number | undefined => {
-    const text = (parsed as Record<string, unknown>)[flag];
-    if (text === undefined) return undefined;
-    const value = Number(text);
-    if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-      fail(`--${flag} must be a whole number >= ${min}`);
-    }
-    return value;
-  };
-  const maxPools = whole("max-pools", 1);
-  const maxSessions = whole("max-sessions", 1);
-  const headerTimeout = whole("header-timeout", 0);
-  const read = (file: string) => {
-    try {
-      return readFileSync(file, "utf8");
-    } catch (error) {
-      fail(`cannot read ${file}: ${(error as Error).message}`);
-    }
-  };
-  const tls = parsed["tls-cert"]
-    ? { cert: read(parsed["tls-cert"]), key: read(parsed["tls-key"]!) }
-    : undefined;
-  return {
-    listen: parsed.listen,
-    upstream: parsed.upstream,
-    allow,
-    relay: parsed.relay ?? false,
-    tls,
-    upstreamSslmode: sslmode as SslMode | undefined,
-    poolSize,
-    maxPools,
-    maxSessions,
-    headerTimeout,
-    verbose: parsed.verbose ?? false,
-  };
 }
 
 function logger(verbose: boolean): PoolLogger {
@@ -143,7 +140,7 @@ async function main(): Promise<void> {
   const o = options();
   let gateway;
   try {
-    gateway = await startGateway({ ...o, logger: logger(o.verbose) });
+    gateway = await startGateway(o);
   } catch (error) {
     console.error(`edgepool-gateway: cannot start: ${(error as Error).message}`);
     process.exit(1);

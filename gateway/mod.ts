@@ -15,52 +15,16 @@
  * @module
  */
 
-import type { PoolLogger } from "../src/pool/options.ts";
-import type { SslMode, Transport } from "../src/transport.ts";
-import { createGateway } from "../src/gateway/gateway.ts";
-import { formatTarget, isLoopback, parseTarget } from "../src/gateway/_target.ts";
+import type { Transport } from "../src/transport.ts";
+import { autoTransport, detectRuntime } from "../transports/auto.ts";
 import type { Serve } from "./_adapter.ts";
+import { createGateway } from "./gateway.ts";
+import { type GatewayOptions, resolveOptions } from "./options.ts";
+import { formatTarget, isLoopback, parseTarget } from "./_target.ts";
 
 export type { PoolLogger } from "../src/pool/options.ts";
 export type { SslMode } from "../src/transport.ts";
-
-/** Options of {@link startGateway}. */
-export interface GatewayOptions {
-  /** Address to listen on, `host:port`; port 0 picks a free one. E.g. `"127.0.0.1:4444"`. */
-  listen: string;
-  /** The PostgreSQL server, `host:port`: the WebSocket default and always allowed. */
-  upstream: string;
-  /**
-   * More `host:port` targets clients may name (`?address=` or a connection string's host), matched
-   * in full. Default: only `upstream`.
-   */
-  allow?: RegExp;
-  /** WebSocket face: pass bytes through untouched instead of ending authentication. Default `false`. */
-  relay?: boolean;
-  /** Serve HTTPS and WSS with this PEM certificate and key. Default: plain HTTP and WS. */
-  tls?: { cert: string; key: string };
-  /** Where the gateway logs (`console` fits); never with a password. Default: nowhere. */
-  logger?: PoolLogger;
-  /** Server connections kept per connection string by the HTTP face. Default 10. */
-  poolSize?: number;
-  /** Connection strings the HTTP face serves at once (a pool each). Default 100. */
-  maxPools?: number;
-  /** TLS from the gateway to PostgreSQL (not in relay mode). Default `"prefer"`. */
-  upstreamSslmode?: SslMode;
-  /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
-  connectTimeout?: number;
-  /**
-   * WebSocket sessions and `/sql` requests served at once; beyond it a request or an upgrade
-   * gets 503 with `Retry-After: 1`. Default 1000.
-   */
-  maxSessions?: number;
-  /**
-   * Time in ms a client has to send a request's complete head (request line and headers):
-   * counted from the connection's start for its first request, from a head's first byte for
-   * later ones on the same connection; then it is disconnected. `0` = no limit. Default 10 000.
-   */
-  headerTimeout?: number;
-}
+export type { GatewayOptions } from "./options.ts";
 
 /** A running gateway. */
 export interface RunningGateway {
@@ -94,61 +58,34 @@ export interface RunningGateway {
  * ```
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
-  const listen = parseTarget(options.listen, "listen", 0);
-  parseTarget(options.upstream, "upstream");
-  const headerTimeout = options.headerTimeout ?? 10_000;
-  if (!(Number.isInteger(headerTimeout) && headerTimeout >= 0 && headerTimeout <= 2 ** 31 - 1)) {
-    throw new RangeError(
-      `headerTimeout must be a whole number of ms from 0 to 2147483647, got ${headerTimeout}`,
-    );
-  }
-  const deno = typeof (globalThis as { Deno?: { serve?: unknown } }).Deno?.serve === "function";
-  let serve: Serve;
-  let transport: Transport;
-  if (deno) {
-    serve = (await import("./deno.ts")).serve;
-    transport = (await import("../transports/deno.ts")).denoTcp;
-  } else {
-    serve = (await import("./node.ts")).serve;
-    transport = (await import("../transports/node.ts")).nodeTcp;
-  }
-  const logger = options.logger ?? {};
-  const core = createGateway({
-    upstream: options.upstream,
-    allow: options.allow,
-    relay: options.relay,
-    transport,
-    logger,
-    poolSize: options.poolSize,
-    maxPools: options.maxPools,
-    upstreamSslmode: options.upstreamSslmode,
-    connectTimeout: options.connectTimeout,
-    maxSessions: options.maxSessions,
-  });
+  const o = resolveOptions(options);
+  const listen = parseTarget(o.listen, "listen", 0);
+  const { serve, transport } = await runtimeServer();
+  const core = createGateway(o, transport);
   let served;
   try {
     served = await serve(core, {
       hostname: listen.host,
       port: listen.port,
-      tls: options.tls,
-      headerTimeout,
+      tls: o.tls,
+      headerTimeout: o.headerTimeout,
     });
   } catch (error) {
     await core.close();
     throw error;
   }
-  if (!options.tls && !isLoopback(listen.host)) {
+  if (!o.tls && !isLoopback(listen.host)) {
     const where = formatTarget({ host: listen.host, port: served.port });
     const warning = `edgepool gateway: WARNING: listening on ${where} without TLS: clients ` +
       "send database passwords to it in clear text; give it a certificate and key, or listen " +
       "on 127.0.0.1 behind a TLS-terminating proxy";
-    logger.warn?.(warning);
+    o.logger.warn?.(warning);
     console.error(warning);
   }
   // An unspecified address listens everywhere; this machine reaches it on loopback.
   const host = listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host === "::" ? "::1" : listen.host;
   const authority = formatTarget({ host, port: served.port });
-  const secure = options.tls !== undefined;
+  const secure = o.tls !== undefined;
   return {
     url: `${secure ? "https" : "http"}://${authority}`,
     wsUrl: `${secure ? "wss" : "ws"}://${authority}`,
@@ -158,4 +95,23 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
     close: () => served.close(),
   };
+}
+
+/** The server adapter and TCP transport of the runtime this runs on, loading only those. */
+async function runtimeServer(): Promise<{ serve: Serve; transport: Transport }> {
+  const runtime = detectRuntime();
+  // A bundle for one runtime (build/runtimes.ts) leaves the other adapter out: `serve` is
+  // then undefined.
+  const serve = runtime.tcp === "deno"
+    ? (await import("./deno.ts")).serve
+    : runtime.tcp === "node"
+    ? (await import("./node.ts")).serve
+    : undefined;
+  if (serve === undefined) {
+    throw new TypeError(
+      `edgepool gateway: ${runtime.name} (${runtime.sign}) cannot serve it: run it on Deno, ` +
+        "Node or Bun",
+    );
+  }
+  return { serve, transport: await autoTransport() };
 }

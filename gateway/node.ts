@@ -12,7 +12,7 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { Readable } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import type { Gateway, GatewaySocket } from "../src/gateway/gateway.ts";
+import type { Gateway, GatewaySocket } from "./gateway.ts";
 import { MAX_HEAD_BYTES, type ServedGateway, type ServeOptions } from "./_adapter.ts";
 
 /** Node's default time limit for receiving a whole request, in ms. */

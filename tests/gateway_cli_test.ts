@@ -8,6 +8,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { GATEWAY_OPTIONS, type OptionSpec } from "../gateway/options.ts";
 import { HttpPool } from "../src/pool/http_pool.ts";
 import { getServer } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
@@ -120,4 +121,26 @@ test("the gateway CLI's --help names --max-sessions and --header-timeout", {
   assert.equal(code, 0);
   assert.match(output, /--max-sessions N/);
   assert.match(output, /--header-timeout MS/);
+});
+
+test("the gateway CLI's --help lists every option of GATEWAY_OPTIONS with its default", {
+  ...T,
+  skip: !isDeno,
+}, async () => {
+  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--help"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0);
+  const text = output.replace(/\n {5,}/g, " "); // continuation lines
+  for (const spec of Object.values(GATEWAY_OPTIONS) as OptionSpec[]) {
+    const line = text.split("\n").find((l) => l.trimStart().startsWith(`--${spec.flag} `));
+    assert.ok(line, `--help lists --${spec.flag}`);
+    if ("default" in spec && spec.kind !== "boolean") {
+      assert.ok(line.includes(`(default ${spec.default})`), `--${spec.flag}'s default: ${line}`);
+    }
+  }
 });

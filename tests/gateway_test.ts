@@ -1,4 +1,4 @@
-// The gateway (gateway/mod.ts over src/gateway/) against the real PostgreSQL 15 of
+// The gateway (gateway/) against the real PostgreSQL 15 of
 // tests/_server.ts, driven by a client nobody here wrote: @neondatabase/serverless, through its
 // HTTP function `neon()` and its WebSocket `Pool`/`Client`, with the default pipelined connect.
 // On Deno the gateway runs on Deno.serve, on Node on node:http + ws.
@@ -9,7 +9,7 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { Client, neon, neonConfig, Pool } from "@neondatabase/serverless";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
-import { RawTextTap } from "../src/gateway/_raw_text.ts";
+import { RawTextTap } from "../gateway/_raw_text.ts";
 import type { ByteStream, FieldDescription, StreamHandlers } from "../mod.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
@@ -146,7 +146,7 @@ function checkTypes(row: Record<string, unknown>): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The raw-text workaround (src/gateway/_raw_text.ts), without a server
+// The raw-text workaround (gateway/_raw_text.ts), without a server
 
 function backendMessage(type: string, body: number[]): number[] {
   const length = body.length + 4;
@@ -343,6 +343,37 @@ test("HTTP: the JSON has Neon's keys, order and conversions", T, async () => {
   );
   assert.deepEqual((await perQuery.json()).rows, [[1]]);
 });
+
+test(
+  "HTTP: a batch of 9000 queries keeps each one's types, arrayMode and row count",
+  T,
+  async () => {
+    const { server, gateway } = await env();
+    const url = urlFor(server, "scram", "big_batch");
+    // More queries than the raw-text tap used to keep type tickets for: every result of a batch
+    // is read once all have arrived.
+    const queries = Array.from({ length: 9000 }, (_, i) => ({
+      query: "select $1::int as n, $2::bool as b",
+      params: [i, i % 2 === 0],
+      arrayMode: i % 3 === 0,
+    }));
+    const response = await sqlFetch(gateway, JSON.stringify({ queries }), {
+      "Neon-Connection-String": url,
+      "Neon-Batch-Read-Only": "true",
+    });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("neon-batch-read-only"), "true");
+    const { results } = await response.json();
+    assert.equal(results.length, 9000);
+    for (const [i, result] of results.entries()) {
+      assert.equal(result.rowAsArray, i % 3 === 0, `query ${i}`);
+      assert.equal(result.rowCount, 1, `query ${i}`);
+      assert.deepEqual(result.fields.map((f: { dataTypeID: number }) => f.dataTypeID), [23, 16]);
+      const expected = i % 3 === 0 ? [i, i % 2 === 0] : { n: i, b: i % 2 === 0 };
+      assert.deepEqual(result.rows, [expected], `query ${i}`);
+    }
+  },
+);
 
 test("HTTP: server errors carry their fields (23505, syntax error position)", T, async () => {
   const { server } = await env();

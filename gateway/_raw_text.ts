@@ -7,19 +7,17 @@
 // The same pass over the incoming bytes counts DataRow bytes, so the gateway can stop a query
 // whose result outgrows the response limit before it is all buffered.
 
-import { readInt32 } from "../_backend.ts";
-import type { FieldDescription } from "../result.ts";
+import { readInt32 } from "../src/_backend.ts";
+import type { FieldDescription } from "../src/result.ts";
 import type {
   ByteStream,
   StreamHandlers,
   Transport,
   TransportConnectOptions,
-} from "../transport.ts";
+} from "../src/transport.ts";
 
 const TICKET_BASE = 0x80000000;
 const TICKET_SPAN = 0x7fffffff;
-/** Tickets of queries whose results were never read (aborted) are dropped beyond this many. */
-const MAX_TICKETS = 8192;
 /** A RowDescription held back while incomplete may be at most this large. */
 const MAX_HELD = 16 * 1024 * 1024;
 const ROW_DESCRIPTION = 0x54; // T
@@ -64,14 +62,15 @@ export class RawTextTap {
     this.#next = (this.#next + 1) % TICKET_SPAN;
     this.#tickets.set(ticket, view.getUint32(at));
     view.setUint32(at, ticket);
-    if (this.#tickets.size > MAX_TICKETS) {
-      // Map iteration is in insertion order: drop the oldest half.
-      let drop = MAX_TICKETS / 2;
-      for (const key of this.#tickets.keys()) {
-        if (drop-- <= 0) break;
-        this.#tickets.delete(key);
-      }
-    }
+  }
+
+  /**
+   * Drops every ticket not spent: those of results nobody read (a query aborted, or a pool's
+   * own reset). Called before each request, which spends all of its own (a batch's results are
+   * read only once all have arrived, so no cap may drop any while it runs).
+   */
+  forget(): void {
+    this.#tickets.clear();
   }
 
   /** Counts `bytes` of DataRow against the budget. */

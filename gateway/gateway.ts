@@ -1,46 +1,19 @@
 /**
  * The gateway's core: the HTTP face (`POST /sql`) and the WebSocket face behind one allowlist,
- * in web APIs only. A runtime adapter (`gateway/deno.ts`, `gateway/node.ts`) serves it.
+ * in web APIs only. A runtime adapter (`deno.ts`, `node.ts`) serves it; `mod.ts` picks one.
  *
  * @module
  */
 
-import type { PoolLogger } from "../pool/options.ts";
-import type { SslMode, Transport } from "../transport.ts";
+import type { Transport } from "../src/transport.ts";
 import { errorJson } from "./_neon_json.ts";
+import type { ResolvedGatewayOptions } from "./options.ts";
 import { allowlist, formatTarget, parseTarget, type Target } from "./_target.ts";
 import { createSqlHandler, respond } from "./sql.ts";
 import { type GatewaySocket, serveWebSocket, type WebSocketSession } from "./websocket.ts";
 
 export type { GatewaySocket } from "./websocket.ts";
 export type { Target } from "./_target.ts";
-
-/** Options of {@link createGateway}. */
-export interface GatewayCoreOptions {
-  /** The default PostgreSQL `host:port`, always allowed. Required. */
-  upstream: string;
-  /** Other `host:port` targets clients may name, matched in full. Default: none. */
-  allow?: RegExp;
-  /** WebSocket face passes bytes through untouched instead of ending authentication. Default `false`. */
-  relay?: boolean;
-  /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
-  transport: Transport;
-  /** Where the gateway logs; never with a password. Default: nowhere. */
-  logger?: PoolLogger;
-  /** Server connections kept per connection string by the HTTP face. Default 10. */
-  poolSize?: number;
-  /** Connection strings the HTTP face serves at once (a pool each). Default 100. */
-  maxPools?: number;
-  /** TLS from the gateway to PostgreSQL (not in relay mode). Default `"prefer"`. */
-  upstreamSslmode?: SslMode;
-  /** Time limit in ms for connecting to PostgreSQL. Default 30 000. */
-  connectTimeout?: number;
-  /**
-   * WebSocket sessions and `/sql` requests served at once; beyond it a request or an upgrade
-   * gets 503 with `Retry-After`. Default 1000.
-   */
-  maxSessions?: number;
-}
 
 /** The gateway, ready to be served. */
 export interface Gateway {
@@ -61,34 +34,24 @@ export interface Gateway {
 }
 
 /**
- * Makes the gateway core.
+ * Makes the gateway core from checked options (`resolveOptions`) and the runtime's TCP
+ * transport.
  *
  * @example
  * ```ts ignore
  * import { createGateway } from "./gateway.ts";
- * import { denoTcp } from "../../transports/deno.ts";
- * const gateway = createGateway({ upstream: "127.0.0.1:5432", transport: denoTcp });
+ * import { resolveOptions } from "./options.ts";
+ * import { denoTcp } from "../transports/deno.ts";
+ * const options = resolveOptions({ listen: "127.0.0.1:0", upstream: "127.0.0.1:5432" });
+ * const gateway = createGateway(options, denoTcp);
  * serve((request) => gateway.fetch(request)); // any fetch-style server: Deno's, Bun's, Hono...
  * ```
  */
-export function createGateway(options: GatewayCoreOptions): Gateway {
+export function createGateway(options: ResolvedGatewayOptions, transport: Transport): Gateway {
   const upstream = parseTarget(options.upstream, "upstream");
   const allowed = allowlist(upstream, options.allow);
-  const logger = options.logger ?? {};
-  const sql = createSqlHandler({
-    transport: options.transport,
-    upstream,
-    isAllowed: (target) => allowed(target),
-    upstreamSslmode: options.upstreamSslmode,
-    poolSize: options.poolSize,
-    maxPools: options.maxPools,
-    connectTimeout: options.connectTimeout,
-    logger,
-  });
-  const maxSessions = options.maxSessions ?? 1000;
-  if (!Number.isInteger(maxSessions) || maxSessions < 1) {
-    throw new RangeError(`maxSessions must be a whole number >= 1, got ${maxSessions}`);
-  }
+  const { logger, maxSessions } = options;
+  const sql = createSqlHandler({ ...options, transport, upstream, isAllowed: allowed });
   const sessions = new Set<WebSocketSession>();
   let requests = 0;
   let closed = false;
@@ -148,13 +111,7 @@ export function createGateway(options: GatewayCoreOptions): Gateway {
       if (closed) return socket.close(1001, "the gateway is shutting down");
       // Upgrades checked at once may all have passed webSocketTarget: the cap holds here.
       if (full()) return socket.close(1013, "the gateway is full (maxSessions): try again later");
-      const session = serveWebSocket(socket, target, {
-        transport: options.transport,
-        relay: options.relay,
-        upstreamSslmode: options.upstreamSslmode,
-        connectTimeout: options.connectTimeout,
-        logger,
-      });
+      const session = serveWebSocket(socket, target, { ...options, transport });
       sessions.add(session);
       session.done.then(() => sessions.delete(session));
     },

@@ -10,29 +10,36 @@
  * @module
  */
 
-import { createConnect } from "../connect.ts";
-import type { Connection } from "../connection.ts";
-import { ConnectionError, errorMessage, PoolError, PostgresError } from "../errors.ts";
-import { isConfigError } from "../pool/_connector.ts";
-import { manage, type ManagedPools } from "../pool/manage.ts";
-import type { PoolLogger } from "../pool/options.ts";
-import type { PooledConnection } from "../pool/pooled_connection.ts";
-import { QueuePool } from "../pool/queue_pool.ts";
-import type { SslMode, Transport } from "../transport.ts";
+import { createConnect } from "../src/connect.ts";
+import type { Connection } from "../src/connection.ts";
+import { ConnectionError, errorMessage, PoolError, PostgresError } from "../src/errors.ts";
+import { isConfigError } from "../src/pool/_connector.ts";
+import { manage, type ManagedPools } from "../src/pool/manage.ts";
+import { runBatch } from "../src/pool/batch.ts";
+import type { PooledConnection } from "../src/pool/pooled_connection.ts";
+import { QueuePool } from "../src/pool/queue_pool.ts";
+import {
+  beginStatement,
+  type IsolationLevel,
+  type TransactionOptions,
+} from "../src/pool/transaction.ts";
+import type { Transport } from "../src/transport.ts";
 import { type ClientLogin, readConnectionString } from "./_client_input.ts";
 import { errorJson, paramsFromJson, resultJson } from "./_neon_json.ts";
 import { RawTextTap } from "./_raw_text.ts";
 import { RequestError } from "./_request_error.ts";
+import type { ResolvedGatewayOptions } from "./options.ts";
 import { formatTarget, type Target } from "./_target.ts";
 
 const MiB = 1024 * 1024;
 /** PostgreSQL's limit: the Bind message counts parameters in 16 bits. */
 const MAX_PARAMETERS = 65535;
-const ISOLATION_LEVELS: Record<string, string> = {
-  ReadUncommitted: "READ UNCOMMITTED",
-  ReadCommitted: "READ COMMITTED",
-  RepeatableRead: "REPEATABLE READ",
-  Serializable: "SERIALIZABLE",
+/** Neon-Batch-Isolation-Level's values, as `batch()` names them. */
+const ISOLATION_LEVELS: Record<string, IsolationLevel> = {
+  ReadUncommitted: "read uncommitted",
+  ReadCommitted: "read committed",
+  RepeatableRead: "repeatable read",
+  Serializable: "serializable",
 };
 const BATCH_HEADERS = [
   "Neon-Batch-Isolation-Level",
@@ -48,34 +55,26 @@ const PREFLIGHT_HEADERS = {
   "Access-Control-Max-Age": "86400",
 };
 
-/** Options of {@link createSqlHandler}. */
-export interface SqlHandlerOptions {
-  /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
+/**
+ * Options of {@link createSqlHandler}: the gateway's own (`upstreamSslmode` — TLS to
+ * PostgreSQL whatever the client's URL says —, `poolSize` per connection string, `maxPools`,
+ * `connectTimeout`, `logger`) and what the core decided from them.
+ */
+export interface SqlHandlerOptions extends
+  Pick<
+    ResolvedGatewayOptions,
+    "upstreamSslmode" | "poolSize" | "maxPools" | "connectTimeout" | "logger"
+  > {
+  /** How to reach PostgreSQL (the runtime's TCP transport). */
   transport: Transport;
-  /**
-   * The upstream: a connection string without a host means it, and one without a port its
-   * port. Required.
-   */
+  /** The upstream: a connection string without a host means it, and one without a port its port. */
   upstream: Target;
-  /** Whether a connection string may name `host:port`. Required: the gateway is no open proxy. */
+  /** Whether a connection string may name `host:port`: the gateway is no open proxy. */
   isAllowed: (target: Target) => boolean;
-  /** TLS between the gateway and PostgreSQL, whatever the client's URL says. Default `"prefer"`. */
-  upstreamSslmode?: SslMode;
-  /** Connections kept per connection string (QueuePool `poolSize`; 10 more may overflow). Default 10. */
-  poolSize?: number;
-  /** Time limit in ms for opening a server connection. Default 30 000. */
-  connectTimeout?: number;
-  /**
-   * Distinct connection strings served at once (a pool each). Beyond it, the least recently
-   * used idle pool is closed to make room; if none is idle, the request gets 503. Default 100.
-   */
-  maxPools?: number;
   /** Largest request body, in bytes; larger ones get 400 (54000). Default 10 MiB. */
   maxRequestBytes?: number;
   /** Largest response body, in bytes; larger results get 400 (54000). Default 10 MiB. */
   maxResponseBytes?: number;
-  /** Where requests and failures are logged; never with a password. Default: nowhere. */
-  logger?: PoolLogger;
 }
 
 /** The handler {@link createSqlHandler} returns. */
@@ -86,6 +85,7 @@ export interface SqlHandler {
   close(): Promise<void>;
 }
 
+/** One query of a request, checked. */
 interface QueryData {
   query: string;
   params: (string | null)[];
@@ -98,17 +98,23 @@ interface QueryData {
  * @example
  * ```ts ignore
  * import { createSqlHandler } from "./sql.ts";
- * import { denoTcp } from "../../transports/deno.ts";
+ * import { denoTcp } from "../transports/deno.ts";
+ * const upstream = { host: "127.0.0.1", port: 5432 };
  * const sql = createSqlHandler({
  *   transport: denoTcp,
- *   isAllowed: (host, port) => host === "127.0.0.1" && port === 5432,
+ *   upstream,
+ *   isAllowed: (target) => target.host === upstream.host && target.port === upstream.port,
+ *   upstreamSslmode: "prefer",
+ *   poolSize: 10,
+ *   maxPools: 100,
+ *   connectTimeout: 30_000,
+ *   logger: console,
  * });
  * serve((request) => sql.handle(request)); // any fetch-style server
  * ```
  */
 export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
-  const { transport, isAllowed, upstream, logger = {} } = options;
-  const sslmode = options.upstreamSslmode ?? "prefer";
+  const { transport, isAllowed, upstream, logger, maxPools } = options;
   const maxRequest = options.maxRequestBytes ?? 10 * MiB;
   const maxResponse = options.maxResponseBytes ?? 10 * MiB;
   const taps = new WeakMap<Connection, RawTextTap>();
@@ -120,9 +126,9 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     const tap = new RawTextTap();
     const connection = await open(url, {
       transport: tap.transport(transport),
-      sslmode,
+      sslmode: options.upstreamSslmode,
       signal,
-      connectTimeout: options.connectTimeout ?? 30_000,
+      connectTimeout: options.connectTimeout,
       // A row past the response limit is refused anyway; do not buffer a huge one whole.
       maxMessageSize: 2 * maxResponse + MiB,
     });
@@ -131,13 +137,12 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
   }, {
     poolFactory: (creator, url) =>
       new QueuePool(creator, {
-        poolSize: options.poolSize ?? 10,
+        poolSize: options.poolSize,
         logger,
         name: describe(logins.get(url)),
       }),
   });
   let closed = false;
-  const maxPools = options.maxPools ?? 100;
   // Connection strings with a pool, least recently used first (a Map keeps insertion order).
   const recent = new Map<string, true>();
 
@@ -242,7 +247,6 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     );
 
     const signal = request.signal;
-    const budget = { left: maxResponse };
     let conn: PooledConnection<Connection>;
     await admit(url);
     logins.set(url, login);
@@ -261,25 +265,26 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
     }
     const tap = taps.get(conn.connection)!;
     try {
-      const one = (q: QueryData) =>
-        runQuery(conn, tap, q, raw, q.arrayMode ?? arrayMode, budget, signal);
+      const json = { raw, arrayMode, maxResponse };
       let body: unknown;
       const extra: Record<string, string> = {};
       if (!Array.isArray(payload)) {
-        body = await one(payload);
+        body = (await runQueries(conn, tap, [payload], null, json, signal))[0];
       } else {
-        await conn.query(beginStatement(headers), undefined, { signal });
-        const results = [];
-        try {
-          for (const q of payload) results.push(await one(q));
-          await conn.query("COMMIT", undefined, { signal });
-        } catch (error) {
-          if (!signal.aborted && !conn.connection.closed) {
-            await conn.query("ROLLBACK").catch(() => {});
-          }
-          throw error;
-        }
-        body = { results };
+        body = {
+          results: await runQueries(
+            conn,
+            tap,
+            payload,
+            {
+              isolation: level === null ? undefined : ISOLATION_LEVELS[level],
+              readOnly: headers.get("Neon-Batch-Read-Only") === "true" || undefined,
+              deferrable: headers.get("Neon-Batch-Deferrable") === "true" || undefined,
+            },
+            json,
+            signal,
+          ),
+        };
         for (const name of BATCH_HEADERS) {
           const value = headers.get(name);
           if (value !== null && (name === BATCH_HEADERS[0] || value === "true")) {
@@ -345,50 +350,54 @@ class ResponseTooLarge extends RequestError {
   }
 }
 
-async function runQuery(
+/**
+ * Runs one query alone (`begin` null), or several as one transaction: the pool's `runBatch`
+ * writes BEGIN, the statements and COMMIT in one flight, and a failing statement's own error
+ * is the batch's. Values come back as the server's text through `tap`, which also stops the
+ * request once its rows pass `maxResponse` bytes. Each query keeps its own `arrayMode`.
+ */
+async function runQueries(
   conn: PooledConnection<Connection>,
   tap: RawTextTap,
-  q: QueryData,
-  raw: boolean,
-  arrayMode: boolean,
-  budget: { left: number },
+  queries: QueryData[],
+  begin: TransactionOptions | null,
+  json: { raw: boolean; arrayMode: boolean; maxResponse: number },
   signal: AbortSignal,
-): Promise<Record<string, unknown>> {
+): Promise<Record<string, unknown>[]> {
   const tooLarge = new AbortController();
-  const rows = {
-    limit: budget.left,
+  tap.forget();
+  tap.budget = {
+    limit: json.maxResponse,
     used: 0,
-    exceeded: () => tooLarge.abort(new ResponseTooLarge(budget.left)),
+    exceeded: () => tooLarge.abort(new ResponseTooLarge(json.maxResponse)),
   };
-  tap.budget = rows;
+  const options = { rowMode: "array" as const, signal: AbortSignal.any([signal, tooLarge.signal]) };
   try {
-    let result;
-    try {
-      result = await conn.query<unknown[]>(q.query, q.params, {
-        rowMode: "array",
-        signal: AbortSignal.any([signal, tooLarge.signal]),
-      });
-    } catch (error) {
-      // The connection refuses what cannot be sent with a TypeError or RangeError, before it
-      // sends anything: the request's fault.
-      if (error instanceof RangeError) throw new RequestError(400, "54000", error.message);
-      if (error instanceof TypeError) throw new RequestError(400, "08P01", error.message);
-      throw error;
-    }
-    budget.left -= rows.used;
-    return resultJson(result, tap.originalFields(result.fields), raw, arrayMode);
+    const results = begin === null
+      ? [await conn.query<unknown[]>(queries[0].query, queries[0].params, options)]
+      : await runBatch<Connection, unknown[]>(
+        conn,
+        beginStatement(begin),
+        queries.map((q) => ({ sql: q.query, params: q.params })),
+        options,
+      );
+    return results.map((result, i) =>
+      resultJson(
+        result,
+        tap.originalFields(result.fields),
+        json.raw,
+        queries[i].arrayMode ?? json.arrayMode,
+      )
+    );
+  } catch (error) {
+    // The connection refuses what cannot be sent with a TypeError or RangeError, before it
+    // sends anything: the request's fault.
+    if (error instanceof RangeError) throw new RequestError(400, "54000", error.message);
+    if (error instanceof TypeError) throw new RequestError(400, "08P01", error.message);
+    throw error;
   } finally {
     tap.budget = null;
   }
-}
-
-function beginStatement(headers: Headers): string {
-  const modes: string[] = [];
-  const level = headers.get("Neon-Batch-Isolation-Level");
-  if (level !== null) modes.push(`ISOLATION LEVEL ${ISOLATION_LEVELS[level]}`);
-  if (headers.get("Neon-Batch-Read-Only") === "true") modes.push("READ ONLY");
-  if (headers.get("Neon-Batch-Deferrable") === "true") modes.push("DEFERRABLE");
-  return modes.length === 0 ? "BEGIN" : `BEGIN ${modes.join(", ")}`;
 }
 
 async function readBody(request: Request, limit: number): Promise<string> {

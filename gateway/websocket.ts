@@ -12,10 +12,10 @@
  * @module
  */
 
-import { parseConfig } from "../config.ts";
-import { errorMessage, PostgresError } from "../errors.ts";
-import type { PoolLogger } from "../pool/options.ts";
-import type { ByteStream, SslMode, Transport } from "../transport.ts";
+import { parseConfig } from "../src/config.ts";
+import { errorMessage, PostgresError } from "../src/errors.ts";
+import type { PoolLogger } from "../src/pool/options.ts";
+import type { ByteStream, Transport } from "../src/transport.ts";
 import {
   cleartextPasswordRequest,
   ClientProtocolError,
@@ -27,6 +27,7 @@ import {
   REFUSE_ENCRYPTION,
 } from "./_startup.ts";
 import { startupParameters } from "./_client_input.ts";
+import type { ResolvedGatewayOptions } from "./options.ts";
 import { formatTarget, type Target } from "./_target.ts";
 import { openUpstream, type StreamFlow, Upstream } from "./_upstream.ts";
 
@@ -51,19 +52,14 @@ export interface GatewaySocket {
   onclose: (() => void) | null;
 }
 
-/** Options of {@link serveWebSocket}. */
-export interface WebSocketFaceOptions {
-  /** How to reach PostgreSQL (the runtime's TCP transport). Required. */
-  transport: Transport;
-  /** Pass bytes through untouched instead of ending authentication. Default `false`. */
-  relay?: boolean;
-  /** TLS between the gateway and PostgreSQL when it logs in itself. Default `"prefer"`. */
-  upstreamSslmode?: SslMode;
-  /** Time limit in ms for connecting and logging in to PostgreSQL. Default 30 000. */
-  connectTimeout?: number;
-  /** Where sessions and failures are logged; never with a password. Default: nowhere. */
-  logger?: PoolLogger;
-}
+/**
+ * Options of {@link serveWebSocket}: the gateway's own (`relay`, `upstreamSslmode`,
+ * `connectTimeout` — the time limit for connecting and logging in —, `logger`) and how to reach
+ * PostgreSQL (the runtime's TCP transport).
+ */
+export type WebSocketFaceOptions =
+  & Pick<ResolvedGatewayOptions, "relay" | "upstreamSslmode" | "connectTimeout" | "logger">
+  & { transport: Transport };
 
 /** A running WebSocket session. */
 export interface WebSocketSession {
@@ -97,7 +93,7 @@ const CANCEL_WAIT_MS = 10_000;
  * @example
  * ```ts ignore
  * import { serveWebSocket } from "./websocket.ts";
- * import { denoTcp } from "../../transports/deno.ts";
+ * import { denoTcp } from "../transports/deno.ts";
  * // `serve` and `upgradeWebSocket`: the runtime's (Deno's, here).
  * serve((request) => {
  *   const { socket, response } = upgradeWebSocket(request);
@@ -109,7 +105,14 @@ const CANCEL_WAIT_MS = 10_000;
  *     onmessage: null,
  *     onclose: null,
  *   };
- *   socket.onopen = () => serveWebSocket(gs, { host: "127.0.0.1", port: 5432 }, { transport: denoTcp });
+ *   const options = {
+ *     transport: denoTcp,
+ *     relay: false,
+ *     upstreamSslmode: "prefer" as const,
+ *     connectTimeout: 30_000,
+ *     logger: console,
+ *   };
+ *   socket.onopen = () => serveWebSocket(gs, { host: "127.0.0.1", port: 5432 }, options);
  *   socket.onmessage = (e) => gs.onmessage?.(new Uint8Array(e.data));
  *   socket.onclose = () => gs.onclose?.();
  *   return response;
@@ -154,7 +157,7 @@ class Session implements WebSocketSession {
     this.#socket = socket;
     this.#target = target;
     this.#options = options;
-    this.#logger = options.logger ?? {};
+    this.#logger = options.logger;
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
     socket.onmessage = (data) => this.#message(data);
     socket.onclose = () => this.#end(undefined);
@@ -275,7 +278,7 @@ class Session implements WebSocketSession {
       const stream = await openUpstream(
         this.#options.transport,
         this.#target,
-        this.#options.upstreamSslmode ?? "prefer",
+        this.#options.upstreamSslmode,
         signal,
       );
       if (this.#phase === "closed") return stream.close();
@@ -304,7 +307,7 @@ class Session implements WebSocketSession {
         return this.#end(1000, "login failed");
       }
       const reason = signal.aborted && !this.#abort.signal.aborted
-        ? `timed out after ${this.#options.connectTimeout ?? 30_000} ms`
+        ? `timed out after ${this.#options.connectTimeout} ms`
         : errorMessage(error);
       this.#logger.warn?.(`gateway ws: login for ${who} failed: ${reason}`);
       const code = (error as { code?: unknown })?.code === "AUTH_FAILED" ? "28000" : "08001";
@@ -340,7 +343,7 @@ class Session implements WebSocketSession {
       const stream = await openUpstream(
         this.#options.transport,
         this.#target,
-        this.#options.upstreamSslmode ?? "prefer",
+        this.#options.upstreamSslmode,
         this.#connectSignal(),
       );
       if (this.#phase === "closed") return stream.close();
@@ -447,7 +450,7 @@ class Session implements WebSocketSession {
   #connectSignal(): AbortSignal {
     return AbortSignal.any([
       this.#abort.signal,
-      AbortSignal.timeout(this.#options.connectTimeout ?? 30_000),
+      AbortSignal.timeout(this.#options.connectTimeout),
     ]);
   }
 

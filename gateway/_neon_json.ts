@@ -1,8 +1,8 @@
 // The JSON of Neon's SQL-over-HTTP protocol: parameters in, results and errors out, with the
 // key order and value shapes of Neon's proxy (proxy/src/serverless/json.rs, sql_over_http.rs).
 
-import type { PostgresError } from "../errors.ts";
-import type { FieldDescription, QueryResult } from "../result.ts";
+import type { PostgresError } from "../src/errors.ts";
+import type { FieldDescription, QueryResult } from "../src/result.ts";
 
 /**
  * Query parameters as Neon decodes them: JSON null is SQL NULL, a string is sent as is,

@@ -2,8 +2,8 @@
 // client sends before it is authenticated (StartupMessage, SSLRequest, CancelRequest,
 // PasswordMessage), and the few backend messages the gateway itself answers with.
 
-import { cstringEnd, decodeText, readInt32 } from "../_backend.ts";
-import { Writer } from "../_writer.ts";
+import { cstringEnd, decodeText, readInt32 } from "../src/_backend.ts";
+import { Writer } from "../src/_writer.ts";
 
 const SSL_REQUEST = 80877103;
 const GSSENC_REQUEST = 80877104;

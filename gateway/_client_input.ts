@@ -5,8 +5,8 @@
 // refusal names the parameter, never its value: the answer for `sslrootcert=/etc/passwd` and
 // for `sslrootcert=/nonexistent` is the same, byte for byte.
 
-import { errorMessage } from "../errors.ts";
-import { CLIENT_SOCKET_SETTINGS, parseUrl } from "../url.ts";
+import { errorMessage } from "../src/errors.ts";
+import { CLIENT_SOCKET_SETTINGS, parseUrl } from "../src/url.ts";
 import { RequestError } from "./_request_error.ts";
 import { formatTarget, type Target } from "./_target.ts";
 

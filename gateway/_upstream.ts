@@ -2,13 +2,13 @@
 // parameters and the password the gateway collected, then a plain byte pipe. Everything the
 // server says from AuthenticationOk on (and any error) goes to the client as is.
 
-import { Authenticator } from "../_auth.ts";
-import { parseErrorFields, protocolError, Reader, typeName } from "../_backend.ts";
-import * as frontend from "../_frontend.ts";
-import { Writer } from "../_writer.ts";
-import type { ConnectionConfig } from "../config.ts";
-import { ConnectionError, PostgresError } from "../errors.ts";
-import type { ByteStream, SslMode, TlsSettings, Transport } from "../transport.ts";
+import { Authenticator } from "../src/_auth.ts";
+import { parseErrorFields, protocolError, Reader, typeName } from "../src/_backend.ts";
+import * as frontend from "../src/_frontend.ts";
+import { Writer } from "../src/_writer.ts";
+import type { ConnectionConfig } from "../src/config.ts";
+import { ConnectionError, PostgresError } from "../src/errors.ts";
+import type { ByteStream, SslMode, TlsSettings, Transport } from "../src/transport.ts";
 import type { Target } from "./_target.ts";
 
 /** Largest message read during login; after it the bytes are not framed at all. */
