@@ -289,3 +289,25 @@ for (const base of transports) {
     },
   );
 }
+
+test(
+  "Pool.batch sends nothing when a statement has a parameter that cannot be sent",
+  T,
+  async () => {
+    const { pool, table } = await setup("refused");
+    try {
+      const error = await rejection(pool.batch([
+        { sql: `insert into ${table} values ($1, $2)`, params: [1, "one"] },
+        { sql: `insert into ${table} values ($1, $2)`, params: [2, new Map()] },
+      ]));
+      assert.ok(error instanceof TypeError, String(error));
+      assert.match((error as Error).message, /\$2/);
+      // The statements beside it must not commit while the batch reports failure.
+      const after = await pool.query(`select count(*)::int as n from ${table}`);
+      assert.equal(after.rows[0].n, 0);
+      await assertIdle(pool);
+    } finally {
+      await teardown(pool, table);
+    }
+  },
+);

@@ -8,6 +8,7 @@
 
 import type { Connection } from "../connection.ts";
 import { ConnectionError, PostgresError } from "../errors.ts";
+import { encodeParams } from "../_query.ts";
 import type { QueryOptions, QueryResult } from "../result.ts";
 
 /** A connection's transaction state, or `unknown` when the driver cannot tell. */
@@ -50,6 +51,13 @@ export interface PoolAdapter<C> {
    * checkout, and the pool's own connects, wait for the login first.
    */
   loggingIn?(connection: C): Promise<void> | null;
+  /**
+   * Throws what `query` would reject with, without a connection, for parameters it cannot send
+   * (a `TypeError` naming the parameter). `batch()` checks every statement first, so that a
+   * statement refused before it is written cannot leave the others to commit without it.
+   * Optional.
+   */
+  checkParams?(params: readonly unknown[] | undefined): void;
 }
 
 /**
@@ -87,4 +95,5 @@ export const connectionAdapter: PoolAdapter<Connection> = {
   onClose: (connection, listener) => connection.on("close", listener),
   pipelines: true,
   loggingIn: (connection) => connection.loggingIn ? connection.whenReady() : null,
+  checkParams: (params) => void encodeParams(params),
 };

@@ -214,6 +214,9 @@ export abstract class Pool<C> implements Queryable {
     const statements = batchStatements(queries);
     const begin = beginStatement(options);
     if (statements.length === 0) return [];
+    // All go out in one flight: one refused before it is written would leave the rest to commit.
+    const check = this.settings.adapter.checkParams;
+    if (check !== undefined) { for (const s of statements) check(s.params); }
     const started = this.#engine.time;
     const on = await this.#connectForQuery(options);
     const outcome = released(on, runBatch<C, Row>(on, begin, statements, options));
