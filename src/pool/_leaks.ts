@@ -12,7 +12,7 @@
 // there only `leakDetectionThreshold` finds leaks, and the pool says so once, in a debug line.
 
 import type { Emitter } from "../_emitter.ts";
-import type { PoolRecord } from "./_record.ts";
+import type { Slot } from "./_engine.ts";
 import type { PoolEvents } from "./events.ts";
 import type { ResolvedOptions } from "./options.ts";
 
@@ -21,13 +21,13 @@ export class LeakWatch<C> {
   readonly #settings: ResolvedOptions<C>;
   readonly #events: Emitter<PoolEvents<C>>;
   /** `null` where the runtime has no FinalizationRegistry. */
-  readonly #registry: FinalizationRegistry<PoolRecord<C>> | null;
+  readonly #registry: FinalizationRegistry<Slot<C>> | null;
 
   /** `collected` takes back the connection of a handle that was garbage-collected. */
   constructor(
     settings: ResolvedOptions<C>,
     events: Emitter<PoolEvents<C>>,
-    collected: (record: PoolRecord<C>) => void,
+    collected: (record: Slot<C>) => void,
   ) {
     this.#settings = settings;
     this.#events = events;
@@ -42,7 +42,7 @@ export class LeakWatch<C> {
     }
     this.#registry = new FinalizationRegistry((record) => {
       // Released and detached handles are unregistered, so this is the current checkout.
-      if (record.state !== "busy" || !record.out) return;
+      if (record.state !== "out") return;
       const heldMs = settings.clock.now() - record.checkedOutAt;
       settings.logger.warn?.(
         `${settings.name}: a checked-out connection was garbage-collected without being ` +
@@ -54,25 +54,48 @@ export class LeakWatch<C> {
     });
   }
 
-  /** Upkeep tick: checkouts still out are watched by garbage collection from now on. */
-  watch(busy: Iterable<PoolRecord<C>>): void {
+  /**
+   * Upkeep tick at `now`, over every open slot: checkouts still out are watched by garbage
+   * collection from now on, and those held or inside a transaction too long are reported.
+   */
+  tick(live: Iterable<Slot<C>>, now: number): void {
     const registry = this.#registry;
-    if (registry === null) {
-      for (const record of busy) record.handle = null;
-      return;
-    }
-    for (const record of busy) {
+    const { leakDetectionThreshold, idleInTransactionThreshold, adapter } = this.#settings;
+    for (const record of live) {
       const handle = record.handle;
-      if (handle === null) continue;
       record.handle = null;
-      if (!record.out) continue;
-      registry.register(handle, record, record);
-      record.watched = true;
+      if (record.state !== "out") continue;
+      if (handle !== null && registry !== null) {
+        registry.register(handle, record, record);
+        record.watched = true;
+      }
+      if (leakDetectionThreshold > 0 && !record.leakReported) {
+        const heldMs = now - record.checkedOutAt;
+        if (heldMs >= leakDetectionThreshold) {
+          record.leakReported = true;
+          this.#threshold(record, heldMs);
+        }
+      }
+      if (idleInTransactionThreshold > 0) {
+        const status = adapter.transactionStatus(record.connection);
+        if (status !== "transaction" && status !== "failed") {
+          record.transactionSeenAt = null;
+          record.transactionReported = false;
+          continue;
+        }
+        // Counted from the first tick that sees it: it began at most one interval earlier, so
+        // the time is known to within one `maintenanceInterval`.
+        record.transactionSeenAt ??= now;
+        const heldMs = now - record.transactionSeenAt;
+        if (record.transactionReported || heldMs < idleInTransactionThreshold) continue;
+        record.transactionReported = true;
+        this.#longTransaction(record, status, heldMs);
+      }
     }
   }
 
   /** The checkout ended (returned or detached). */
-  forget(record: PoolRecord<C>): void {
+  forget(record: Slot<C>): void {
     record.handle = null;
     if (!record.watched) return;
     this.#registry!.unregister(record);
@@ -80,7 +103,7 @@ export class LeakWatch<C> {
   }
 
   /** A connection has been checked out longer than `leakDetectionThreshold`. */
-  threshold(record: PoolRecord<C>, heldMs: number): void {
+  #threshold(record: Slot<C>, heldMs: number): void {
     const settings = this.#settings;
     settings.logger.warn?.(
       `${settings.name}: a connection has been checked out for ${heldMs} ms ` +
@@ -91,7 +114,7 @@ export class LeakWatch<C> {
   }
 
   /** A checked-out connection has been inside a transaction too long. */
-  longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void {
+  #longTransaction(record: Slot<C>, status: "transaction" | "failed", heldMs: number): void {
     const settings = this.#settings;
     settings.logger.warn?.(
       `${settings.name}: a checked-out connection has been inside a ${
@@ -109,7 +132,7 @@ export class LeakWatch<C> {
     });
   }
 
-  #emit(reason: "threshold" | "garbage-collected", record: PoolRecord<C>, heldMs: number): void {
+  #emit(reason: "threshold" | "garbage-collected", record: Slot<C>, heldMs: number): void {
     this.#events.emit("leak", { reason, info: record.info, heldMs, stack: record.stack });
   }
 }

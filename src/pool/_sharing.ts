@@ -7,10 +7,10 @@
 // another handle owns.
 
 import type { QueryOptions, QueryResult } from "../result.ts";
-import type { PoolRecord } from "./_record.ts";
+import type { Slot } from "./_engine.ts";
 import type { Waiting } from "./_waiters.ts";
 import type { ResolvedOptions } from "./options.ts";
-import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import { handleSlot, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 
 /** What sharing needs from the pool. */
 export interface SharingTarget<C> {
@@ -31,7 +31,7 @@ const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 export class Sharing<C> {
   readonly #target: SharingTarget<C>;
   /** Checked-out records running `pool.query` statements that others may join. */
-  readonly #records = new Set<PoolRecord<C>>();
+  readonly #records = new Set<Slot<C>>();
   /** What shared handles are given. */
   readonly #internals: PoolInternals<C>;
 
@@ -49,7 +49,7 @@ export class Sharing<C> {
 
   /** Another handle on the connection behind `owner` (see `Pool.share`). */
   share(owner: PooledConnection<C>): PooledConnection<C> {
-    return new PooledConnection(this.#internals, handleRecord(owner));
+    return new PooledConnection(this.#internals, handleSlot(owner));
   }
 
   /**
@@ -57,16 +57,16 @@ export class Sharing<C> {
    * when no connection is idle, none may be opened, and nobody waits for a checkout (those
    * come first; sharing stops so that connections come back).
    */
-  join(): PoolRecord<C> | undefined {
+  join(): Slot<C> | undefined {
     const records = this.#records;
     const target = this.#target;
     if (records.size === 0 || target.waiting.queue.length > 0 || !target.saturated()) {
       return undefined;
     }
     const generation = target.generation();
-    let best: PoolRecord<C> | undefined;
+    let best: Slot<C> | undefined;
     for (const record of records) {
-      if (record.state !== "busy" || record.soft || record.generation < generation) {
+      if (record.state !== "out" || record.soft || record.generation < generation) {
         records.delete(record); // going to be closed when returned
       } else if (best === undefined || record.shared < best.shared) best = record;
     }
@@ -80,8 +80,8 @@ export class Sharing<C> {
    * a connection of its own, which other statements may join from now on, or one it joined
    * while waiting.
    */
-  start(connection: PooledConnection<C>): PoolRecord<C> {
-    const record = handleRecord(connection);
+  start(connection: PooledConnection<C>): Slot<C> {
+    const record = handleSlot(connection);
     if (record.sharer === connection) return record; // joined while waiting: counted then
     record.shared = 1;
     record.sharer = connection;
@@ -92,7 +92,7 @@ export class Sharing<C> {
 
   /** Runs a statement on a shared connection; the last one to end returns the connection. */
   async run<Row>(
-    record: PoolRecord<C>,
+    record: Slot<C>,
     sql: string,
     params: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
@@ -112,7 +112,7 @@ export class Sharing<C> {
   }
 
   /** Statements waiting at the head of the queue join `record` while it has room. */
-  #joinWaiters(record: PoolRecord<C>): void {
+  #joinWaiters(record: Slot<C>): void {
     const { settings, waiting } = this.#target;
     const limit = settings.queryPipeline;
     while (record.shared < limit && this.#records.has(record)) {
