@@ -92,19 +92,23 @@ export abstract class Pool<C> implements Queryable {
    * queue, connecting and the health check; waiters are served first come, first served.
    */
   connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
-    return this.#engine.connect(options);
+    return this.checkOut(options);
   }
 
   /**
-   * A checkout whose first act is a query (`query`, `transaction`'s BEGIN, `batch`): it may
-   * take a new connection whose login is still under way, the query riding behind it, and the
-   * login's failure is then that query's error. Subclasses that check out their own way
-   * (ContextPool, AssertionPool) go through their `connect`.
+   * How this pool class checks out, for `connect` and, with `statement`, for a checkout whose
+   * first act is a query (`query`, `transaction`'s BEGIN, `batch`): that one may take a new
+   * connection whose login is still under way, the query riding behind it, and the login's
+   * failure is then that query's error. Classes that check out their own way (ContextPool,
+   * AssertionPool) override this.
+   *
+   * @internal
    */
-  #connectForQuery(options: CheckoutOptions | undefined): Promise<PooledConnection<C>> {
-    return this.connect === Pool.prototype.connect
-      ? this.#engine.connect(options, "alone")
-      : this.connect(options);
+  protected checkOut(
+    options: CheckoutOptions | undefined,
+    statement?: "alone",
+  ): Promise<PooledConnection<C>> {
+    return this.#engine.connect(options, statement);
   }
 
   /**
@@ -135,13 +139,13 @@ export abstract class Pool<C> implements Queryable {
         on = joined.sharer as PooledConnection<C>;
         outcome = sharing.run<Row>(joined, sql, params, options);
       } else {
-        // The engine's checkout, not `this.connect`: the classes that override it
+        // The engine's checkout, not `this.checkOut`: the classes that override it
         // (ContextPool, AssertionPool) do not pipeline.
         on = await engine.connect(options, "shareable");
         outcome = sharing.run<Row>(sharing.start(on), sql, params, options);
       }
     } else {
-      on = await this.#connectForQuery(options);
+      on = await this.checkOut(options, "alone");
       outcome = released(on, on.query<Row>(sql, params, options));
     }
     if (!engine.loggingIn(on)) return outcome;
@@ -184,7 +188,7 @@ export abstract class Pool<C> implements Queryable {
     options?: TransactionOptions & CheckoutOptions,
   ): Promise<T> {
     const started = this.#engine.time;
-    const on = await this.#connectForQuery(options);
+    const on = await this.checkOut(options, "alone");
     const outcome = released(on, runTransaction(on, fn, options));
     if (!this.#engine.loggingIn(on)) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
@@ -215,7 +219,7 @@ export abstract class Pool<C> implements Queryable {
     const begin = beginStatement(options);
     if (statements.length === 0) return [];
     const started = this.#engine.time;
-    const on = await this.#connectForQuery(options);
+    const on = await this.checkOut(options, "alone");
     const outcome = released(on, runBatch<C, Row>(on, begin, statements, options));
     if (!this.#engine.loggingIn(on)) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
