@@ -1,8 +1,8 @@
 // Checkout deadlines: a caller still waiting at its deadline (in the queue, or while its
 // connection is health-checked) is expired by the pool, which fails it with POOL_TIMEOUT.
 //
-// One timer serves every waiter, armed for the earliest deadline: no timer per checkout. Under
-// `affinity` (Workers) that cannot work: a timer only fires while the request that set it
+// One timer serves every waiter, armed for the earliest deadline: no timer per checkout. With
+// affinity (Workers) that cannot work: a timer only fires while the request that set it
 // lives, so a shared one could die with another request. There each checkout has its own.
 
 import type { Clock, PoolTime } from "./_clock.ts";
@@ -11,7 +11,7 @@ import type { Waiter, Waiting } from "./_waiters.ts";
 /** The timers behind checkout deadlines. */
 export class Deadlines<T> {
   readonly #clock: Clock;
-  /** `affinity`: a timer per checkout rather than the shared one. */
+  /** A timer per checkout rather than the shared one (a timer lives as long as its request). */
   readonly #perCheckout: boolean;
   readonly #time: PoolTime;
   /** The waits it ends: queued, or having their connection health-checked. */

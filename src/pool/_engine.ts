@@ -25,7 +25,6 @@ import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
-  checkAffinity,
   type CheckoutOptions,
   type Creator,
   milliseconds,
@@ -170,7 +169,8 @@ export class Engine<C> {
   readonly sharing: Sharing<C>;
   readonly #internals: PoolInternals<C>;
   readonly #leaks: LeakWatch<C>;
-  readonly #connector: Connector<C, Waiter<PooledConnection<C>>>;
+  /** Connection attempts. */
+  protected readonly connector: Connector<C, Waiter<PooledConnection<C>>>;
   readonly #upkeep: Upkeep;
   #generation = 0;
   /** The clock as last read, for the hot paths (see `PoolTime`). */
@@ -201,16 +201,16 @@ export class Engine<C> {
       queryTimeout: settings.queryTimeout,
     };
     this.#time = new PoolTime(settings.clock);
-    this.#connector = new Connector(creator, settings, counters, events, {
+    this.connector = new Connector(creator, settings, counters, events, {
       connected: (connection, startedAt, owner, login) =>
         this.#connected(connection, startedAt, owner, login),
       failed: (error, owner) => this.#connectFailed(error, owner),
       takesEarly: (owner) => {
-        const waiter = owner ?? (this.#settings.affinity ? null : this.#waiters.head);
+        const waiter = owner ?? this.served?.head ?? null;
         // Not while connecting fails: a statement riding behind a login that fails would
         // fail with it, where a caller waiting for a proven connection just waits.
         return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
-          this.#connector.lastError === undefined;
+          this.connector.lastError === undefined;
       },
       loginFailed: (error) => this.#connectFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
@@ -220,29 +220,29 @@ export class Engine<C> {
       clock: settings.clock,
       open: () => this.#live.size,
       min: () => this.policy.min,
-      lastError: () => this.#connector.lastError,
+      lastError: () => this.connector.lastError,
     });
     this.#waiting = new Waiting({
       settings,
       counters,
       time: this.#time,
-      connector: this.#connector,
+      connector: this.connector,
       describeCapacity: () => hooks.describeCapacity(),
     });
     this.#waiters = this.#waiting.queue;
-    this.#deadlines = new Deadlines(settings.clock, settings.affinity, this.#time, this.#waiting);
+    const perRequest = this.perRequestTimers;
+    this.#deadlines = new Deadlines(settings.clock, perRequest, this.#time, this.#waiting);
     this.sharing = new Sharing<C>({
       settings,
       waiting: this.#waiting,
       internals: this.#internals,
       saturated: () =>
         !this.#closed && this.#idle.length === 0 &&
-        this.#live.size + this.#connector.connecting >= this.policy.max,
+        this.#live.size + this.connector.connecting >= this.policy.max,
       generation: () => this.#generation,
     });
     this.#leaks = new LeakWatch(settings, events, (slot) => this.#checkin(slot));
-    checkAffinity(settings, policy);
-    this.#upkeep = new Upkeep(settings, (now) => this.#upkeepTick(now));
+    this.#upkeep = new Upkeep(settings, perRequest, (now) => this.#upkeepTick(now));
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
   }
@@ -254,7 +254,7 @@ export class Engine<C> {
 
   /** Connections being opened now. */
   get connecting(): number {
-    return this.#connector.connecting;
+    return this.connector.connecting;
   }
 
   /** The clock as last read (up to a maintenance tick old; see `PoolTime`). */
@@ -288,13 +288,50 @@ export class Engine<C> {
     return {
       poolMin: this.policy.min,
       poolMax: this.policy.max,
-      poolSize: busy + idle + this.#connector.connecting,
+      poolSize: busy + idle + this.connector.connecting,
       poolAvailable: idle,
       requestsWaiting: this.#waiters.length,
       checkedIn: idle,
       checkedOut: busy,
       overflow: Math.max(0, busy + idle - this.policy.poolSize),
     };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Who gets which connection: the shared pool's rules, overridden by AffinityEngine
+  // (_affinity_engine.ts), where each caller gets the connection made for it alone.
+
+  /** The checkout deadline timers and upkeep re-arm from each request (see `Deadlines`). */
+  protected get perRequestTimers(): boolean {
+    return false;
+  }
+
+  /**
+   * The queue that free connections and background connecting serve (`null`: none; callers
+   * get connections of their own).
+   */
+  protected get served(): WaiterQueue<PooledConnection<C>> | null {
+    return this.#waiters;
+  }
+
+  /** A caller joined the queue: connect for it, if the pool may open another connection. */
+  protected queued(_waiter: Waiter<PooledConnection<C>>): void {
+    // A full pool (the usual reason to wait) has nothing to open: skip the fill.
+    if (this.#live.size + this.connector.connecting < this.policy.max) this.#fill();
+  }
+
+  /**
+   * A caller whose connection failed its health check is back at the head of the queue (a
+   * `#serve` follows, which connects for it if no connection is free).
+   */
+  protected requeued(_waiter: Waiter<PooledConnection<C>>): void {}
+
+  /**
+   * A connect for `owner` failed for a reason that may pass: whether the retry for it is taken
+   * care of here (else the shared backoff retries for the queue).
+   */
+  protected retryFor(_owner: Waiter<PooledConnection<C>>): boolean {
+    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -410,10 +447,7 @@ export class Engine<C> {
       if (slot !== undefined) return this.#offer(slot, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
-      // Affinity: this caller's connection is made here, in its own context, and is its alone.
-      if (this.#settings.affinity) this.#connector.start(waiter);
-      // A full pool (the usual reason to wait) has nothing to open: skip the fill.
-      else if (this.#live.size + this.#connector.connecting < this.policy.max) this.#fill();
+      this.queued(waiter);
     });
   }
 
@@ -454,7 +488,7 @@ export class Engine<C> {
       // The caller keeps its turn, and tries another connection within its deadline.
       if (!waiter.settled && !this.#closed) {
         this.#waiters.unshift(waiter);
-        if (this.#settings.affinity) this.#connector.start(waiter);
+        this.requeued(waiter);
       }
       this.#serve();
     });
@@ -596,9 +630,7 @@ export class Engine<C> {
         return this.#serve();
       }
     }
-    // Affinity: a connection only ever serves the caller it was made for (on Workers, a
-    // returned connection belongs to the request that opened it).
-    const waiter = this.#settings.affinity ? null : this.#waiters.shift();
+    const waiter = this.served?.shift() ?? null;
     if (waiter !== null) return this.#offer(slot, waiter);
     if (this.#idle.length >= this.policy.keepIdle) {
       // A new connection can arrive after the caller it was made for got another one.
@@ -619,10 +651,9 @@ export class Engine<C> {
   /** Starts connecting for the waiters not yet covered, and up to `min`. */
   #fill(): void {
     if (this.#closed) return;
-    // Affinity: a waiter's connection is made from its own call (see `#wait`).
-    this.#connector.fill(this.#settings.affinity ? null : this.#waiters, this.#live, this.policy);
+    this.connector.fill(this.served, this.#live, this.policy);
     this.#upkeep.schedule(
-      this.#live.size > 0 || this.policy.min > 0 || this.#connector.pending,
+      this.#live.size > 0 || this.policy.min > 0 || this.connector.pending,
     );
   }
 
@@ -694,16 +725,13 @@ export class Engine<C> {
     this.#ready.connectFailed(error);
     if (!isTransientConnectError(error)) {
       if (owner !== null) this.#waiting.connectFailed(error, owner);
-      if (this.#live.size + this.#connector.connecting < this.policy.min) {
-        this.#connector.backOff(this.policy.reconnectTimeout, error, false);
+      if (this.#live.size + this.connector.connecting < this.policy.min) {
+        this.connector.backOff(this.policy.reconnectTimeout, error, false);
       }
     } else {
       const wanted = owner != null ? !owner.settled : this.#waiters.length > 0;
-      this.#connector.backOff(this.policy.reconnectTimeout, error, wanted);
-      // Affinity: the caller's connection is made from its own context, so its retry is too.
-      if (this.#settings.affinity && owner != null && !owner.settled) {
-        return this.#connector.retryFor(owner);
-      }
+      this.connector.backOff(this.policy.reconnectTimeout, error, wanted);
+      if (owner != null && this.retryFor(owner)) return;
     }
     this.#fill();
   }
@@ -824,7 +852,7 @@ export class Engine<C> {
     if (this.#closed) return Promise.reject(this.#closedError());
     if (this.#live.size >= this.policy.min) return RESOLVED;
     const ready = this.#ready.wait(timeout);
-    this.#connector.gaveUp = false;
+    this.connector.gaveUp = false;
     this.#fill();
     return ready;
   }
@@ -843,7 +871,7 @@ export class Engine<C> {
     this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
     this.#upkeep.stop();
     this.#deadlines.stop();
-    this.#connector.abort(this.#closedError());
+    this.connector.abort(this.#closedError());
     this.#waiting.close(() => this.#closedError());
     this.#ready.close(() => this.#closedError());
     while (this.#idle.length > 0) this.#close(this.#idle[0], "pool closed");
@@ -870,7 +898,7 @@ export class Engine<C> {
       // Still out after the grace period: closed under their users' feet.
       for (const slot of [...this.#live]) this.#close(slot, "pool closed", true);
     }
-    await this.#connector.settled();
+    await this.connector.settled();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
 

@@ -11,6 +11,7 @@ import { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
+import { AffinityEngine } from "./_affinity_engine.ts";
 import { Engine } from "./_engine.ts";
 import { pipelineable } from "./_pipeline.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
@@ -68,7 +69,9 @@ export abstract class Pool<C> implements Queryable {
     this.creator = creator;
     this.givenOptions = o;
     this.settings = resolveOptions(o, policy.kind);
-    this.#engine = new Engine(creator, this.settings, policy, this.#counters, this.#events, {
+    // With affinity (Workers) each caller gets a connection of its own: an engine of its own.
+    const Strategy = this.settings.affinity ? AffinityEngine : Engine;
+    this.#engine = new Strategy(creator, this.settings, policy, this.#counters, this.#events, {
       describeCapacity: () => this.describeCapacity(),
       reconnectFailed: () => this.reconnectFailed(),
     });
