@@ -236,10 +236,6 @@ export class Engine<C> {
       settings,
       waiting: this.#waiting,
       internals: this.#internals,
-      saturated: () =>
-        !this.#closed && this.#idle.length === 0 &&
-        this.#live.size + this.connector.connecting >= this.policy.max,
-      generation: () => this.#generation,
     });
     this.#leaks = new LeakWatch(settings, events, (slot) => this.#checkin(slot));
     this.#upkeep = new Upkeep(settings, perRequest, (now) => this.#upkeepTick(now));
@@ -279,6 +275,13 @@ export class Engine<C> {
    */
   loginFailedTransiently(connection: PooledConnection<C>, error: unknown): boolean {
     return handleSlot(connection).login !== null && isTransientConnectError(error);
+  }
+
+  /** A checked-out slot that a `pool.query` statement may join (see `Sharing.join`). */
+  joinShared(): Slot<C> | undefined {
+    const saturated = !this.#closed && this.#idle.length === 0 &&
+      this.#live.size + this.connector.connecting >= this.policy.max;
+    return this.sharing.join(saturated, this.#generation);
   }
 
   /** The gauges of `stats()`. */

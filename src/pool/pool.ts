@@ -137,7 +137,7 @@ export abstract class Pool<C> implements Queryable {
     ) {
       // A busy connection with room, when no connection is free and none may be opened.
       const sharing = engine.sharing;
-      const joined = sharing.join();
+      const joined = engine.joinShared();
       if (joined !== undefined) {
         on = joined.sharer as PooledConnection<C>;
         outcome = sharing.run<Row>(joined, sql, params, options);
