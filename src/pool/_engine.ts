@@ -49,16 +49,31 @@ import type { PoolCounters, PoolGauges } from "./stats.ts";
  */
 export type SlotState = "new" | "idle" | "checking" | "out" | "resetting" | "detached" | "closed";
 
-/** The states each state may move to; any other move is a bug. */
-const MOVES: Record<SlotState, readonly SlotState[]> = {
-  new: ["idle", "checking", "out", "closed"],
-  idle: ["checking", "out", "closed"],
-  checking: ["checking", "out", "idle", "closed"],
-  out: ["resetting", "detached", "closed"],
-  resetting: ["idle", "checking", "out", "closed"],
-  detached: ["closed"],
-  closed: [],
-};
+/** Whether a slot may move from state `from` to `to`; any other move is a bug. */
+function legal(from: SlotState, to: SlotState): boolean {
+  // A switch, not a table: this runs on every checkout and checkin, and compares interned
+  // strings where a table would be a keyed lookup.
+  switch (from) {
+    case "new":
+      return to === "idle" || to === "out" || to === "checking" || to === "closed";
+    case "idle":
+      return to === "out" || to === "checking" || to === "closed";
+    case "checking":
+      return to === "out" || to === "checking" || to === "idle" || to === "closed";
+    case "out":
+      return to === "resetting" || to === "detached" || to === "closed";
+    case "resetting":
+      return to === "idle" || to === "out" || to === "checking" || to === "closed";
+    case "detached":
+      return to === "closed";
+    case "closed":
+      return false;
+  }
+}
+
+function illegalMove(from: SlotState, to: SlotState): Error {
+  return new Error(`edgepool internal error: a pool slot cannot move from ${from} to ${to}`);
+}
 
 // Closes of healthy connections say goodbye (Terminate); the rest are cut at once.
 const GRACEFUL = new Set<PoolCloseReason>([
@@ -346,25 +361,30 @@ export class Engine<C> {
    */
   #move(slot: Slot<C>, to: SlotState): void {
     const from = slot.state;
-    if (!MOVES[from].includes(to)) {
-      throw new Error(`edgepool internal error: a pool slot cannot move from ${from} to ${to}`);
-    }
+    if (!legal(from, to)) throw illegalMove(from, to);
     slot.state = to;
-    if (from === "idle") {
-      const idle = this.#idle;
-      // Taken from either end (FIFO or LIFO) but for closes by upkeep and loss.
-      if (idle[0] === slot) idle.shift();
-      else if (idle[idle.length - 1] === slot) idle.pop();
-      else idle.splice(idle.indexOf(slot), 1);
-    } else if (from === "new") this.#live.add(slot);
+    if (from === "idle") this.#leaveIdle(slot);
+    else if (from === "new") this.#live.add(slot);
     if (to === "idle") {
       slot.lastUsedAt = this.#time.time;
       this.#idle.push(slot);
-    } else if (to === "closed" || to === "detached") {
-      if (this.#live.delete(slot) && this.#drained !== null && from !== "idle") {
-        // A checked-out connection left: the last one ends the wait of `#drain`.
-        if (this.#live.size === this.#idle.length) this.#drained();
-      }
+    } else if (to === "closed" || to === "detached") this.#leave(slot, from);
+  }
+
+  /** Takes `slot` out of the idle list (for `move`). */
+  #leaveIdle(slot: Slot<C>): void {
+    const idle = this.#idle;
+    // Taken from either end (FIFO or LIFO) but for closes by upkeep and loss.
+    if (idle[0] === slot) idle.shift();
+    else if (idle[idle.length - 1] === slot) idle.pop();
+    else idle.splice(idle.indexOf(slot), 1);
+  }
+
+  /** Takes `slot`, closed or detached, out of the open ones (for `move`). */
+  #leave(slot: Slot<C>, from: SlotState): void {
+    if (this.#live.delete(slot) && this.#drained !== null && from !== "idle") {
+      // A checked-out connection left: the last one ends the wait of `#drain`.
+      if (this.#live.size === this.#idle.length) this.#drained();
     }
   }
 

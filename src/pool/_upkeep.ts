@@ -29,9 +29,9 @@ export class Upkeep {
   /** Makes sure a tick is coming, if one is `needed`. */
   schedule(needed: boolean): void {
     // On every checkin and wait: the common case first, a tick already coming.
+    if (this.#timer !== null && !this.#perRequest) return;
     const { clock, maintenanceInterval } = this.#settings;
     if (this.#timer !== null) {
-      if (!this.#perRequest) return;
       // A tick a whole interval overdue was lost: on Workers a timer dies with the request that
       // set it. Arm another (from this request).
       if (clock.now() <= this.#due + maintenanceInterval) return;
