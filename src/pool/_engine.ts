@@ -1,14 +1,16 @@
 // The pool's state machine, under every pool class: a slot per open connection, in one named
 // state at a time, and `move`, the one writer of that state, of the idle list and of the set
-// of open slots (the gauges follow from those). Then, top to bottom: checkout (queueing, one
-// deadline, health checks), checkin (reset, reuse), connecting (for waiters and up to `min`),
-// upkeep, invalidation, loss and detaching, and closing. `Pool` (pool.ts) is the public face
-// over it; the pool classes only choose a Policy.
+// of open slots (the gauges follow from those). Top to bottom: the slot; who gets which
+// connection (the hooks AffinityEngine, _affinity_engine.ts, overrides for Workers); `move`;
+// checkout (queueing, one deadline, health checks); checkin (reset, reuse); connecting (for
+// waiters and up to `min`); upkeep; invalidation, loss and detaching; closing. `Pool`
+// (pool.ts) is the public face over it; the pool classes only choose a Policy.
 //
-// The modules beside it own their state or are pure functions: waiters (_waiters.ts), the
-// deadline timer (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), connection
-// attempts and backoff (_connector.ts), `pool.wait()` (_ready.ts), shared connections
-// (_sharing.ts), leaks (_leaks.ts), the upkeep timer and its jobs (_upkeep.ts).
+// Beside it, modules that keep their own state or are pure functions: waiters (_waiters.ts),
+// the deadline timer (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), shared
+// connections (_sharing.ts), leaks (_leaks.ts), the upkeep timer and its jobs (_upkeep.ts).
+// Two still call back: the connector (_connector.ts) reports attempts through its hooks, and
+// `pool.wait()`'s waiters (_ready.ts) read the open count, `min` and the last error.
 
 import type { Emitter } from "../_emitter.ts";
 import { errorMessage, PoolError } from "../errors.ts";
