@@ -28,7 +28,7 @@ export const systemClock: Clock = {
 
 /**
  * The clock as the pool last read it: at every upkeep tick, and whenever a slower path reads
- * it. Checkout and checkin stamp records with `time` rather than reading the clock (which
+ * it. Checkout and checkin stamp slots with `time` rather than reading the clock (which
  * costs as much as the rest of a checkout), so the times kept per connection are precise to
  * about one `maintenanceInterval`; checkout deadlines and waits read the clock.
  */

@@ -21,29 +21,37 @@ const MAX_BACKOFF_MS = 60_000;
 const MAX_DEMAND_BACKOFF_MS = 2_000;
 
 /** What the connector reports back to its pool. */
-export interface ConnectorHooks<C> {
+export interface ConnectorHooks<C, O> {
   /**
    * A connection was made (and configured); `login`, when its login is still under way, settles
    * with it (it goes to a caller `takesEarly` accepted; should it fail, `loginFailed` follows).
    */
-  connected(connection: C, startedAt: number, owner: unknown, login: Promise<void> | null): void;
+  connected(
+    connection: C,
+    startedAt: number,
+    owner: O | undefined,
+    login: Promise<void> | null,
+  ): void;
   /**
    * Whether the caller a new connection goes to (`owner`, else the first in line) takes one
    * whose login is still under way.
    */
-  takesEarly(owner: unknown): boolean;
+  takesEarly(owner: O | undefined): boolean;
   /** The login of a connection handed over early failed (reported already). */
   loginFailed(error: unknown): void;
   /** An attempt failed (reported already, unless aborted). */
-  failed(error: unknown, owner: unknown): void;
+  failed(error: unknown, owner: O | undefined): void;
   /** Background reconnecting gave up (reported already). */
   gaveUp(): void;
   /** A backoff delay has passed: time to try again (`fill`). */
   retry(): void;
 }
 
-/** Starts connection attempts and keeps the state of failing ones. */
-export class Connector<C> {
+/**
+ * Starts connection attempts and keeps the state of failing ones. `O`: the caller an attempt
+ * may be made for (its owner), handed back with the outcome.
+ */
+export class Connector<C, O extends { readonly settled: boolean }> {
   /** Attempts in flight. */
   connecting = 0;
   /** The latest failure, cleared by a success: the `cause` behind timeouts. */
@@ -58,7 +66,7 @@ export class Connector<C> {
   readonly #name: string;
   readonly #counters: PoolCounters;
   readonly #events: Emitter<PoolEvents<C>>;
-  readonly #hooks: ConnectorHooks<C>;
+  readonly #hooks: ConnectorHooks<C, O>;
   /** One controller per attempt in flight (one shared signal would gather a listener each). */
   readonly #attempts = new Set<AbortController>();
   #abortReason: unknown = undefined;
@@ -79,7 +87,7 @@ export class Connector<C> {
     },
     counters: PoolCounters,
     events: Emitter<PoolEvents<C>>,
-    hooks: ConnectorHooks<C>,
+    hooks: ConnectorHooks<C, O>,
   ) {
     this.#creator = creator;
     this.#adapter = settings.adapter;
@@ -98,7 +106,7 @@ export class Connector<C> {
   }
 
   /** Starts one attempt; `owner`, if given, is handed back with its outcome. */
-  start(owner?: unknown): void {
+  start(owner?: O): void {
     this.connecting++;
     this.#counters.connectionsNum++;
     const done = this.#attempt(owner);
@@ -106,7 +114,7 @@ export class Connector<C> {
     done.finally(() => this.#inflight.delete(done));
   }
 
-  async #attempt(owner: unknown): Promise<void> {
+  async #attempt(owner: O | undefined): Promise<void> {
     const started = this.#clock.now();
     let connection: C;
     let login: Promise<void> | null;
@@ -210,7 +218,7 @@ export class Connector<C> {
    * with `affinity` a caller's connection is made from its own context (on Workers, a timer
    * runs in the request that set it), not by the shared retry.
    */
-  retryFor(owner: { readonly settled: boolean }): void {
+  retryFor(owner: O): void {
     const wait = this.#backoff === null ? 0 : Math.max(0, this.#backoff.until - this.#clock.now());
     this.#clock.setTimeout(() => {
       if (!owner.settled && !this.#aborted) this.start(owner);

@@ -1,38 +1,32 @@
 // Checkout deadlines: a caller still waiting at its deadline (in the queue, or while its
 // connection is health-checked) is expired by the pool, which fails it with POOL_TIMEOUT.
 //
-// One timer serves every waiter, armed for the earliest deadline: no timer per checkout. Under
-// `affinity` (Workers) that cannot work: a timer only fires while the request that set it
+// One timer serves every waiter, armed for the earliest deadline: no timer per checkout. With
+// affinity (Workers) that cannot work: a timer only fires while the request that set it
 // lives, so a shared one could die with another request. There each checkout has its own.
 
-import type { Clock } from "./_clock.ts";
-import type { Waiter } from "./_waiters.ts";
-
-/** What the deadlines need from the pool. */
-export interface DeadlineTarget<T> {
-  /** Reads the clock (the pool keeps the reading for its hot paths). */
-  now(): number;
-  /** Every waiter that may be due: queued, or having its connection health-checked. */
-  waiting(): Iterable<Waiter<T>>;
-  /** A waiter's deadline has come: fail it (it may have been settled meanwhile). */
-  expire(waiter: Waiter<T>): void;
-}
+import type { Clock, PoolTime } from "./_clock.ts";
+import type { Waiter, Waiting } from "./_waiters.ts";
 
 /** The timers behind checkout deadlines. */
 export class Deadlines<T> {
   readonly #clock: Clock;
-  /** `affinity`: a timer per checkout rather than the shared one. */
+  /** A timer per checkout rather than the shared one (a timer lives as long as its request). */
   readonly #perCheckout: boolean;
-  readonly #target: DeadlineTarget<T>;
+  readonly #time: PoolTime;
+  /** The waits it ends: queued, or having their connection health-checked. */
+  readonly #waiting: Waiting<T>;
   #timer: unknown = null;
   /** The deadline the shared timer is armed for. */
   #at = Infinity;
   #stopped = false;
 
-  constructor(clock: Clock, perCheckout: boolean, target: DeadlineTarget<T>) {
+  /** `time`: the pool's reading of `clock`, read afresh here (it keeps it for its hot paths). */
+  constructor(clock: Clock, perCheckout: boolean, time: PoolTime, waiting: Waiting<T>) {
     this.#clock = clock;
     this.#perCheckout = perCheckout;
-    this.#target = target;
+    this.#time = time;
+    this.#waiting = waiting;
   }
 
   /**
@@ -42,8 +36,8 @@ export class Deadlines<T> {
   watch(waiter: Waiter<T>): void {
     if (this.#perCheckout) {
       const clock = this.#clock;
-      const target = this.#target;
-      const timer = clock.setTimeout(() => target.expire(waiter), waiter.timeout);
+      const waiting = this.#waiting;
+      const timer = clock.setTimeout(() => waiting.expire(waiter), waiter.timeout);
       const previous = waiter.cleanup;
       waiter.cleanup = () => {
         clock.clearTimeout(timer);
@@ -63,19 +57,19 @@ export class Deadlines<T> {
     const clock = this.#clock;
     if (this.#timer !== null) clock.clearTimeout(this.#timer);
     this.#at = at;
-    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#target.now()));
+    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#time.now()));
   }
 
   /** The shared timer fired: expire every waiter that is due, re-arm for the next one. */
   #due(): void {
     this.#timer = null;
     this.#at = Infinity;
-    const target = this.#target;
-    const now = target.now();
+    const waiting = this.#waiting;
+    const now = this.#time.now();
     let next = Infinity;
-    for (const waiter of target.waiting()) {
+    for (const waiter of [...waiting.queue.toArray(), ...waiting.checking]) {
       if (waiter.settled) continue;
-      if (waiter.deadline <= now) target.expire(waiter);
+      if (waiter.deadline <= now) waiting.expire(waiter);
       else if (waiter.deadline < next) next = waiter.deadline;
     }
     if (next !== Infinity && !this.#stopped) this.#arm(next);

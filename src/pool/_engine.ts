@@ -1,14 +1,16 @@
-// The mechanics under every pool class: records (slots) moving between idle and checked out,
-// checkout (queueing, one deadline, health checks), checkin with reset, connecting for waiters
-// and up to `min`, invalidation by generation, loss, detaching, and closing. `Pool` (pool.ts)
-// is the public face over it; the pool classes only choose a Policy.
+// The pool's state machine, under every pool class: a slot per open connection, in one named
+// state at a time, and `move`, the one writer of that state, of the idle list and of the set
+// of open slots (the gauges follow from those). Top to bottom: the slot; who gets which
+// connection (the hooks AffinityEngine, _affinity_engine.ts, overrides for Workers); `move`;
+// checkout (queueing, one deadline, health checks); checkin (reset, reuse); connecting (for
+// waiters and up to `min`); upkeep; invalidation, loss and detaching; closing. `Pool`
+// (pool.ts) is the public face over it; the pool classes only choose a Policy.
 //
-// It decides; the parts beside it keep their own state and do the work: the books of records
-// and their closes (_records.ts), waiters and the ends of their waits (_waiters.ts), deadline
-// timers (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), connection attempts
-// and backoff (_connector.ts), `pool.wait()` (_ready.ts), shared connections (_sharing.ts),
-// leaks (_leaks.ts) and upkeep (_upkeep.ts). Checkout and checkin stay here, in full: they
-// are the hot path.
+// Beside it, modules that keep their own state or are pure functions: waiters (_waiters.ts),
+// the deadline timer (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), shared
+// connections (_sharing.ts), leaks (_leaks.ts), the upkeep timer and its jobs (_upkeep.ts).
+// Two still call back: the connector (_connector.ts) reports attempts through its hooks, and
+// `pool.wait()`'s waiters (_ready.ts) read the open count, `min` and the last error.
 
 import type { Emitter } from "../_emitter.ts";
 import { errorMessage, PoolError } from "../errors.ts";
@@ -18,24 +20,135 @@ import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
 import { checkoutStack, LeakWatch } from "./_leaks.ts";
 import { ReadyWaiters } from "./_ready.ts";
-import type { PoolRecord } from "./_record.ts";
-import { Records } from "./_records.ts";
 import { resetForReuse } from "./_reset.ts";
 import { Sharing } from "./_sharing.ts";
-import { Upkeep } from "./_upkeep.ts";
+import { expired, idledOut, Upkeep } from "./_upkeep.ts";
 import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
-  checkAffinity,
   type CheckoutOptions,
   type Creator,
   milliseconds,
   type Policy,
   type ResolvedOptions,
 } from "./options.ts";
-import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import { handleSlot, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 import type { PoolCounters, PoolGauges } from "./stats.ts";
+
+// ---------------------------------------------------------------------------------------------
+// The slot
+
+/**
+ * What is happening to a slot's connection:
+ * - `new`: just made, not yet placed (it never sat idle, so it needs no health check);
+ * - `idle`: in the idle list, ready to be checked out;
+ * - `checking`: health-checked for a waiter before being handed over;
+ * - `out`: checked out (a handle is out);
+ * - `resetting`: returned, being made fit for reuse (its login awaited, rolled back, reset);
+ * - `detached`: taken out of the pool with its handle, which closes it when released;
+ * - `closed`: closed, or being closed.
+ */
+export type SlotState = "new" | "idle" | "checking" | "out" | "resetting" | "detached" | "closed";
+
+/** Whether a slot may move from state `from` to `to`; any other move is a bug. */
+function legal(from: SlotState, to: SlotState): boolean {
+  // A switch, not a table: this runs on every checkout and checkin, and compares interned
+  // strings where a table would be a keyed lookup.
+  switch (from) {
+    case "new":
+      return to === "idle" || to === "out" || to === "checking" || to === "closed";
+    case "idle":
+      return to === "out" || to === "checking" || to === "closed";
+    case "checking":
+      return to === "out" || to === "checking" || to === "idle" || to === "closed";
+    case "out":
+      return to === "resetting" || to === "detached" || to === "closed";
+    case "resetting":
+      return to === "idle" || to === "out" || to === "checking" || to === "closed";
+    case "detached":
+      return to === "closed";
+    case "closed":
+      return false;
+  }
+}
+
+function illegalMove(from: SlotState, to: SlotState): Error {
+  return new Error(`edgepool internal error: a pool slot cannot move from ${from} to ${to}`);
+}
+
+// Closes of healthy connections say goodbye (Terminate); the rest are cut at once.
+const GRACEFUL = new Set<PoolCloseReason>([
+  "overflow",
+  "returned",
+  "idle",
+  "lifetime",
+  "stale",
+  "disposed",
+  "pool closed",
+  "unwanted",
+]);
+
+/**
+ * A pool's long-lived slot for one connection (SQLAlchemy's _ConnectionRecord): the
+ * connection, its generation and lifetime, the `info` that lives as long as it does, and what
+ * the current checkout (one handle, a PooledConnection) needs kept beside it.
+ */
+export class Slot<C> {
+  readonly connection: C;
+  /** The pool generation this connection was made in; older ones are recycled. */
+  readonly generation: number;
+  /** When this connection must retire (lifetime with jitter, or recycle). */
+  readonly expiresAt: number;
+  /** What is happening to it: written by the engine's `move` only. */
+  state: SlotState = "new";
+  readonly info: Record<string, unknown> = {};
+  /** When it was last returned (idle since). */
+  lastUsedAt: number;
+  /** Checkouts so far. */
+  checkouts = 0;
+  /**
+   * Handed over with its login still under way (to a checkout whose first act is a query):
+   * settles with the login, and is `null` again once it succeeded.
+   */
+  login: Promise<void> | null = null;
+  /** Soft-invalidated: close instead of reuse when returned. */
+  soft = false;
+  /** Another connection was lost since this one last proved itself: ping before reuse. */
+  suspect = false;
+  /** Stops listening for the connection closing by itself. */
+  unsubscribe: () => void = () => {};
+
+  // The current checkout.
+  /** When it started. */
+  checkedOutAt = 0;
+  /** Where it happened, when the pool records stacks. */
+  stack: string | undefined = undefined;
+  /** When it was first seen inside a transaction, or `null`. */
+  transactionSeenAt: number | null = null;
+  /** An `idleInTransaction` report was given for its transaction. */
+  transactionReported = false;
+  /** A `leak` warning was given for it. */
+  leakReported = false;
+  /**
+   * Its handle, held until the next upkeep tick; then, if still out, it is watched by garbage
+   * collection instead (see `_leaks.ts`).
+   */
+  handle: object | null = null;
+  /** Its handle is registered for garbage-collection detection. */
+  watched = false;
+  /** `pool.query` statements running on it, while it is shared (see `Pool.query`). */
+  shared = 0;
+  /** The handle those statements run through, returned when the last one ends. */
+  sharer: { release(): Promise<void> } | null = null;
+
+  constructor(connection: C, createdAt: number, generation: number, expiresAt: number) {
+    this.connection = connection;
+    this.lastUsedAt = createdAt;
+    this.generation = generation;
+    this.expiresAt = expiresAt;
+  }
+}
 
 /** What the engine asks of the pool class above it. */
 export interface EngineHooks {
@@ -52,25 +165,30 @@ export class Engine<C> {
   /** The sizing and lifetime rules. */
   policy: Policy;
   readonly #settings: ResolvedOptions<C>;
-
   readonly #events: Emitter<PoolEvents<C>>;
-  readonly #records: Records<C>;
-  /** `#records.idle` and `#records.live`, held here too for the hot paths. */
-  readonly #idle: PoolRecord<C>[];
-  readonly #live: Set<PoolRecord<C>>;
+  readonly #counters: PoolCounters;
+  /** The idle slots, oldest-returned first. Written by `move` only. */
+  readonly #idle: Slot<C>[] = [];
+  /** Every open slot, whatever its state. Written by `move` only. */
+  readonly #live = new Set<Slot<C>>();
+  /** Closes under way, so that closing the pool can wait for them. */
+  readonly #closing = new Set<Promise<void>>();
+  #everConnected = false;
+  /** Set while closing the pool waits for the connections still out. */
+  #drained: (() => void) | null = null;
   readonly #waiting: Waiting<PooledConnection<C>>;
-  /** `#waiting.queue`, held here too for the hot paths. */
+  /** `#waiting.queue`, the queue of callers waiting for a connection. */
   readonly #waiters: WaiterQueue<PooledConnection<C>>;
   readonly #deadlines: Deadlines<PooledConnection<C>>;
   /** Callers of `pool.wait()`. */
   readonly #ready: ReadyWaiters;
   /** Checked-out connections shared: by `pool.query` statements, and by `Pool.share`. */
   readonly sharing: Sharing<C>;
-  readonly #counters: PoolCounters;
   readonly #internals: PoolInternals<C>;
   readonly #leaks: LeakWatch<C>;
-  readonly #connector: Connector<C>;
-  readonly #upkeep: Upkeep<C>;
+  /** Connection attempts. */
+  protected readonly connector: Connector<C, Waiter<PooledConnection<C>>>;
+  readonly #upkeep: Upkeep;
   #generation = 0;
   /** The clock as last read, for the hot paths (see `PoolTime`). */
   readonly #time: PoolTime;
@@ -91,78 +209,53 @@ export class Engine<C> {
     this.policy = policy;
     this.#internals = {
       adapter: this.#settings.adapter,
-      checkin: (record) => this.#checkin(record),
-      invalidate: (record, error, soft) => this.#invalidate(record, error, soft),
-      detach: (record) => this.#detach(record),
-      closeDetached: (record) => this.#records.closeDetached(record),
-      lost: (record, error) => this.#lostInUse(record, error),
-      stuck: (record, error) => this.#stuck(record, error),
+      checkin: (slot) => this.#checkin(slot),
+      invalidate: (slot, error, soft) => this.#invalidate(slot, error, soft),
+      detach: (slot) => this.#detach(slot),
+      closeDetached: (slot) => this.#closeDetached(slot),
+      lost: (slot, error) => this.#lostInUse(slot, error),
+      stuck: (slot, error) => this.#stuck(slot, error),
       queryTimeout: settings.queryTimeout,
     };
     this.#time = new PoolTime(settings.clock);
-    this.#connector = new Connector(creator, settings, counters, events, {
+    this.connector = new Connector(creator, settings, counters, events, {
       connected: (connection, startedAt, owner, login) =>
-        this.#added(connection, startedAt, owner as Waiter<PooledConnection<C>> | undefined, login),
-      failed: (error, owner) =>
-        this.#createFailed(error, owner as Waiter<PooledConnection<C>> | undefined),
+        this.#connected(connection, startedAt, owner, login),
+      failed: (error, owner) => this.#connectFailed(error, owner),
       takesEarly: (owner) => {
-        const waiter = (owner as Waiter<PooledConnection<C>> | undefined) ??
-          (this.#settings.affinity ? null : this.#waiters.head);
+        const waiter = owner ?? this.served?.head ?? null;
         // Not while connecting fails: a statement riding behind a login that fails would
         // fail with it, where a caller waiting for a proven connection just waits.
         return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
-          this.#connector.lastError === undefined;
+          this.connector.lastError === undefined;
       },
-      loginFailed: (error) => this.#createFailed(error, null),
+      loginFailed: (error) => this.#connectFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
       retry: () => this.#fill(),
     });
-    this.#records = new Records(settings, events, counters, () => this.#dispatch());
-    this.#idle = this.#records.idle;
-    this.#live = this.#records.live;
     this.#ready = new ReadyWaiters({
       clock: settings.clock,
-      open: () => this.#open(),
+      open: () => this.#live.size,
       min: () => this.policy.min,
-      lastError: () => this.#connector.lastError,
+      lastError: () => this.connector.lastError,
     });
     this.#waiting = new Waiting({
       settings,
       counters,
       time: this.#time,
-      connector: this.#connector,
+      connector: this.connector,
       describeCapacity: () => hooks.describeCapacity(),
     });
     this.#waiters = this.#waiting.queue;
-    this.#deadlines = new Deadlines(settings.clock, settings.affinity, {
-      now: () => this.#time.now(),
-      waiting: () => [...this.#waiters.toArray(), ...this.#waiting.checking],
-      expire: (waiter) => this.#waiting.expire(waiter),
-    });
+    const perRequest = this.perRequestTimers;
+    this.#deadlines = new Deadlines(settings.clock, perRequest, this.#time, this.#waiting);
     this.sharing = new Sharing<C>({
       settings,
       waiting: this.#waiting,
       internals: this.#internals,
-      saturated: () =>
-        !this.#closed && this.#idle.length === 0 &&
-        this.#open() + this.#connector.connecting >= this.policy.max,
-      generation: () => this.#generation,
     });
-    this.#leaks = new LeakWatch(settings, events, (record) => this.#checkin(record));
-    checkAffinity(settings, policy);
-    this.#upkeep = new Upkeep<C>({
-      records: this.#records,
-      leaks: this.#leaks,
-      policy: () => this.policy,
-      settings,
-      closed: () => this.#closed,
-      needed: () => this.#open() > 0 || this.policy.min > 0 || this.#connector.pending,
-      tick: (now) => {
-        this.#time.time = now;
-        this.#leaks.watch(this.#live);
-      },
-      fill: () => this.#fill(),
-    });
+    this.#leaks = new LeakWatch(settings, events, (slot) => this.#checkin(slot));
+    this.#upkeep = new Upkeep(settings, perRequest, (now) => this.#upkeepTick(now));
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
   }
@@ -174,7 +267,7 @@ export class Engine<C> {
 
   /** Connections being opened now. */
   get connecting(): number {
-    return this.#connector.connecting;
+    return this.connector.connecting;
   }
 
   /** The clock as last read (up to a maintenance tick old; see `PoolTime`). */
@@ -189,7 +282,7 @@ export class Engine<C> {
 
   /** Whether `connection` was handed over with its login under way, not yet done. */
   loggingIn(connection: PooledConnection<C>): boolean {
-    return handleRecord(connection).login !== null;
+    return handleSlot(connection).login !== null;
   }
 
   /**
@@ -198,8 +291,119 @@ export class Engine<C> {
    * and can run again on another connection.
    */
   loginFailedTransiently(connection: PooledConnection<C>, error: unknown): boolean {
-    return handleRecord(connection).login !== null && isTransientConnectError(error);
+    return handleSlot(connection).login !== null && isTransientConnectError(error);
   }
+
+  /** A checked-out slot that a `pool.query` statement may join (see `Sharing.join`). */
+  joinShared(): Slot<C> | undefined {
+    const saturated = !this.#closed && this.#idle.length === 0 &&
+      this.#live.size + this.connector.connecting >= this.policy.max;
+    return this.sharing.join(saturated, this.#generation);
+  }
+
+  /** The gauges of `stats()`. */
+  gauges(): PoolGauges {
+    const idle = this.#idle.length;
+    const busy = this.#live.size - idle;
+    return {
+      poolMin: this.policy.min,
+      poolMax: this.policy.max,
+      poolSize: busy + idle + this.connector.connecting,
+      poolAvailable: idle,
+      requestsWaiting: this.#waiters.length,
+      checkedIn: idle,
+      checkedOut: busy,
+      overflow: Math.max(0, busy + idle - this.policy.poolSize),
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Who gets which connection: the shared pool's rules, overridden by AffinityEngine
+  // (_affinity_engine.ts), where each caller gets the connection made for it alone.
+
+  /** The checkout deadline timers and upkeep re-arm from each request (see `Deadlines`). */
+  protected get perRequestTimers(): boolean {
+    return false;
+  }
+
+  /**
+   * The queue that free connections and background connecting serve (`null`: none; callers
+   * get connections of their own).
+   */
+  protected get served(): WaiterQueue<PooledConnection<C>> | null {
+    return this.#waiters;
+  }
+
+  /** A caller joined the queue: connect for it, if the pool may open another connection. */
+  protected queued(_waiter: Waiter<PooledConnection<C>>): void {
+    // A full pool (the usual reason to wait) has nothing to open: skip the fill.
+    if (this.#live.size + this.connector.connecting < this.policy.max) this.#fill();
+  }
+
+  /**
+   * A caller whose connection failed its health check is back at the head of the queue (a
+   * `#serve` follows, which connects for it if no connection is free).
+   */
+  protected requeued(_waiter: Waiter<PooledConnection<C>>): void {}
+
+  /**
+   * A connect for `owner` failed for a reason that may pass: whether the retry for it is taken
+   * care of here (else the shared backoff retries for the queue).
+   */
+  protected retryFor(_owner: Waiter<PooledConnection<C>>): boolean {
+    return false;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Moving a slot
+
+  /**
+   * Moves `slot` to state `to`, keeping the idle list and the set of open slots in step: the
+   * only writer of all three. An illegal move is a bug in the pool, and throws.
+   */
+  #move(slot: Slot<C>, to: SlotState): void {
+    const from = slot.state;
+    if (!legal(from, to)) throw illegalMove(from, to);
+    slot.state = to;
+    if (from === "idle") this.#leaveIdle(slot);
+    else if (from === "new") this.#live.add(slot);
+    if (to === "idle") {
+      slot.lastUsedAt = this.#time.time;
+      this.#idle.push(slot);
+    } else if (to === "closed" || to === "detached") this.#leave(slot, from);
+  }
+
+  /** Takes `slot` out of the idle list (for `move`). */
+  #leaveIdle(slot: Slot<C>): void {
+    const idle = this.#idle;
+    // Taken from either end (FIFO or LIFO) but for closes by upkeep and loss.
+    if (idle[0] === slot) idle.shift();
+    else if (idle[idle.length - 1] === slot) idle.pop();
+    else idle.splice(idle.indexOf(slot), 1);
+  }
+
+  /** Takes `slot`, closed or detached, out of the open ones (for `move`). */
+  #leave(slot: Slot<C>, from: SlotState): void {
+    if (this.#live.delete(slot) && this.#drained !== null && from !== "idle") {
+      // A checked-out connection left: the last one ends the wait of `#drain`.
+      if (this.#live.size === this.#idle.length) this.#drained();
+    }
+  }
+
+  /** Closes a slot's connection, gracefully or (`force`, default by reason) cut at once. */
+  #close(slot: Slot<C>, reason: PoolCloseReason, force?: boolean): void {
+    if (slot.state === "closed" || slot.state === "detached") return;
+    this.#move(slot, "closed");
+    slot.unsubscribe();
+    this.#events.emit("close", { connection: slot.connection, info: slot.info, reason });
+    force ??= !GRACEFUL.has(reason);
+    const closing = this.#settings.adapter.close(slot.connection, force).catch(() => {});
+    this.#closing.add(closing);
+    closing.finally(() => this.#closing.delete(closing));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Checkout
 
   /**
    * Checks out a connection (see `Pool.connect`). `statement`: for a checkout whose first act
@@ -226,68 +430,25 @@ export class Engine<C> {
     // Where the caller asked, not where the pool happened to hand the connection over.
     const stack = this.#settings.recordStacks ? checkoutStack() : undefined;
     if (this.#waiters.length === 0) {
-      const record = this.#takeIdle();
-      if (record !== undefined) {
-        if (!this.#needsCheck(record)) return Promise.resolve(this.#checkout(record, 0, stack));
-        return this.#wait(timeout, signal, stack, record, statement);
+      const slot = this.#takeIdle();
+      if (slot !== undefined) {
+        if (!this.#needsCheck(slot)) return Promise.resolve(this.#checkout(slot, 0, stack));
+        return this.#wait(timeout, signal, stack, slot, statement);
       }
     }
     return this.#wait(timeout, signal, stack, undefined, statement);
   }
 
-  /** Resolves when `min` connections are open (see `Pool.wait`). */
-  ready(timeout: number): Promise<void> {
-    if (this.#closed) return Promise.reject(this.#closedError());
-    if (this.#open() >= this.policy.min) return RESOLVED;
-    const ready = this.#ready.wait(timeout);
-    this.#connector.gaveUp = false;
-    this.#fill();
-    return ready;
-  }
-
-  /** Closes idle connections now and the others when returned (see `Pool.dispose`). */
-  dispose(): void {
-    this.#generation++;
-    this.#records.closeOlder(this.#generation, "disposed");
-    this.#dispatch();
-  }
-
-  /** Closes the pool (see `Pool.close`); idempotent. */
-  close(timeout: number): Promise<void> {
-    if (this.#closeDone) return this.#closeDone;
-    this.#closed = true;
-    this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
-    this.#upkeep.stop();
-    this.#deadlines.stop();
-    this.#connector.abort(this.#closedError());
-    this.#waiting.close(() => this.#closedError());
-    this.#ready.close(() => this.#closedError());
-    for (const record of this.#idle.splice(0)) this.#records.close(record, "pool closed");
-    this.#closeDone = this.#records.drain(timeout, this.#connector);
-    return this.#closeDone;
-  }
-
-  /** Applies a changed policy: closes surplus idle connections, serves waiters. */
-  applyPolicy(policy: Policy): void {
-    this.policy = policy;
-    while (this.#idle.length > policy.keepIdle) {
-      this.#records.close(this.#idle.shift()!, "overflow");
-    }
-    this.#dispatch();
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Checkout
-
+  /** Queues a caller (or, with `slot`, health-checks that idle slot for it). */
   #wait(
     timeout: number,
     signal: AbortSignal | undefined,
     stack: string | undefined,
-    record: PoolRecord<C> | undefined,
+    slot: Slot<C> | undefined,
     statement: "shareable" | "alone" | undefined,
   ): Promise<PooledConnection<C>> {
     const maxWaiting = this.#settings.maxWaiting;
-    if (record === undefined && maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
+    if (slot === undefined && maxWaiting > 0 && this.#waiters.length >= maxWaiting) {
       return Promise.reject(this.#waiting.refused());
     }
     return new Promise((resolve, reject) => {
@@ -308,107 +469,95 @@ export class Engine<C> {
       };
       if (signal !== undefined) this.#waiting.abortOn(waiter, signal);
       this.#deadlines.watch(waiter);
-      if (record !== undefined) return this.#deliver(record, waiter);
+      if (slot !== undefined) return this.#offer(slot, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
-      // Affinity: this caller's connection is made here, in its own context, and is its alone.
-      if (this.#settings.affinity) this.#connector.start(waiter);
-      // A full pool (the usual reason to wait) has nothing to open: skip the fill.
-      else if (this.#live.size + this.#connector.connecting < this.policy.max) this.#fill();
+      this.queued(waiter);
     });
   }
 
-  #needsCheck(record: PoolRecord<C>): boolean {
+  #needsCheck(slot: Slot<C>): boolean {
     // A connection handed over straight from connecting needs no proof that it works; one
     // that sat idle (even if never used: `min`) does, and so does one suspected since
     // another connection was lost.
-    return !record.fresh &&
-      (this.#settings.prePing || this.#settings.check !== undefined || record.suspect);
+    return slot.state !== "new" &&
+      (this.#settings.prePing || this.#settings.check !== undefined || slot.suspect);
   }
 
-  /** Hands `record` to `waiter`, health-checking it first when asked to. */
-  #deliver(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
-    this.#move(record, "busy");
-    if (!this.#needsCheck(record)) return this.#hand(record, waiter);
+  /** Offers `slot` to `waiter`: checked out to it, health-checked first when asked to. */
+  #offer(slot: Slot<C>, waiter: Waiter<PooledConnection<C>>): void {
+    if (!this.#needsCheck(slot)) return this.#handOver(slot, waiter);
+    this.#move(slot, "checking");
     this.#waiting.checking.add(waiter);
-    healthCheck(record.connection, waiter.deadline, this.#settings).then((outcome) => {
+    healthCheck(slot.connection, waiter.deadline, this.#settings).then((outcome) => {
       this.#waiting.checking.delete(waiter);
+      if (slot.state !== "checking") return; // closed meanwhile (the pool closing)
       if (outcome === "ok") {
-        record.suspect = false;
-        if (waiter.settled || this.#closed) this.#put(record);
-        else this.#hand(record, waiter);
+        slot.suspect = false;
+        if (waiter.settled || this.#closed) this.#place(slot, false);
+        else this.#handOver(slot, waiter);
         return;
       }
       if (outcome === "cut short" || outcome === "timed out") {
         // A ping that does not answer may be on a connection that never will (a network that
         // went silent): it is closed, not trusted again, and its place freed at once.
-        this.#close(record, "stuck");
+        this.#close(slot, "stuck");
         if (outcome === "cut short") this.#waiting.expire(waiter);
       } else {
         if (this.#settings.adapter.isDisconnect(outcome.error)) {
           this.#counters.connectionsLost++;
-          this.#suspectOthers(record);
+          this.#suspectOthers(slot);
         }
-        this.#invalidate(record, outcome.error, false);
+        this.#invalidate(slot, outcome.error, false);
       }
       // The caller keeps its turn, and tries another connection within its deadline.
       if (!waiter.settled && !this.#closed) {
         this.#waiters.unshift(waiter);
-        if (this.#settings.affinity) this.#connector.start(waiter);
+        this.requeued(waiter);
       }
-      this.#dispatch();
+      this.#serve();
     });
   }
 
-  #hand(record: PoolRecord<C>, waiter: Waiter<PooledConnection<C>>): void {
+  /** Ends `waiter`'s wait with `slot` checked out to it. */
+  #handOver(slot: Slot<C>, waiter: Waiter<PooledConnection<C>>): void {
     const waited = this.#waiting.served(waiter);
-    waiter.resolve(this.#checkout(record, waited, waiter.stack));
+    waiter.resolve(this.#checkout(slot, waited, waiter.stack));
   }
 
-  #checkout(
-    record: PoolRecord<C>,
-    waitedMs: number,
-    stack: string | undefined,
-  ): PooledConnection<C> {
-    this.#move(record, "busy");
-    record.checkedOutAt = this.#time.time;
-    record.checkouts++;
-    record.fresh = false;
-    record.leakReported = false;
-    record.transactionSeenAt = null;
-    record.transactionReported = false;
-    record.stack = stack;
-    const handle = new PooledConnection(this.#internals, record);
-    record.out = true;
-    record.handle = handle;
+  #checkout(slot: Slot<C>, waitedMs: number, stack: string | undefined): PooledConnection<C> {
+    this.#move(slot, "out");
+    slot.checkedOutAt = this.#time.time;
+    slot.checkouts++;
+    slot.leakReported = false;
+    slot.transactionSeenAt = null;
+    slot.transactionReported = false;
+    slot.stack = stack;
+    const handle = new PooledConnection(this.#internals, slot);
+    slot.handle = handle;
     if (this.#events.has("checkout")) {
-      this.#events.emit("checkout", {
-        connection: record.connection,
-        info: record.info,
-        waitedMs,
-      });
+      this.#events.emit("checkout", { connection: slot.connection, info: slot.info, waitedMs });
     }
     return handle;
   }
 
-  /** Takes an idle connection, retiring stale ones on the way. */
-  #takeIdle(): PoolRecord<C> | undefined {
+  /** The idle slot to check out next (left idle), closing stale ones on the way. */
+  #takeIdle(): Slot<C> | undefined {
     const idle = this.#idle;
     while (idle.length > 0) {
-      const record = this.policy.lifo ? idle.pop()! : idle.shift()!;
-      const stale = this.#staleReason(record);
-      if (stale === undefined) return record;
-      record.state = "busy"; // out of the idle list: `Records.close` must not look for it there
-      this.#records.close(record, stale);
+      const slot = this.policy.lifo ? idle[idle.length - 1] : idle[0];
+      const stale = this.#staleReason(slot);
+      if (stale === undefined) return slot;
+      this.#close(slot, stale);
     }
     return undefined;
   }
 
-  #staleReason(record: PoolRecord<C>): PoolCloseReason | undefined {
-    if (this.#settings.adapter.isClosed(record.connection)) return "lost";
-    if (record.generation < this.#generation) return "stale";
+  #staleReason(slot: Slot<C>): PoolCloseReason | undefined {
+    if (this.#settings.adapter.isClosed(slot.connection)) return "lost";
+    if (slot.generation < this.#generation) return "stale";
     // The last reading may be up to a tick old: near the end of a lifetime, read the clock.
-    const expiresAt = record.expiresAt;
+    const expiresAt = slot.expiresAt;
     const time = this.#time;
     if (time.time + this.#settings.maintenanceInterval >= expiresAt && time.now() >= expiresAt) {
       return "lifetime";
@@ -416,32 +565,149 @@ export class Engine<C> {
     return undefined;
   }
 
-  // -------------------------------------------------------------------------------------------
-  // Making connections
-
-  #open(): number {
-    return this.#live.size;
+  /** Serves waiters from idle connections, then connects for the rest. */
+  #serve(): void {
+    while (this.#waiters.length > 0) {
+      const slot = this.#takeIdle();
+      if (slot === undefined) break;
+      this.#offer(slot, this.#waiters.shift()!);
+    }
+    this.#fill();
   }
+
+  // -------------------------------------------------------------------------------------------
+  // Checkin
+
+  #checkin(slot: Slot<C>): Promise<void> {
+    this.#leaks.forget(slot);
+    // Unless it was closed while out (stuck, invalidated, the pool closing).
+    if (slot.state === "out") this.#move(slot, "resetting");
+    this.#counters.usageMs += this.#time.time - slot.checkedOutAt;
+    if (this.#events.has("checkin")) {
+      this.#events.emit("checkin", { connection: slot.connection, info: slot.info });
+    }
+    // Returned before its login ended (no query went out on it): it is reused once logged in,
+    // so that only a query ever rides behind a login.
+    const login = slot.login;
+    if (login !== null) {
+      return login.then(() => this.#reset(slot), () => {
+        if (slot.state !== "resetting") return;
+        this.#close(slot, "returned broken");
+        this.#serve();
+      });
+    }
+    return this.#reset(slot);
+  }
+
+  /** Makes a returned slot fit for reuse where needed (roll back, `reset`), then places it. */
+  #reset(slot: Slot<C>): Promise<void> {
+    if (slot.state !== "resetting") return RESOLVED; // invalidated or closed while out
+    const stale = this.#staleReason(slot);
+    if (stale !== undefined || slot.soft) {
+      // Broken, or going to be closed anyway: no point resetting it first.
+      if (stale === "lost") this.#counters.returnsBad++;
+      this.#close(slot, stale === "lost" ? "returned broken" : stale ?? "invalidated");
+      this.#serve();
+      return RESOLVED;
+    }
+    const connection = slot.connection;
+    const adapter = this.#settings.adapter;
+    const status = adapter.transactionStatus(connection);
+    if (status === "idle" && !adapter.isBusy(connection) && this.#settings.reset === undefined) {
+      this.#place(slot, true);
+      return RESOLVED;
+    }
+    return this.#resetThenPlace(slot, status);
+  }
+
+  async #resetThenPlace(slot: Slot<C>, status: PoolTransactionStatus): Promise<void> {
+    const connection = slot.connection;
+    try {
+      await resetForReuse(connection, status, this.#settings, (action) => {
+        this.#events.emit("reset", { connection, info: slot.info, action });
+      });
+    } catch (error) {
+      this.#counters.returnsBad++;
+      this.#settings.logger.warn?.(
+        `${this.#settings.name}: closing a returned connection: reset failed: ${
+          errorMessage(error)
+        }`,
+      );
+      this.#events.emit("error", { error, context: "reset", connection });
+      if (slot.state === "resetting") this.#close(slot, "reset failed");
+      return this.#serve();
+    }
+    if (slot.state === "resetting") this.#place(slot, false);
+    else this.#serve();
+  }
+
+  /**
+   * A connection is available (new, health-checked for a caller who left, or returned and
+   * reset): to a waiter, idle, or closed. `vetted`: the caller has just found it neither stale
+   * nor soft-invalidated.
+   */
+  #place(slot: Slot<C>, vetted: boolean): void {
+    if (this.#closed) return this.#close(slot, "pool closed");
+    if (!vetted) {
+      const stale = this.#staleReason(slot);
+      if (stale !== undefined || slot.soft) {
+        this.#close(slot, stale ?? "invalidated");
+        return this.#serve();
+      }
+    }
+    const waiter = this.served?.shift() ?? null;
+    if (waiter !== null) return this.#offer(slot, waiter);
+    if (this.#idle.length >= this.policy.keepIdle) {
+      // A new connection can arrive after the caller it was made for got another one.
+      const reason = slot.checkouts === 0
+        ? "unwanted"
+        : this.policy.keepIdle === 0
+        ? "returned"
+        : "overflow";
+      return this.#close(slot, reason);
+    }
+    this.#move(slot, "idle");
+    this.#upkeep.schedule(true);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connecting
 
   /** Starts connecting for the waiters not yet covered, and up to `min`. */
   #fill(): void {
     if (this.#closed) return;
-    // Affinity: a waiter's connection is made from its own call (see `#wait`).
-    this.#connector.fill(this.#settings.affinity ? null : this.#waiters, this.#live, this.policy);
-    this.#upkeep.schedule();
+    this.connector.fill(this.served, this.#live, this.policy);
+    this.#upkeep.schedule(
+      this.#live.size > 0 || this.policy.min > 0 || this.connector.pending,
+    );
   }
 
-  #added(
+  /** A connection was made: a new slot, for its `owner`, else placed. */
+  #connected(
     connection: C,
     createdAt: number,
     owner: Waiter<PooledConnection<C>> | undefined,
     login: Promise<void> | null,
   ): void {
-    const record = this.#records.add(connection, createdAt, this.#generation, this.policy);
+    const slot = new Slot(
+      connection,
+      createdAt,
+      this.#generation,
+      createdAt + this.#lifetime(),
+    );
+    slot.unsubscribe = this.#settings.adapter.onClose(connection, (error) => {
+      this.#closedByItself(slot, error);
+    });
+    const event = { connection, info: slot.info };
+    if (!this.#everConnected) {
+      this.#everConnected = true;
+      this.#events.emit("firstConnect", event);
+    }
+    this.#events.emit("connect", event);
     if (login !== null) {
-      record.login = login;
+      slot.login = login;
       login.then(() => {
-        record.login = null;
+        slot.login = null;
         this.#ready.connected();
       }, () => {});
     }
@@ -449,17 +715,26 @@ export class Engine<C> {
       ms: this.#time.now() - createdAt,
       ...this.gauges(),
     });
-    if (owner === undefined) this.#put(record);
-    else if (owner.settled || this.#closed) this.#records.close(record, "unwanted");
+    if (owner === undefined) this.#place(slot, false);
+    else if (owner.settled || this.#closed) this.#close(slot, "unwanted");
     else {
       this.#waiters.remove(owner);
-      this.#deliver(record, owner);
+      this.#offer(slot, owner);
     }
     if (login === null) this.#ready.connected();
     // Connecting works again: connect for the callers who waited out the failures. (And leaks,
     // lifetimes and idle limits need watching from the first connection on: `#fill` schedules
     // upkeep.)
     this.#fill();
+  }
+
+  /** The lifetime of a new connection: `maxLifetime` less up to 5 % jitter, or `recycle`. */
+  #lifetime(): number {
+    const { maxLifetime, recycle } = this.policy;
+    const jittered = maxLifetime === Infinity
+      ? Infinity
+      : maxLifetime * (1 - 0.05 * this.#settings.clock.random());
+    return Math.min(jittered, recycle);
   }
 
   /**
@@ -470,139 +745,59 @@ export class Engine<C> {
    * deadline comes first gets `POOL_TIMEOUT` with this error as its cause. Any other (a wrong
    * password, a missing database) reaches that caller at once.
    */
-  #createFailed(error: unknown, owner: Waiter<PooledConnection<C>> | null | undefined): void {
+  #connectFailed(error: unknown, owner: Waiter<PooledConnection<C>> | null | undefined): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
     this.#ready.connectFailed(error);
     if (!isTransientConnectError(error)) {
       if (owner !== null) this.#waiting.connectFailed(error, owner);
-      if (this.#open() + this.#connector.connecting < this.policy.min) {
-        this.#connector.backOff(this.policy.reconnectTimeout, error, false);
+      if (this.#live.size + this.connector.connecting < this.policy.min) {
+        this.connector.backOff(this.policy.reconnectTimeout, error, false);
       }
     } else {
       const wanted = owner != null ? !owner.settled : this.#waiters.length > 0;
-      this.#connector.backOff(this.policy.reconnectTimeout, error, wanted);
-      // Affinity: the caller's connection is made from its own context, so its retry is too.
-      if (this.#settings.affinity && owner != null && !owner.settled) {
-        return this.#connector.retryFor(owner);
-      }
+      this.connector.backOff(this.policy.reconnectTimeout, error, wanted);
+      if (owner != null && this.retryFor(owner)) return;
     }
     this.#fill();
   }
 
   // -------------------------------------------------------------------------------------------
-  // Returning connections
+  // Upkeep
+
+  /** An upkeep tick at `now`: the jobs of _upkeep.ts, then refilling (which schedules the next). */
+  #upkeepTick(now: number): void {
+    if (this.#closed) return;
+    this.#time.time = now;
+    for (const slot of expired(this.#idle, now)) this.#close(slot, "lifetime");
+    const { min, maxIdle } = this.policy;
+    for (const slot of idledOut(this.#idle, this.#live.size, min, maxIdle, now)) {
+      this.#close(slot, "idle");
+    }
+    this.#leaks.tick(this.#live, now);
+    this.#fill();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Invalidation, loss, detaching
 
   /**
-   * A connection is available (new, or returned and reset): to a waiter, idle, or closed.
-   * `fresh`: the caller has just found it neither stale nor soft-invalidated.
+   * Invalidates a slot: with `soft` it is marked to be closed when returned, otherwise it is
+   * closed now and its place given to a waiter.
    */
-  #put(record: PoolRecord<C>, fresh = false): void {
-    if (this.#closed) return this.#records.close(record, "pool closed");
-    if (!fresh) {
-      const stale = this.#staleReason(record);
-      if (stale !== undefined || record.soft) {
-        this.#records.close(record, stale ?? "invalidated");
-        return this.#dispatch();
-      }
+  #invalidate(slot: Slot<C>, error: unknown, soft: boolean): void {
+    if (slot.state === "closed" || slot.state === "detached") return;
+    if (soft) {
+      slot.soft = true;
+      this.#events.emit("softInvalidate", { connection: slot.connection, info: slot.info, error });
+      return;
     }
-    // Affinity: a connection only ever serves the caller it was made for (on Workers, a
-    // returned connection belongs to the request that opened it).
-    const waiter = this.#settings.affinity ? null : this.#waiters.shift();
-    if (waiter !== null) return this.#deliver(record, waiter);
-    if (this.#idle.length >= this.policy.keepIdle) {
-      // A new connection can arrive after the caller it was made for got another one.
-      const reason = record.checkouts === 0
-        ? "unwanted"
-        : this.policy.keepIdle === 0
-        ? "returned"
-        : "overflow";
-      return this.#records.close(record, reason);
-    }
-    record.fresh = false;
-    this.#move(record, "idle");
-    record.lastUsedAt = this.#time.time;
-    this.#idle.push(record);
-    this.#upkeep.schedule();
-  }
-
-  #checkin(record: PoolRecord<C>): Promise<void> {
-    this.#leaks.forget(record);
-    record.out = false;
-    this.#counters.usageMs += this.#time.time - record.checkedOutAt;
-    const connection = record.connection;
-    if (this.#events.has("checkin")) {
-      this.#events.emit("checkin", { connection, info: record.info });
-    }
-    // Returned before its login ended (no query went out on it): it is reused once logged in,
-    // so that only a query ever rides behind a login.
-    const login = record.login;
-    if (login !== null) {
-      return login.then(() => this.#reuse(record), () => {
-        if (record.state !== "busy") return;
-        this.#records.close(record, "returned broken");
-        this.#dispatch();
-      });
-    }
-    return this.#reuse(record);
-  }
-
-  /** A returned connection goes back to the idle list or to a waiter, reset where needed. */
-  #reuse(record: PoolRecord<C>): Promise<void> {
-    const connection = record.connection;
-    if (record.state !== "busy") return RESOLVED; // invalidated or closed while out
-    const stale = this.#staleReason(record);
-    if (stale !== undefined || record.soft) {
-      // Broken, or going to be closed anyway: no point resetting it first.
-      if (stale === "lost") this.#counters.returnsBad++;
-      this.#records.close(record, stale === "lost" ? "returned broken" : stale ?? "invalidated");
-      this.#dispatch();
-      return RESOLVED;
-    }
-    const adapter = this.#settings.adapter;
-    const status = adapter.transactionStatus(connection);
-    if (status === "idle" && !adapter.isBusy(connection) && this.#settings.reset === undefined) {
-      this.#put(record, true);
-      return RESOLVED;
-    }
-    return this.#resetAndPut(record, status);
-  }
-
-  async #resetAndPut(record: PoolRecord<C>, status: PoolTransactionStatus): Promise<void> {
-    const connection = record.connection;
-    try {
-      await resetForReuse(connection, status, this.#settings, (action) => {
-        this.#events.emit("reset", { connection, info: record.info, action });
-      });
-    } catch (error) {
-      this.#counters.returnsBad++;
-      this.#settings.logger.warn?.(
-        `${this.#settings.name}: closing a returned connection: reset failed: ${
-          errorMessage(error)
-        }`,
-      );
-      this.#events.emit("error", { error, context: "reset", connection });
-      if (record.state === "busy") this.#records.close(record, "reset failed");
-      return this.#dispatch();
-    }
-    if (record.state === "busy") this.#put(record);
-    else this.#dispatch();
-  }
-
-  /** Serves waiters from idle connections, then connects for the rest. */
-  #dispatch(): void {
-    while (this.#waiters.length > 0) {
-      const record = this.#takeIdle();
-      if (record === undefined) break;
-      this.#deliver(record, this.#waiters.shift()!);
-    }
-    this.#fill();
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Invalidation, detaching, loss
-
-  #invalidate(record: PoolRecord<C>, error: unknown, soft: boolean): void {
-    if (this.#records.invalidate(record, error, soft)) this.#dispatch();
+    this.#events.emit("invalidate", { connection: slot.connection, info: slot.info, error });
+    const settings = this.#settings;
+    settings.logger.info?.(`${settings.name}: invalidated a connection`, {
+      reason: error === undefined ? undefined : errorMessage(error),
+    });
+    this.#close(slot, "invalidated");
+    this.#serve();
   }
 
   /**
@@ -612,15 +807,28 @@ export class Engine<C> {
    * before its next use and closed only if that fails. A server that restarted closes its
    * sessions, which the pool hears of one by one.
    */
-  #lostInUse(record: PoolRecord<C>, error: unknown): void {
+  #lostInUse(slot: Slot<C>, error: unknown): void {
     this.#counters.connectionsLost++;
-    this.#suspectOthers(record);
-    this.#invalidate(record, error, false);
+    this.#suspectOthers(slot);
+    this.#invalidate(slot, error, false);
   }
 
   /** Every open connection but `lost` is pinged before its next checkout. */
-  #suspectOthers(lost: PoolRecord<C>): void {
-    for (const record of this.#live) if (record !== lost) record.suspect = true;
+  #suspectOthers(lost: Slot<C>): void {
+    for (const slot of this.#live) if (slot !== lost) slot.suspect = true;
+  }
+
+  /** The connection closed by itself (server restart, idle timeout, network). */
+  #closedByItself(slot: Slot<C>, error: Error | undefined): void {
+    if (slot.state !== "idle") return; // in use: its user sees the error; closed at checkin
+    this.#counters.connectionsLost++;
+    this.#events.emit("error", {
+      error: error ?? new Error("the connection closed while idle"),
+      context: "idle",
+      connection: slot.connection,
+    });
+    this.#close(slot, "lost");
+    this.#serve();
   }
 
   /**
@@ -628,47 +836,95 @@ export class Engine<C> {
    * at once (a cancel goes first if a statement runs) and its place freed; its holder's
    * handle stays out, and a query on it fails.
    */
-  #stuck(record: PoolRecord<C>, error: unknown): void {
+  #stuck(slot: Slot<C>, error: unknown): void {
     this.#settings.logger.debug?.(
       `${this.#settings.name}: closing a connection whose query was interrupted: ${
         errorMessage(error)
       }`,
     );
-    this.#close(record, "stuck");
-    this.#dispatch();
+    this.#close(slot, "stuck");
+    this.#serve();
   }
 
-  #close(record: PoolRecord<C>, reason: PoolCloseReason): void {
-    if (record.state === "idle") this.#records.closeIdle(record, reason);
-    else this.#records.close(record, reason);
+  /** Forgets a checked-out slot: its connection leaves the pool with its handle. */
+  #detach(slot: Slot<C>): void {
+    this.#leaks.forget(slot);
+    slot.unsubscribe();
+    this.#move(slot, "detached");
+    this.#events.emit("detach", { connection: slot.connection, info: slot.info });
+    this.#serve();
   }
 
-  #detach(record: PoolRecord<C>): void {
-    this.#leaks.forget(record);
-    record.out = false;
-    this.#records.detach(record);
-    this.#dispatch();
+  /** Closes a detached slot's connection (its handle was released). */
+  #closeDetached(slot: Slot<C>): Promise<void> {
+    this.#move(slot, "closed");
+    this.#events.emit("closeDetached", { connection: slot.connection, info: slot.info });
+    return this.#settings.adapter.close(slot.connection, false).catch(() => {});
   }
 
-  #move(record: PoolRecord<C>, state: "idle" | "busy"): void {
-    // The one place a record changes between idle and busy.
-    record.state = state;
+  // -------------------------------------------------------------------------------------------
+  // Policy changes, disposing, closing
+
+  /** Applies a changed policy: closes surplus idle connections, serves waiters. */
+  applyPolicy(policy: Policy): void {
+    this.policy = policy;
+    while (this.#idle.length > policy.keepIdle) this.#close(this.#idle[0], "overflow");
+    this.#serve();
   }
 
-  /** The gauges of `stats()`. */
-  gauges(): PoolGauges {
-    const busy = this.#records.busy;
-    const idle = this.#idle.length;
-    return {
-      poolMin: this.policy.min,
-      poolMax: this.policy.max,
-      poolSize: busy + idle + this.#connector.connecting,
-      poolAvailable: idle,
-      requestsWaiting: this.#waiters.length,
-      checkedIn: idle,
-      checkedOut: busy,
-      overflow: Math.max(0, busy + idle - this.policy.poolSize),
-    };
+  /** Resolves when `min` connections are open (see `Pool.wait`). */
+  ready(timeout: number): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    if (this.#live.size >= this.policy.min) return RESOLVED;
+    const ready = this.#ready.wait(timeout);
+    this.connector.gaveUp = false;
+    this.#fill();
+    return ready;
+  }
+
+  /** Closes idle connections now and the others when returned (see `Pool.dispose`). */
+  dispose(): void {
+    this.#generation++;
+    for (const slot of [...this.#idle]) this.#close(slot, "disposed");
+    this.#serve();
+  }
+
+  /** Closes the pool (see `Pool.close`); idempotent. */
+  close(timeout: number): Promise<void> {
+    if (this.#closeDone) return this.#closeDone;
+    this.#closed = true;
+    this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
+    this.#upkeep.stop();
+    this.#deadlines.stop();
+    this.connector.abort(this.#closedError());
+    this.#waiting.close(() => this.#closedError());
+    this.#ready.close(() => this.#closedError());
+    while (this.#idle.length > 0) this.#close(this.#idle[0], "pool closed");
+    this.#closeDone = this.#drain(timeout);
+    return this.#closeDone;
+  }
+
+  /**
+   * Closing the pool (idle slots already closed): waits up to `timeout` ms for the slots still
+   * out, cuts the connections of those that are not back by then, and resolves when every
+   * attempt in flight (its connections close as they arrive: `#place`) and every close has
+   * finished.
+   */
+  async #drain(timeout: number): Promise<void> {
+    if (this.#live.size > 0) {
+      const clock = this.#settings.clock;
+      let timer: unknown;
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        timer = clock.setTimeout(resolve, timeout);
+      });
+      clock.clearTimeout(timer);
+      this.#drained = null;
+      // Still out after the grace period: closed under their users' feet.
+      for (const slot of [...this.#live]) this.#close(slot, "pool closed", true);
+    }
+    await this.connector.settled();
+    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
 
   #closedError(): PoolError {

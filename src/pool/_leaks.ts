@@ -3,7 +3,7 @@
 // happened when the pool records stacks.
 //
 // Garbage collection can only notice a handle that nothing else references; but registering
-// every handle with a FinalizationRegistry costs more than the rest of a checkout. So a record
+// every handle with a FinalizationRegistry costs more than the rest of a checkout. So a slot
 // holds its current handle until the next upkeep tick, and only a checkout still out then is
 // registered (and let go of): a dropped handle is noticed one tick plus one collection later,
 // and short checkouts cost nothing.
@@ -12,7 +12,7 @@
 // there only `leakDetectionThreshold` finds leaks, and the pool says so once, in a debug line.
 
 import type { Emitter } from "../_emitter.ts";
-import type { PoolRecord } from "./_record.ts";
+import type { Slot } from "./_engine.ts";
 import type { PoolEvents } from "./events.ts";
 import type { ResolvedOptions } from "./options.ts";
 
@@ -21,13 +21,13 @@ export class LeakWatch<C> {
   readonly #settings: ResolvedOptions<C>;
   readonly #events: Emitter<PoolEvents<C>>;
   /** `null` where the runtime has no FinalizationRegistry. */
-  readonly #registry: FinalizationRegistry<PoolRecord<C>> | null;
+  readonly #registry: FinalizationRegistry<Slot<C>> | null;
 
   /** `collected` takes back the connection of a handle that was garbage-collected. */
   constructor(
     settings: ResolvedOptions<C>,
     events: Emitter<PoolEvents<C>>,
-    collected: (record: PoolRecord<C>) => void,
+    collected: (slot: Slot<C>) => void,
   ) {
     this.#settings = settings;
     this.#events = events;
@@ -40,58 +40,81 @@ export class LeakWatch<C> {
       );
       return;
     }
-    this.#registry = new FinalizationRegistry((record) => {
+    this.#registry = new FinalizationRegistry((slot) => {
       // Released and detached handles are unregistered, so this is the current checkout.
-      if (record.state !== "busy" || !record.out) return;
-      const heldMs = settings.clock.now() - record.checkedOutAt;
+      if (slot.state !== "out") return;
+      const heldMs = settings.clock.now() - slot.checkedOutAt;
       settings.logger.warn?.(
         `${settings.name}: a checked-out connection was garbage-collected without being ` +
           `returned after ${heldMs} ms`,
-        { stack: record.stack },
+        { stack: slot.stack },
       );
-      this.#emit("garbage-collected", record, heldMs);
-      collected(record);
+      this.#emit("garbage-collected", slot, heldMs);
+      collected(slot);
     });
   }
 
-  /** Upkeep tick: checkouts still out are watched by garbage collection from now on. */
-  watch(busy: Iterable<PoolRecord<C>>): void {
+  /**
+   * Upkeep tick at `now`, over every open slot: checkouts still out are watched by garbage
+   * collection from now on, and those held or inside a transaction too long are reported.
+   */
+  tick(live: Iterable<Slot<C>>, now: number): void {
     const registry = this.#registry;
-    if (registry === null) {
-      for (const record of busy) record.handle = null;
-      return;
-    }
-    for (const record of busy) {
-      const handle = record.handle;
-      if (handle === null) continue;
-      record.handle = null;
-      if (!record.out) continue;
-      registry.register(handle, record, record);
-      record.watched = true;
+    const { leakDetectionThreshold, idleInTransactionThreshold, adapter } = this.#settings;
+    for (const slot of live) {
+      const handle = slot.handle;
+      slot.handle = null;
+      if (slot.state !== "out") continue;
+      if (handle !== null && registry !== null) {
+        registry.register(handle, slot, slot);
+        slot.watched = true;
+      }
+      if (leakDetectionThreshold > 0 && !slot.leakReported) {
+        const heldMs = now - slot.checkedOutAt;
+        if (heldMs >= leakDetectionThreshold) {
+          slot.leakReported = true;
+          this.#threshold(slot, heldMs);
+        }
+      }
+      if (idleInTransactionThreshold > 0) {
+        const status = adapter.transactionStatus(slot.connection);
+        if (status !== "transaction" && status !== "failed") {
+          slot.transactionSeenAt = null;
+          slot.transactionReported = false;
+          continue;
+        }
+        // Counted from the first tick that sees it: it began at most one interval earlier, so
+        // the time is known to within one `maintenanceInterval`.
+        slot.transactionSeenAt ??= now;
+        const heldMs = now - slot.transactionSeenAt;
+        if (slot.transactionReported || heldMs < idleInTransactionThreshold) continue;
+        slot.transactionReported = true;
+        this.#longTransaction(slot, status, heldMs);
+      }
     }
   }
 
   /** The checkout ended (returned or detached). */
-  forget(record: PoolRecord<C>): void {
-    record.handle = null;
-    if (!record.watched) return;
-    this.#registry!.unregister(record);
-    record.watched = false;
+  forget(slot: Slot<C>): void {
+    slot.handle = null;
+    if (!slot.watched) return;
+    this.#registry!.unregister(slot);
+    slot.watched = false;
   }
 
   /** A connection has been checked out longer than `leakDetectionThreshold`. */
-  threshold(record: PoolRecord<C>, heldMs: number): void {
+  #threshold(slot: Slot<C>, heldMs: number): void {
     const settings = this.#settings;
     settings.logger.warn?.(
       `${settings.name}: a connection has been checked out for ${heldMs} ms ` +
         `(leakDetectionThreshold ${settings.leakDetectionThreshold} ms)`,
-      { stack: record.stack },
+      { stack: slot.stack },
     );
-    this.#emit("threshold", record, heldMs);
+    this.#emit("threshold", slot, heldMs);
   }
 
   /** A checked-out connection has been inside a transaction too long. */
-  longTransaction(record: PoolRecord<C>, status: "transaction" | "failed", heldMs: number): void {
+  #longTransaction(slot: Slot<C>, status: "transaction" | "failed", heldMs: number): void {
     const settings = this.#settings;
     settings.logger.warn?.(
       `${settings.name}: a checked-out connection has been inside a ${
@@ -99,18 +122,18 @@ export class LeakWatch<C> {
       }transaction for ${heldMs} ms (idleInTransactionThreshold ` +
         `${settings.idleInTransactionThreshold} ms); commit or roll back sooner: it holds ` +
         "locks, and a whole server connection behind a pooler",
-      { stack: record.stack, heldMs },
+      { stack: slot.stack, heldMs },
     );
     this.#events.emit("idleInTransaction", {
-      info: record.info,
+      info: slot.info,
       status,
       heldMs,
-      stack: record.stack,
+      stack: slot.stack,
     });
   }
 
-  #emit(reason: "threshold" | "garbage-collected", record: PoolRecord<C>, heldMs: number): void {
-    this.#events.emit("leak", { reason, info: record.info, heldMs, stack: record.stack });
+  #emit(reason: "threshold" | "garbage-collected", slot: Slot<C>, heldMs: number): void {
+    this.#events.emit("leak", { reason, info: slot.info, heldMs, stack: slot.stack });
   }
 }
 

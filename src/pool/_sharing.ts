@@ -7,10 +7,10 @@
 // another handle owns.
 
 import type { QueryOptions, QueryResult } from "../result.ts";
-import type { PoolRecord } from "./_record.ts";
+import type { Slot } from "./_engine.ts";
 import type { Waiting } from "./_waiters.ts";
 import type { ResolvedOptions } from "./options.ts";
-import { handleRecord, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import { handleSlot, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 
 /** What sharing needs from the pool. */
 export interface SharingTarget<C> {
@@ -19,10 +19,6 @@ export interface SharingTarget<C> {
   readonly waiting: Waiting<PooledConnection<C>>;
   /** What the pool's own handles are given. */
   readonly internals: PoolInternals<C>;
-  /** The pool is open, no connection is idle and none may be opened. */
-  saturated(): boolean;
-  /** The pool's generation: connections made before it close when returned. */
-  generation(): number;
 }
 
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
@@ -30,8 +26,8 @@ const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 /** The checked-out connections that `pool.query` statements may join, and shared handles. */
 export class Sharing<C> {
   readonly #target: SharingTarget<C>;
-  /** Checked-out records running `pool.query` statements that others may join. */
-  readonly #records = new Set<PoolRecord<C>>();
+  /** Checked-out slots running `pool.query` statements that others may join. */
+  readonly #slots = new Set<Slot<C>>();
   /** What shared handles are given. */
   readonly #internals: PoolInternals<C>;
 
@@ -49,26 +45,24 @@ export class Sharing<C> {
 
   /** Another handle on the connection behind `owner` (see `Pool.share`). */
   share(owner: PooledConnection<C>): PooledConnection<C> {
-    return new PooledConnection(this.#internals, handleRecord(owner));
+    return new PooledConnection(this.#internals, handleSlot(owner));
   }
 
   /**
    * A checked-out connection that a `pool.query` statement may join, counted as joined: only
-   * when no connection is idle, none may be opened, and nobody waits for a checkout (those
-   * come first; sharing stops so that connections come back).
+   * when the pool is `saturated` (open, no connection idle, none may be opened) and nobody
+   * waits for a checkout (those come first; sharing stops so that connections come back).
+   * Connections made before `generation` are not joined (they close when returned).
    */
-  join(): PoolRecord<C> | undefined {
-    const records = this.#records;
+  join(saturated: boolean, generation: number): Slot<C> | undefined {
+    const slots = this.#slots;
     const target = this.#target;
-    if (records.size === 0 || target.waiting.queue.length > 0 || !target.saturated()) {
-      return undefined;
-    }
-    const generation = target.generation();
-    let best: PoolRecord<C> | undefined;
-    for (const record of records) {
-      if (record.state !== "busy" || record.soft || record.generation < generation) {
-        records.delete(record); // going to be closed when returned
-      } else if (best === undefined || record.shared < best.shared) best = record;
+    if (slots.size === 0 || target.waiting.queue.length > 0 || !saturated) return undefined;
+    let best: Slot<C> | undefined;
+    for (const slot of slots) {
+      if (slot.state !== "out" || slot.soft || slot.generation < generation) {
+        slots.delete(slot); // going to be closed when returned
+      } else if (best === undefined || slot.shared < best.shared) best = slot;
     }
     if (best === undefined || best.shared >= target.settings.queryPipeline) return undefined;
     best.shared++;
@@ -76,52 +70,52 @@ export class Sharing<C> {
   }
 
   /**
-   * The record to run a `pool.query` statement on, from its checkout (`connect(options, true)`):
+   * The slot to run a `pool.query` statement on, from its checkout (`connect(options, true)`):
    * a connection of its own, which other statements may join from now on, or one it joined
    * while waiting.
    */
-  start(connection: PooledConnection<C>): PoolRecord<C> {
-    const record = handleRecord(connection);
-    if (record.sharer === connection) return record; // joined while waiting: counted then
-    record.shared = 1;
-    record.sharer = connection;
-    this.#records.add(record);
-    if (this.#target.waiting.queue.length > 0) this.#joinWaiters(record);
-    return record;
+  start(connection: PooledConnection<C>): Slot<C> {
+    const slot = handleSlot(connection);
+    if (slot.sharer === connection) return slot; // joined while waiting: counted then
+    slot.shared = 1;
+    slot.sharer = connection;
+    this.#slots.add(slot);
+    if (this.#target.waiting.queue.length > 0) this.#joinWaiters(slot);
+    return slot;
   }
 
   /** Runs a statement on a shared connection; the last one to end returns the connection. */
   async run<Row>(
-    record: PoolRecord<C>,
+    slot: Slot<C>,
     sql: string,
     params: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
   ): Promise<QueryResult<Row>> {
     try {
-      return await (record.sharer as PooledConnection<C>).query<Row>(sql, params, options);
+      return await (slot.sharer as PooledConnection<C>).query<Row>(sql, params, options);
     } finally {
-      if (--record.shared === 0) {
-        this.#records.delete(record);
-        const sharer = record.sharer!;
-        record.sharer = null;
+      if (--slot.shared === 0) {
+        this.#slots.delete(slot);
+        const sharer = slot.sharer!;
+        slot.sharer = null;
         sharer.release();
-      } else if (this.#target.settings.adapter.transactionStatus(record.connection) !== "idle") {
-        this.#records.delete(record); // not expected (see _pipeline.ts), but never join one
-      } else if (this.#target.waiting.queue.length > 0) this.#joinWaiters(record);
+      } else if (this.#target.settings.adapter.transactionStatus(slot.connection) !== "idle") {
+        this.#slots.delete(slot); // not expected (see _pipeline.ts), but never join one
+      } else if (this.#target.waiting.queue.length > 0) this.#joinWaiters(slot);
     }
   }
 
-  /** Statements waiting at the head of the queue join `record` while it has room. */
-  #joinWaiters(record: PoolRecord<C>): void {
+  /** Statements waiting at the head of the queue join `slot` while it has room. */
+  #joinWaiters(slot: Slot<C>): void {
     const { settings, waiting } = this.#target;
     const limit = settings.queryPipeline;
-    while (record.shared < limit && this.#records.has(record)) {
+    while (slot.shared < limit && this.#slots.has(slot)) {
       const waiter = waiting.queue.head;
       if (waiter === null || !waiter.shareable) return;
       waiting.queue.shift();
-      record.shared++;
+      slot.shared++;
       waiting.served(waiter);
-      waiter.resolve(record.sharer as PooledConnection<C>);
+      waiter.resolve(slot.sharer as PooledConnection<C>);
     }
   }
 }

@@ -1,135 +1,81 @@
-// Background upkeep: small named jobs (retire by lifetime, shrink idle, report leaks, refill)
-// run from one timer that only runs while there is something to look after.
+// Background upkeep: one timer, running only while there is something to look after and never
+// once the pool is closed, and the jobs it runs that choose what to close (pure functions; the
+// engine closes, and runs the other jobs: leak reports, refilling to `min`).
 
-import type { LeakWatch } from "./_leaks.ts";
-import type { Records } from "./_records.ts";
-import type { Policy, ResolvedOptions } from "./options.ts";
-
-/** What the jobs need from the pool. */
-export interface UpkeepTarget<C> {
-  /**
-   * The pool's records: `idle` (oldest-returned first), `live` (every open one, idle and
-   * checked out: `state` tells which), and `closeIdle` to close an idle one.
-   */
-  readonly records: Pick<Records<C>, "idle" | "live" | "closeIdle">;
-  /** Where held connections and long transactions are reported. */
-  readonly leaks: Pick<LeakWatch<C>, "threshold" | "longTransaction">;
-  /** The pool's current policy. */
-  policy(): Policy;
-  readonly settings: ResolvedOptions<C>;
-  /** Whether the pool is closed (then nothing runs). */
-  closed(): boolean;
-  /** Whether the timer must keep running. */
-  needed(): boolean;
-  /** A tick begins, at `now`: the first job. */
-  tick(now: number): void;
-  /** Connects up to `min` and for waiters. */
-  fill(): void;
-}
+import type { Slot } from "./_engine.ts";
+import type { ResolvedOptions } from "./options.ts";
 
 /** The pool's one upkeep timer. */
-export class Upkeep<C> {
-  readonly #target: UpkeepTarget<C>;
+export class Upkeep {
+  readonly #settings: Pick<ResolvedOptions<unknown>, "clock" | "maintenanceInterval">;
+  /** A timer lives only as long as the request that set it (Workers). */
+  readonly #perRequest: boolean;
+  readonly #tick: (now: number) => void;
   #timer: unknown = null;
   #due = 0;
+  #stopped = false;
 
-  readonly #affinity: boolean;
-
-  constructor(target: UpkeepTarget<C>) {
-    this.#target = target;
-    this.#affinity = target.settings.affinity;
+  /** `tick` runs the jobs, at clock time `now`. */
+  constructor(
+    settings: Pick<ResolvedOptions<unknown>, "clock" | "maintenanceInterval">,
+    perRequest: boolean,
+    tick: (now: number) => void,
+  ) {
+    this.#settings = settings;
+    this.#perRequest = perRequest;
+    this.#tick = tick;
   }
 
-  /** Makes sure a tick is coming, if one is needed. */
-  schedule(): void {
+  /** Makes sure a tick is coming, if one is `needed`. */
+  schedule(needed: boolean): void {
     // On every checkin and wait: the common case first, a tick already coming.
-    if (this.#timer !== null && !this.#affinity) return;
-    const target = this.#target;
-    const { clock, maintenanceInterval } = target.settings;
+    if (this.#timer !== null && !this.#perRequest) return;
+    const { clock, maintenanceInterval } = this.#settings;
     if (this.#timer !== null) {
-      // A tick a whole interval overdue was lost: on Workers (where pools have affinity) a timer
-      // dies with the request that set it. Arm another (from this request).
+      // A tick a whole interval overdue was lost: on Workers a timer dies with the request that
+      // set it. Arm another (from this request).
       if (clock.now() <= this.#due + maintenanceInterval) return;
       clock.clearTimeout(this.#timer);
       this.#timer = null;
     }
-    if (target.closed() || !target.needed()) return;
+    if (this.#stopped || !needed) return;
     this.#due = clock.now() + maintenanceInterval;
     this.#timer = clock.setTimeout(() => {
       this.#timer = null;
-      if (target.closed()) return;
-      const now = clock.now();
-      target.tick(now);
-      retire(target, now);
-      shrink(target, now);
-      reportLeaks(target, now);
-      reportLongTransactions(target, now);
-      target.fill(); // schedules the next tick
+      if (!this.#stopped) this.#tick(clock.now());
     }, maintenanceInterval);
   }
 
-  /** Cancels the coming tick. */
+  /** Cancels the coming tick, for good (the pool is closing). */
   stop(): void {
+    this.#stopped = true;
     if (this.#timer === null) return;
-    this.#target.settings.clock.clearTimeout(this.#timer);
+    this.#settings.clock.clearTimeout(this.#timer);
     this.#timer = null;
   }
 }
 
-/** Closes idle connections past their lifetime (the refill replaces them up to `min`). */
-function retire<C>(target: UpkeepTarget<C>, now: number): void {
-  const records = target.records;
-  for (const record of records.idle.filter((r) => now >= r.expiresAt)) {
-    records.closeIdle(record, "lifetime");
-  }
-}
-
-/** Closes idle connections above `min` that sat unused longer than `maxIdle`. */
-function shrink<C>(target: UpkeepTarget<C>, now: number): void {
-  const maxIdle = target.policy().maxIdle;
-  if (maxIdle === Infinity) return;
-  const records = target.records;
-  for (const record of [...records.idle]) {
-    if (records.live.size <= target.policy().min) return;
-    if (now - record.lastUsedAt >= maxIdle) records.closeIdle(record, "idle");
-  }
-}
-
-/** Warns once per checkout about connections held longer than `leakDetectionThreshold`. */
-function reportLeaks<C>(target: UpkeepTarget<C>, now: number): void {
-  const threshold = target.settings.leakDetectionThreshold;
-  if (threshold === 0) return;
-  for (const record of target.records.live) {
-    if (record.state !== "busy" || record.leakReported || !record.out) continue;
-    const heldMs = now - record.checkedOutAt;
-    if (heldMs < threshold) continue;
-    record.leakReported = true;
-    target.leaks.threshold(record, heldMs);
-  }
+/** The idle slots past their lifetime at `now` (the refill replaces them up to `min`). */
+export function expired<C>(idle: readonly Slot<C>[], now: number): Slot<C>[] {
+  return idle.filter((slot) => now >= slot.expiresAt);
 }
 
 /**
- * Reports checked-out connections inside one transaction for longer than
- * `idleInTransactionThreshold`, once per transaction. The time counts from the first tick that
- * saw the transaction, so it is known to within one `maintenanceInterval`.
+ * The idle slots (oldest-returned first) that sat unused longer than `maxIdle` at `now`, as
+ * many as leave at least `min` of the `open` connections.
  */
-function reportLongTransactions<C>(target: UpkeepTarget<C>, now: number): void {
-  const threshold = target.settings.idleInTransactionThreshold;
-  if (threshold === 0) return;
-  const adapter = target.settings.adapter;
-  for (const record of target.records.live) {
-    if (record.state !== "busy" || !record.out) continue;
-    const status = adapter.transactionStatus(record.connection);
-    if (status !== "transaction" && status !== "failed") {
-      record.transactionSeenAt = null;
-      record.transactionReported = false;
-      continue;
-    }
-    // Counted from the first tick that sees it: it began at most one interval earlier.
-    record.transactionSeenAt ??= now;
-    const heldMs = now - record.transactionSeenAt;
-    if (record.transactionReported || heldMs < threshold) continue;
-    record.transactionReported = true;
-    target.leaks.longTransaction(record, status, heldMs);
+export function idledOut<C>(
+  idle: readonly Slot<C>[],
+  open: number,
+  min: number,
+  maxIdle: number,
+  now: number,
+): Slot<C>[] {
+  const out: Slot<C>[] = [];
+  if (maxIdle === Infinity) return out;
+  for (const slot of idle) {
+    if (open - out.length <= min) break;
+    if (now - slot.lastUsedAt >= maxIdle) out.push(slot);
   }
+  return out;
 }

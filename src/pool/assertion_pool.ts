@@ -50,8 +50,15 @@ export class AssertionPool<C> extends Pool<C> {
     this.on("detach", free);
   }
 
-  /** Checks out the connection, or fails if it is already out. */
-  override async connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
+  /**
+   * Checks out the connection (a logged-in one, even for a statement), or fails if it is
+   * already out.
+   *
+   * @internal
+   */
+  protected override async checkOut(
+    options: CheckoutOptions | undefined,
+  ): Promise<PooledConnection<C>> {
     if (this.#out) {
       throw new PoolError(
         "ALREADY_CHECKED_OUT",
@@ -60,9 +67,10 @@ export class AssertionPool<C> extends Pool<C> {
       );
     }
     this.#out = true;
-    this.#holder = new Error("checked out here").stack?.split("\n").slice(2).join("\n");
+    // Below its own frames: this one, and `connect` or the statement that checked out.
+    this.#holder = new Error("checked out here").stack?.split("\n").slice(3).join("\n");
     try {
-      return await super.connect(options);
+      return await super.checkOut(options);
     } catch (error) {
       this.#out = false;
       this.#holder = undefined;

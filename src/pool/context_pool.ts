@@ -93,15 +93,22 @@ export class ContextPool<C> extends QueuePool<C> {
     }
   }
 
-  /** Inside `run`, the context's connection (checked out on first use); outside, any connection. */
-  override async connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
+  /**
+   * Inside `run`, the context's connection (checked out on first use); outside, any connection.
+   * Either way a logged-in one: the context's connection outlives the statement that asked.
+   *
+   * @internal
+   */
+  protected override async checkOut(
+    options: CheckoutOptions | undefined,
+  ): Promise<PooledConnection<C>> {
     const scope = this.#store.getStore();
-    if (scope === undefined || scope.ended) return await super.connect(options);
+    if (scope === undefined || scope.ended) return await super.checkOut(options);
     const self = this as unknown as ContextPool<unknown>;
     const checkouts = scope.checkouts;
     let checkout = checkouts.get(self) as Promise<PooledConnection<C>> | undefined;
     if (checkout === undefined) {
-      checkout = super.connect(options);
+      checkout = super.checkOut(options);
       checkouts.set(self, checkout as Promise<PooledConnection<unknown>>);
       // A failed checkout is not the context's connection: the next connect() tries again.
       checkout.catch(() => checkouts.delete(self));

@@ -11,6 +11,7 @@ import { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
+import { AffinityEngine } from "./_affinity_engine.ts";
 import { Engine } from "./_engine.ts";
 import { pipelineable } from "./_pipeline.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
@@ -68,7 +69,9 @@ export abstract class Pool<C> implements Queryable {
     this.creator = creator;
     this.givenOptions = o;
     this.settings = resolveOptions(o, policy.kind);
-    this.#engine = new Engine(creator, this.settings, policy, this.#counters, this.#events, {
+    // With affinity (Workers) each caller gets a connection of its own: an engine of its own.
+    const Strategy = this.settings.affinity ? AffinityEngine : Engine;
+    this.#engine = new Strategy(creator, this.settings, policy, this.#counters, this.#events, {
       describeCapacity: () => this.describeCapacity(),
       reconnectFailed: () => this.reconnectFailed(),
     });
@@ -92,19 +95,23 @@ export abstract class Pool<C> implements Queryable {
    * queue, connecting and the health check; waiters are served first come, first served.
    */
   connect(options?: CheckoutOptions): Promise<PooledConnection<C>> {
-    return this.#engine.connect(options);
+    return this.checkOut(options);
   }
 
   /**
-   * A checkout whose first act is a query (`query`, `transaction`'s BEGIN, `batch`): it may
-   * take a new connection whose login is still under way, the query riding behind it, and the
-   * login's failure is then that query's error. Subclasses that check out their own way
-   * (ContextPool, AssertionPool) go through their `connect`.
+   * How this pool class checks out, for `connect` and, with `statement`, for a checkout whose
+   * first act is a query (`query`, `transaction`'s BEGIN, `batch`): that one may take a new
+   * connection whose login is still under way, the query riding behind it, and the login's
+   * failure is then that query's error. Classes that check out their own way (ContextPool,
+   * AssertionPool) override this.
+   *
+   * @internal
    */
-  #connectForQuery(options: CheckoutOptions | undefined): Promise<PooledConnection<C>> {
-    return this.connect === Pool.prototype.connect
-      ? this.#engine.connect(options, "alone")
-      : this.connect(options);
+  protected checkOut(
+    options: CheckoutOptions | undefined,
+    statement?: "alone",
+  ): Promise<PooledConnection<C>> {
+    return this.#engine.connect(options, statement);
   }
 
   /**
@@ -130,18 +137,18 @@ export abstract class Pool<C> implements Queryable {
     ) {
       // A busy connection with room, when no connection is free and none may be opened.
       const sharing = engine.sharing;
-      const joined = sharing.join();
+      const joined = engine.joinShared();
       if (joined !== undefined) {
         on = joined.sharer as PooledConnection<C>;
         outcome = sharing.run<Row>(joined, sql, params, options);
       } else {
-        // The engine's checkout, not `this.connect`: the classes that override it
+        // The engine's checkout, not `this.checkOut`: the classes that override it
         // (ContextPool, AssertionPool) do not pipeline.
         on = await engine.connect(options, "shareable");
         outcome = sharing.run<Row>(sharing.start(on), sql, params, options);
       }
     } else {
-      on = await this.#connectForQuery(options);
+      on = await this.checkOut(options, "alone");
       outcome = released(on, on.query<Row>(sql, params, options));
     }
     if (!engine.loggingIn(on)) return outcome;
@@ -184,7 +191,7 @@ export abstract class Pool<C> implements Queryable {
     options?: TransactionOptions & CheckoutOptions,
   ): Promise<T> {
     const started = this.#engine.time;
-    const on = await this.#connectForQuery(options);
+    const on = await this.checkOut(options, "alone");
     const outcome = released(on, runTransaction(on, fn, options));
     if (!this.#engine.loggingIn(on)) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
@@ -218,7 +225,7 @@ export abstract class Pool<C> implements Queryable {
     const check = this.settings.adapter.checkParams;
     if (check !== undefined) { for (const s of statements) check(s.params); }
     const started = this.#engine.time;
-    const on = await this.#connectForQuery(options);
+    const on = await this.checkOut(options, "alone");
     const outcome = released(on, runBatch<C, Row>(on, begin, statements, options));
     if (!this.#engine.loggingIn(on)) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {

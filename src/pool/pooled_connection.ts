@@ -8,24 +8,24 @@
 import { errorMessage, PoolError } from "../errors.ts";
 import type { QueryOptions, QueryResult } from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
-import type { PoolRecord } from "./_record.ts";
+import type { Slot } from "./_engine.ts";
 
-// The pool's way to the record behind a handle, which no one else can reach. Set by the first
+// The pool's way to the slot behind a handle, which no one else can reach. Set by the first
 // constructor call (there is no handle before it) rather than by a static block, which would
 // keep the class in every bundle that imports this module, used or not.
-let recordOf: (<C>(handle: PooledConnection<C>) => PoolRecord<C>) | undefined;
+let slotOf: (<C>(handle: PooledConnection<C>) => Slot<C>) | undefined;
 
 /** What a handle needs from its pool. */
 export interface PoolInternals<C> {
   readonly adapter: PoolAdapter<C>;
-  checkin(record: PoolRecord<C>, handle: PooledConnection<C>): Promise<void>;
-  invalidate(record: PoolRecord<C>, error: unknown, soft: boolean): void;
-  detach(record: PoolRecord<C>, handle: PooledConnection<C>): void;
-  closeDetached(record: PoolRecord<C>): Promise<void>;
+  checkin(slot: Slot<C>, handle: PooledConnection<C>): Promise<void>;
+  invalidate(slot: Slot<C>, error: unknown, soft: boolean): void;
+  detach(slot: Slot<C>, handle: PooledConnection<C>): void;
+  closeDetached(slot: Slot<C>): Promise<void>;
   /** A query failed with a disconnect error: retire the connection. */
-  lost(record: PoolRecord<C>, error: unknown): void;
+  lost(slot: Slot<C>, error: unknown): void;
   /** A query was aborted or timed out: the connection may be stuck; close it, free its place. */
-  stuck(record: PoolRecord<C>, error: unknown): void;
+  stuck(slot: Slot<C>, error: unknown): void;
   /** The pool's `queryTimeout` (0: none). */
   readonly queryTimeout: number;
 }
@@ -48,30 +48,30 @@ export interface PoolInternals<C> {
  */
 export class PooledConnection<C> implements AsyncDisposable {
   readonly #pool: PoolInternals<C>;
-  readonly #record: PoolRecord<C>;
+  readonly #slot: Slot<C>;
   #released = false;
   #returned: Promise<void> | null = null;
 
   /** Made by the pool at checkout. */
-  constructor(pool: PoolInternals<C>, record: PoolRecord<C>) {
-    recordOf ??= (handle) => handle.#record;
+  constructor(pool: PoolInternals<C>, slot: Slot<C>) {
+    slotOf ??= (handle) => handle.#slot;
     this.#pool = pool;
-    this.#record = record;
+    this.#slot = slot;
   }
 
   /** The underlying connection (edgepool's `Connection`, or another driver's client). */
   get connection(): C {
-    return this.#record.connection;
+    return this.#slot.connection;
   }
 
   /** Data that lives as long as the underlying connection, across checkouts. */
   get info(): Record<string, unknown> {
-    return this.#record.info;
+    return this.#slot.info;
   }
 
   /** The connection's transaction status, without a round trip. */
   get transactionStatus(): PoolTransactionStatus {
-    return this.#pool.adapter.transactionStatus(this.#record.connection);
+    return this.#pool.adapter.transactionStatus(this.#slot.connection);
   }
 
   /** Whether this handle was released (or closed). */
@@ -97,23 +97,23 @@ export class PooledConnection<C> implements AsyncDisposable {
       options = { ...options, queryTimeout: pool.queryTimeout };
     }
     try {
-      return await adapter.query<Row>(this.#record.connection, sql, params, options);
+      return await adapter.query<Row>(this.#slot.connection, sql, params, options);
     } catch (error) {
       // A login that was under way failed: the error is the login's (the statement never
       // ran), as if connecting had failed; the pool counts it so, and drops the connection.
-      const login = this.#record.login;
+      const login = this.#slot.login;
       if (login !== null && await login.then(() => false, () => true)) throw error;
-      if (this.#record.state !== "busy") throw error;
+      if (this.#slot.state !== "out") throw error; // closed (or detached) meanwhile
       const signal = options?.signal;
       if (
         (signal?.aborted && error === signal.reason) ||
         (error as { code?: unknown })?.code === "QUERY_TIMEOUT"
       ) {
-        this.#pool.stuck(this.#record, error);
+        this.#pool.stuck(this.#slot, error);
         throw error;
       }
       if (adapter.isDisconnect(error)) {
-        this.#pool.lost(this.#record, error);
+        this.#pool.lost(this.#slot, error);
         const code = (error as { code?: unknown })?.code;
         if (code !== "CONNECTION_LOST" && code !== "CONNECTION_CLOSED" && !isOwnError(error)) {
           throw new PoolError("CONNECTION_LOST", `Connection lost: ${errorMessage(error)}`, {
@@ -150,7 +150,7 @@ export class PooledConnection<C> implements AsyncDisposable {
    */
   invalidate(reason?: unknown, options?: { soft?: boolean }): void {
     if (this.#released) throw released("invalidate");
-    this.#pool.invalidate(this.#record, reason, options?.soft === true);
+    this.#pool.invalidate(this.#slot, reason, options?.soft === true);
   }
 
   /**
@@ -159,22 +159,22 @@ export class PooledConnection<C> implements AsyncDisposable {
    */
   detach(): void {
     if (this.#released) throw released("detach");
-    if (this.#record.state === "busy") this.#pool.detach(this.#record, this);
+    if (this.#slot.state === "out") this.#pool.detach(this.#slot, this);
   }
 
   #return(): Promise<void> {
     this.#released = true;
-    const record = this.#record;
-    this.#returned = record.state === "detached"
-      ? this.#pool.closeDetached(record)
-      : this.#pool.checkin(record, this);
+    const slot = this.#slot;
+    this.#returned = slot.state === "detached"
+      ? this.#pool.closeDetached(slot)
+      : this.#pool.checkin(slot, this);
     return this.#returned;
   }
 }
 
-/** The record behind a handle (for the pool only). */
-export function handleRecord<C>(handle: PooledConnection<C>): PoolRecord<C> {
-  return recordOf!(handle);
+/** The slot behind a handle (for the pool only). */
+export function handleSlot<C>(handle: PooledConnection<C>): Slot<C> {
+  return slotOf!(handle);
 }
 
 function released(action: string): PoolError {
