@@ -555,15 +555,15 @@ function chunks(rand: Random, bytes: Uint8Array): Uint8Array[] {
   return out;
 }
 
-/** Lets promise chains run: `n` microtask turns. */
-async function turns(n: number): Promise<void> {
+/** Lets promise chains run: `n` microtask turns (no macrotask, unlike pool_faults' `turns`). */
+async function microtasks(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await Promise.resolve();
 }
 
 /** Lets the client run between chunks: a few microtasks, rarely a macrotask. */
 async function yieldTo(rand: Random): Promise<void> {
   if (rand.chance(0.002)) await new Promise((resolve) => setTimeout(resolve, 0));
-  else await turns(rand.int(4));
+  else await microtasks(rand.int(4));
 }
 
 /** Statistics of a run. */
@@ -625,7 +625,7 @@ export async function fuzzCase(seed: number, stats?: FuzzStats): Promise<string 
   const stream: MemoryStream = new MemoryStream(async () => {
     await deliver(loginBytes);
     // A mutated login may leave the client waiting for more, as it should: end it.
-    await turns(50);
+    await microtasks(50);
     if (!connectSettled) stream.hangUp();
   });
   const transport: Transport = { name: "fuzz", connect: () => Promise.resolve(stream) };
@@ -678,7 +678,7 @@ export async function fuzzCase(seed: number, stats?: FuzzStats): Promise<string 
     }
   }
   // A server answers what it has received: let the client write first.
-  await turns(10);
+  await microtasks(10);
   await deliver(serialize(messages));
 
   let settled: unknown[];

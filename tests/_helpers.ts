@@ -1,9 +1,12 @@
-// Helpers shared by the test files: protocol bytes for fake servers, and assertions on
-// rejections and errors.
+// Helpers shared by the test files: protocol bytes for fake servers, assertions on rejections
+// and errors, bounded waits (`delay`, `within`, `eventually`), names unique to a run, and the
+// server's view of a test's backends. One home each: a test file does not define its own.
 
 import assert from "node:assert/strict";
+import process from "node:process";
 import { inspect } from "node:util";
 import { ConnectionError, type ConnectionErrorCode, PostgresError } from "../mod.ts";
+import type { TestServer } from "./_server.ts";
 
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -42,10 +45,103 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   }
 }
 
+/** The error `promise` rejects with; fails the test ("expected a rejection") if it resolves.
+ * Typed as a record of fields so that a test can compare any of them (`.code`, `.severity`).
+ * Unlike `rejection()`, it rejects: await it at once, or handle it before the next turn. */
+export async function errorOf(promise: Promise<unknown>): Promise<Record<string, unknown>> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Record<string, unknown>;
+  }
+  return assert.fail("expected a rejection");
+}
+
+/** `error.code` when it is a string (ConnectionError, PoolError, PostgresError, Node's errors). */
+export function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
 export function show(value: unknown): string {
   return value instanceof Resolved
     ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 1 });
+    : inspect(value, { depth: 2 });
+}
+
+/** Follows a promise without awaiting it (and without an unhandled rejection). */
+export function watch<T>(promise: Promise<T>) {
+  const state = { done: false, failed: false, value: undefined as T | undefined, error: undefined };
+  promise.then(
+    (value) => Object.assign(state, { done: true, value }),
+    (error) => Object.assign(state, { done: true, failed: true, error }),
+  );
+  return state as { done: boolean; failed: boolean; value: T | undefined; error: unknown };
+}
+
+/** Nothing checked out of `pool`, nobody waiting for it (its status in the message). */
+export function assertIdle(
+  pool: { stats(): { checkedOut: number; requestsWaiting: number }; status(): string },
+): void {
+  const stats = pool.stats();
+  assert.equal(stats.checkedOut, 0, pool.status());
+  assert.equal(stats.requestsWaiting, 0, pool.status());
+}
+
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `promise`, or a failure naming `what` if it has not settled after `ms` (a hang guard, not a
+ * measurement); `detail`, if given, adds what it says at that time (a log tail). */
+export async function within<R>(
+  promise: Promise<R>,
+  ms: number,
+  what: string,
+  detail?: () => string,
+): Promise<R> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const more = detail ? `\n${detail()}` : "";
+      reject(new Error(`${what}: still pending after ${ms} ms${more}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `probe` every `every` ms until it holds; fails naming `what` once `ms` have passed
+ * (a hang guard: the probe decides, the clock only ends a wait that would never end). */
+export async function eventually(
+  what: string,
+  probe: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  every = 25,
+): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await probe())) {
+    if (performance.now() > deadline) assert.fail(`${what}: not reached after ${ms} ms`);
+    await delay(every);
+  }
+}
+
+let sequence = 0;
+
+/** `${prefix}_<pid>_<n>`: a name (application_name, table) no other test of this run uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${process.pid}_${++sequence}`;
+}
+
+/** Pids of the backends with application_name `name`, in pid order, seen by the superuser. */
+export async function backends(server: TestServer, name: string): Promise<number[]> {
+  const out = await server.psql(
+    `select pid from pg_stat_activity where application_name = '${name}' order by pid`,
+  );
+  return out === "" ? [] : out.split("\n").map(Number);
 }
 
 export function assertConnectionError(

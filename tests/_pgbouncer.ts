@@ -145,7 +145,7 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
   startWatchdog(layout);
   try {
     for (let attempt = 1;; attempt++) {
-      layout.port = await freePort();
+      layout.port = await lowFreePort();
       writeFileSync(
         layout.config,
         config(layout, {
@@ -163,7 +163,7 @@ export async function startPgBouncer(options: PgBouncerOptions = {}): Promise<Pg
         await instance.start();
         break;
       } catch (e) {
-        // Another process may have taken the port between freePort() and the bind.
+        // Another process may have taken the port between lowFreePort() and the bind.
         if (attempt < 3 && /in use/i.test(instance.logTail(3))) continue;
         throw e;
       }
@@ -393,7 +393,7 @@ function quote(text: string): string {
 // is down for a restart, a client connecting to its port could be given that very port as its
 // own (TCP then connects the socket to itself) and keep PgBouncer from binding it again. And
 // never 6543, which `pooler: "auto"` takes for a transaction pooler, whatever the mode.
-async function freePort(): Promise<number> {
+async function lowFreePort(): Promise<number> {
   let low = 32768;
   try {
     low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/)[0]);

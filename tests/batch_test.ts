@@ -4,7 +4,6 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import process from "node:process";
 import {
   type ByteStream,
   connect,
@@ -15,6 +14,7 @@ import {
 } from "../mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { transports } from "./_transports.ts";
+import { errorOf, uniqueName } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -50,8 +50,6 @@ function counting(base: Transport): Transport & { writes: number } {
   return wrapper;
 }
 
-let sequence = 0;
-
 /** A QueuePool of one connection over `transport`, and a table of its own. */
 async function setup(
   label: string,
@@ -62,7 +60,7 @@ async function setup(
     poolSize: 1,
     maxOverflow: 0,
   });
-  const table = `batch_${label}_${process.pid}_${++sequence}`;
+  const table = uniqueName(`batch_${label}`);
   await pool.query(`create table ${table} (id int primary key, note text)`);
   return { pool, table };
 }
@@ -72,17 +70,8 @@ async function teardown(pool: QueuePool<Connection>, table: string): Promise<voi
   await pool.close();
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
-
 /** The pool's one connection is back, idle, outside any transaction. */
-async function assertIdle(pool: QueuePool<Connection>): Promise<void> {
+async function assertOneIdle(pool: QueuePool<Connection>): Promise<void> {
   const stats = pool.stats();
   assert.equal(stats.checkedOut, 0);
   assert.equal(stats.checkedIn, 1);
@@ -108,7 +97,7 @@ test("Pool.batch commits every statement and returns the results in order", T, a
     assert.deepEqual(results[3].fields.map((f) => f.name), ["id", "note"]);
     const after = await pool.query(`select count(*)::int as n from ${table}`);
     assert.equal(after.rows[0].n, 3);
-    await assertIdle(pool);
+    await assertOneIdle(pool);
   } finally {
     await teardown(pool, table);
   }
@@ -122,7 +111,7 @@ test(
     let resets = 0;
     pool.on("reset", () => resets++);
     try {
-      const error = await rejection(pool.batch([
+      const error = await errorOf(pool.batch([
         { sql: `insert into ${table} values ($1, $2)`, params: [1, "kept?"] },
         { sql: `insert into ${table} values ($1, $2)`, params: [1, "duplicate"] },
         { sql: `insert into ${table} values ($1, $2)`, params: [2, "after"] },
@@ -134,7 +123,7 @@ test(
       assert.equal(error.table, table);
       const after = await pool.query(`select count(*)::int as n from ${table}`);
       assert.equal(after.rows[0].n, 0);
-      await assertIdle(pool);
+      await assertOneIdle(pool);
       assert.equal(resets, 0, "the batch ended its transaction itself; no reset was needed");
     } finally {
       await teardown(pool, table);
@@ -148,7 +137,7 @@ test("Pool.batch rejects with the COMMIT's error when a deferred constraint fail
     await pool.query(
       `alter table ${table} add constraint ${table}_note unique (note) deferrable initially deferred`,
     );
-    const error = await rejection(pool.batch([
+    const error = await errorOf(pool.batch([
       `insert into ${table} values (1, 'same')`,
       `insert into ${table} values (2, 'same')`,
     ]));
@@ -156,7 +145,7 @@ test("Pool.batch rejects with the COMMIT's error when a deferred constraint fail
     assert.equal(error.code, "23505");
     assert.equal(error.constraint, `${table}_note`);
     assert.equal((await pool.query(`select * from ${table}`)).rowCount, 0);
-    await assertIdle(pool);
+    await assertOneIdle(pool);
   } finally {
     await teardown(pool, table);
   }
@@ -178,12 +167,12 @@ test("Pool.batch applies isolation, readOnly and deferrable", T, async () => {
     const defaults = await pool.batch(["show transaction_isolation", "show transaction_read_only"]);
     assert.deepEqual(defaults.map((r) => Object.values(r.rows[0])[0]), ["read committed", "off"]);
 
-    const error = await rejection(
+    const error = await errorOf(
       pool.batch([`insert into ${table} values (1, 'no')`], { readOnly: true }),
     );
     assert.ok(error instanceof PostgresError);
     assert.equal(error.code, "25006"); // read_only_sql_transaction
-    await assertIdle(pool);
+    await assertOneIdle(pool);
   } finally {
     await teardown(pool, table);
   }
@@ -219,15 +208,15 @@ test("Pool.batch rejects bad arguments with TypeError before checking out", T, a
         () => pool.batch(["select 1"], { isolation: "snapshot" as "serializable" }),
       ]
     ) {
-      const error = await rejection(bad());
+      const error = await errorOf(bad());
       assert.ok(error instanceof TypeError, String(error));
     }
     assert.equal(pool.stats().requestsNum, before);
     // One statement per entry, as over HTTP: no `;`-separated scripts.
-    const error = await rejection(pool.batch(["select 1; select 2"]));
+    const error = await errorOf(pool.batch(["select 1; select 2"]));
     assert.ok(error instanceof PostgresError);
     assert.equal(error.code, "42601");
-    await assertIdle(pool);
+    await assertOneIdle(pool);
   } finally {
     await teardown(pool, table);
   }
@@ -238,7 +227,7 @@ test("Pool.batch aborted by its signal rolls back and leaves the connection idle
   try {
     const controller = new AbortController();
     const started = Date.now();
-    const pending = rejection(pool.batch([
+    const pending = errorOf(pool.batch([
       `insert into ${table} values (1, 'before')`,
       "select pg_sleep(5)",
       `insert into ${table} values (2, 'after')`,
@@ -248,7 +237,7 @@ test("Pool.batch aborted by its signal rolls back and leaves the connection idle
     assert.ok(error instanceof Error && error.message === "stop", String(error));
     assert.ok(Date.now() - started < 3000, "the sleep was cancelled");
     assert.equal((await pool.query(`select * from ${table}`)).rowCount, 0);
-    await assertIdle(pool);
+    await assertOneIdle(pool);
   } finally {
     await teardown(pool, table);
   }
@@ -272,7 +261,7 @@ for (const base of transports) {
         assert.equal(transport.writes, 1, "BEGIN, 20 statements and COMMIT left in one write");
 
         transport.writes = 0;
-        await rejection(pool.batch([`insert into ${table} values (0, 'dup')`, "select 1"]));
+        await errorOf(pool.batch([`insert into ${table} values (0, 'dup')`, "select 1"]));
         assert.equal(transport.writes, 1, "a failing batch needs no extra ROLLBACK round trip");
 
         // For contrast: the same statements awaited one by one take a write (a round trip) each.
@@ -282,7 +271,7 @@ for (const base of transports) {
           await conn.query(`delete from ${table} where id < $1`, [4]);
         });
         assert.equal(transport.writes, 4);
-        await assertIdle(pool);
+        await assertOneIdle(pool);
       } finally {
         await teardown(pool, table);
       }
@@ -296,7 +285,7 @@ test(
   async () => {
     const { pool, table } = await setup("refused");
     try {
-      const error = await rejection(pool.batch([
+      const error = await errorOf(pool.batch([
         { sql: `insert into ${table} values ($1, $2)`, params: [1, "one"] },
         { sql: `insert into ${table} values ($1, $2)`, params: [2, new Map()] },
       ]));
@@ -305,7 +294,7 @@ test(
       // The statements beside it must not commit while the batch reports failure.
       const after = await pool.query(`select count(*)::int as n from ${table}`);
       assert.equal(after.rows[0].n, 0);
-      await assertIdle(pool);
+      await assertOneIdle(pool);
     } finally {
       await teardown(pool, table);
     }

@@ -5,7 +5,6 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type Server, type Socket } from "node:net";
 import {
   connect,
   type Connection,
@@ -20,10 +19,12 @@ import { getServer, passwordOf, type TestServer, type TestUser } from "./_server
 import {
   assertConnectionError,
   assertPostgresError,
+  delay,
   rejection,
   Resolved,
   show,
 } from "./_helpers.ts";
+import { closedPort, silentServer } from "./_net.ts";
 
 const T = { timeout: 20_000 };
 const PLAIN = { sslmode: "disable" };
@@ -35,10 +36,6 @@ async function elapsed<R>(fn: () => Promise<R>): Promise<[R, number]> {
   const start = performance.now();
   const value = await fn();
   return [value, performance.now() - start];
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The same URL with host `localhost`, the name the test certificate is for. */
@@ -57,49 +54,6 @@ async function waitUntilActive(observer: Connection, pid: number): Promise<void>
     await delay(20);
   }
   assert.fail(`backend ${pid} never started its statement`);
-}
-
-/** A port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A TCP server that accepts and never says a word; `socketClosed` resolves when the first
- * client socket closes. */
-interface SilentServer extends AsyncDisposable {
-  port: number;
-  socketClosed: Promise<void>;
-}
-
-async function silentServer(): Promise<SilentServer> {
-  const sockets = new Set<Socket>();
-  let closed!: () => void;
-  const socketClosed = new Promise<void>((resolve) => closed = resolve);
-  const server: Server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => {});
-    socket.resume(); // read (and drop) what comes, so the client's FIN is seen
-    socket.on("close", () => {
-      sockets.delete(socket);
-      closed();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    socketClosed,
-    async [Symbol.asyncDispose]() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
 }
 
 /** Asserts `error` is COPY's `UNSUPPORTED` error for `direction`. */

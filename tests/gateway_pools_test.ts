@@ -7,24 +7,11 @@ import { test } from "node:test";
 import { startGateway } from "../gateway/mod.ts";
 import { HttpPool } from "../src/pool/http_pool.ts";
 import { getServer, type TestServer } from "./_server.ts";
+import { backends, eventually } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 
 const url = (server: TestServer, app: string) => server.url("scram", { application_name: app });
-
-async function backends(server: TestServer, app: string): Promise<number> {
-  return Number(
-    await server.psql(`select count(*) from pg_stat_activity where application_name = '${app}'`),
-  );
-}
-
-async function eventually(check: () => Promise<boolean>): Promise<boolean> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return false;
-}
 
 test("the gateway closes the least recently used idle pool beyond maxPools", T, async () => {
   const server = await getServer();
@@ -40,12 +27,15 @@ test("the gateway closes the least recently used idle pool beyond maxPools", T, 
       await using pool = new HttpPool(url(server, app), { endpoint });
       assert.equal((await pool.query<{ one: number }>("select 1 as one")).rows[0].one, 1);
     }
-    assert.equal(await backends(server, apps[0]), 1);
+    assert.equal((await backends(server, apps[0])).length, 1);
     // A third connection string: the first (least recently used, idle) pool makes room.
     await using third = new HttpPool(url(server, apps[2]), { endpoint });
     assert.equal((await third.query<{ one: number }>("select 1 as one")).rows[0].one, 1);
-    assert.ok(await eventually(async () => await backends(server, apps[0]) === 0));
-    assert.equal(await backends(server, apps[1]), 1);
+    await eventually(
+      "the least recently used pool's backend gone",
+      async () => (await backends(server, apps[0])).length === 0,
+    );
+    assert.equal((await backends(server, apps[1])).length, 1);
   } finally {
     await gateway.close();
   }
@@ -66,7 +56,10 @@ test(
       await using busy = new HttpPool(url(server, "gwp_busy"), { endpoint });
       await using other = new HttpPool(url(server, "gwp_other"), { endpoint });
       const sleeping = busy.query("select pg_sleep(1)");
-      await eventually(async () => await backends(server, "gwp_busy") === 1);
+      await eventually(
+        "the busy pool's statement has its backend",
+        async () => (await backends(server, "gwp_busy")).length === 1,
+      );
       const error = await other.query("select 1").then(() => undefined, (e: unknown) => e);
       assert.ok(error instanceof Error, String(error));
       assert.match(error.message, /503/);

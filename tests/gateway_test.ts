@@ -13,7 +13,7 @@ import { RawTextTap } from "../gateway/_raw_text.ts";
 import type { ByteStream, FieldDescription, StreamHandlers } from "../mod.ts";
 import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
-import { concat } from "./_helpers.ts";
+import { concat, errorOf, eventually, within } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const MiB = 1024 * 1024;
@@ -63,36 +63,6 @@ after(async () => {
 /** A harness URL with an application_name that marks this test's server sessions. */
 function urlFor(server: TestServer, user: TestUser, app: string): string {
   return server.url(user, { application_name: `${RUN}_${app}` });
-}
-
-async function eventually(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out after ${ms} ms waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** `promise`, or a failure after `ms`. */
-function within<V>(promise: Promise<V>, ms: number, what: string): Promise<V> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`timed out after ${ms} ms waiting until ${what}`)),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The error `promise` rejects with; fails if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Record<string, unknown>;
-  }
-  return assert.fail("expected a rejection");
 }
 
 function sqlFetch(
@@ -382,7 +352,7 @@ test("HTTP: server errors carry their fields (23505, syntax error position)", T,
   await sql.query(`create table ${table} (id int constraint ${table}_pk primary key)`);
   try {
     await sql.query(`insert into ${table} values (1)`);
-    const dup = await rejection(sql.query(`insert into ${table} values ($1)`, [1]));
+    const dup = await errorOf(sql.query(`insert into ${table} values ($1)`, [1]));
     assert.equal(dup.name, "NeonDbError");
     assert.equal(dup.code, "23505");
     assert.equal(dup.severity, "ERROR");
@@ -390,12 +360,12 @@ test("HTTP: server errors carry their fields (23505, syntax error position)", T,
     assert.equal(dup.table, table);
     assert.equal(dup.schema, "public");
     assert.match(String(dup.detail), /Key \(id\)=\(1\) already exists/);
-    const syntax = await rejection(sql.query("select 1 frm nowhere"));
+    const syntax = await errorOf(sql.query("select 1 frm nowhere"));
     assert.equal(syntax.code, "42601");
     assert.equal(syntax.position, "14");
     assert.match(String(syntax.message), /syntax error at or near "nowhere"/);
     const url = urlFor(server, "scram", "errors").replace(passwordOf("scram"), "wr0ng-pw");
-    const login = await rejection(neon(url)`select 1`);
+    const login = await errorOf(neon(url)`select 1`);
     assert.equal(login.code, "28P01");
     assert.equal(login.severity, "FATAL");
   } finally {
@@ -420,7 +390,7 @@ test(
       assert.deepEqual(level, [{ level: "serializable" }]);
       assert.deepEqual(count, [{ n: 2 }]);
 
-      const failed = await rejection(sql.transaction([
+      const failed = await errorOf(sql.transaction([
         sql`insert into ${sql.unsafe(table)} values (3)`,
         sql`insert into ${sql.unsafe(table)} values (1)`,
       ]));
@@ -428,7 +398,7 @@ test(
       const after = await sql.query(`select array_agg(id order by id) as ids from ${table}`);
       assert.deepEqual(after, [{ ids: [1, 2] }], "the failed batch left nothing behind");
 
-      const readOnly = await rejection(
+      const readOnly = await errorOf(
         sql.transaction([sql`insert into ${sql.unsafe(table)} values (4)`], { readOnly: true }),
       );
       assert.equal(readOnly.code, "25006");
@@ -487,10 +457,10 @@ test("WebSocket: a Pool runs the suite against a SCRAM user (gateway ends auth)"
         client.release();
       }
       assert.deepEqual((await pool.query(`select id from ${table}`)).rows, [{ id: 2 }]);
-      const dup = await rejection(pool.query(`insert into ${table} values (2)`));
+      const dup = await errorOf(pool.query(`insert into ${table} values (2)`));
       assert.equal(dup.code, "23505");
       assert.equal(dup.constraint, `${table}_pk`);
-      const syntax = await rejection(pool.query("select 1 frm nowhere"));
+      const syntax = await errorOf(pool.query("select 1 frm nowhere"));
       assert.equal(syntax.code, "42601");
       assert.equal(syntax.position, "14");
     } finally {
@@ -548,7 +518,7 @@ test("WebSocket: a CancelRequest on a new WebSocket cancels the running query", 
   const client = new Client(urlFor(server, "scram", "ws_cancel"));
   await client.connect();
   try {
-    const sleeping = rejection(client.query("select pg_sleep(30)"));
+    const sleeping = errorOf(client.query("select pg_sleep(30)"));
     await eventually("the query runs", async () =>
       (await server.psql(
         `select count(*) from pg_stat_activity
@@ -759,7 +729,7 @@ test("security: a target outside the allowlist is refused on both faces", T, asy
   const { server, gateway } = await env();
   const elsewhere = server.url("scram").replace(`127.0.0.1:${server.port}`, "127.0.0.2:5432");
   // A 400 with Neon's error body, which Neon's driver parses (it reads bodies on 400 only).
-  const http = await rejection(neon(elsewhere).query("select 1"));
+  const http = await errorOf(neon(elsewhere).query("select 1"));
   assert.equal(http.code, "42501");
   assert.match(String(http.message), /^The gateway does not connect to 127\.0\.0\.2:5432.*allowed/);
 
@@ -772,7 +742,7 @@ test("security: a target outside the allowlist is refused on both faces", T, asy
 
   const client = new Client(elsewhere);
   client.on("error", () => {});
-  await rejection(client.connect());
+  await errorOf(client.connect());
 });
 
 test(
@@ -865,10 +835,10 @@ test(
 test("security: a result past 10 MiB gets 400 with code 54000", T, async () => {
   const { server } = await env();
   const sql = neon(urlFor(server, "scram", "big"));
-  const error = await rejection(sql`select repeat('x', 11 * 1024 * 1024) as big`);
+  const error = await errorOf(sql`select repeat('x', 11 * 1024 * 1024) as big`);
   assert.equal(error.code, "54000");
   assert.match(String(error.message), /response is too large/);
-  const many = await rejection(sql`select repeat('x', 1024) from generate_series(1, 20000)`);
+  const many = await errorOf(sql`select repeat('x', 1024) from generate_series(1, 20000)`);
   assert.equal(many.code, "54000");
   // The pool is fine afterwards.
   assert.deepEqual(await sql`select 1 as one`, [{ one: 1 }]);

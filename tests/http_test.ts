@@ -4,7 +4,6 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import process from "node:process";
 import {
   connect,
   type Connection,
@@ -17,6 +16,7 @@ import {
 import { HttpPool, httpTransport } from "../transports/http.ts";
 import { startGateway } from "../gateway/mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
+import { errorOf, uniqueName } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -52,17 +52,7 @@ function httpPool(options: { bigint?: boolean; url?: string } = {}): Promise<Htt
   );
 }
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
-
-let sequence = 0;
-const tableName = (label: string) => `http_${label}_${process.pid}_${++sequence}`;
+const tableName = (label: string) => uniqueName(`http_${label}`);
 
 test("test server and gateway start", { timeout: 120_000 }, async () => {
   const s = await setup();
@@ -223,8 +213,8 @@ test("HttpPool errors are the PostgresErrors a TCP pool gives, with their fields
       ],
     ];
     for (const [sql, params, code] of failing) {
-      const viaHttp = errorFields(await rejection(http.query(sql, params)));
-      const viaTcp = errorFields(await rejection(tcp.query(sql, params)));
+      const viaHttp = errorFields(await errorOf(http.query(sql, params)));
+      const viaTcp = errorFields(await errorOf(tcp.query(sql, params)));
       assert.equal(viaHttp.code, code, String(viaHttp.message));
       assert.deepEqual(viaHttp, viaTcp, sql);
     }
@@ -251,7 +241,7 @@ test("HttpPool.batch commits as one transaction and rolls back on a failure", T,
     ]);
     assert.deepEqual(results[2].rows[2], { id: 3, v: "three" });
 
-    const error = await rejection(http.batch([
+    const error = await errorOf(http.batch([
       { sql: `insert into ${table} values ($1, $2)`, params: [4, "four"] },
       { sql: `insert into ${table} values ($1, $2)`, params: [1, "dup"] },
       `insert into ${table} values (5, 'five')`,
@@ -263,7 +253,7 @@ test("HttpPool.batch commits as one transaction and rolls back on a failure", T,
 
     // The same batches on a socket pool give the same results and the same error.
     await tcp.query(`delete from ${table} where id > 3`);
-    const viaTcp = await rejection(tcp.batch([
+    const viaTcp = await errorOf(tcp.batch([
       { sql: `insert into ${table} values ($1, $2)`, params: [4, "four"] },
       { sql: `insert into ${table} values ($1, $2)`, params: [1, "dup"] },
     ]));
@@ -275,7 +265,7 @@ test("HttpPool.batch commits as one transaction and rolls back on a failure", T,
       "show transaction_deferrable",
     ], { isolation: "serializable", readOnly: true, deferrable: true, rowMode: "array" });
     assert.deepEqual(shown.map((r) => r.rows[0][0]), ["serializable", "on", "on"]);
-    const readOnly = await rejection(
+    const readOnly = await errorOf(
       http.batch([`insert into ${table} values (9, 'x')`], { readOnly: true }),
     );
     assert.ok(readOnly instanceof PostgresError && readOnly.code === "25006");
@@ -294,7 +284,7 @@ test(
   async () => {
     await using http = await httpPool();
     for (const attempt of [http.connect(), http.transaction(async () => {})]) {
-      const error = await rejection(attempt);
+      const error = await errorOf(attempt);
       assert.ok(error instanceof PoolError);
       assert.equal(error.code, "UNSUPPORTED");
       assert.match(
@@ -308,7 +298,7 @@ test(
 test("An AbortSignal cancels a pg_sleep(5) request quickly", T, async () => {
   const { server } = await setup();
   await using http = await httpPool();
-  const marker = `abort_${process.pid}_${++sequence}`;
+  const marker = uniqueName("abort");
   const sleeping = () =>
     server.psql(
       `select count(*) from pg_stat_activity where state = 'active' and query like '%${marker}%' ` +
@@ -325,7 +315,7 @@ test("An AbortSignal cancels a pg_sleep(5) request quickly", T, async () => {
   };
   const controller = new AbortController();
   const started = Date.now();
-  const pending = rejection(
+  const pending = errorOf(
     http.query(`select pg_sleep(5), '${marker}'`, [], { signal: controller.signal }),
   );
   assert.ok(await until("1", 3000), "the statement runs on the server");
@@ -356,7 +346,7 @@ test("HttpPool.close waits for requests in flight, then rejects with POOL_CLOSED
   const running = http.query("select pg_sleep(0.3) as slept, 7 as n");
   let closed = false;
   const closing = http.close().then(() => closed = true);
-  const late = await rejection(http.batch(["select 1"]));
+  const late = await errorOf(http.batch(["select 1"]));
   assert.ok(late instanceof PoolError && late.code === "POOL_CLOSED", String(late));
   assert.equal(closed, false);
   assert.equal((await running).rows[0].n, 7);
@@ -370,7 +360,7 @@ test("A wrong password is a PostgresError 28P01 over HTTP", T, async () => {
   const wrong = server.url("scram", PLAIN).replace(":scram_pw@", ":wrong_pw@");
   assert.notEqual(wrong, server.url("scram", PLAIN));
   await using http = await httpPool({ url: wrong });
-  const error = await rejection(http.query("select 1"));
+  const error = await errorOf(http.query("select 1"));
   assert.ok(error instanceof PostgresError, String(error));
   assert.equal(error.code, "28P01");
   assert.ok(!error.message.includes("wrong_pw"));

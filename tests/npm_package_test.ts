@@ -27,6 +27,7 @@ import {
   type TestGateway,
 } from "./_package.ts";
 import { getServer } from "./_server.ts";
+import { within } from "./_helpers.ts";
 import { SMOKE_SCRIPT, SMOKE_USING_SCRIPT } from "./_smoke.ts";
 
 const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
@@ -310,15 +311,6 @@ export default {
 };
 `;
 
-/** Rejects after `ms` with what timed out, so one runtime cannot hold up the rest. */
-function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 test(
   "the smoke script queries over TCP, WebSocket and HTTP, in a transaction and a checkout, " +
     "in Node 20, Bun, Deno and workerd",
@@ -342,9 +334,9 @@ test(
         ] as const
       ) {
         const stdout = await within(
+          run(command, [...args, "smoke_cli.mjs", url, gateway.ws, gateway.http]),
           20_000,
           runtime,
-          run(command, [...args, "smoke_cli.mjs", url, gateway.ws, gateway.http]),
         );
         results[runtime] = JSON.parse(stdout.trim().split("\n").at(-1)!);
       }
@@ -355,7 +347,7 @@ test(
         bindings: { DATABASE_URL: url, GATEWAY_WS: gateway.ws, GATEWAY_HTTP: gateway.http },
       });
       try {
-        const response = await within(20_000, "workerd", mf.dispatchFetch("http://worker/"));
+        const response = await within(mf.dispatchFetch("http://worker/"), 20_000, "workerd");
         const text = await response.text();
         assert.equal(response.status, 200, text);
         results.workerd = JSON.parse(text);

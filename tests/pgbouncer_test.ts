@@ -12,7 +12,6 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import process from "node:process";
 import {
   connect,
   type Connection,
@@ -25,7 +24,16 @@ import {
 import { parseConfig } from "../src/config.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
-import { assertPostgresError, rejection, Resolved, show } from "./_helpers.ts";
+import {
+  assertPostgresError,
+  codeOf,
+  delay,
+  rejection,
+  Resolved,
+  show,
+  uniqueName,
+  within,
+} from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 
@@ -46,35 +54,14 @@ after(async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** `within`, with pgbouncer's log tail in the failure. */
+function withinLogged<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
+  return within(promise, ms, what, () => bouncer.logTail(10));
 }
-
-/** `promise`, or a failure naming `what` if it has not settled after `ms` (a hang guard). */
-async function within<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`${what}: still pending after ${ms} ms\n${bouncer.logTail(10)}`));
-    }, ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function codeOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
-}
-
-let sequence = 0;
 
 /** A table name no other test or run uses. */
 function tableName(label: string): string {
-  return `pgb_${label}_${process.pid}_${++sequence}`;
+  return uniqueName(`pgb_${label}`);
 }
 
 /** A NullPool through `through` (default: the transaction-mode PgBouncer). */
@@ -147,7 +134,7 @@ test("200 callers through a NullPool of 50 share PgBouncer's 5 server connection
     let peakOpen = 0;
     pool.on("connect", () => peakOpen = Math.max(peakOpen, ++open));
     pool.on("close", () => open--);
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(
         Array.from(
           { length: 200 },
@@ -180,7 +167,7 @@ test("200 callers through a NullPool of 50 share PgBouncer's 5 server connection
     assert.equal(pool.stats().requestsNum, 200);
     assert.equal(pool.stats().requestsErrors, 0);
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
   }
 });
 
@@ -201,7 +188,7 @@ test("parameterised queries of every kind go through the unnamed statement", T, 
     ["select $1::text as v", ["naïve ☃ 'quoted' \"double\""], "naïve ☃ 'quoted' \"double\""],
   ];
   try {
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(Array.from({ length: 300 }, (_, i) => {
         const [sql, params] = queries[i % queries.length];
         return rejection(pool.query<{ v: unknown }>(sql, params));
@@ -216,7 +203,7 @@ test("parameterised queries of every kind go through the unnamed statement", T, 
     });
     // No named statement is left on any server connection that ran these.
     const named = values<{ rows: { n: number }[] }>(
-      await within(
+      await withinLogged(
         Promise.all(Array.from({ length: 30 }, () =>
           rejection(pool.query<{ n: number }>(
             "select count(*)::int as n from pg_prepared_statements",
@@ -239,7 +226,7 @@ test("parameterised queries of every kind go through the unnamed statement", T, 
       await checkedOut.release();
     }
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
   }
 });
 
@@ -271,17 +258,17 @@ test(
           })),
       );
       const results = values<{ rows: { v: number }[] }>(
-        await within(Promise.all(queries), 30_000, "400 queries"),
+        await withinLogged(Promise.all(queries), 30_000, "400 queries"),
         "query",
       );
       results.forEach((result, i) => assert.deepEqual(result.rows, [{ v: i + (i % 8) }]));
       const sums = values<number>(
-        await within(Promise.all(transactions), 30_000, "20 transactions"),
+        await withinLogged(Promise.all(transactions), 30_000, "20 transactions"),
         "transaction",
       );
       assert.deepEqual(sums, Array.from({ length: 20 }, (_, i) => i + 1));
     } finally {
-      await within(pool.close(), 10_000, "close");
+      await withinLogged(pool.close(), 10_000, "close");
     }
   },
 );
@@ -321,7 +308,7 @@ test("concurrent transactions keep their isolation: no lost update", T, async ()
         assert.deepEqual(last.rows, first.rows, `transaction ${tx} changed server connection`);
         return first.rows[0].pid;
       });
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(Array.from({ length: TRANSACTIONS }, (_, tx) => rejection(run(tx)))),
       40_000,
       `${TRANSACTIONS} transactions`,
@@ -339,7 +326,7 @@ test("concurrent transactions keep their isolation: no lost update", T, async ()
       assert.equal(row.logged, row.n, `counter ${row.id}: ${JSON.stringify(row)}`);
     }
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
     await direct(`drop table if exists ${counters}, ${log}`);
   }
 });
@@ -366,7 +353,7 @@ test("failed transactions roll back and leave PgBouncer's connections clean", T,
         }
         return id;
       });
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(Array.from({ length: 120 }, (_, id) => rejection(run(id)))),
       30_000,
       "120 transactions",
@@ -389,7 +376,7 @@ test("failed transactions roll back and leave PgBouncer's connections clean", T,
     // A server session left inside a transaction, or an aborted one, would show in the status
     // of the next query's ReadyForQuery, which PgBouncer passes on from the server.
     const statuses = values<string>(
-      await within(
+      await withinLogged(
         Promise.all(
           Array.from({ length: 50 }, async () => {
             const c = await pool.connect();
@@ -408,7 +395,7 @@ test("failed transactions roll back and leave PgBouncer's connections clean", T,
     );
     assert.deepEqual(statuses, statuses.map(() => "idle"));
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
     await direct(`drop table if exists ${table}`);
   }
 });
@@ -476,10 +463,10 @@ test("a NullPool survives a PgBouncer restart under load", { timeout: 90_000 }, 
 
   try {
     const running = Array.from({ length: WORKERS }, (_, id) => worker(id));
-    await within(warm, 30_000, "the workers warming up");
-    await within(bouncer.restart(), 30_000, "the restart");
+    await withinLogged(warm, 30_000, "the workers warming up");
+    await withinLogged(bouncer.restart(), 30_000, "the restart");
     restarted = true;
-    const okAfter = await within(Promise.all(running), 60_000, "the workers");
+    const okAfter = await withinLogged(Promise.all(running), 60_000, "the workers");
     assert.deepEqual(okAfter, okAfter.map(() => AFTER), "every worker committed after it");
 
     const codes = new Map<string, number>();
@@ -505,7 +492,7 @@ test("a NullPool survives a PgBouncer restart under load", { timeout: 90_000 }, 
     for (const k of present) assert.ok(attempted.has(k), `${k} is in the table, never tried`);
 
     // And once it is back, nothing fails.
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(
         Array.from(
           { length: 100 },
@@ -521,7 +508,7 @@ test("a NullPool survives a PgBouncer restart under load", { timeout: 90_000 }, 
     assert.equal(pool.stats().checkedOut, 0);
   } finally {
     restarted = true;
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
     await direct(`drop table if exists ${table}`);
   }
 });
@@ -559,7 +546,7 @@ test("session mode: a checkout keeps its server session and statements", T, asyn
         await c.release();
       }
     };
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(Array.from({ length: 30 }, (_, n) => rejection(run(n)))),
       30_000,
       "30 sessions",
@@ -568,7 +555,7 @@ test("session mode: a checkout keeps its server session and statements", T, asyn
       assert.deepEqual(rows, [{ n, app: `pgb_session_${n}` }]);
     });
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
     await session.stop();
   }
 });
@@ -586,7 +573,7 @@ test('pooler "auto" takes pgbouncer=true in the URL for transaction mode', T, as
   const pool = createPool(url, { poolClass: "NullPool", max: 10, timeout: 20_000 });
   assert.equal(pool.describe().pooler, "transaction", pool.status());
   try {
-    const outcomes = await within(
+    const outcomes = await withinLogged(
       Promise.all(Array.from({ length: 40 }, (_, i) =>
         rejection(pool.transaction(async (c) => {
           const { rows } = await c.query<{ n: number }>("select $1::int as n", [i]);
@@ -597,7 +584,7 @@ test('pooler "auto" takes pgbouncer=true in the URL for transaction mode', T, as
     );
     assert.deepEqual(values<number>(outcomes, "transaction"), outcomes.map((_, i) => i));
   } finally {
-    await within(pool.close(), 10_000, "close");
+    await withinLogged(pool.close(), 10_000, "close");
   }
 });
 
@@ -619,7 +606,7 @@ test("logins through PgBouncer: SCRAM and MD5 clients, plain and SCRAM secrets",
     try {
       for (const user of c.users) {
         const what = `${user} via auth_type ${c.authType}, ${c.secrets} secrets`;
-        const connection = await within(connect(b.url(user)), 10_000, what).catch((error) => {
+        const connection = await withinLogged(connect(b.url(user)), 10_000, what).catch((error) => {
           throw new Error(`${what}: ${show(error)}\n${b.logTail(10)}`);
         });
         try {
@@ -643,7 +630,7 @@ test("logins through PgBouncer: SCRAM and MD5 clients, plain and SCRAM secrets",
 test("PgBouncer 1.18 refuses the options startup parameter, with an error", T, async () => {
   // Told there is no pooler, edgepool sends it, and PgBouncer says no (the reason edgepool
   // refuses it up front for a transaction pooler).
-  const error = await within(
+  const error = await withinLogged(
     rejection(connect(bouncer.url(), { pooler: "none", options: "-c search_path=public" })),
     10_000,
     "connect with options",

@@ -14,7 +14,7 @@ import {
   type ConnectOptions,
 } from "../mod.ts";
 import { pgliteTransport } from "../transports/pglite.ts";
-import { assertPostgresError, rejection, show } from "./_helpers.ts";
+import { assertPostgresError, delay, rejection, show } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const URL = "postgres://postgres@localhost/postgres";
@@ -44,10 +44,6 @@ function assertConnectionError(error: unknown, code: ConnectionErrorCode): void 
     `expected ConnectionError ${code}, got ${show(error)}`,
   );
   assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Whether `promise` is still pending after `ms`. */

@@ -28,6 +28,7 @@ import {
   FakeServer,
   flush,
 } from "./_fake.ts";
+import { codeOf, watch } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 
@@ -105,20 +106,6 @@ function setup(kase: PoolCase, options: Partial<Options> = {}) {
   return { clock, server, pool };
 }
 
-function code(error: unknown): unknown {
-  return (error as { code?: unknown })?.code;
-}
-
-/** Follows a promise without awaiting it (and without an unhandled rejection). */
-function watch<T>(promise: Promise<T>) {
-  const state = { done: false, failed: false, value: undefined as T | undefined, error: undefined };
-  promise.then(
-    (value) => Object.assign(state, { done: true, value }),
-    (error) => Object.assign(state, { done: true, failed: true, error }),
-  );
-  return state as { done: boolean; failed: boolean; value: T | undefined; error: unknown };
-}
-
 /** Nothing is out, nobody waits, and the pool's count matches the open connections. */
 function assertSettled(pool: Pool<FakeConnection>, server: FakeServer): void {
   const s = pool.stats();
@@ -193,8 +180,8 @@ conformance("release throws RELEASED the second time", async (kase) => {
   await kase.session(pool, async () => {
     const c = await pool.connect();
     await c.release();
-    assert.throws(() => c.release(), (e) => code(e) === "RELEASED");
-    await assert.rejects(c.query("SELECT 1"), (e) => code(e) === "RELEASED");
+    assert.throws(() => c.release(), (e) => codeOf(e) === "RELEASED");
+    await assert.rejects(c.query("SELECT 1"), (e) => codeOf(e) === "RELEASED");
     await c.close(); // close() after release does nothing
   });
   assertSettled(pool, server);
@@ -253,7 +240,7 @@ conformance("connect rejects with POOL_TIMEOUT after the timeout", async (kase) 
   await clock.advance(999);
   assert.equal(checkout.done, false);
   await clock.advance(1);
-  assert.equal(code(checkout.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(checkout.error), "POOL_TIMEOUT");
   await clock.advance(4000);
   assertSettled(pool, server);
   assert.equal(pool.stats().requestsErrors, 1);
@@ -353,7 +340,7 @@ conformance("close rejects later checkouts and closes every connection", async (
   assert.equal(server.open.length, 0);
   await assert.rejects(
     kase.session(pool, () => pool.connect()),
-    (e) => code(e) === "POOL_CLOSED",
+    (e) => codeOf(e) === "POOL_CLOSED",
   );
   assert.equal(pool.stats().poolSize, 0);
   assert.equal(clock.pending, 0, "no timers left");
@@ -407,7 +394,7 @@ conformance("stats stay consistent after a mix of uses once all is returned", as
   server.connectDelay = 2000;
   const late = watch(kase.session(pool, () => pool.connect()));
   await clock.advance(5000);
-  assert.equal(code(late.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(late.error), "POOL_TIMEOUT");
   server.connectDelay = 0;
   await kase.session(pool, () => pool.query("SELECT 2"));
   const s = pool.stats();

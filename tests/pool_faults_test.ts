@@ -18,7 +18,6 @@
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { inspect } from "node:util";
 import {
   connect,
   type Connection,
@@ -35,7 +34,7 @@ import { type FaultProxy, type Link, startFaultProxy } from "./_faults.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { denoTcp, isDeno, nodeTcp, WebSocketImpl } from "./_transports.ts";
 import { websocketTransport } from "../transports/websocket.ts";
-import { rejection, Resolved } from "./_helpers.ts";
+import { assertIdle, delay, eventually, rejection, Resolved, show, within } from "./_helpers.ts";
 import { codeOf, isDisconnect } from "./_load.ts";
 import { execFileSync } from "node:child_process";
 
@@ -113,38 +112,6 @@ const routes: Route[] = [
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 2 });
-}
-
-/** `promise`, or a failure naming `what` if it has not settled after `ms` (a hang guard). */
-async function within<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `probe` every 10 ms until it holds; fails naming `what` after `ms` (a hang guard). */
-async function eventually(what: string, probe: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!probe()) {
-    if (performance.now() > deadline) assert.fail(`${what}: not reached after ${ms} ms`);
-    await delay(10);
-  }
-}
-
 /** Lets the event loop turn `turns` times (no clock involved: what is due now runs). */
 async function turns(count = 5): Promise<void> {
   for (let i = 0; i < count; i++) await new Promise((resolve) => setTimeout(resolve, 0));
@@ -212,12 +179,6 @@ async function allSucceed(pool: QueuePool<Connection>, count: number, what: stri
     assert.ok(outcome instanceof Resolved, `${what}: query ${i}: ${show(outcome)}`);
     assert.deepEqual((outcome.value as { rows: unknown[] }).rows, [{ n: i }]);
   });
-}
-
-function assertIdle(pool: QueuePool<Connection>): void {
-  const stats = pool.stats();
-  assert.equal(stats.checkedOut, 0, pool.status());
-  assert.equal(stats.requestsWaiting, 0, pool.status());
 }
 
 function assertQueryTimeout(error: unknown): void {

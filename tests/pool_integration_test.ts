@@ -8,9 +8,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import process from "node:process";
-import { inspect } from "node:util";
 import {
   connect,
   type Connection,
@@ -24,7 +22,20 @@ import {
   type QueuePoolOptions,
 } from "../mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
-import { assertPostgresError, rejection, Resolved } from "./_helpers.ts";
+import {
+  assertIdle,
+  assertPostgresError,
+  backends,
+  codeOf,
+  delay,
+  eventually,
+  rejection,
+  Resolved,
+  show,
+  uniqueName,
+  within,
+} from "./_helpers.ts";
+import { closedPort } from "./_net.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -40,17 +51,6 @@ test("test server starts", { timeout: 120_000 }, async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function show(value: unknown): string {
-  return value instanceof Resolved
-    ? `a resolved promise (${inspect(value.value, { depth: 1 })})`
-    : inspect(value, { depth: 2 });
-}
-
-function codeOf(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
-}
-
 /** A lost connection surfaces as the connection's CONNECTION_LOST, or the pool's wrapping. */
 function assertConnectionLost(error: unknown): void {
   assert.ok(
@@ -65,43 +65,8 @@ function connectErrorOf(error: unknown): unknown {
   return error instanceof PoolError ? error.cause : error;
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** `promise`, or a failure naming `what` if it has not settled after `ms` (a hang guard). */
-async function within<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `probe` (at most `tries` times, `every` ms apart) until it returns true. */
-async function eventually(
-  what: string,
-  probe: () => boolean | Promise<boolean>,
-  tries = 200,
-  every = 25,
-): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await probe()) return;
-    await delay(every);
-  }
-  assert.fail(`${what}: not reached after ${tries} tries`);
-}
-
-let sequence = 0;
-
 /** An application_name no other pool of this run uses. */
-function appName(label: string): string {
-  return `pit_${label}_${process.pid}_${++sequence}`;
-}
+const appName = (label: string) => uniqueName(`pit_${label}`);
 
 /** A creator that connects as scram over plain TCP, tagged with `name`. */
 async function creator(
@@ -127,16 +92,11 @@ async function nullPool(
   return new NullPool(await creator(name), options);
 }
 
-/** Backend pids with application_name `name`, in pid order. */
-async function backends(name: string): Promise<number[]> {
-  const out = await (await server()).psql(
-    `select pid from pg_stat_activity where application_name = '${name}' order by pid`,
-  );
-  return out === "" ? [] : out.split("\n").map(Number);
-}
-
 async function noBackendsLeft(name: string): Promise<void> {
-  await eventually(`backends of ${name} gone`, async () => (await backends(name)).length === 0);
+  await eventually(
+    `backends of ${name} gone`,
+    async () => (await backends(await server(), name)).length === 0,
+  );
 }
 
 /** Waits until backend `pid` runs a statement. */
@@ -168,18 +128,6 @@ async function killAll(killer: Connection, name: string): Promise<number> {
   return rows.filter((r) => r.killed).length;
 }
 
-/** A port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 /** Collects unhandled rejections while in scope (`using`); listening also keeps them from
  * crashing the process, so the test can report them. */
 function watchUnhandled(): { reasons: unknown[] } & Disposable {
@@ -198,10 +146,82 @@ async function assertNoUnhandled(watch: { reasons: unknown[] }): Promise<void> {
   assert.deepEqual(watch.reasons.map(show), [], "unhandled rejections");
 }
 
-function assertIdle(pool: QueuePool<Connection> | NullPool<Connection>): void {
-  const stats = pool.stats();
-  assert.equal(stats.checkedOut, 0, pool.status());
-  assert.equal(stats.requestsWaiting, 0, pool.status());
+/** The end of a test that leaves the pool idle: nothing out or waiting, close() within its hang
+ * guard, every backend of `name` gone, and (given `unhandled`) no unhandled rejection. */
+async function closeIdle(
+  pool: QueuePool<Connection> | NullPool<Connection>,
+  name: string,
+  unhandled?: { reasons: unknown[] },
+): Promise<void> {
+  assertIdle(pool);
+  await within(pool.close(), 10_000, "close");
+  await noBackendsLeft(name);
+  if (unhandled) await assertNoUnhandled(unhandled);
+}
+
+/** A superuser connection to terminate a pool's backends with (see `killAll`). */
+async function killerConnection(): Promise<Connection> {
+  return connect((await server()).url("postgres", PLAIN));
+}
+
+/** Kills the backends of `name`, and in the same tick as the answer sends `count` queries
+ * `select i as n` through `pool`: they go out before the pool can have read the victims'
+ * goodbyes. How many backends were killed, and each query's outcome (see `rejection`). */
+async function queriesAfterKill(
+  killer: Connection,
+  pool: QueuePool<Connection>,
+  name: string,
+  count: number,
+): Promise<{ killed: number; outcomes: unknown[] }> {
+  const killed = await killAll(killer, name);
+  const pending = Array.from(
+    { length: count },
+    (_, i) => rejection(pool.query("select $1::int as n", [i])),
+  );
+  return { killed, outcomes: await within(Promise.all(pending), 10_000, "queries after the kill") };
+}
+
+/** Runs `count` queries `select i as n` (`sql` may add to that) at once through `pool`, and
+ * asserts each answers its own `i`, while counting the most connections the pool had open and
+ * the most backends of `name` the server showed at once. */
+async function concurrentQueries(
+  pool: QueuePool<Connection> | NullPool<Connection>,
+  name: string,
+  count: number,
+  sql = "select $1::int as n",
+): Promise<{ peakOpen: number; peakBackends: number; open: number }> {
+  const seen = { peakOpen: 0, peakBackends: 0, open: 0 };
+  pool.on("connect", () => seen.peakOpen = Math.max(seen.peakOpen, ++seen.open));
+  pool.on("close", () => seen.open--);
+  let done = false;
+  const all = Promise.all(
+    Array.from({ length: count }, (_, i) => pool.query<{ n: number }>(sql, [i])),
+  ).finally(() => done = true);
+  const sampling = (async () => {
+    for (let i = 0; i < 1000 && !done; i++) {
+      const now = (await backends(await server(), name)).length;
+      seen.peakBackends = Math.max(seen.peakBackends, now);
+    }
+  })();
+  const results = await within(all, 30_000, `${count} queries`);
+  await sampling;
+  results.forEach((result, i) => assert.deepEqual(result.rows, [{ n: i }]));
+  return seen;
+}
+
+/** The outcomes (see `rejection`) of `count` queries `select 1` sent at once through `pool`. */
+function outcomesOf(pool: QueuePool<Connection>, count: number, what: string): Promise<unknown[]> {
+  return within(
+    Promise.all(Array.from({ length: count }, () => rejection(pool.query("select 1")))),
+    15_000,
+    what,
+  );
+}
+
+/** A URL of the scram user at a port nothing listens on. */
+async function closedUrl(): Promise<string> {
+  const port = await closedPort();
+  return `postgresql://scram:scram_pw@127.0.0.1:${port}/edgepool_test?sslmode=disable`;
 }
 
 /** Runs `select pg_backend_pid()` through the pool. */
@@ -217,27 +237,8 @@ test("QueuePool serves 1000 concurrent queries on 5 connections", T, async () =>
   const name = appName("load");
   const pool = await queuePool(name, { poolSize: 5, maxOverflow: 0 });
   try {
-    let open = 0;
-    let peakOpen = 0;
-    pool.on("connect", () => peakOpen = Math.max(peakOpen, ++open));
-    pool.on("close", () => open--);
-    const queries = Array.from(
-      { length: 1000 },
-      (_, i) => pool.query<{ n: number }>("select $1::int as n", [i]),
-    );
-    let done = false;
-    const all = Promise.all(queries).finally(() => done = true);
-    // Sample the server's view while the load runs.
-    let peakBackends = 0;
-    const sampling = (async () => {
-      for (let i = 0; i < 1000 && !done; i++) {
-        peakBackends = Math.max(peakBackends, (await backends(name)).length);
-      }
-    })();
-    const results = await within(all, 30_000, "1000 queries");
-    await sampling;
-    results.forEach((result, i) => assert.deepEqual(result.rows, [{ n: i }]));
-
+    // The server's view is sampled while the load runs.
+    const { peakOpen, peakBackends } = await concurrentQueries(pool, name, 1000);
     const stats = pool.stats();
     assert.equal(stats.checkedOut, 0);
     assert.equal(stats.requestsWaiting, 0);
@@ -247,7 +248,7 @@ test("QueuePool serves 1000 concurrent queries on 5 connections", T, async () =>
     assert.ok(stats.connectionsNum <= 5, `${stats.connectionsNum} connections made`);
     assert.ok(peakOpen <= 5, `${peakOpen} connections open at once`);
     assert.ok(peakBackends <= 5, `${peakBackends} backends seen at once`);
-    const after = await backends(name);
+    const after = await backends(await server(), name);
     assert.ok(after.length >= 1 && after.length <= 5, `${after.length} backends after the load`);
     await within(pool.close(), 10_000, "close");
     await noBackendsLeft(name);
@@ -267,7 +268,7 @@ test("QueuePool notices backends killed while idle and serves the next queries",
     const errors: { context: string; error: unknown }[] = [];
     pool.on("error", (e) => errors.push(e));
     await within(pool.wait(), 10_000, "wait for min");
-    const before = await backends(name);
+    const before = await backends(await server(), name);
     assert.equal(before.length, 5);
     await terminate(before);
 
@@ -283,13 +284,10 @@ test("QueuePool notices backends killed while idle and serves the next queries",
       "queries after the kill",
     );
     results.forEach((result, i) => assert.deepEqual(result.rows, [{ n: i }]));
-    const after = await backends(name);
+    const after = await backends(await server(), name);
     assert.ok(after.length >= 1 && after.length <= 5, `${after.length} backends`);
     assert.deepEqual(after.filter((pid) => before.includes(pid)), []);
-    assertIdle(pool);
-    await within(pool.close(), 10_000, "close");
-    await noBackendsLeft(name);
-    await assertNoUnhandled(unhandled);
+    await closeIdle(pool, name, unhandled);
   } finally {
     await pool.close();
   }
@@ -302,31 +300,23 @@ test("QueuePool with prePing hides backends killed while idle from every caller"
   using unhandled = watchUnhandled();
   const name = appName("idle_kill_ping");
   const pool = await queuePool(name, { poolSize: 5, maxOverflow: 0, min: 5, prePing: true });
-  const killer = await connect((await server()).url("postgres", PLAIN));
+  const killer = await killerConnection();
   try {
     await within(pool.wait(), 10_000, "wait for min");
     const held = await Promise.all(Array.from({ length: 5 }, () => pool.connect()));
     const before = held.map((c) => c.connection.processId).sort((a, b) => a - b);
     await Promise.all(held.map((c) => c.release()));
-    assert.deepEqual(await backends(name), before);
+    assert.deepEqual(await backends(await server(), name), before);
 
-    const killed = await killAll(killer, name);
-    const outcomes = Array.from(
-      { length: 20 },
-      (_, i) => rejection(pool.query("select $1::int as n", [i])),
-    );
+    const { killed, outcomes } = await queriesAfterKill(killer, pool, name, 20);
     assert.equal(killed, 5);
-    const settled = await within(Promise.all(outcomes), 10_000, "queries after the kill");
-    settled.forEach((outcome, i) => {
+    outcomes.forEach((outcome, i) => {
       assert.ok(outcome instanceof Resolved, `query ${i}: ${show(outcome)}`);
       assert.deepEqual((outcome.value as { rows: unknown }).rows, [{ n: i }]);
     });
-    const after = await backends(name);
+    const after = await backends(await server(), name);
     assert.deepEqual(after.filter((pid) => before.includes(pid)), []);
-    assertIdle(pool);
-    await within(pool.close(), 10_000, "close");
-    await noBackendsLeft(name);
-    await assertNoUnhandled(unhandled);
+    await closeIdle(pool, name, unhandled);
   } finally {
     await killer.close();
     await pool.close();
@@ -342,24 +332,16 @@ test(
     using unhandled = watchUnhandled();
     const name = appName("idle_kill_fresh");
     const pool = await queuePool(name, { poolSize: 5, maxOverflow: 0, min: 5, prePing: true });
-    const killer = await connect((await server()).url("postgres", PLAIN));
+    const killer = await killerConnection();
     try {
       await within(pool.wait(), 10_000, "wait for min");
-      const killed = await killAll(killer, name);
-      const outcomes = Array.from(
-        { length: 5 },
-        (_, i) => rejection(pool.query("select $1::int as n", [i])),
-      );
+      const { killed, outcomes } = await queriesAfterKill(killer, pool, name, 5);
       assert.equal(killed, 5);
-      const settled = await within(Promise.all(outcomes), 10_000, "queries after the kill");
       // Connections opened for `min` were never checked out but sat idle: they are pinged too.
-      settled.forEach((outcome, i) => {
+      outcomes.forEach((outcome, i) => {
         assert.ok(outcome instanceof Resolved, `query ${i}: ${show(outcome)}`);
       });
-      assertIdle(pool);
-      await within(pool.close(), 10_000, "close");
-      await noBackendsLeft(name);
-      await assertNoUnhandled(unhandled);
+      await closeIdle(pool, name, unhandled);
     } finally {
       await killer.close();
       await pool.close();
@@ -383,7 +365,7 @@ test(
       pool.on("invalidate", (e) => invalidated.push(e.error));
       pool.on("close", (e) => closed.push(e.reason));
       await within(pool.wait(), 10_000, "wait for min");
-      const before = await backends(name);
+      const before = await backends(await server(), name);
       assert.equal(before.length, 3);
 
       const victim = await pool.connect();
@@ -413,15 +395,12 @@ test(
       assert.ok(!pids.includes(victimPid));
       for (const pid of elders) assert.ok(pids.includes(pid), `elder ${pid} serves: ${pids}`);
       assert.deepEqual(
-        (await backends(name)).filter((pid) => elders.includes(pid)).sort(),
+        (await backends(await server(), name)).filter((pid) => elders.includes(pid)).sort(),
         [
           ...elders,
         ].sort(),
       );
-      assertIdle(pool);
-      await within(pool.close(), 10_000, "close");
-      await noBackendsLeft(name);
-      await assertNoUnhandled(unhandled);
+      await closeIdle(pool, name, unhandled);
     } finally {
       await pool.close();
     }
@@ -521,7 +500,7 @@ for (const prePing of [false, true]) {
         await within(pool.wait(), 10_000, "wait for min");
         const running = Array.from({ length: WORKERS }, (_, id) => worker(id));
         await within(warm, 30_000, "the workers warming up");
-        const before = await backends(name);
+        const before = await backends(await server(), name);
         restartStart = performance.now();
         await s.restart();
         restartDone = performance.now();
@@ -561,15 +540,12 @@ for (const prePing of [false, true]) {
           assert.ok(queries <= 1, `${what}: ${queries} failed queries`);
         }
         assert.deepEqual(
-          (await backends(name)).filter((pid) => before.includes(pid)),
+          (await backends(await server(), name)).filter((pid) => before.includes(pid)),
           [],
           "backends from before the restart",
         );
-        assertIdle(pool);
         assert.ok(pool.stats().poolSize <= 4, pool.status());
-        await within(pool.close(), 10_000, "close");
-        await noBackendsLeft(name);
-        await assertNoUnhandled(unhandled);
+        await closeIdle(pool, name, unhandled);
       } finally {
         await pool.close();
       }
@@ -589,11 +565,7 @@ test("QueuePool gives every waiter a wrong password's 28P01, not a timeout", T, 
     { password: "wrong" },
   );
   try {
-    const outcomes = await within(
-      Promise.all(Array.from({ length: 10 }, () => rejection(pool.query("select 1")))),
-      15_000,
-      "10 queries with a wrong password",
-    );
+    const outcomes = await outcomesOf(pool, 10, "10 queries with a wrong password");
     for (const outcome of outcomes) assertPostgresError(outcome, "28P01");
     const stats = pool.stats();
     assert.equal(stats.requestsErrors, 10, pool.status());
@@ -628,7 +600,7 @@ test("QueuePool keeps every connection through a server ERROR of class 08 (08P01
     const closed: string[] = [];
     pool.on("close", (e) => closed.push(e.reason));
     await within(pool.wait(), 10_000, "wait for min");
-    const before = await backends(name);
+    const before = await backends(await server(), name);
     // A Bind with fewer parameters than the statement: 08P01 at severity ERROR. The session
     // goes on, so the pool must not take it, or its neighbours, for dead.
     const errors = await Promise.all(
@@ -639,7 +611,7 @@ test("QueuePool keeps every connection through a server ERROR of class 08 (08P01
     assert.equal(pool.stats().connectionsLost, 0, pool.status());
     const pids = await Promise.all([1, 2, 3].map(() => pidOf(pool)));
     for (const pid of pids) assert.ok(before.includes(pid), `${pid} is one of ${before}`);
-    assert.deepEqual(await backends(name), before);
+    assert.deepEqual(await backends(await server(), name), before);
   } finally {
     await pool.close();
   }
@@ -653,19 +625,14 @@ test(
   T,
   async () => {
     using unhandled = watchUnhandled();
-    const port = await closedPort();
-    const url = `postgresql://scram:scram_pw@127.0.0.1:${port}/edgepool_test?sslmode=disable`;
+    const url = await closedUrl();
     const pool = new QueuePool((signal) => connect(url, { signal }), {
       poolSize: 2,
       maxOverflow: 0,
       timeout: 1500,
     });
     try {
-      const outcomes = await within(
-        Promise.all(Array.from({ length: 5 }, () => rejection(pool.query("select 1")))),
-        15_000,
-        "queries against a closed port",
-      );
+      const outcomes = await outcomesOf(pool, 5, "queries against a closed port");
       for (const outcome of outcomes) {
         assert.ok(outcome instanceof PoolError, show(outcome));
         assert.equal(outcome.code, "POOL_TIMEOUT", show(outcome));
@@ -687,8 +654,7 @@ test(
 
 test("QueuePool gives up reconnecting for min after reconnectTimeout", T, async () => {
   using unhandled = watchUnhandled();
-  const port = await closedPort();
-  const url = `postgresql://scram:scram_pw@127.0.0.1:${port}/edgepool_test?sslmode=disable`;
+  const url = await closedUrl();
   const failed: QueuePool<Connection>[] = [];
   let gaveUp!: () => void;
   const givenUp = new Promise<void>((resolve) => gaveUp = resolve);
@@ -731,7 +697,7 @@ test("QueuePool gives up reconnecting for min after reconnectTimeout", T, async 
 
 test("QueuePool transactions commit, roll back, and reset on return", T, async () => {
   const name = appName("tx");
-  const table = `pit_tx_${process.pid}_${sequence}`;
+  const table = uniqueName("pit_tx");
   const pool = await queuePool(name, { poolSize: 1, maxOverflow: 0 });
   const committing = await queuePool(`${name}_commit`, {
     poolSize: 1,
@@ -849,7 +815,7 @@ test("QueuePool replaces connections past maxLifetime and refills min", T, async
     pool.on("connect", () => connects++);
     pool.on("close", (e) => retired.push(e.reason));
     await within(pool.wait(), 10_000, "wait for min");
-    const first = await backends(name);
+    const first = await backends(await server(), name);
     assert.equal(first.length, 2);
     const firstServed = await pidOf(pool);
     assert.ok(first.includes(firstServed));
@@ -857,19 +823,16 @@ test("QueuePool replaces connections past maxLifetime and refills min", T, async
     // Two rounds of retirement: 4 closed for their age, 6 made in all.
     await eventually("two rounds of retirement", () => {
       return retired.filter((r) => r === "lifetime").length >= 4 && connects >= 6;
-    }, 400);
+    });
     assert.deepEqual(retired.filter((r) => r !== "lifetime"), []);
     await eventually("min refilled", () => pool.stats().checkedIn === 2);
     const later = await pidOf(pool);
     assert.ok(!first.includes(later), `pid ${later} is one of the first ${first}`);
     await eventually("the first backends gone", async () => {
-      const now = await backends(name);
+      const now = await backends(await server(), name);
       return now.length <= 2 && now.every((pid) => !first.includes(pid));
     });
-    assertIdle(pool);
-    await within(pool.close(), 10_000, "close");
-    await noBackendsLeft(name);
-    await assertNoUnhandled(unhandled);
+    await closeIdle(pool, name, unhandled);
   } finally {
     await pool.close();
   }
@@ -882,8 +845,7 @@ test("QueuePool opens min connections at start, before any wait() or checkout", 
     // `min` connections open at start, without wait() or a checkout.
     await eventually(
       "min connections open",
-      async () => (await backends(name)).length === 2,
-      40,
+      async () => (await backends(await server(), name)).length === 2,
     );
     assert.equal(pool.stats().checkedIn, 2, pool.status());
   } finally {
@@ -916,26 +878,12 @@ test("NullPool keeps to max under 50 concurrent queries", T, async () => {
   const name = appName("null_max");
   const pool = await nullPool(name, { max: 3 });
   try {
-    let open = 0;
-    let peakOpen = 0;
-    pool.on("connect", () => peakOpen = Math.max(peakOpen, ++open));
-    pool.on("close", () => open--);
-    let done = false;
-    const all = Promise.all(
-      Array.from(
-        { length: 50 },
-        (_, i) => pool.query<{ n: number }>("select $1::int as n from pg_sleep(0.005)", [i]),
-      ),
-    ).finally(() => done = true);
-    let peakBackends = 0;
-    const sampling = (async () => {
-      for (let i = 0; i < 1000 && !done; i++) {
-        peakBackends = Math.max(peakBackends, (await backends(name)).length);
-      }
-    })();
-    const results = await within(all, 30_000, "50 queries");
-    await sampling;
-    results.forEach((result, i) => assert.deepEqual(result.rows, [{ n: i }]));
+    const { peakOpen, peakBackends, open } = await concurrentQueries(
+      pool,
+      name,
+      50,
+      "select $1::int as n from pg_sleep(0.005)",
+    );
     assert.ok(peakOpen <= 3, `${peakOpen} connections open at once`);
     assert.ok(peakBackends <= 3, `${peakBackends} backends seen at once`);
     assert.equal(open, 0);
@@ -989,7 +937,7 @@ test("QueuePool close does not wait for a query still running after the timeout"
     await noBackendsLeft(name);
   } finally {
     // Whatever happened, do not leave the sleeping backend behind.
-    await terminate(await backends(name)).catch(() => {});
+    await terminate(await backends(await server(), name)).catch(() => {});
     await sleeping;
     await held.release();
     await pool.close();

@@ -38,6 +38,7 @@ import {
 import { getServer, type OwnServer, startOwnServer, type TestServer } from "./_server.ts";
 import { startPgBouncer } from "./_pgbouncer.ts";
 import { isDeno } from "./_transports.ts";
+import { eventually, within } from "./_helpers.ts";
 
 const T = { timeout: 180_000 };
 const PLAIN = { sslmode: "disable" };
@@ -62,32 +63,6 @@ after(async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `probe` every 20 ms until it holds; fails naming `what` after `ms` (a hang guard). */
-async function eventually(what: string, probe: () => boolean, ms = 60_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!probe()) {
-    if (performance.now() > deadline) assert.fail(`${what}: not reached after ${ms} ms`);
-    await delay(20);
-  }
-}
-
-/** `promise`, or a failure naming `what` if it has not settled after `ms` (a hang guard). */
-async function within<R>(promise: Promise<R>, ms: number, what: string): Promise<R> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A pool of 10 + 10 over `url`, whose creator keeps every connection it made. */
 function trackedPool(
   url: string,
@@ -111,10 +86,11 @@ async function allClosed(connections: readonly Connection[], what: string): Prom
   await eventually(
     `${what}: every connection made before sees it`,
     () => connections.every((c) => c.closed),
+    60_000,
   );
 }
 
-function show(records: readonly LoadRecord[]): string {
+function showRecords(records: readonly LoadRecord[]): string {
   return records.slice(0, 5).map((r) =>
     `${r.kind} ${r.key} started ${Math.round(r.startedAt)}: ${codeOf(r.error)} ` +
     inspect(r.error, { depth: 1 }).split("\n").slice(0, 3).join(" ")
@@ -141,10 +117,14 @@ async function underLoad(options: {
   let recovered = false;
   try {
     // Warm up: the pool full, every caller served at least twice.
-    await eventually("the warm-up", () => load.everyCallerDone(0, 2));
+    await eventually("the warm-up", () => load.everyCallerDone(0, 2), 60_000);
     outage = await options.fault();
     const back = outage.readyAt;
-    await eventually("every caller served after the outage", () => load.everyCallerDone(back, 2))
+    await eventually(
+      "every caller served after the outage",
+      () => load.everyCallerDone(back, 2),
+      60_000,
+    )
       .then(() => recovered = true, () => {});
   } finally {
     await within(load.stop(), 60_000, "the callers stopping");
@@ -162,12 +142,14 @@ async function underLoad(options: {
   assert.equal(
     summary.failedLater.length,
     0,
-    `requests started after the database was down failed:\n${show(summary.failedLater)}`,
+    `requests started after the database was down failed:\n${showRecords(summary.failedLater)}`,
   );
   assert.equal(
     summary.untyped.length,
     0,
-    `in-flight requests failed with other than a disconnect error:\n${show(summary.untyped)}`,
+    `in-flight requests failed with other than a disconnect error:\n${
+      showRecords(summary.untyped)
+    }`,
   );
   assert.ok(recovered, "every caller was served again after the outage");
   const stats = pool.stats();

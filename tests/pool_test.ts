@@ -31,6 +31,7 @@ import {
   flush,
   tick,
 } from "./_fake.ts";
+import { codeOf, errorOf, watch } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 
@@ -65,30 +66,6 @@ function collect<K extends keyof Events>(pool: Pool<FakeConnection>, event: K): 
 function closeReasons(closes: Events["close"][], connection?: FakeConnection): string[] {
   return closes.filter((e) => connection === undefined || e.connection === connection)
     .map((e) => e.reason);
-}
-
-/** Follows a promise without awaiting it (and without an unhandled rejection). */
-function watch<T>(promise: Promise<T>) {
-  const state = { done: false, failed: false, value: undefined as T | undefined, error: undefined };
-  promise.then(
-    (value) => Object.assign(state, { done: true, value }),
-    (error) => Object.assign(state, { done: true, failed: true, error }),
-  );
-  return state as { done: boolean; failed: boolean; value: T | undefined; error: unknown };
-}
-
-/** The error `promise` rejects with; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
-
-function code(error: unknown): unknown {
-  return (error as { code?: unknown })?.code;
 }
 
 /** Closes a pool, letting its grace period pass on the fake clock. */
@@ -160,7 +137,7 @@ test(
     const p = watch(pool.connect());
     await clock.advance(1000);
     assert.ok(p.failed);
-    assert.equal(code(p.error), "POOL_TIMEOUT");
+    assert.equal(codeOf(p.error), "POOL_TIMEOUT");
     assert.equal((p.error as Error).cause, refused);
     assert.match((p.error as Error).message, /connection refused/);
     assert.ok(server.attempts >= 3 && server.attempts <= 4, `${server.attempts} attempts`);
@@ -179,7 +156,7 @@ test(
     const { clock, server, pool } = setup({ timeout: 1000 });
     const denied = authError();
     server.failConnects(denied, 1);
-    assert.equal(await rejection(pool.connect()), denied);
+    assert.equal(await errorOf(pool.connect()), denied);
     assert.equal(server.attempts, 1);
     await shut(pool, clock);
   },
@@ -211,7 +188,7 @@ test("connect timeout option overrides the pool's timeout, per checkout", T, asy
   server.connectDelay = 5000;
   const p = watch(pool.connect({ timeout: 200 }));
   await clock.advance(200);
-  assert.equal(code(p.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(p.error), "POOL_TIMEOUT");
   await clock.advance(5000);
   await shut(pool, clock);
 });
@@ -227,7 +204,7 @@ test("QueuePool opens up to poolSize + maxOverflow and closes overflow on checki
   assert.deepEqual([s.checkedOut, s.checkedIn, s.overflow, s.poolSize], [3, 0, 1, 3]);
   const fourth = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(fourth.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(fourth.error), "POOL_TIMEOUT");
   await held[0].release();
   await held[1].release();
   assert.equal(closes.length, 0);
@@ -286,9 +263,9 @@ test("QueuePool.connect fails at once with TOO_MANY_WAITERS, beyond maxWaiting",
   const { clock, pool } = setup({ poolSize: 1, maxOverflow: 0, maxWaiting: 2 });
   const held = await pool.connect();
   const waiters = [watch(pool.connect()), watch(pool.connect())];
-  const error = await rejection(pool.connect());
-  assert.equal(code(error), "TOO_MANY_WAITERS");
-  assert.match((error as Error).message, /2 callers are already waiting/);
+  const error = await errorOf(pool.connect());
+  assert.equal(codeOf(error), "TOO_MANY_WAITERS");
+  assert.match(String(error.message), /2 callers are already waiting/);
   assert.equal(pool.stats().requestsWaiting, 2);
   assert.equal(pool.stats().requestsErrors, 1);
   await held.release();
@@ -316,7 +293,7 @@ test("PooledConnection checkout is abandoned at once, when its AbortSignal abort
   assert.deepEqual([s.checkedIn, s.checkedOut, s.requestsWaiting], [1, 0, 0]);
   // An already aborted signal rejects without queueing.
   const aborted = AbortSignal.abort(reason);
-  assert.equal(await rejection(pool.connect({ signal: aborted })), reason);
+  assert.equal(await errorOf(pool.connect({ signal: aborted })), reason);
   await shut(pool, clock);
 });
 
@@ -335,7 +312,7 @@ test("connect deadline covers waiting in the queue and connecting together", T, 
   await clock.advance(399);
   assert.equal(waiter.done, false);
   await clock.advance(1); // t=1600
-  assert.equal(code(waiter.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(waiter.error), "POOL_TIMEOUT");
   await clock.advance(200); // the late connection arrives and waits idle
   const s = pool.stats();
   assert.deepEqual([s.poolSize, s.checkedIn, s.checkedOut], [1, 1, 0]);
@@ -358,7 +335,7 @@ test("connect deadline covers waiting in the queue and the health check together
   await clock.advance(399);
   assert.equal(waiter.done, false);
   await clock.advance(1);
-  assert.equal(code(waiter.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(waiter.error), "POOL_TIMEOUT");
   await clock.advance(5000);
   assert.equal(pool.stats().checkedOut, 0);
   await shut(pool, clock);
@@ -369,7 +346,7 @@ test("a connect finishing after its waiter timed out goes idle, not leaked", T, 
   server.connectDelay = 3000;
   const late = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(late.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(late.error), "POOL_TIMEOUT");
   assert.equal(pool.stats().poolSize, 1, "still connecting");
   await clock.advance(2000);
   const s = pool.stats();
@@ -388,7 +365,7 @@ test("a connect finishing after its waiter timed out goes to the next waiter", T
   await clock.advance(500);
   const second = watch(pool.connect({ timeout: 10_000 }));
   await clock.advance(500);
-  assert.equal(code(first.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(first.error), "POOL_TIMEOUT");
   await clock.advance(2000);
   assert.ok(second.done && !second.failed);
   assert.equal(second.value!.connection, server.created[0]);
@@ -436,7 +413,7 @@ test("prePing retry stays within the checkout deadline", T, async () => {
   await clock.advance(999);
   assert.equal(p.done, false);
   await clock.advance(1);
-  assert.equal(code(p.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(p.error), "POOL_TIMEOUT");
   await clock.advance(4000);
   await shut(pool, clock);
 });
@@ -449,7 +426,7 @@ test("a health check cut short by the caller's deadline does not retire the pool
   c1.pingDelay = 2000; // slow, not dead
   const checkout = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(checkout.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(checkout.error), "POOL_TIMEOUT");
   await clock.advance(2000);
   const survivors = [c2.closed, c3.closed];
   await shut(pool, clock);
@@ -500,7 +477,7 @@ test(
     assert.deepEqual(closeReasons(closes, c1), ["stuck"]);
     assert.ok(waiting.done && !waiting.failed, "the waiter got a new connection at once");
     assert.equal((waiting.value as PooledConnection<FakeConnection>).connection, server.created[1]);
-    const after = await rejection(conn.query("SELECT 1"));
+    const after = await errorOf(conn.query("SELECT 1"));
     assert.ok(after instanceof Error, "the holder's handle no longer works");
     await conn.release(); // still fine to release
     await (waiting.value as PooledConnection<FakeConnection>).release();
@@ -566,8 +543,8 @@ test("configure runs once on every new connection, before its first use", T, asy
       throw new Error("SET failed");
     },
   });
-  const error = await rejection(failing.pool.connect());
-  assert.equal((error as Error).message, "SET failed");
+  const error = await errorOf(failing.pool.connect());
+  assert.equal(error.message, "SET failed");
   assert.equal(failing.server.created[0].closed, true);
   assert.equal(failing.pool.stats().connectionsErrors, 1);
   await shut(failing.pool, failing.clock);
@@ -596,7 +573,7 @@ test("resetOnReturn rollback rolls back an open or failed transaction", T, async
     await c.query("BEGIN");
     if (failed) {
       c.connection.failNext(new CodedError("22012", "division by zero"));
-      await rejection(c.query("SELECT 1/0"));
+      await errorOf(c.query("SELECT 1/0"));
       assert.equal(c.transactionStatus, "failed");
     }
     await c.release();
@@ -625,7 +602,7 @@ test(
     const d = await pool.connect();
     await d.query("BEGIN");
     d.connection.failNext(new CodedError("23505", "duplicate key"));
-    await rejection(d.query("INSERT"));
+    await errorOf(d.query("INSERT"));
     await d.release();
     assert.equal(server.created[0].log.at(-1), "ROLLBACK");
     assert.deepEqual(resets.map((e) => e.action), ["commit", "rollback"]);
@@ -731,7 +708,7 @@ test(
     const { clock, server, pool } = setup({ min: 2, timeout: 30_000 });
     const denied = authError();
     server.failConnects(denied);
-    const error = await rejection(pool.wait());
+    const error = await errorOf(pool.wait());
     assert.equal(error, denied);
     assert.equal(clock.now(), 0, "no time passed");
     await shut(pool, clock);
@@ -749,7 +726,7 @@ test(
     await clock.advance(4999);
     assert.equal(ready.done, false);
     await clock.advance(1);
-    assert.equal(code(ready.error), "POOL_TIMEOUT");
+    assert.equal(codeOf(ready.error), "POOL_TIMEOUT");
     assert.equal((ready.error as Error).cause, refused);
     assert.match((ready.error as Error).message, /0 of 1 connections open after 5000 ms/);
     await shut(pool, clock);
@@ -854,7 +831,7 @@ test(
     server.failConnects(new CodedError("ECONNREFUSED", "connection refused"));
     const ready = watch(pool.wait({ timeout: 60_000 }));
     await clock.advance(60_000);
-    assert.equal(code(ready.error), "POOL_TIMEOUT");
+    assert.equal(codeOf(ready.error), "POOL_TIMEOUT");
     const times = server.attemptTimes;
     assert.ok(times.length >= 4, `attempts at ${times}`);
     const gaps = times.slice(1).map((t, i) => t - times[i]);
@@ -891,9 +868,9 @@ test(
     const [c1, c2, c3, c4] = server.created;
     const lost = new DisconnectError("terminating connection due to administrator command");
     c3.failNext(lost);
-    const error = await rejection(held[2].query("SELECT 1"));
-    assert.equal(code(error), "CONNECTION_LOST");
-    assert.equal((error as Error).cause, lost);
+    const error = await errorOf(held[2].query("SELECT 1"));
+    assert.equal(codeOf(error), "CONNECTION_LOST");
+    assert.equal(error.cause, lost);
     assert.equal(invalidates.length, 1);
     assert.equal(invalidates[0].connection, c3);
     assert.ok(c3.closed);
@@ -940,7 +917,7 @@ test(
       },
     );
     server.created[0].failNext(protocol);
-    const error = await rejection(held[0].query("SELECT $1, $2"));
+    const error = await errorOf(held[0].query("SELECT $1, $2"));
     assert.equal(error, protocol, "the query's own error, not CONNECTION_LOST");
     await held[0].release();
     assert.deepEqual(closes, []);
@@ -1014,7 +991,7 @@ test("a wrong password reaches every waiter as that error, not a timeout", T, as
     assert.equal(clock.now(), 0);
     for (const w of waiters) {
       assert.ok(w.failed, `poolSize ${poolSize}`);
-      assert.equal(code(w.error), "28P01");
+      assert.equal(codeOf(w.error), "28P01");
     }
     const s = pool.stats();
     assert.equal(s.requestsErrors, 3);
@@ -1031,10 +1008,10 @@ test("PooledConnection.release throws RELEASED the second time", T, async () => 
   const c = await pool.connect();
   await c.release();
   assert.equal(c.released, true);
-  assert.throws(() => c.release(), (e) => code(e) === "RELEASED");
-  await assert.rejects(c.query("SELECT 1"), (e) => code(e) === "RELEASED");
-  assert.throws(() => c.invalidate(), (e) => code(e) === "RELEASED");
-  assert.throws(() => c.detach(), (e) => code(e) === "RELEASED");
+  assert.throws(() => c.release(), (e) => codeOf(e) === "RELEASED");
+  await assert.rejects(c.query("SELECT 1"), (e) => codeOf(e) === "RELEASED");
+  assert.throws(() => c.invalidate(), (e) => codeOf(e) === "RELEASED");
+  assert.throws(() => c.detach(), (e) => codeOf(e) === "RELEASED");
   await shut(pool, clock);
 });
 
@@ -1124,7 +1101,7 @@ test("PooledConnection.detach takes the connection out of the pool until release
   await c.release();
   assert.equal(closedDetached.length, 1);
   assert.equal(server.created[0].closedHow, "graceful");
-  assert.throws(() => c.release(), (e) => code(e) === "RELEASED");
+  assert.throws(() => c.release(), (e) => codeOf(e) === "RELEASED");
   await other.release();
   await shut(pool, clock);
 });
@@ -1330,7 +1307,7 @@ test("Pool.stats counts requests, waits, usage, bad returns and connections", T,
   // A timeout while both are out.
   const late = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(late.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(late.error), "POOL_TIMEOUT");
   await c.release();
   s = pool.stats();
   assert.deepEqual([s.checkedOut, s.checkedIn, s.overflow], [1, 1, 1]);
@@ -1384,7 +1361,7 @@ test("Pool.stats counts a waiter rejected by close() as a failed request", T, as
   const waiter = watch(pool.connect());
   const closing = pool.close({ timeout: 1000 });
   await flush();
-  assert.equal(code(waiter.error), "POOL_CLOSED");
+  assert.equal(codeOf(waiter.error), "POOL_CLOSED");
   // requestsErrors counts checkouts failed by close() too ("pool closed" in its doc).
   assert.equal(pool.stats().requestsErrors, 1);
   await held.release();
@@ -1429,7 +1406,7 @@ test("logger receives pool activity, and nothing is written without one", T, asy
   const noisy = async (options: Partial<QueuePoolOptions<FakeConnection>>) => {
     const { clock, server, pool } = setup({ ...options, leakDetectionThreshold: 1000 });
     server.failConnects(new Error("refused"), 1);
-    await rejection(pool.connect());
+    await errorOf(pool.connect());
     await (await pool.connect()).release();
     const c = await pool.connect();
     await clock.advance(2000); // leak warning
@@ -1533,7 +1510,7 @@ test("Pool.close rejects waiters, closes idle now and busy after its timeout", T
   const closing = watch(pool.close({ timeout: 3000 }));
   await flush();
   assert.equal(pool.closed, true);
-  assert.equal(code(waiting.error), "POOL_CLOSED");
+  assert.equal(codeOf(waiting.error), "POOL_CLOSED");
   await waiter.value!.release();
   assert.ok(server.created[1].closed, "returned after close: closed at once");
   await clock.advance(2999);
@@ -1543,9 +1520,9 @@ test("Pool.close rejects waiters, closes idle now and busy after its timeout", T
   assert.ok(closing.done && !closing.failed);
   assert.ok(server.created[0].closed);
   assert.deepEqual(closeReasons(closes), ["pool closed", "pool closed"]);
-  assert.equal(code(await rejection(pool.connect())), "POOL_CLOSED");
-  assert.equal(code(await rejection(pool.query("SELECT 1"))), "POOL_CLOSED");
-  assert.equal(code(await rejection(pool.wait())), "POOL_CLOSED");
+  assert.equal(codeOf(await errorOf(pool.connect())), "POOL_CLOSED");
+  assert.equal(codeOf(await errorOf(pool.query("SELECT 1"))), "POOL_CLOSED");
+  assert.equal(codeOf(await errorOf(pool.wait())), "POOL_CLOSED");
   await busy.release(); // its user may still return it
   assert.equal(pool.close(), pool.close(), "idempotent");
   await pool.close();
@@ -1602,7 +1579,7 @@ test("Pool.close rejects a checkout whose connection is being health-checked", T
   await closing;
   // A caller whose connection is being pinged is out of the queue: close() must still reject it
   // with POOL_CLOSED, not hand it a connection of the closed pool (or a POOL_TIMEOUT later).
-  assert.equal(code(checkout.error), "POOL_CLOSED");
+  assert.equal(codeOf(checkout.error), "POOL_CLOSED");
   if (checkout.value) await checkout.value.release();
 });
 
@@ -1634,7 +1611,7 @@ test("Pool.query checks out, runs and returns the connection", T, async () => {
   assert.deepEqual(server.created[0].log, ["SELECT 1"]);
   assert.equal(pool.stats().checkedOut, 0);
   server.created[0].failNext(new CodedError("42601", "syntax error"));
-  await assert.rejects(pool.query("SELEC"), (e) => code(e) === "42601");
+  await assert.rejects(pool.query("SELEC"), (e) => codeOf(e) === "42601");
   assert.equal(pool.stats().checkedOut, 0);
   await shut(pool, clock);
 });
@@ -1659,11 +1636,11 @@ test("Pool.transaction commits, rolls back on throw, and rejects ROLLED_BACK", T
   );
   assert.deepEqual(conn().log, ["BEGIN", "INSERT 2", "ROLLBACK"]);
   conn().log.length = 0;
-  const rolledBack = await rejection(pool.transaction(async (c) => {
+  const rolledBack = await errorOf(pool.transaction(async (c) => {
     c.connection.failNext(new CodedError("23505", "duplicate key"));
     await c.query("INSERT 3").catch(() => {});
   }));
-  assert.equal(code(rolledBack), "ROLLED_BACK");
+  assert.equal(codeOf(rolledBack), "ROLLED_BACK");
   assert.deepEqual(conn().log, ["BEGIN", "INSERT 3", "COMMIT"]);
   conn().log.length = 0;
   await pool.transaction(() => Promise.resolve(), { isolation: "serializable", readOnly: true });
@@ -1688,9 +1665,9 @@ test(
       return await pool.connect();
     }
     const a = await firstHolder();
-    const error = await rejection(pool.connect());
-    assert.equal(code(error), "ALREADY_CHECKED_OUT");
-    assert.match((error as Error).message, /firstHolder/);
+    const error = await errorOf(pool.connect());
+    assert.equal(codeOf(error), "ALREADY_CHECKED_OUT");
+    assert.match(String(error.message), /firstHolder/);
     await a.release();
     const b = await pool.connect();
     assert.equal(b.connection, a.connection);
@@ -1731,7 +1708,7 @@ test("ContextPool shares one connection among nested checkouts in run()", T, asy
       assert.equal(b.transactionStatus, "transaction", "the same session");
       assert.throws(() => b.detach(), TypeError);
       await b.release();
-      assert.throws(() => b.release(), (e) => code(e) === "RELEASED");
+      assert.throws(() => b.release(), (e) => codeOf(e) === "RELEASED");
     };
     await inner();
     await pool.run(inner); // a nested run joins the outer context
@@ -1907,7 +1884,7 @@ test("NullPool with max makes checkouts wait, and time out", T, async () => {
   const b = await pool.connect();
   const late = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(late.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(late.error), "POOL_TIMEOUT");
   assert.match((late.error as Error).message, /2 of 2 connections in use/);
   const waiter = watch(pool.connect());
   await a.release();
@@ -1972,7 +1949,7 @@ test("NullPool with affinity times out each checkout by its own timer", T, async
   const b = watch(pool.connect());
   clock.loseTimers(mark);
   await clock.advance(1000);
-  assert.equal(code(b.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(b.error), "POOL_TIMEOUT");
   server.release();
   await shut(pool, clock);
 });
@@ -2009,7 +1986,7 @@ test("StaticPool uses one connection for everything, checkouts taking turns", T,
   assert.equal(b.value!.transactionStatus, "idle");
   const c = watch(pool.connect());
   await clock.advance(1000);
-  assert.equal(code(c.error), "POOL_TIMEOUT");
+  assert.equal(codeOf(c.error), "POOL_TIMEOUT");
   await b.value!.release();
   await Promise.all([1, 2, 3].map(() => pool.query("SELECT 1")));
   assert.equal(server.created.length, 1);
@@ -2125,7 +2102,7 @@ test("connect() and the pool's own connects wait for the login", T, async () => 
   server2.created[0].finishLogin(authError());
   await flush();
   assert.equal(failing.failed, true);
-  assert.equal(code(failing.error), "28P01");
+  assert.equal(codeOf(failing.error), "28P01");
   assert.equal(server2.created[0].closed, true);
   assert.equal(pool2.stats().connectionsErrors, 1);
   await shut(pool, clock);
@@ -2280,7 +2257,7 @@ test("a connection returned before its login ended is reused only once logged in
   // And one whose login then fails is closed, not handed out.
   const { clock: clock2, server: server2, pool: pool2 } = setup({ poolSize: 1, maxOverflow: 0 });
   server2.earlyLogin = true;
-  await rejection(pool2.transaction(42 as unknown as () => Promise<void>));
+  await errorOf(pool2.transaction(42 as unknown as () => Promise<void>));
   server2.earlyLogin = false;
   const next = watch(pool2.connect());
   await flush();

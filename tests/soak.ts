@@ -23,6 +23,7 @@ import { connect, type Connection, QueuePool, type QueuePoolOptions } from "../m
 import { type FaultProxy, startFaultProxy } from "./_faults.ts";
 import { codeOf, ledgerTable, Load, type RequestKind } from "./_load.ts";
 import { type OwnServer, startOwnServer } from "./_server.ts";
+import { delay } from "./_helpers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -41,10 +42,6 @@ if (!(Number.isInteger(callers) && callers > 0 && callers <= 1000)) {
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function heap(): { rss: number; heapUsed: number } {
   gc?.();

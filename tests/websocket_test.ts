@@ -7,7 +7,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
@@ -28,17 +27,21 @@ import {
 import { getServer, type TestServer, type TestUser } from "./_server.ts";
 import { WebSocketImpl } from "./_transports.ts";
 import { startWebsockify, type Websockify } from "./_websockify.ts";
-import { assertConnectionError, assertPostgresError, concat, rejection, show } from "./_helpers.ts";
+import {
+  assertConnectionError,
+  assertPostgresError,
+  concat,
+  delay,
+  rejection,
+  show,
+} from "./_helpers.ts";
+import { closedPort, silentServer } from "./_net.ts";
 
 const T = { timeout: 20_000 };
 const PLAIN = { sslmode: "disable" };
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 const encoder = new TextEncoder();
 
@@ -776,41 +779,3 @@ test("connect in workerd reaches the server through websockify with its own WebS
 
 // ---------------------------------------------------------------------------------------------
 // Network helpers
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe: Server = createServer();
-    probe.on("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const port = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** A TCP server that accepts and never answers (not even the WebSocket upgrade). */
-async function silentServer(): Promise<
-  { port: number; socketClosed: Promise<void> } & AsyncDisposable
-> {
-  const sockets = new Set<Socket>();
-  let closed!: () => void;
-  const socketClosed = new Promise<void>((resolve) => closed = resolve);
-  const silent = createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => {});
-    socket.resume();
-    socket.on("close", () => {
-      sockets.delete(socket);
-      closed();
-    });
-  });
-  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-  return {
-    port: (silent.address() as { port: number }).port,
-    socketClosed,
-    async [Symbol.asyncDispose]() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => silent.close(resolve));
-    },
-  };
-}
