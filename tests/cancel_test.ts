@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
 import { connect } from "../mod.ts";
 import { getServer } from "./_server.ts";
+import { delay } from "./_helpers.ts";
 
 const CANCEL_CODE = 80877102;
 
@@ -64,7 +65,7 @@ test("a cancel that was lost is sent again while the statement runs on", {
     // Without a second cancel this runs for 60 s, past the test's timeout.
     const slow = conn.query("select pg_sleep(60)", [], { signal: controller.signal });
     const rejected = assert.rejects(slow, (error) => error === reason);
-    await new Promise((resolve) => setTimeout(resolve, 100)); // under way on the server
+    await delay(100); // under way on the server
     controller.abort(reason);
     await rejected;
     assert.deepEqual((await conn.query("select 2 as two")).rows, [{ two: 2 }]);

@@ -13,7 +13,7 @@ import process from "node:process";
 import { after, test } from "node:test";
 import { neon, neonConfig, Pool } from "@neondatabase/serverless";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
-import { concat, int32 } from "./_helpers.ts";
+import { concat, delay, errorOf, eventually, int32 } from "./_helpers.ts";
 import { getServer, passwordOf, type TestServer } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
 
@@ -68,23 +68,6 @@ function post(
   headers: Record<string, string>,
 ): Promise<Response> {
   return fetch(`${gateway.url}/sql`, { method: "POST", body, headers });
-}
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  assert.fail(`gave up waiting until ${what}`);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Record<string, unknown>;
-  }
-  return assert.fail("expected a rejection");
 }
 
 /** A raw TCP client: what it was sent so far, and whether the server closed it. */
@@ -245,10 +228,10 @@ test(
   async () => {
     const { server } = await env();
     const sql = neon(connectionString(server));
-    const syntax = await rejection(sql.query("selec 1"));
+    const syntax = await errorOf(sql.query("selec 1"));
     assert.equal(syntax.code, "42601");
     assert.equal(syntax.name, "NeonDbError");
-    const refused = await rejection(
+    const refused = await errorOf(
       neon(connectionString(server).replace(`127.0.0.1:${server.port}`, "127.0.0.2:5432"))
         .query("select 1"),
     );
@@ -263,9 +246,9 @@ test(
       try {
         const { rows } = await pool.query("select $1::int + 1 as n", [41]);
         assert.deepEqual(rows, [{ n: 42 }]);
-        const error = await rejection(pool.query("selec 1"));
+        const error = await errorOf(pool.query("selec 1"));
         assert.equal(error.code, "42601");
-        const tooMany = await rejection(
+        const tooMany = await errorOf(
           pool.query("select 1", Array.from({ length: 65536 }, () => 1)),
         );
         assert.equal(tooMany.code, "54000");
@@ -390,7 +373,7 @@ test("the gateway disconnects a client whose headers are late and serves others"
     for (const byte of "POST /sql HTTP/1.1\r\nHost: x\r\nX-Slow: yes") {
       if (!trickling) break;
       trickle.write(byte);
-      await new Promise((resolve) => setTimeout(resolve, HEADER_TIMEOUT / 6));
+      await delay(HEADER_TIMEOUT / 6);
     }
   })();
   const second = await RawClient.open(gateway.port);

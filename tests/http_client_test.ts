@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConnectionError, createPool, Oid, PoolError, PostgresError, QueuePool } from "../mod.ts";
 import { HttpClient, type HttpFetch, HttpPool, httpTransport } from "../transports/http.ts";
+import { delay, errorOf } from "./_helpers.ts";
 
 // Parameters a socket connection refuses (channel_binding=require) or does not know are the
 // endpoint's business over HTTP: the URL goes as given, less the client's own socket and TLS
@@ -66,15 +67,6 @@ const ONE_ROW = {
   command: "SELECT",
   rowCount: 2,
 };
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  assert.fail("expected a rejection");
-}
 
 test("HttpClient.query posts Neon's headers and body to https://<host>/sql", async () => {
   const fetch = fakeFetch(() => json(200, ONE_ROW));
@@ -172,7 +164,7 @@ test("HttpClient.batch posts {queries} with the transaction headers", async () =
   }
   assert.deepEqual(await client.batch([]), []);
   assert.equal(fetch.seen.length, 4, "an empty batch sends nothing");
-  const bad = await rejection(
+  const bad = await errorOf(
     client.batch(["select 1"], { isolation: "snapshot" as "serializable" }),
   );
   assert.ok(bad instanceof TypeError);
@@ -200,7 +192,7 @@ test("HttpClient turns HTTP 400 with a SQLSTATE into a PostgresError with every 
       routine: "_bt_check_unique",
     })
   );
-  const error = await rejection(new HttpClient(URL_, { fetch }).query("insert"));
+  const error = await errorOf(new HttpClient(URL_, { fetch }).query("insert"));
   assert.ok(error instanceof PostgresError);
   const defined = Object.entries(error).filter(([, value]) => value !== undefined);
   assert.deepEqual({ ...Object.fromEntries(defined), message: error.message }, {
@@ -247,7 +239,7 @@ test("HttpClient reports other failures as ConnectionErrors, never with the pass
       return answer;
     });
     const client = new HttpClient(URL_, { fetch, endpoint: "http://gw.test/sql" });
-    const error = await rejection(client.query("select 1"));
+    const error = await errorOf(client.query("select 1"));
     assert.ok(error instanceof ConnectionError, `${code}: ${error}`);
     assert.equal(error.code, code);
     assert.match(error.message, pattern);
@@ -266,12 +258,12 @@ test("HttpClient rejects with the signal's reason and passes the signal to fetch
   };
   const client = new HttpClient(URL_, { fetch });
   const controller = new AbortController();
-  const pending = rejection(client.query("select", [], { signal: controller.signal }));
+  const pending = errorOf(client.query("select", [], { signal: controller.signal }));
   const reason = new Error("stop");
   controller.abort(reason);
   assert.equal(await pending, reason);
   assert.ok(passed?.aborted);
-  const early = await rejection(client.query("select", [], { signal: AbortSignal.abort(reason) }));
+  const early = await errorOf(client.query("select", [], { signal: AbortSignal.abort(reason) }));
   assert.equal(early, reason);
 });
 
@@ -292,7 +284,7 @@ test("HttpPool counts requests, refuses sessions, and closes after what is in fl
   assert.match(pool.status(), /^test-http: 2 requests in flight, 2 sent, 0 failed/);
 
   for (const refused of [pool.connect(), pool.transaction(() => Promise.resolve())]) {
-    const error = await rejection(refused);
+    const error = await errorOf(refused);
     assert.ok(error instanceof PoolError);
     assert.equal(error.code, "UNSUPPORTED");
     assert.match(
@@ -303,9 +295,9 @@ test("HttpPool counts requests, refuses sessions, and closes after what is in fl
 
   let closed = false;
   const closing = pool.close().then(() => closed = true);
-  const late = await rejection(pool.query("select"));
+  const late = await errorOf(pool.query("select"));
   assert.ok(late instanceof PoolError && late.code === "POOL_CLOSED");
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await delay(20);
   assert.equal(closed, false, "close() waits for the requests in flight");
   release();
   await closing;
@@ -331,7 +323,7 @@ test("HttpPool.close aborts what is still in flight after its timeout", async ()
   const pool = new HttpPool(URL_, { fetch });
   const errors: unknown[] = [];
   pool.on("error", (e) => errors.push(e.error));
-  const pending = rejection(pool.query("select pg_sleep(60)"));
+  const pending = errorOf(pool.query("select pg_sleep(60)"));
   await pool.close({ timeout: 30 });
   const error = await pending;
   assert.ok(error instanceof PoolError && error.code === "POOL_CLOSED", String(error));
@@ -344,7 +336,7 @@ test("HttpPool emits 'error' for failures of the HTTP exchange", async () => {
   const pool = new HttpPool(URL_, { fetch });
   const errors: unknown[] = [];
   pool.on("error", (e) => errors.push(e.error));
-  const error = await rejection(pool.query("select"));
+  const error = await errorOf(pool.query("select"));
   assert.ok(error instanceof ConnectionError);
   assert.deepEqual(errors, [error]);
   await pool.close();

@@ -8,6 +8,7 @@ import { NullPool, pgClientAdapter, type PgClientLike, QueuePool } from "../mod.
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
+import { backends, eventually } from "./_helpers.ts";
 
 const T = { timeout: 30_000 };
 let gateway: RunningGateway;
@@ -110,18 +111,9 @@ test("NullPool manages Neon Clients: one per checkout, closed on return", T, asy
     );
     assert.equal(results.length, 6);
     assert.equal(pool.stats().checkedOut, 0);
-    for (let i = 0; i < 50; i++) {
-      const count = await server.psql(
-        "select count(*) from pg_stat_activity where application_name = 'neon_adapter_null'",
-      );
-      if (count === "0") break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.equal(
-      await server.psql(
-        "select count(*) from pg_stat_activity where application_name = 'neon_adapter_null'",
-      ),
-      "0",
+    await eventually(
+      "the backends of neon_adapter_null gone",
+      async () => (await backends(server, "neon_adapter_null")).length === 0,
     );
   } finally {
     await pool.close();

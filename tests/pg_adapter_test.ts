@@ -7,6 +7,7 @@ import pg from "pg";
 import { PoolError, QueuePool } from "../mod.ts";
 import { pgClientAdapter, type PgClientLike } from "../src/pool/pg_adapter.ts";
 import { getServer } from "./_server.ts";
+import { eventually } from "./_helpers.ts";
 
 const T = { timeout: 30_000 };
 
@@ -80,9 +81,9 @@ test("pgClientAdapter notices a client killed while idle, without crashing", T, 
     await server.psql(
       "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'pga_idle_kill'",
     );
-    for (let i = 0; i < 100 && pool.stats().connectionsLost === 0; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually("the pool noticing the lost connection", () => {
+      return pool.stats().connectionsLost > 0;
+    });
     assert.equal(pool.stats().connectionsLost, 1);
     assert.ok(errors.includes("idle"));
     assert.equal((await pool.query("select 2 as two")).rows[0].two, 2);
@@ -99,13 +100,12 @@ test(
     try {
       const conn = await pool.connect();
       const sleeping = conn.query("select pg_sleep(30)").then(() => null, (e) => e);
-      for (let i = 0; i < 100; i++) {
+      await eventually("the statement of pga_busy_kill running", async () => {
         const out = await server.psql(
           "select count(*) from pg_stat_activity where application_name = 'pga_busy_kill' and state = 'active'",
         );
-        if (out === "1") break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+        return out === "1";
+      });
       await server.psql(
         "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'pga_busy_kill'",
       );

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { inspect } from "node:util";
 import { connect, ConnectionError, type ConnectOptions, PostgresError } from "../mod.ts";
 import { connectionTransports } from "./_transports.ts";
-import { concat, int16, int32, rejection } from "./_helpers.ts";
+import { concat, delay, int16, int32, rejection } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PASSWORD = "fake_pw";
@@ -244,7 +244,7 @@ for (const { transport, tcp } of connectionTransports.filter((t) => !t.gateway))
       let calls = 0;
       const password = async () => {
         calls++;
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await delay(10);
         return "rotated";
       };
       await using conn = await connect(fake.url(), { ...PIPELINE, password });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { connect, type Connection, QueuePool } from "../mod.ts";
 import { pipelineable } from "../src/pool/_pipeline.ts";
 import { getServer } from "./_server.ts";
+import { codeOf, eventually } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 
@@ -19,10 +20,6 @@ async function pool(size: number, queryPipeline?: number): Promise<QueuePool<Con
     timeout: 20_000,
     ...(queryPipeline === undefined ? {} : { queryPipeline }),
   });
-}
-
-function codeOf(error: unknown): unknown {
-  return (error as { code?: unknown } | null)?.code;
 }
 
 test("pipelineable takes single statements that leave the session as it was", () => {
@@ -90,9 +87,7 @@ test("pool.query shares busy connections, each statement getting its own result"
     assert.ok(checkouts < 200, `${checkouts} checkouts for 200 statements`);
     // The second connection, opened for a statement that then joined the first one, may still
     // be on its way (a busy machine): it goes idle when it arrives.
-    for (let i = 0; i < 500 && p.stats().poolSize > p.stats().checkedIn; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await eventually("every connection idle", () => p.stats().poolSize <= p.stats().checkedIn);
     const s = p.stats();
     assert.deepEqual([s.checkedOut, s.checkedIn, s.requestsWaiting], [0, 2, 0]);
   } finally {

@@ -6,36 +6,23 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, ConnectionError, createPool, QueuePool } from "../mod.ts";
 import { getServer } from "./_server.ts";
-import { assertConnectionError, rejection, show } from "./_helpers.ts";
-import process from "node:process";
+import {
+  assertConnectionError,
+  backends,
+  delay,
+  eventually,
+  rejection,
+  show,
+  uniqueName,
+} from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 
-let sequence = 0;
-function appName(what: string): string {
-  return `qt_${what}_${process.pid}_${++sequence}`;
-}
+const appName = (what: string) => uniqueName(`qt_${what}`);
 
 async function url(name: string): Promise<string> {
   const server = await getServer();
   return server.url("scram", { sslmode: "disable", application_name: name });
-}
-
-/** Backend pids of `name` that are still there, from a connection of the superuser. */
-async function backends(name: string): Promise<number[]> {
-  const server = await getServer();
-  const out = await server.psql(
-    `select pid from pg_stat_activity where application_name = '${name}'`,
-  );
-  return out === "" ? [] : out.split("\n").map(Number);
-}
-
-async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`${what}: not within 10 s`);
 }
 
 test(
@@ -52,7 +39,10 @@ test(
     assert.equal(conn.closed, true);
     assertConnectionError(await rejection(conn.query("select 1")), "CONNECTION_CLOSED");
     // The statement does not run on to its end on the server: the backend is gone.
-    await eventually("the backend gone", async () => !(await backends(name)).includes(pid));
+    await eventually(
+      "the backend gone",
+      async () => !(await backends(await getServer(), name)).includes(pid),
+    );
   },
 );
 
@@ -67,7 +57,7 @@ test(
       const { rows } = await conn.query("select $1::int as i", [i], { queryTimeout: 5_000 });
       assert.equal(rows[0].i, i);
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     assert.equal(conn.closed, false);
     await assert.rejects(
       conn.query("select 1", [], { queryTimeout: -1 }),
@@ -117,7 +107,7 @@ test(
       const next = (await pool.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0];
       assert.notEqual(next.pid, first.pid);
       await eventually("the timed-out backend gone", async () => {
-        return !(await backends(name)).includes(first.pid);
+        return !(await backends(await getServer(), name)).includes(first.pid);
       });
       // A query's own limit wins over the pool's.
       const { rows } = await pool.query("select pg_sleep(0.5), 1 as one", [], {
@@ -166,7 +156,7 @@ test(
       await b.release();
       const controller = new AbortController();
       const slow = rejection(a.query("select pg_sleep(30)", [], { signal: controller.signal }));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
       const reason = new Error("the client went away");
       controller.abort(reason);
       assert.equal(await slow, reason, show(await slow));
@@ -174,7 +164,7 @@ test(
       await a.release();
       assert.equal(pool.stats().checkedOut, 0);
       await eventually("the aborted backend gone", async () => {
-        const now = await backends(name);
+        const now = await backends(await getServer(), name);
         return !now.includes(pidA) && now.includes(pidB);
       });
       const pids = await Promise.all(
@@ -201,7 +191,7 @@ test("a statement with a queryTimeout is never pipelined onto a busy connection"
     // The pool is saturated by the slow one: the others would join it, were they shareable,
     // and die with it when it times out.
     const slow = rejection(pool.query("select pg_sleep(30)"));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     const quick = await Promise.all(
       [1, 2, 3].map((i) => pool.query<{ i: number }>("select $1::int as i", [i])),
     );
