@@ -30,6 +30,20 @@ export function int16(n: number): Uint8Array {
   return out;
 }
 
+const encoder = new TextEncoder();
+
+/** `s` as UTF-8 bytes. */
+export const text = (s: string): Uint8Array => encoder.encode(s);
+
+/** `s` as a NUL-terminated string (the protocol's String). */
+export const cstr = (s: string): Uint8Array => concat(text(s), new Uint8Array([0]));
+
+/** A typed protocol message: type, length (itself included), body. */
+export function message(type: string, ...body: Uint8Array[]): Uint8Array {
+  const content = concat(...body);
+  return concat(text(type), int32(content.length + 4), content);
+}
+
 /** What `rejection()` gives for a promise that resolved instead. */
 export class Resolved {
   constructor(readonly value: unknown) {}

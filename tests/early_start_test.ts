@@ -9,16 +9,10 @@ import { connect, PostgresError } from "../mod.ts";
 import { gatewayWebSocket } from "./_transports.ts";
 import { nodeTcp } from "../transports/node.ts";
 import { getServer } from "./_server.ts";
+import { message } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 
-function message(type: string, body: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const out = new Uint8Array(5 + body.length);
-  out[0] = type.charCodeAt(0);
-  new DataView(out.buffer).setInt32(1, 4 + body.length);
-  out.set(body, 5);
-  return out;
-}
 const int32 = (n: number) => {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setInt32(0, n);

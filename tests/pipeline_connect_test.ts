@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { inspect } from "node:util";
 import { connect, ConnectionError, type ConnectOptions, PostgresError } from "../mod.ts";
 import { connectionTransports } from "./_transports.ts";
-import { concat, delay, int16, int32, rejection } from "./_helpers.ts";
+import { concat, cstr, delay, int16, int32, message, rejection, text } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PASSWORD = "fake_pw";
@@ -19,16 +19,7 @@ const PASSWORD = "fake_pw";
 // ---------------------------------------------------------------------------------------------
 // Bytes
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-const text = (s: string): Uint8Array => encoder.encode(s);
-const cstr = (s: string): Uint8Array => concat(text(s), new Uint8Array([0]));
-
-function message(type: string, ...body: Uint8Array[]): Uint8Array {
-  const content = concat(...body);
-  return concat(text(type), int32(content.length + 4), content);
-}
 
 const authOk = message("R", int32(0));
 const askCleartext = message("R", int32(3));

@@ -21,11 +21,14 @@ import { transports } from "./_transports.ts";
 import {
   assertConnectionError,
   concat,
+  cstr,
   int16,
   int32,
+  message,
   rejection,
   Resolved,
   show,
+  text,
 } from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
@@ -33,17 +36,7 @@ const T = { timeout: 20_000 };
 // ---------------------------------------------------------------------------------------------
 // Bytes
 
-const encoder = new TextEncoder();
-
-const text = (s: string): Uint8Array => encoder.encode(s);
-const cstr = (s: string): Uint8Array => concat(encoder.encode(s), new Uint8Array([0]));
 const bytes = (...values: number[]): Uint8Array => new Uint8Array(values);
-
-/** A backend message: type, length (itself included), body. */
-function message(type: string, ...body: Uint8Array[]): Uint8Array {
-  const content = concat(...body);
-  return concat(text(type), int32(content.length + 4), content);
-}
 
 const authOk = message("R", int32(0));
 const keyData = message("K", int32(4242), int32(0x5ec7e7));

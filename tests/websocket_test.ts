@@ -31,7 +31,11 @@ import {
   assertConnectionError,
   assertPostgresError,
   concat,
+  cstr,
   delay,
+  int16,
+  int32,
+  message,
   rejection,
   show,
 } from "./_helpers.ts";
@@ -45,20 +49,6 @@ const PLAIN = { sslmode: "disable" };
 
 const encoder = new TextEncoder();
 
-function message(type: string, ...body: Uint8Array[]): Uint8Array {
-  const content = concat(...body);
-  const out = concat(encoder.encode(type), new Uint8Array(4), content);
-  new DataView(out.buffer).setInt32(1, content.length + 4);
-  return out;
-}
-
-const int32 = (n: number): Uint8Array => {
-  const out = new Uint8Array(4);
-  new DataView(out.buffer).setInt32(0, n);
-  return out;
-};
-const int16 = (n: number): Uint8Array => new Uint8Array([(n >> 8) & 0xff, n & 0xff]);
-const cstr = (s: string): Uint8Array => concat(encoder.encode(s), new Uint8Array([0]));
 const SESSION_START = concat(
   message("R", int32(0)),
   message("K", int32(7), int32(8)),
