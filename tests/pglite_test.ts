@@ -6,15 +6,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  connect,
-  type Connection,
-  ConnectionError,
-  type ConnectionErrorCode,
-  type ConnectOptions,
-} from "../mod.ts";
+import { connect, type Connection, ConnectionError, type ConnectOptions } from "../mod.ts";
 import { pgliteTransport } from "../transports/pglite.ts";
-import { assertPostgresError, delay, rejection, show } from "./_helpers.ts";
+import { assertConnectionError, assertPostgresError, delay, rejection, show } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const URL = "postgres://postgres@localhost/postgres";
@@ -37,14 +31,6 @@ interface Db {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-function assertConnectionError(error: unknown, code: ConnectionErrorCode): void {
-  assert.ok(
-    error instanceof ConnectionError,
-    `expected ConnectionError ${code}, got ${show(error)}`,
-  );
-  assert.equal(error.code, code, `expected ${code}: ${error.message}`);
-}
 
 /** Whether `promise` is still pending after `ms`. */
 async function pendingAfter(promise: Promise<unknown>, ms: number): Promise<boolean> {
