@@ -12,18 +12,15 @@ import {
   QueuePool,
   type Transport,
 } from "../mod.ts";
-import { getServer, type TestServer } from "./_server.ts";
+import { getServer } from "./_server.ts";
 import { transports } from "./_transports.ts";
 import { errorOf, uniqueName } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
 
-let serverPromise: Promise<TestServer> | undefined;
-const server = (): Promise<TestServer> => serverPromise ??= getServer();
-
 test("test server starts", { timeout: 120_000 }, async () => {
-  const s = await server();
+  const s = await getServer();
   assert.ok(s.port > 0);
 });
 
@@ -55,7 +52,7 @@ async function setup(
   label: string,
   transport: Transport = transports[0],
 ): Promise<{ pool: QueuePool<Connection>; table: string }> {
-  const url = (await server()).url("scram", PLAIN);
+  const url = (await getServer()).url("scram", PLAIN);
   const pool = new QueuePool((signal) => connect(url, { signal, transport }), {
     poolSize: 1,
     maxOverflow: 0,

@@ -15,7 +15,7 @@ import {
 } from "../mod.ts";
 import { autoTransport } from "../transports/auto.ts";
 import { connectionTransports, denoTcp, nodeTcp } from "./_transports.ts";
-import { getServer, passwordOf, type TestServer, type TestUser } from "./_server.ts";
+import { getServer, passwordOf, type TestUser } from "./_server.ts";
 import {
   assertConnectionError,
   assertPostgresError,
@@ -65,11 +65,8 @@ function assertCopyUnsupported(
   assert.match(error.message, new RegExp(`COPY \\.\\.\\. ${direction} is not supported`));
 }
 
-let serverPromise: Promise<TestServer> | undefined;
-const server = (): Promise<TestServer> => serverPromise ??= getServer();
-
 test("test server starts", { timeout: 120_000 }, async () => {
-  const s = await server();
+  const s = await getServer();
   assert.ok(s.port > 0);
 });
 
@@ -102,7 +99,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
     params: Record<string, string> = PLAIN,
     options: ConnectOptions = {},
   ): Promise<Connection> => {
-    const s = await server();
+    const s = await getServer();
     return await connect(s.url(user, params), { transport, ...options });
   };
   const sslInUse = async (conn: Connection): Promise<boolean> => {
@@ -136,7 +133,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
       name(`connect fails with AUTH_FAILED when ${user} needs a password and has none`),
       T,
       async () => {
-        const s = await server();
+        const s = await getServer();
         const url = `postgresql://${user}@127.0.0.1:${s.port}/edgepool_test?sslmode=disable`;
         const error = await rejection(connect(url, { transport }));
         assertConnectionError(error, "AUTH_FAILED");
@@ -160,7 +157,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   }
 
   test(name("connect without a password works for a trust user"), OWN_LOGIN, async () => {
-    const s = await server();
+    const s = await getServer();
     const url = `postgresql://trust@127.0.0.1:${s.port}/edgepool_test?sslmode=disable`;
     await using conn = await connect(url, { transport });
     assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "trust" }]);
@@ -176,7 +173,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   });
 
   test(name("connect with sslmode=prefer encrypts when the CA is given"), TCP_TLS, async () => {
-    const s = await server();
+    const s = await getServer();
     await using conn = await open("scram", { sslmode: "prefer" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
     assert.equal(await sslInUse(conn), true);
@@ -194,7 +191,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   );
 
   test(name("connect with sslmode=require and the CA encrypts"), TCP_TLS, async () => {
-    const s = await server();
+    const s = await getServer();
     await using conn = await open("scram", { sslmode: "require" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
     assert.equal(await sslInUse(conn), true);
@@ -218,7 +215,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
     name("connect with verify-full to localhost and the ca option encrypts"),
     TCP_TLS,
     async () => {
-      const s = await server();
+      const s = await getServer();
       const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
       await using conn = await connect(url, { transport, ca: s.caPem });
       assert.equal(conn.encrypted, true);
@@ -230,7 +227,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
     name("connect with verify-full to localhost and sslrootcert in the URL encrypts"),
     TCP_TLS,
     async () => {
-      const s = await server();
+      const s = await getServer();
       const url = viaLocalhost(s.url("scram", { sslmode: "verify-full", sslrootcert: s.caFile! }));
       await using conn = await connect(url, { transport });
       assert.equal(conn.encrypted, true);
@@ -242,7 +239,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
     name("connect with verify-full fails with TLS_FAILED when the host name does not match"),
     TCP_TLS,
     async () => {
-      const s = await server();
+      const s = await getServer();
       const error = await rejection(open("scram", { sslmode: "verify-full" }, { ca: s.caPem }));
       assertConnectionError(error, "TLS_FAILED");
     },
@@ -252,7 +249,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
     name("connect with verify-full fails with TLS_FAILED when the CA is not trusted"),
     TCP_TLS,
     async () => {
-      const s = await server();
+      const s = await getServer();
       const url = viaLocalhost(s.url("scram", { sslmode: "verify-full" }));
       assertConnectionError(await rejection(connect(url, { transport })), "TLS_FAILED");
       const system = viaLocalhost(s.url("scram", { sslrootcert: "system" }));
@@ -271,7 +268,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   );
 
   test(name("connect as ssl_only is accepted with sslmode=require"), TCP_TLS, async () => {
-    const s = await server();
+    const s = await getServer();
     await using conn = await open("ssl_only", { sslmode: "require" }, { ca: s.caPem });
     assert.equal(conn.encrypted, true);
     assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "ssl_only" }]);
@@ -778,7 +775,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
   });
 
   test(name("cancel makes the running statement fail with 57014"), T, async () => {
-    const s = await server();
+    const s = await getServer();
     const cases = [[PLAIN, {}], [{ sslmode: "require" }, { ca: s.caPem }]] as const;
     // Behind a proxy, sslmode=require needs a wss: URL: plain only.
     for (const [params, options] of tcp ? cases : cases.slice(0, 1)) {
@@ -1146,7 +1143,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
 test("connect without a transport uses the runtime's TCP transport", T, async () => {
   const expected = denoTcp ?? nodeTcp;
   assert.equal(await autoTransport(), expected);
-  const s = await server();
+  const s = await getServer();
   await using conn = await connect(s.url("scram", PLAIN));
   assert.deepEqual((await conn.query("select current_user as who")).rows, [{ who: "scram" }]);
 });

@@ -21,7 +21,7 @@ import {
   QueuePool,
   type QueuePoolOptions,
 } from "../mod.ts";
-import { getServer, type TestServer } from "./_server.ts";
+import { getServer } from "./_server.ts";
 import {
   assertIdle,
   assertPostgresError,
@@ -40,11 +40,8 @@ import { closedPort } from "./_net.ts";
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
 
-let serverPromise: Promise<TestServer> | undefined;
-const server = (): Promise<TestServer> => serverPromise ??= getServer();
-
 test("test server starts", { timeout: 120_000 }, async () => {
-  const s = await server();
+  const s = await getServer();
   assert.ok(s.port > 0);
 });
 
@@ -73,7 +70,7 @@ async function creator(
   name: string,
   options: ConnectOptions = {},
 ): Promise<(signal: AbortSignal) => Promise<Connection>> {
-  const url = (await server()).url("scram", PLAIN);
+  const url = (await getServer()).url("scram", PLAIN);
   return (signal) => connect(url, { applicationName: name, signal, ...options });
 }
 
@@ -95,13 +92,13 @@ async function nullPool(
 async function noBackendsLeft(name: string): Promise<void> {
   await eventually(
     `backends of ${name} gone`,
-    async () => (await backends(await server(), name)).length === 0,
+    async () => (await backends(await getServer(), name)).length === 0,
   );
 }
 
 /** Waits until backend `pid` runs a statement. */
 async function waitUntilActive(pid: number): Promise<void> {
-  const s = await server();
+  const s = await getServer();
   await eventually(`backend ${pid} running its statement`, async () => {
     const state = await s.psql(`select state from pg_stat_activity where pid = ${pid}`);
     return state === "active";
@@ -111,7 +108,7 @@ async function waitUntilActive(pid: number): Promise<void> {
 async function terminate(pids: readonly number[]): Promise<void> {
   if (pids.length === 0) return;
   // In the select list, not in WHERE: the planner may call a WHERE function on every row.
-  const out = await (await server()).psql(
+  const out = await (await getServer()).psql(
     `select pg_terminate_backend(pid) from unnest(array[${pids.join(",")}]) as pid`,
   );
   assert.deepEqual(out.split("\n"), pids.map(() => "t"), `terminating ${pids}`);
@@ -161,7 +158,7 @@ async function closeIdle(
 
 /** A superuser connection to terminate a pool's backends with (see `killAll`). */
 async function killerConnection(): Promise<Connection> {
-  return connect((await server()).url("postgres", PLAIN));
+  return connect((await getServer()).url("postgres", PLAIN));
 }
 
 /** Kills the backends of `name`, and in the same tick as the answer sends `count` queries
@@ -199,7 +196,7 @@ async function concurrentQueries(
   ).finally(() => done = true);
   const sampling = (async () => {
     for (let i = 0; i < 1000 && !done; i++) {
-      const now = (await backends(await server(), name)).length;
+      const now = (await backends(await getServer(), name)).length;
       seen.peakBackends = Math.max(seen.peakBackends, now);
     }
   })();
@@ -248,7 +245,7 @@ test("QueuePool serves 1000 concurrent queries on 5 connections", T, async () =>
     assert.ok(stats.connectionsNum <= 5, `${stats.connectionsNum} connections made`);
     assert.ok(peakOpen <= 5, `${peakOpen} connections open at once`);
     assert.ok(peakBackends <= 5, `${peakBackends} backends seen at once`);
-    const after = await backends(await server(), name);
+    const after = await backends(await getServer(), name);
     assert.ok(after.length >= 1 && after.length <= 5, `${after.length} backends after the load`);
     await within(pool.close(), 10_000, "close");
     await noBackendsLeft(name);
@@ -268,7 +265,7 @@ test("QueuePool notices backends killed while idle and serves the next queries",
     const errors: { context: string; error: unknown }[] = [];
     pool.on("error", (e) => errors.push(e));
     await within(pool.wait(), 10_000, "wait for min");
-    const before = await backends(await server(), name);
+    const before = await backends(await getServer(), name);
     assert.equal(before.length, 5);
     await terminate(before);
 
@@ -284,7 +281,7 @@ test("QueuePool notices backends killed while idle and serves the next queries",
       "queries after the kill",
     );
     results.forEach((result, i) => assert.deepEqual(result.rows, [{ n: i }]));
-    const after = await backends(await server(), name);
+    const after = await backends(await getServer(), name);
     assert.ok(after.length >= 1 && after.length <= 5, `${after.length} backends`);
     assert.deepEqual(after.filter((pid) => before.includes(pid)), []);
     await closeIdle(pool, name, unhandled);
@@ -306,7 +303,7 @@ test("QueuePool with prePing hides backends killed while idle from every caller"
     const held = await Promise.all(Array.from({ length: 5 }, () => pool.connect()));
     const before = held.map((c) => c.connection.processId).sort((a, b) => a - b);
     await Promise.all(held.map((c) => c.release()));
-    assert.deepEqual(await backends(await server(), name), before);
+    assert.deepEqual(await backends(await getServer(), name), before);
 
     const { killed, outcomes } = await queriesAfterKill(killer, pool, name, 20);
     assert.equal(killed, 5);
@@ -314,7 +311,7 @@ test("QueuePool with prePing hides backends killed while idle from every caller"
       assert.ok(outcome instanceof Resolved, `query ${i}: ${show(outcome)}`);
       assert.deepEqual((outcome.value as { rows: unknown }).rows, [{ n: i }]);
     });
-    const after = await backends(await server(), name);
+    const after = await backends(await getServer(), name);
     assert.deepEqual(after.filter((pid) => before.includes(pid)), []);
     await closeIdle(pool, name, unhandled);
   } finally {
@@ -365,7 +362,7 @@ test(
       pool.on("invalidate", (e) => invalidated.push(e.error));
       pool.on("close", (e) => closed.push(e.reason));
       await within(pool.wait(), 10_000, "wait for min");
-      const before = await backends(await server(), name);
+      const before = await backends(await getServer(), name);
       assert.equal(before.length, 3);
 
       const victim = await pool.connect();
@@ -395,7 +392,7 @@ test(
       assert.ok(!pids.includes(victimPid));
       for (const pid of elders) assert.ok(pids.includes(pid), `elder ${pid} serves: ${pids}`);
       assert.deepEqual(
-        (await backends(await server(), name)).filter((pid) => elders.includes(pid)).sort(),
+        (await backends(await getServer(), name)).filter((pid) => elders.includes(pid)).sort(),
         [
           ...elders,
         ].sort(),
@@ -437,7 +434,7 @@ for (const prePing of [false, true]) {
     `QueuePool${prePing ? " with prePing" : ""} recovers from a server restart under load`,
     { timeout: 120_000 },
     async (t) => {
-      const s = await server();
+      const s = await getServer();
       if (!s.managed) {
         t.skip("the server of TEST_DATABASE_URL cannot be restarted");
         return;
@@ -500,7 +497,7 @@ for (const prePing of [false, true]) {
         await within(pool.wait(), 10_000, "wait for min");
         const running = Array.from({ length: WORKERS }, (_, id) => worker(id));
         await within(warm, 30_000, "the workers warming up");
-        const before = await backends(await server(), name);
+        const before = await backends(await getServer(), name);
         restartStart = performance.now();
         await s.restart();
         restartDone = performance.now();
@@ -540,7 +537,7 @@ for (const prePing of [false, true]) {
           assert.ok(queries <= 1, `${what}: ${queries} failed queries`);
         }
         assert.deepEqual(
-          (await backends(await server(), name)).filter((pid) => before.includes(pid)),
+          (await backends(await getServer(), name)).filter((pid) => before.includes(pid)),
           [],
           "backends from before the restart",
         );
@@ -600,7 +597,7 @@ test("QueuePool keeps every connection through a server ERROR of class 08 (08P01
     const closed: string[] = [];
     pool.on("close", (e) => closed.push(e.reason));
     await within(pool.wait(), 10_000, "wait for min");
-    const before = await backends(await server(), name);
+    const before = await backends(await getServer(), name);
     // A Bind with fewer parameters than the statement: 08P01 at severity ERROR. The session
     // goes on, so the pool must not take it, or its neighbours, for dead.
     const errors = await Promise.all(
@@ -611,7 +608,7 @@ test("QueuePool keeps every connection through a server ERROR of class 08 (08P01
     assert.equal(pool.stats().connectionsLost, 0, pool.status());
     const pids = await Promise.all([1, 2, 3].map(() => pidOf(pool)));
     for (const pid of pids) assert.ok(before.includes(pid), `${pid} is one of ${before}`);
-    assert.deepEqual(await backends(await server(), name), before);
+    assert.deepEqual(await backends(await getServer(), name), before);
   } finally {
     await pool.close();
   }
@@ -815,7 +812,7 @@ test("QueuePool replaces connections past maxLifetime and refills min", T, async
     pool.on("connect", () => connects++);
     pool.on("close", (e) => retired.push(e.reason));
     await within(pool.wait(), 10_000, "wait for min");
-    const first = await backends(await server(), name);
+    const first = await backends(await getServer(), name);
     assert.equal(first.length, 2);
     const firstServed = await pidOf(pool);
     assert.ok(first.includes(firstServed));
@@ -829,7 +826,7 @@ test("QueuePool replaces connections past maxLifetime and refills min", T, async
     const later = await pidOf(pool);
     assert.ok(!first.includes(later), `pid ${later} is one of the first ${first}`);
     await eventually("the first backends gone", async () => {
-      const now = await backends(await server(), name);
+      const now = await backends(await getServer(), name);
       return now.length <= 2 && now.every((pid) => !first.includes(pid));
     });
     await closeIdle(pool, name, unhandled);
@@ -845,7 +842,7 @@ test("QueuePool opens min connections at start, before any wait() or checkout", 
     // `min` connections open at start, without wait() or a checkout.
     await eventually(
       "min connections open",
-      async () => (await backends(await server(), name)).length === 2,
+      async () => (await backends(await getServer(), name)).length === 2,
     );
     assert.equal(pool.stats().checkedIn, 2, pool.status());
   } finally {
@@ -937,7 +934,7 @@ test("QueuePool close does not wait for a query still running after the timeout"
     await noBackendsLeft(name);
   } finally {
     // Whatever happened, do not leave the sleeping backend behind.
-    await terminate(await backends(await server(), name)).catch(() => {});
+    await terminate(await backends(await getServer(), name)).catch(() => {});
     await sleeping;
     await held.release();
     await pool.close();
