@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import process from "node:process";
+import type { Socket } from "node:net";
 import { inspect } from "node:util";
 import { ConnectionError, type ConnectionErrorCode, PostgresError } from "../mod.ts";
 import type { TestServer } from "./_server.ts";
@@ -42,6 +43,50 @@ export const cstr = (s: string): Uint8Array => concat(text(s), new Uint8Array([0
 export function message(type: string, ...body: Uint8Array[]): Uint8Array {
   const content = concat(...body);
   return concat(text(type), int32(content.length + 4), content);
+}
+
+/** What a fake server's client sent on `socket`: each chunk as it came (`packets`), and the
+ * bytes in order, read `n` at a time as they arrive. */
+export class SocketBytes {
+  readonly packets: Uint8Array[] = [];
+  /** Resolves when the socket is closed (by either side). */
+  readonly closed: Promise<void>;
+  #buf: Uint8Array = new Uint8Array(0);
+  #wake: (() => void) | null = null;
+  #ended = false;
+
+  constructor(socket: Socket) {
+    socket.on("data", (chunk: Uint8Array) => {
+      this.packets.push(new Uint8Array(chunk));
+      this.#buf = concat(this.#buf, chunk);
+      this.#wake?.();
+    });
+    socket.on("error", () => {});
+    this.closed = new Promise((resolve) =>
+      socket.on("close", () => {
+        this.#ended = true;
+        this.#wake?.();
+        resolve();
+      })
+    );
+  }
+
+  /** How many bytes arrived that nobody has read. */
+  get unread(): number {
+    return this.#buf.length;
+  }
+
+  /** The next `n` bytes; rejects if the client closes the connection first. */
+  async read(n: number): Promise<Uint8Array> {
+    while (this.#buf.length < n) {
+      if (this.#ended) throw new Error("the client closed the connection");
+      await new Promise<void>((resolve) => this.#wake = resolve);
+      this.#wake = null;
+    }
+    const out = this.#buf.slice(0, n);
+    this.#buf = this.#buf.slice(n);
+    return out;
+  }
 }
 
 /** What `rejection()` gives for a promise that resolved instead. */

@@ -11,7 +11,17 @@ import { createServer, type Server, type Socket } from "node:net";
 import { inspect } from "node:util";
 import { connect, ConnectionError, type ConnectOptions, PostgresError } from "../mod.ts";
 import { connectionTransports } from "./_transports.ts";
-import { concat, cstr, delay, int16, int32, message, rejection, text } from "./_helpers.ts";
+import {
+  concat,
+  cstr,
+  delay,
+  int16,
+  int32,
+  message,
+  rejection,
+  SocketBytes,
+  text,
+} from "./_helpers.ts";
 
 const T = { timeout: 20_000 };
 const PASSWORD = "fake_pw";
@@ -58,38 +68,19 @@ interface Frontend {
 
 /** One client connection: its packets as they arrived, and its messages read one by one. */
 class Peer {
-  readonly packets: Uint8Array[] = [];
+  readonly packets: Uint8Array[];
   readonly closed: Promise<void>;
-  #buf: Uint8Array = new Uint8Array(0);
+  readonly #bytes: SocketBytes;
   #startupRead = false;
-  #wake: (() => void) | null = null;
-  #ended = false;
 
   constructor(readonly socket: Socket) {
-    socket.on("data", (chunk: Uint8Array) => {
-      this.packets.push(new Uint8Array(chunk));
-      this.#buf = concat(this.#buf, chunk);
-      this.#wake?.();
-    });
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) =>
-      socket.on("close", () => {
-        this.#ended = true;
-        this.#wake?.();
-        resolve();
-      })
-    );
+    this.#bytes = new SocketBytes(socket);
+    this.packets = this.#bytes.packets;
+    this.closed = this.#bytes.closed;
   }
 
-  async #read(n: number): Promise<Uint8Array> {
-    while (this.#buf.length < n) {
-      if (this.#ended) throw new Error("the client closed the connection");
-      await new Promise<void>((resolve) => this.#wake = resolve);
-      this.#wake = null;
-    }
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.slice(n);
-    return out;
+  #read(n: number): Promise<Uint8Array> {
+    return this.#bytes.read(n);
   }
 
   /** The next message: the StartupMessage first, then typed ones. */
@@ -114,7 +105,7 @@ class Peer {
   /** Resolves once the client hung up, failing if it sent anything more first. */
   async hungUp(): Promise<void> {
     await this.closed;
-    assert.equal(this.#buf.length, 0, `the client sent ${this.#buf.length} more bytes`);
+    assert.equal(this.#bytes.unread, 0, `the client sent ${this.#bytes.unread} more bytes`);
   }
 
   write(...parts: Uint8Array[]): void {

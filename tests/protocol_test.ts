@@ -28,6 +28,7 @@ import {
   rejection,
   Resolved,
   show,
+  SocketBytes,
   text,
 } from "./_helpers.ts";
 
@@ -290,35 +291,16 @@ class Peer {
   params: Record<string, string> = {};
   /** Whether the client asked for TLS first. */
   askedForTls = false;
-  #buf: Uint8Array = new Uint8Array(0);
-  #wake: (() => void) | null = null;
-  #ended = false;
+  readonly #bytes: SocketBytes;
 
   constructor(socket: Socket) {
     this.socket = socket;
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#buf = concat(this.#buf, chunk);
-      this.#wake?.();
-    });
-    socket.on("error", () => {});
-    this.closed = new Promise((resolve) =>
-      socket.on("close", () => {
-        this.#ended = true;
-        this.#wake?.();
-        resolve();
-      })
-    );
+    this.#bytes = new SocketBytes(socket);
+    this.closed = this.#bytes.closed;
   }
 
-  async #read(n: number): Promise<Uint8Array> {
-    while (this.#buf.length < n) {
-      if (this.#ended) throw new Error("the client closed the connection");
-      await new Promise<void>((resolve) => this.#wake = resolve);
-      this.#wake = null;
-    }
-    const out = this.#buf.slice(0, n);
-    this.#buf = this.#buf.slice(n);
-    return out;
+  #read(n: number): Promise<Uint8Array> {
+    return this.#bytes.read(n);
   }
 
   async #untyped(): Promise<DataView> {
