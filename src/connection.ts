@@ -62,6 +62,8 @@ export class Connection implements AsyncDisposable {
   readonly #statements: StatementCache | null;
   /** A CancelRequest on its way: writes wait for it (see `cancel()`). */
   #cancelling: Promise<void> | null = null;
+  /** The same request's delivery, for a second `cancel()` meanwhile (an abort, then the pool). */
+  #cancelSent: Promise<void> | null = null;
   #processId = 0;
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
@@ -330,8 +332,11 @@ export class Connection implements AsyncDisposable {
    */
   async cancel(): Promise<void> {
     if (this.#secretKey === null || this.#state === "closed") return;
+    // One already on its way cancels whatever runs now: nothing new can start before it lands.
+    if (this.#cancelSent !== null) return await this.#cancelSent;
     const target = { host: this.#config.host, port: this.#config.port, tls: this.#tls };
     const sent = sendCancelRequest(this.#transport, target, this.#processId, this.#secretKey);
+    this.#cancelSent = sent;
     // Until the server has taken the request (it closes the cancel connection once it has
     // signalled the backend), later statements wait here: sent now, they could be running when
     // the signal lands, and be cancelled instead of the statement it was meant for.
@@ -340,6 +345,7 @@ export class Connection implements AsyncDisposable {
     held.then(() => {
       if (this.#cancelling !== held) return;
       this.#cancelling = null;
+      this.#cancelSent = null;
       this.#flush();
     });
     await sent;

@@ -118,9 +118,9 @@ export abstract class Pool<C> implements Queryable {
    * Checks out a connection, runs one query, and returns the connection. When every connection
    * the pool may open is checked out and nobody waits for one, a single statement (no `;`, not
    * one that opens or ends a transaction or sets session state, no `signal`, no
-   * `queryTimeout`: interrupting it would close the connection under its neighbours) is pipelined onto
-   * the busy connection with the fewest statements in flight instead of waiting, up to
-   * `queryPipeline` per connection: it still runs as its own implicit transaction.
+   * `queryTimeout`: interrupting it would close the connection under its neighbours) is
+   * pipelined onto the busy connection with the fewest statements in flight instead of waiting,
+   * up to `queryPipeline` per connection: it still runs as its own implicit transaction.
    */
   async query<Row = Record<string, unknown>>(
     sql: string,
