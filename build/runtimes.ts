@@ -80,6 +80,8 @@ const GATEWAY = "gateway/mod.ts";
  *   auto.ts does the transport: a Node or Deno bundle keeps only its own.
  * - Workers and browsers leave out the embedded database that `createPool()` without a URL
  *   opens; the browser build's own `edgepool/transports/pglite` entry point stays the real one.
+ * - Workers take `src/pool/_by_name_workers.ts` for the pool classes `createPool` makes by
+ *   name: the NullPool whose connections belong to their requests, and no other class.
  */
 export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
   node: [
@@ -95,6 +97,7 @@ export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
   workers: [
     { replaces: AUTO, by: { module: "transports/_workers_auto.ts" } },
     { replaces: "transports/pglite.ts", by: noEmbedded("workers") },
+    { replaces: "src/pool/_by_name.ts", by: { module: "src/pool/_by_name_workers.ts" } },
   ],
   browser: [
     { replaces: "transports/node.ts", in: AUTO, by: NO_TCP },

@@ -9,11 +9,9 @@
 import type { ConnectFunction } from "./connect.ts";
 import { type ConnectOptions, parseConfig } from "./config.ts";
 import type { Connection } from "./connection.ts";
-import { AssertionPool } from "./pool/assertion_pool.ts";
-import { NullPool } from "./pool/null_pool.ts";
+import { poolByName } from "./pool/_by_name.ts";
 import type { Pool } from "./pool/pool.ts";
-import { QueuePool, type QueuePoolOptions } from "./pool/queue_pool.ts";
-import { StaticPool } from "./pool/static_pool.ts";
+import type { QueuePoolOptions } from "./pool/queue_pool.ts";
 import type { Transport } from "./transport.ts";
 import {
   type HttpTransport,
@@ -259,10 +257,6 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
       ],
     };
     poolOptions.origin = origin;
-    // Workers: a socket belongs to the request that opened it.
-    if (runtime.name === "workers" && poolOptions.affinity === undefined) {
-      poolOptions.affinity = poolClass === "NullPool" && given.max === undefined;
-    }
     // The first statement on a new connection leaves with the login's last message (one round
     // trip less): the pool hands a connection whose login is under way only to a `pool.query`
     // statement, which takes the login's failure as its own (see `pipelineConnect`).
@@ -273,34 +267,10 @@ export function makeCreatePool(env: PoolEnvironment): CreatePool {
       env.connect(target, { ...connectOptions, signal } as ConnectOptions);
     // Workers lets an invocation wait on at most 6 connections opening at once.
     const creator = runtime.name === "workers" ? limitConcurrency(open, WORKERS_CONNECTING) : open;
-    const made = makePool(poolClass, creator, poolOptions, given.max);
+    const made = poolByName(poolClass, creator, poolOptions, given.max, runtime.name === "workers");
     (given.logger?.debug)?.(`createPool: ${made.status()}`, { ...made.describe() });
     return made;
   }) as CreatePool;
-}
-
-function makePool(
-  poolClass: PoolClassName,
-  creator: (signal: AbortSignal) => Promise<Connection>,
-  poolOptions: Record<string, unknown>,
-  max: number | undefined,
-): Pool<Connection> {
-  switch (poolClass) {
-    case "QueuePool":
-      return new QueuePool(creator, poolOptions);
-    case "NullPool":
-      return new NullPool(creator, { ...poolOptions, max });
-    case "StaticPool":
-      return new StaticPool(creator, poolOptions);
-    case "AssertionPool":
-      return new AssertionPool(creator, poolOptions);
-    default:
-      throw new TypeError(
-        `poolClass must be QueuePool, NullPool, StaticPool or AssertionPool, not ${
-          String(poolClass)
-        }`,
-      );
-  }
 }
 
 /** `pglite://memory` → "memory"; `pglite:///var/db` → "/var/db"; no URL → "memory". */

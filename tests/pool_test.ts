@@ -32,6 +32,7 @@ import {
   tick,
 } from "./_fake.ts";
 import { codeOf, errorOf, watch } from "./_helpers.ts";
+import { RequestPool } from "../src/pool/_request_pool.ts";
 
 const T = { timeout: 20_000 };
 
@@ -52,6 +53,14 @@ function nullSetup(options: Partial<NullPoolOptions<FakeConnection>> = {}) {
   const clock = new FakeClock();
   const server = new FakeServer(clock);
   const pool = new NullPool(server.creator, { adapter: fakeAdapter, clock, ...options });
+  return { clock, server, pool };
+}
+
+/** A RequestPool (createPool's NullPool on Workers) over a fake server. */
+function requestSetup(options: Partial<NullPoolOptions<FakeConnection>> = {}) {
+  const clock = new FakeClock();
+  const server = new FakeServer(clock);
+  const pool = new RequestPool(server.creator, { adapter: fakeAdapter, clock, ...options });
   return { clock, server, pool };
 }
 
@@ -1898,8 +1907,8 @@ test("NullPool with max makes checkouts wait, and time out", T, async () => {
   await shut(pool, clock);
 });
 
-test("NullPool with affinity never hands a returned connection to another caller", T, async () => {
-  const { clock, server, pool } = nullSetup({ affinity: true });
+test("RequestPool never hands a returned connection to another caller", T, async () => {
+  const { clock, server, pool } = requestSetup();
   const closes = collect(pool, "close");
   server.hold();
   const a = watch(pool.connect());
@@ -1921,8 +1930,8 @@ test("NullPool with affinity never hands a returned connection to another caller
   await shut(pool, clock);
 });
 
-test("NullPool with affinity closes a connection made for a caller that gave up", T, async () => {
-  const { clock, server, pool } = nullSetup({ affinity: true });
+test("RequestPool closes a connection made for a caller that gave up", T, async () => {
+  const { clock, server, pool } = requestSetup();
   const closes = collect(pool, "close");
   server.hold();
   const controller = new AbortController();
@@ -1939,8 +1948,8 @@ test("NullPool with affinity closes a connection made for a caller that gave up"
   await shut(pool, clock);
 });
 
-test("NullPool with affinity times out each checkout by its own timer", T, async () => {
-  const { clock, server, pool } = nullSetup({ affinity: true, timeout: 1000 });
+test("RequestPool times out each checkout by its own timer", T, async () => {
+  const { clock, server, pool } = requestSetup({ timeout: 1000 });
   const a = await pool.connect();
   await a.release();
   // On Workers the request that checked out first has ended, and its timers with it.
@@ -1951,23 +1960,6 @@ test("NullPool with affinity times out each checkout by its own timer", T, async
   await clock.advance(1000);
   assert.equal(codeOf(b.error), "POOL_TIMEOUT");
   server.release();
-  await shut(pool, clock);
-});
-
-test("pool upkeep arms a new timer when its tick was lost", T, async () => {
-  const { clock, pool } = nullSetup({ affinity: true, leakDetectionThreshold: 500 });
-  const leaks = collect(pool, "leak");
-  const a = await pool.connect();
-  clock.loseTimers(); // the request that armed the upkeep timer ended
-  await clock.advance(5000);
-  assert.equal(leaks.length, 0, "no tick came");
-  const b = await pool.connect(); // another request: upkeep is re-armed from it
-  await clock.advance(1000);
-  // Both are reported now: the one held all along, and the new one.
-  assert.deepEqual(leaks.map((l) => l.heldMs >= 5000), [true, false]);
-  assert.deepEqual(leaks.map((l) => l.reason), ["threshold", "threshold"]);
-  await a.release();
-  await b.release();
   await shut(pool, clock);
 });
 
@@ -2187,8 +2179,8 @@ test(
   },
 );
 
-test("NullPool with affinity hands a statement its connection while it logs in", T, async () => {
-  const { clock, server, pool } = nullSetup({ affinity: true });
+test("RequestPool hands a statement its connection while it logs in", T, async () => {
+  const { clock, server, pool } = requestSetup();
   server.earlyLogin = true;
   const query = watch(pool.query("select 1"));
   await flush();

@@ -215,7 +215,7 @@ export class Connector<C, O extends { readonly settled: boolean }> {
 
   /**
    * Tries again for `owner` alone once the backoff delay has passed, from a timer set here:
-   * with `affinity` a caller's connection is made from its own context (on Workers, a timer
+   * RequestPool makes a caller's connection from its own context (on Workers, a timer
    * runs in the request that set it), not by the shared retry.
    */
   retryFor(owner: O): void {

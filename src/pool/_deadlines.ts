@@ -1,9 +1,7 @@
 // Checkout deadlines: a caller still waiting at its deadline (in the queue, or while its
 // connection is health-checked) is expired by the pool, which fails it with POOL_TIMEOUT.
 //
-// One timer serves every waiter, armed for the earliest deadline: no timer per checkout. With
-// affinity (Workers) that cannot work: a timer only fires while the request that set it
-// lives, so a shared one could die with another request. There each checkout has its own.
+// One timer serves every waiter, armed for the earliest deadline: no timer per checkout.
 
 import type { Clock, PoolTime } from "./_clock.ts";
 import type { Waiter, Waiting } from "./_waiters.ts";
@@ -11,8 +9,6 @@ import type { Waiter, Waiting } from "./_waiters.ts";
 /** The timers behind checkout deadlines. */
 export class Deadlines<T> {
   readonly #clock: Clock;
-  /** A timer per checkout rather than the shared one (a timer lives as long as its request). */
-  readonly #perCheckout: boolean;
   readonly #time: PoolTime;
   /** The waits it ends: queued, or having their connection health-checked. */
   readonly #waiting: Waiting<T>;
@@ -22,28 +18,15 @@ export class Deadlines<T> {
   #stopped = false;
 
   /** `time`: the pool's reading of `clock`, read afresh here (it keeps it for its hot paths). */
-  constructor(clock: Clock, perCheckout: boolean, time: PoolTime, waiting: Waiting<T>) {
+  constructor(clock: Clock, time: PoolTime, waiting: Waiting<T>) {
     this.#clock = clock;
-    this.#perCheckout = perCheckout;
     this.#time = time;
     this.#waiting = waiting;
   }
 
-  /**
-   * Watches a new waiter's deadline. A timer of its own is cleared by the waiter's `cleanup`
-   * (which this chains before the one already set), so settling the waiter stops it.
-   */
+  /** Watches a new waiter's deadline. */
   watch(waiter: Waiter<T>): void {
-    if (this.#perCheckout) {
-      const clock = this.#clock;
-      const waiting = this.#waiting;
-      const timer = clock.setTimeout(() => waiting.expire(waiter), waiter.timeout);
-      const previous = waiter.cleanup;
-      waiter.cleanup = () => {
-        clock.clearTimeout(timer);
-        previous?.();
-      };
-    } else if (waiter.deadline < this.#at) this.#arm(waiter.deadline);
+    if (waiter.deadline < this.#at) this.#arm(waiter.deadline);
   }
 
   /** Cancels the shared timer for good (the pool is closing and settles its waiters itself). */

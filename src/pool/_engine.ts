@@ -1,10 +1,10 @@
 // The pool's state machine, under every pool class: a slot per open connection, in one named
 // state at a time, and `move`, the one writer of that state, of the idle list and of the set
-// of open slots (the gauges follow from those). Top to bottom: the slot; who gets which
-// connection (the hooks AffinityEngine, _affinity_engine.ts, overrides for Workers); `move`;
-// checkout (queueing, one deadline, health checks); checkin (reset, reuse); connecting (for
-// waiters and up to `min`); upkeep; invalidation, loss and detaching; closing. `Pool`
-// (pool.ts) is the public face over it; the pool classes only choose a Policy.
+// of open slots (the gauges follow from those). Top to bottom: the slot; `move`; checkout
+// (queueing, one deadline, health checks, shared statements); checkin (reset, reuse);
+// connecting (for waiters and up to `min`); upkeep; invalidation, loss and detaching;
+// closing. `Pool` (pool.ts) is the public face over it; the pool classes choose a Policy. (On
+// Workers, createPool's NullPool runs on an engine of its own: _request_pool.ts.)
 //
 // Beside it, modules that keep their own state or are pure functions: waiters (_waiters.ts),
 // the deadline timer (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), shared
@@ -19,11 +19,14 @@ import { Connector, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
 import { checkoutStack, LeakWatch } from "./_leaks.ts";
+import { pipelineable } from "./_pipeline.ts";
 import { ReadyWaiters } from "./_ready.ts";
 import { resetForReuse } from "./_reset.ts";
 import { Sharing } from "./_sharing.ts";
 import { expired, idledOut, Upkeep } from "./_upkeep.ts";
 import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
+import type { QueryResult } from "../result.ts";
+import type { EngineHooks, PoolEngine, PoolQueryOptions } from "./pool.ts";
 import type { PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
@@ -33,7 +36,7 @@ import {
   type Policy,
   type ResolvedOptions,
 } from "./options.ts";
-import { handleSlot, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import { PooledConnection, type PoolInternals } from "./pooled_connection.ts";
 import type { PoolCounters, PoolGauges } from "./stats.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -150,18 +153,10 @@ export class Slot<C> {
   }
 }
 
-/** What the engine asks of the pool class above it. */
-export interface EngineHooks {
-  /** How full the pool is, in the class's own terms, for error messages. */
-  describeCapacity(): string;
-  /** Background reconnecting gave up. */
-  reconnectFailed(): void;
-}
-
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** The pool engine. */
-export class Engine<C> {
+export class Engine<C> implements PoolEngine<C> {
   /** The sizing and lifetime rules. */
   policy: Policy;
   readonly #settings: ResolvedOptions<C>;
@@ -183,11 +178,11 @@ export class Engine<C> {
   /** Callers of `pool.wait()`. */
   readonly #ready: ReadyWaiters;
   /** Checked-out connections shared: by `pool.query` statements, and by `Pool.share`. */
-  readonly sharing: Sharing<C>;
-  readonly #internals: PoolInternals<C>;
+  readonly #sharing: Sharing<C>;
+  readonly #internals: PoolInternals<C, Slot<C>>;
   readonly #leaks: LeakWatch<C>;
   /** Connection attempts. */
-  protected readonly connector: Connector<C, Waiter<PooledConnection<C>>>;
+  readonly #connector: Connector<C, Waiter<PooledConnection<C>>>;
   readonly #upkeep: Upkeep;
   #generation = 0;
   /** The clock as last read, for the hot paths (see `PoolTime`). */
@@ -218,16 +213,16 @@ export class Engine<C> {
       queryTimeout: settings.queryTimeout,
     };
     this.#time = new PoolTime(settings.clock);
-    this.connector = new Connector(creator, settings, counters, events, {
+    this.#connector = new Connector(creator, settings, counters, events, {
       connected: (connection, startedAt, owner, login) =>
         this.#connected(connection, startedAt, owner, login),
       failed: (error, owner) => this.#connectFailed(error, owner),
       takesEarly: (owner) => {
-        const waiter = owner ?? this.served?.head ?? null;
+        const waiter = owner ?? this.#waiters.head;
         // Not while connecting fails: a statement riding behind a login that fails would
         // fail with it, where a caller waiting for a proven connection just waits.
         return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
-          this.connector.lastError === undefined;
+          this.#connector.lastError === undefined;
       },
       loginFailed: (error) => this.#connectFailed(error, null),
       gaveUp: () => hooks.reconnectFailed(),
@@ -237,25 +232,24 @@ export class Engine<C> {
       clock: settings.clock,
       open: () => this.#live.size,
       min: () => this.policy.min,
-      lastError: () => this.connector.lastError,
+      lastError: () => this.#connector.lastError,
     });
     this.#waiting = new Waiting({
       settings,
       counters,
       time: this.#time,
-      connector: this.connector,
+      connector: this.#connector,
       describeCapacity: () => hooks.describeCapacity(),
     });
     this.#waiters = this.#waiting.queue;
-    const perRequest = this.perRequestTimers;
-    this.#deadlines = new Deadlines(settings.clock, perRequest, this.#time, this.#waiting);
-    this.sharing = new Sharing<C>({
+    this.#deadlines = new Deadlines(settings.clock, this.#time, this.#waiting);
+    this.#sharing = new Sharing<C>({
       settings,
       waiting: this.#waiting,
       internals: this.#internals,
     });
     this.#leaks = new LeakWatch(settings, events, (slot) => this.#checkin(slot));
-    this.#upkeep = new Upkeep(settings, perRequest, (now) => this.#upkeepTick(now));
+    this.#upkeep = new Upkeep(settings, (now) => this.#upkeepTick(now));
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
   }
@@ -267,7 +261,7 @@ export class Engine<C> {
 
   /** Connections being opened now. */
   get connecting(): number {
-    return this.connector.connecting;
+    return this.#connector.connecting;
   }
 
   /** The clock as last read (up to a maintenance tick old; see `PoolTime`). */
@@ -280,25 +274,49 @@ export class Engine<C> {
     return this.#time.now();
   }
 
-  /** Whether `connection` was handed over with its login under way, not yet done. */
-  loggingIn(connection: PooledConnection<C>): boolean {
-    return handleSlot(connection).login !== null;
+  /**
+   * Whether a `pool.query` statement may share a connection with others (see `Pool.query`):
+   * when the pool pipelines, and it is a single statement with no `signal` and no time limit.
+   */
+  shareable(sql: string, options: PoolQueryOptions | undefined): boolean {
+    const settings = this.#settings;
+    return settings.queryPipeline > 1 && options?.signal === undefined &&
+      (options?.queryTimeout ?? settings.queryTimeout) === 0 && pipelineable(sql);
   }
 
   /**
-   * Whether `error`, from a statement on `connection`, is the failure of the login it rode
-   * behind for a reason that may pass (the server restarting): then the statement never ran,
-   * and can run again on another connection.
+   * Runs a shareable statement on a busy connection with room, when no connection is free and
+   * none may be opened: the connection and the outcome. `undefined`: none to join; check out
+   * (`"shareable"`) and `startShared` on it.
    */
-  loginFailedTransiently(connection: PooledConnection<C>, error: unknown): boolean {
-    return handleSlot(connection).login !== null && isTransientConnectError(error);
+  joinShared<Row>(
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: PoolQueryOptions | undefined,
+  ): [PooledConnection<C>, Promise<QueryResult<Row>>] | undefined {
+    const saturated = !this.#closed && this.#idle.length === 0 &&
+      this.#live.size + this.#connector.connecting >= this.policy.max;
+    const joined = this.#sharing.join(saturated, this.#generation);
+    if (joined === undefined) return undefined;
+    return [
+      joined.sharer as PooledConnection<C>,
+      this.#sharing.run<Row>(joined, sql, params, options),
+    ];
   }
 
-  /** A checked-out slot that a `pool.query` statement may join (see `Sharing.join`). */
-  joinShared(): Slot<C> | undefined {
-    const saturated = !this.#closed && this.#idle.length === 0 &&
-      this.#live.size + this.connector.connecting >= this.policy.max;
-    return this.sharing.join(saturated, this.#generation);
+  /** Runs a shareable statement on `on`, its own checkout, which others may join meanwhile. */
+  startShared<Row>(
+    on: PooledConnection<C>,
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: PoolQueryOptions | undefined,
+  ): Promise<QueryResult<Row>> {
+    return this.#sharing.run<Row>(this.#sharing.start(on), sql, params, options);
+  }
+
+  /** Another handle on `owner`'s connection (see `Pool.share`). */
+  share(owner: PooledConnection<C>): PooledConnection<C> {
+    return this.#sharing.share(owner);
   }
 
   /** The gauges of `stats()`. */
@@ -308,50 +326,13 @@ export class Engine<C> {
     return {
       poolMin: this.policy.min,
       poolMax: this.policy.max,
-      poolSize: busy + idle + this.connector.connecting,
+      poolSize: busy + idle + this.#connector.connecting,
       poolAvailable: idle,
       requestsWaiting: this.#waiters.length,
       checkedIn: idle,
       checkedOut: busy,
       overflow: Math.max(0, busy + idle - this.policy.poolSize),
     };
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Who gets which connection: the shared pool's rules, overridden by AffinityEngine
-  // (_affinity_engine.ts), where each caller gets the connection made for it alone.
-
-  /** The checkout deadline timers and upkeep re-arm from each request (see `Deadlines`). */
-  protected get perRequestTimers(): boolean {
-    return false;
-  }
-
-  /**
-   * The queue that free connections and background connecting serve (`null`: none; callers
-   * get connections of their own).
-   */
-  protected get served(): WaiterQueue<PooledConnection<C>> | null {
-    return this.#waiters;
-  }
-
-  /** A caller joined the queue: connect for it, if the pool may open another connection. */
-  protected queued(_waiter: Waiter<PooledConnection<C>>): void {
-    // A full pool (the usual reason to wait) has nothing to open: skip the fill.
-    if (this.#live.size + this.connector.connecting < this.policy.max) this.#fill();
-  }
-
-  /**
-   * A caller whose connection failed its health check is back at the head of the queue (a
-   * `#serve` follows, which connects for it if no connection is free).
-   */
-  protected requeued(_waiter: Waiter<PooledConnection<C>>): void {}
-
-  /**
-   * A connect for `owner` failed for a reason that may pass: whether the retry for it is taken
-   * care of here (else the shared backoff retries for the queue).
-   */
-  protected retryFor(_owner: Waiter<PooledConnection<C>>): boolean {
-    return false;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -472,7 +453,8 @@ export class Engine<C> {
       if (slot !== undefined) return this.#offer(slot, waiter);
       this.#counters.requestsQueued++;
       this.#waiters.push(waiter);
-      this.queued(waiter);
+      // A full pool (the usual reason to wait) has nothing to open: skip the fill.
+      if (this.#live.size + this.#connector.connecting < this.policy.max) this.#fill();
     });
   }
 
@@ -511,10 +493,7 @@ export class Engine<C> {
         this.#invalidate(slot, outcome.error, false);
       }
       // The caller keeps its turn, and tries another connection within its deadline.
-      if (!waiter.settled && !this.#closed) {
-        this.#waiters.unshift(waiter);
-        this.requeued(waiter);
-      }
+      if (!waiter.settled && !this.#closed) this.#waiters.unshift(waiter);
       this.#serve();
     });
   }
@@ -655,7 +634,7 @@ export class Engine<C> {
         return this.#serve();
       }
     }
-    const waiter = this.served?.shift() ?? null;
+    const waiter = this.#waiters.shift();
     if (waiter !== null) return this.#offer(slot, waiter);
     if (this.#idle.length >= this.policy.keepIdle) {
       // A new connection can arrive after the caller it was made for got another one.
@@ -676,9 +655,9 @@ export class Engine<C> {
   /** Starts connecting for the waiters not yet covered, and up to `min`. */
   #fill(): void {
     if (this.#closed) return;
-    this.connector.fill(this.served, this.#live, this.policy);
+    this.#connector.fill(this.#waiters, this.#live, this.policy);
     this.#upkeep.schedule(
-      this.#live.size > 0 || this.policy.min > 0 || this.connector.pending,
+      this.#live.size > 0 || this.policy.min > 0 || this.#connector.pending,
     );
   }
 
@@ -750,13 +729,12 @@ export class Engine<C> {
     this.#ready.connectFailed(error);
     if (!isTransientConnectError(error)) {
       if (owner !== null) this.#waiting.connectFailed(error, owner);
-      if (this.#live.size + this.connector.connecting < this.policy.min) {
-        this.connector.backOff(this.policy.reconnectTimeout, error, false);
+      if (this.#live.size + this.#connector.connecting < this.policy.min) {
+        this.#connector.backOff(this.policy.reconnectTimeout, error, false);
       }
     } else {
       const wanted = owner != null ? !owner.settled : this.#waiters.length > 0;
-      this.connector.backOff(this.policy.reconnectTimeout, error, wanted);
-      if (owner != null && this.retryFor(owner)) return;
+      this.#connector.backOff(this.policy.reconnectTimeout, error, wanted);
     }
     this.#fill();
   }
@@ -877,7 +855,7 @@ export class Engine<C> {
     if (this.#closed) return Promise.reject(this.#closedError());
     if (this.#live.size >= this.policy.min) return RESOLVED;
     const ready = this.#ready.wait(timeout);
-    this.connector.gaveUp = false;
+    this.#connector.gaveUp = false;
     this.#fill();
     return ready;
   }
@@ -896,7 +874,7 @@ export class Engine<C> {
     this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
     this.#upkeep.stop();
     this.#deadlines.stop();
-    this.connector.abort(this.#closedError());
+    this.#connector.abort(this.#closedError());
     this.#waiting.close(() => this.#closedError());
     this.#ready.close(() => this.#closedError());
     while (this.#idle.length > 0) this.#close(this.#idle[0], "pool closed");
@@ -923,7 +901,7 @@ export class Engine<C> {
       // Still out after the grace period: closed under their users' feet.
       for (const slot of [...this.#live]) this.#close(slot, "pool closed", true);
     }
-    await this.connector.settled();
+    await this.#connector.settled();
     while (this.#closing.size > 0) await Promise.all([...this.#closing]);
   }
 

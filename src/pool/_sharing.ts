@@ -18,7 +18,7 @@ export interface SharingTarget<C> {
   /** The pool's waiters: `pool.query` statements at their head may join a shared connection. */
   readonly waiting: Waiting<PooledConnection<C>>;
   /** What the pool's own handles are given. */
-  readonly internals: PoolInternals<C>;
+  readonly internals: PoolInternals<C, Slot<C>>;
 }
 
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
@@ -29,7 +29,7 @@ export class Sharing<C> {
   /** Checked-out slots running `pool.query` statements that others may join. */
   readonly #slots = new Set<Slot<C>>();
   /** What shared handles are given. */
-  readonly #internals: PoolInternals<C>;
+  readonly #internals: PoolInternals<C, Slot<C>>;
 
   constructor(target: SharingTarget<C>) {
     this.#target = target;
@@ -75,7 +75,7 @@ export class Sharing<C> {
    * while waiting.
    */
   start(connection: PooledConnection<C>): Slot<C> {
-    const slot = handleSlot(connection);
+    const slot = handleSlot<C, Slot<C>>(connection);
     if (slot.sharer === connection) return slot; // joined while waiting: counted then
     slot.shared = 1;
     slot.sharer = connection;

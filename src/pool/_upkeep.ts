@@ -8,38 +8,25 @@ import type { ResolvedOptions } from "./options.ts";
 /** The pool's one upkeep timer. */
 export class Upkeep {
   readonly #settings: Pick<ResolvedOptions<unknown>, "clock" | "maintenanceInterval">;
-  /** A timer lives only as long as the request that set it (Workers). */
-  readonly #perRequest: boolean;
   readonly #tick: (now: number) => void;
   #timer: unknown = null;
-  #due = 0;
   #stopped = false;
 
   /** `tick` runs the jobs, at clock time `now`. */
   constructor(
     settings: Pick<ResolvedOptions<unknown>, "clock" | "maintenanceInterval">,
-    perRequest: boolean,
     tick: (now: number) => void,
   ) {
     this.#settings = settings;
-    this.#perRequest = perRequest;
     this.#tick = tick;
   }
 
   /** Makes sure a tick is coming, if one is `needed`. */
   schedule(needed: boolean): void {
     // On every checkin and wait: the common case first, a tick already coming.
-    if (this.#timer !== null && !this.#perRequest) return;
-    const { clock, maintenanceInterval } = this.#settings;
-    if (this.#timer !== null) {
-      // A tick a whole interval overdue was lost: on Workers a timer dies with the request that
-      // set it. Arm another (from this request).
-      if (clock.now() <= this.#due + maintenanceInterval) return;
-      clock.clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    if (this.#timer !== null) return;
     if (this.#stopped || !needed) return;
-    this.#due = clock.now() + maintenanceInterval;
+    const { clock, maintenanceInterval } = this.#settings;
     this.#timer = clock.setTimeout(() => {
       this.#timer = null;
       if (!this.#stopped) this.#tick(clock.now());

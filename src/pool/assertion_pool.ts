@@ -4,6 +4,7 @@
  * @module
  */
 
+import { Engine } from "./_engine.ts";
 import { PoolError } from "../errors.ts";
 import type { Creator, PoolOptions } from "./options.ts";
 import { type CheckoutOptions, Pool } from "./pool.ts";
@@ -40,7 +41,7 @@ export class AssertionPool<C> extends Pool<C> {
       recycle: Infinity,
       lifo: false,
       reconnectTimeout: 300_000,
-    });
+    }, Engine);
     // Every way a checkout ends (release, close, a collected handle, detach) passes here.
     const free = () => {
       this.#out = false;

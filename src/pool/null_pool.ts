@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Engine } from "./_engine.ts";
 import { count, type Creator, type PoolOptions } from "./options.ts";
 import { Pool } from "./pool.ts";
 
@@ -46,7 +47,7 @@ export class NullPool<C> extends Pool<C> {
       recycle: Infinity,
       lifo: false,
       reconnectTimeout: 0,
-    });
+    }, Engine);
   }
 
   /** A new, empty `NullPool` with the same creator and options. */

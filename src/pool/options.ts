@@ -90,16 +90,6 @@ export interface PoolOptions<C> {
    */
   queryPipeline?: number;
   /**
-   * Each checkout gets the connection made for it, made from its own call, and nothing else:
-   * no idle connection, no connection made for or returned by another caller; each checkout
-   * also keeps its own deadline timer. For runtimes where an I/O
-   * object belongs to the request that made it (Cloudflare Workers: "Cannot perform I/O on
-   * behalf of a different request"), so that one pool can serve many requests. Needs a pool
-   * that keeps nothing idle and has no connection limit (NullPool without `max`). Default
-   * `false`; `createPool` sets it on Workers.
-   */
-  affinity?: boolean;
-  /**
    * How `createPool` chose this pool (runtime, transport, pooler, reasons): set by
    * `createPool`, reported by `pool.describe()`. Default: none.
    */
@@ -181,8 +171,6 @@ export interface ResolvedOptions<C> {
   idleInTransactionThreshold: number;
   /** See {@link PoolOptions.queryPipeline}; 1 where the adapter does not pipeline. */
   queryPipeline: number;
-  /** See {@link PoolOptions.affinity}. */
-  affinity: boolean;
   /** See {@link PoolOptions.origin}. */
   origin: PoolOrigin | undefined;
   /** See {@link PoolOptions.recordStacks}. */
@@ -197,20 +185,6 @@ export interface ResolvedOptions<C> {
   maintenanceInterval: number;
   /** See {@link PoolOptions.onClose}. */
   onClose: (() => void | Promise<void>) | undefined;
-}
-
-/** Throws unless `policy` allows `affinity`: nothing kept idle, no connection limit. */
-export function checkAffinity(
-  settings: Pick<ResolvedOptions<unknown>, "affinity" | "name">,
-  policy: Policy,
-): void {
-  if (settings.affinity && (policy.max !== Infinity || policy.keepIdle > 0 || policy.min > 0)) {
-    throw new TypeError(
-      `${settings.name}: affinity needs a pool that keeps nothing idle and has no connection ` +
-        "limit (a NullPool without max): a connection kept or queued for would reach another " +
-        "caller, on Workers another request; let the external pooler limit connections",
-    );
-  }
 }
 
 /** A non-negative finite number of milliseconds (or `fallback` when undefined). */

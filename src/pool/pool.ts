@@ -11,9 +11,7 @@ import { Emitter } from "../_emitter.ts";
 import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
-import { AffinityEngine } from "./_affinity_engine.ts";
-import { Engine } from "./_engine.ts";
-import { pipelineable } from "./_pipeline.ts";
+import { isTransientConnectError } from "./_connector.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
 import {
@@ -26,7 +24,7 @@ import {
   type PoolOptions,
   type ResolvedOptions,
 } from "./options.ts";
-import type { PooledConnection } from "./pooled_connection.ts";
+import { handleSlot, type PooledConnection } from "./pooled_connection.ts";
 import type { Queryable } from "./queryable.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
@@ -39,6 +37,81 @@ export { type CheckoutOptions } from "./options.ts";
 export type PoolQueryOptions = QueryOptions & { timeout?: number };
 
 const CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * What a pool class runs on, chosen by the class: the pool's state machine (`Engine`,
+ * _engine.ts) under every class but one, and, on Workers, `RequestPool`'s engine
+ * (_request_pool.ts), where each caller gets a connection of its own. `Pool` holds the public
+ * face over it: its methods, events, counters and validated options.
+ *
+ * @internal
+ */
+export interface PoolEngine<C> {
+  /** The sizing and lifetime rules (a `resize()` changes them through `applyPolicy`). */
+  readonly policy: Policy;
+  /** Whether the pool was closed. */
+  readonly closed: boolean;
+  /** Connections being opened now. */
+  readonly connecting: number;
+  /** The clock as last read (cheap: for measuring from, not for deadlines). */
+  readonly time: number;
+  /** Reads the clock. */
+  now(): number;
+  /** Checks out a connection (see `Pool.checkOut`). */
+  connect(
+    options: CheckoutOptions | undefined,
+    statement?: "shareable" | "alone",
+  ): Promise<PooledConnection<C>>;
+  /**
+   * Whether a `pool.query` statement may share a connection with other statements (engines
+   * that pipeline them: see `Pool.query`); if so, `joinShared` runs it on a busy connection
+   * with room, or, when there is none to join, `startShared` on a checkout of its own.
+   */
+  shareable(sql: string, options: PoolQueryOptions | undefined): boolean;
+  /** See `shareable`: the connection joined and the outcome, or `undefined`. */
+  joinShared<Row>(
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: PoolQueryOptions | undefined,
+  ): [PooledConnection<C>, Promise<QueryResult<Row>>] | undefined;
+  /** See `shareable`. */
+  startShared<Row>(
+    on: PooledConnection<C>,
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: PoolQueryOptions | undefined,
+  ): Promise<QueryResult<Row>>;
+  /** Another handle on `owner`'s connection (ContextPool; engines that pool connections). */
+  share(owner: PooledConnection<C>): PooledConnection<C>;
+  /** The gauges of `stats()`. */
+  gauges(): PoolGauges;
+  /** Resolves when `min` connections are open (see `Pool.wait`). */
+  ready(timeout: number): Promise<void>;
+  /** See `Pool.dispose`. */
+  dispose(): void;
+  /** Closes the pool (see `Pool.close`); idempotent. */
+  close(timeout: number): Promise<void>;
+  /** Takes a changed policy (`resize()`). */
+  applyPolicy(policy: Policy): void;
+}
+
+/** An engine class (see {@link PoolEngine}). @internal */
+export type EngineClass = new <C>(
+  creator: Creator<C>,
+  settings: ResolvedOptions<C>,
+  policy: Policy,
+  counters: PoolCounters,
+  events: Emitter<PoolEvents<C>>,
+  hooks: EngineHooks,
+) => PoolEngine<C>;
+
+/** What an engine asks of the pool class above it. @internal */
+export interface EngineHooks {
+  /** How full the pool is, in the class's own terms, for error messages. */
+  describeCapacity(): string;
+  /** Background reconnecting gave up. */
+  reconnectFailed(): void;
+}
 
 /**
  * The base of every pool class. Not used directly: pick `QueuePool`, `NullPool`,
@@ -56,11 +129,16 @@ export abstract class Pool<C> implements Queryable {
   protected readonly settings: ResolvedOptions<C>;
   readonly #events = new Emitter<PoolEvents<C>>();
   readonly #counters: PoolCounters = newCounters();
-  readonly #engine: Engine<C>;
+  readonly #engine: PoolEngine<C>;
   #closeDone: Promise<void> | null = null;
 
-  /** Validates the shared options; `policy` comes from the subclass. */
-  protected constructor(creator: Creator<C>, options: PoolOptions<C> | undefined, policy: Policy) {
+  /** Validates the shared options; `policy` and the `engine` to run on come from the subclass. */
+  protected constructor(
+    creator: Creator<C>,
+    options: PoolOptions<C> | undefined,
+    policy: Policy,
+    engine: EngineClass,
+  ) {
     if (typeof creator !== "function") {
       throw new TypeError(`A pool needs a creator function, not ${typeof creator}`);
     }
@@ -69,9 +147,7 @@ export abstract class Pool<C> implements Queryable {
     this.creator = creator;
     this.givenOptions = o;
     this.settings = resolveOptions(o, policy.kind);
-    // With affinity (Workers) each caller gets a connection of its own: an engine of its own.
-    const Strategy = this.settings.affinity ? AffinityEngine : Engine;
-    this.#engine = new Strategy(creator, this.settings, policy, this.#counters, this.#events, {
+    this.#engine = new engine(creator, this.settings, policy, this.#counters, this.#events, {
       describeCapacity: () => this.describeCapacity(),
       reconnectFailed: () => this.reconnectFailed(),
     });
@@ -131,27 +207,20 @@ export abstract class Pool<C> implements Queryable {
     const started = engine.time;
     let on: PooledConnection<C>;
     let outcome: Promise<QueryResult<Row>>;
-    if (
-      this.settings.queryPipeline > 1 && options?.signal === undefined &&
-      (options?.queryTimeout ?? this.settings.queryTimeout) === 0 && pipelineable(sql)
-    ) {
-      // A busy connection with room, when no connection is free and none may be opened.
-      const sharing = engine.sharing;
-      const joined = engine.joinShared();
-      if (joined !== undefined) {
-        on = joined.sharer as PooledConnection<C>;
-        outcome = sharing.run<Row>(joined, sql, params, options);
-      } else {
+    if (engine.shareable(sql, options)) {
+      const joined = engine.joinShared<Row>(sql, params, options);
+      if (joined !== undefined) [on, outcome] = joined;
+      else {
         // The engine's checkout, not `this.checkOut`: the classes that override it
         // (ContextPool, AssertionPool) do not pipeline.
         on = await engine.connect(options, "shareable");
-        outcome = sharing.run<Row>(sharing.start(on), sql, params, options);
+        outcome = engine.startShared<Row>(on, sql, params, options);
       }
     } else {
       on = await this.checkOut(options, "alone");
       outcome = released(on, on.query<Row>(sql, params, options));
     }
-    if (!engine.loggingIn(on)) return outcome;
+    if (handleSlot(on).login === null) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
       return this.query<Row>(sql, params, { ...options, timeout });
     });
@@ -174,7 +243,7 @@ export abstract class Pool<C> implements Queryable {
   ): Promise<T> {
     const engine = this.#engine;
     return outcome.catch((error) => {
-      if (!engine.loginFailedTransiently(on, error)) throw error;
+      if (handleSlot(on).login === null || !isTransientConnectError(error)) throw error;
       const left = (options?.timeout ?? this.settings.timeout) - (engine.now() - started);
       if (left <= 0) throw error;
       return again(left);
@@ -193,7 +262,7 @@ export abstract class Pool<C> implements Queryable {
     const started = this.#engine.time;
     const on = await this.checkOut(options, "alone");
     const outcome = released(on, runTransaction(on, fn, options));
-    if (!this.#engine.loggingIn(on)) return outcome;
+    if (handleSlot(on).login === null) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
       return this.transaction(fn, { ...options, timeout });
     });
@@ -227,7 +296,7 @@ export abstract class Pool<C> implements Queryable {
     const started = this.#engine.time;
     const on = await this.checkOut(options, "alone");
     const outcome = released(on, runBatch<C, Row>(on, begin, statements, options));
-    if (!this.#engine.loggingIn(on)) return outcome;
+    if (handleSlot(on).login === null) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
       return this.batch<Row>(queries, { ...options, timeout });
     });
@@ -354,7 +423,7 @@ export abstract class Pool<C> implements Queryable {
    * like the owner, but releasing it leaves the connection checked out to the owner.
    */
   protected share(owner: PooledConnection<C>): PooledConnection<C> {
-    return this.#engine.sharing.share(owner);
+    return this.#engine.share(owner);
   }
 
   /** What the pool can hold, for the timeout message: subclasses say it their way. */
@@ -423,12 +492,10 @@ function resolveOptions<C>(o: PoolOptions<C>, className: string): ResolvedOption
       "idleInTransactionThreshold",
       60_000,
     ),
-    // With affinity a connection serves only the caller it was made for.
-    queryPipeline: (o.adapter ?? connectionAdapter).pipelines === true && o.affinity !== true
+    queryPipeline: (o.adapter ?? connectionAdapter).pipelines === true
       ? Math.max(1, count(o.queryPipeline, "queryPipeline", 16))
       : 1,
     origin: o.origin,
-    affinity: o.affinity === true,
     recordStacks: o.recordStacks ?? leakDetectionThreshold > 0,
     logger: o.logger ?? {},
     name: o.name ?? className,

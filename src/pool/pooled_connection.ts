@@ -8,24 +8,34 @@
 import { errorMessage, PoolError } from "../errors.ts";
 import type { QueryOptions, QueryResult } from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
-import type { Slot } from "./_engine.ts";
+import type { SlotState } from "./_engine.ts";
 
 // The pool's way to the slot behind a handle, which no one else can reach. Set by the first
 // constructor call (there is no handle before it) rather than by a static block, which would
 // keep the class in every bundle that imports this module, used or not.
-let slotOf: (<C>(handle: PooledConnection<C>) => Slot<C>) | undefined;
+let slotOf: (<C>(handle: PooledConnection<C>) => HandleSlot<C>) | undefined;
 
-/** What a handle needs from its pool. */
-export interface PoolInternals<C> {
+/** What a handle reads of the pool's slot for its connection (`Slot`, _engine.ts). */
+export interface HandleSlot<C> {
+  readonly connection: C;
+  readonly info: Record<string, unknown>;
+  /** Written by the pool only. */
+  readonly state: SlotState;
+  /** Its login, while it is still under way (see `Slot.login`); else `null`. */
+  readonly login: Promise<void> | null;
+}
+
+/** What a handle needs from its pool, whose slots are `S`. */
+export interface PoolInternals<C, S extends HandleSlot<C> = HandleSlot<C>> {
   readonly adapter: PoolAdapter<C>;
-  checkin(slot: Slot<C>, handle: PooledConnection<C>): Promise<void>;
-  invalidate(slot: Slot<C>, error: unknown, soft: boolean): void;
-  detach(slot: Slot<C>, handle: PooledConnection<C>): void;
-  closeDetached(slot: Slot<C>): Promise<void>;
+  checkin(slot: S, handle: PooledConnection<C>): Promise<void>;
+  invalidate(slot: S, error: unknown, soft: boolean): void;
+  detach(slot: S, handle: PooledConnection<C>): void;
+  closeDetached(slot: S): Promise<void>;
   /** A query failed with a disconnect error: retire the connection. */
-  lost(slot: Slot<C>, error: unknown): void;
+  lost(slot: S, error: unknown): void;
   /** A query was aborted or timed out: the connection may be stuck; close it, free its place. */
-  stuck(slot: Slot<C>, error: unknown): void;
+  stuck(slot: S, error: unknown): void;
   /** The pool's `queryTimeout` (0: none). */
   readonly queryTimeout: number;
 }
@@ -48,12 +58,12 @@ export interface PoolInternals<C> {
  */
 export class PooledConnection<C> implements AsyncDisposable {
   readonly #pool: PoolInternals<C>;
-  readonly #slot: Slot<C>;
+  readonly #slot: HandleSlot<C>;
   #released = false;
   #returned: Promise<void> | null = null;
 
   /** Made by the pool at checkout. */
-  constructor(pool: PoolInternals<C>, slot: Slot<C>) {
+  constructor(pool: PoolInternals<C>, slot: HandleSlot<C>) {
     slotOf ??= (handle) => handle.#slot;
     this.#pool = pool;
     this.#slot = slot;
@@ -172,9 +182,11 @@ export class PooledConnection<C> implements AsyncDisposable {
   }
 }
 
-/** The slot behind a handle (for the pool only). */
-export function handleSlot<C>(handle: PooledConnection<C>): Slot<C> {
-  return slotOf!(handle);
+/** The slot behind a handle (for the pool only, which knows the type of its slots). */
+export function handleSlot<C, S extends HandleSlot<C> = HandleSlot<C>>(
+  handle: PooledConnection<C>,
+): S {
+  return slotOf!(handle) as S;
 }
 
 function released(action: string): PoolError {

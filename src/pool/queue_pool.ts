@@ -4,6 +4,7 @@
  * @module
  */
 
+import { Engine } from "./_engine.ts";
 import { count, type Creator, milliseconds, type PoolOptions } from "./options.ts";
 import { Pool } from "./pool.ts";
 
@@ -92,7 +93,7 @@ export class QueuePool<C> extends Pool<C> {
       recycle,
       lifo: o.lifo === true,
       reconnectTimeout: milliseconds(o.reconnectTimeout, "reconnectTimeout", 300_000),
-    });
+    }, Engine);
     this.#poolSize = poolSize;
     this.#maxOverflow = maxOverflow;
     this.#reconnectFailed = o.reconnectFailed;

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Engine } from "./_engine.ts";
 import type { Creator, PoolOptions } from "./options.ts";
 import { Pool } from "./pool.ts";
 
@@ -35,7 +36,7 @@ export class StaticPool<C> extends Pool<C> {
       recycle: Infinity,
       lifo: false,
       reconnectTimeout: 300_000,
-    });
+    }, Engine);
   }
 
   /** A new, empty `StaticPool` with the same creator and options. */
