@@ -1,6 +1,6 @@
 // Making connections for a pool: attempts in flight, their timing, their failures (reported,
 // and which ones retrying will not fix), and the exponential backoff between attempts while
-// connecting fails, with its timer and the give-up point of background (re)connecting.
+// connecting fails, with the give-up point of background (re)connecting.
 //
 // While connecting fails for a reason that may pass (the server restarting, refusing, too
 // many connections), callers are not failed: they wait, within their own deadlines, while one
@@ -12,7 +12,7 @@ import type { Emitter } from "../_emitter.ts";
 import type { Clock } from "./_clock.ts";
 import type { PoolAdapter } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
-import type { Creator, Policy, PoolLogger } from "./options.ts";
+import type { Creator, PoolLogger } from "./options.ts";
 import type { PoolCounters } from "./stats.ts";
 
 const FIRST_BACKOFF_MS = 250;
@@ -20,38 +20,17 @@ const MAX_BACKOFF_MS = 60_000;
 /** With callers waiting, the longest pause between attempts: they would rather not wait long. */
 const MAX_DEMAND_BACKOFF_MS = 2_000;
 
-/** What the connector reports back to its pool. */
-export interface ConnectorHooks<C, O> {
-  /**
-   * A connection was made (and configured); `login`, when its login is still under way, settles
-   * with it (it goes to a caller `takesEarly` accepted; should it fail, `loginFailed` follows).
-   */
-  connected(
-    connection: C,
-    startedAt: number,
-    owner: O | undefined,
-    login: Promise<void> | null,
-  ): void;
-  /**
-   * Whether the caller a new connection goes to (`owner`, else the first in line) takes one
-   * whose login is still under way.
-   */
-  takesEarly(owner: O | undefined): boolean;
-  /** The login of a connection handed over early failed (reported already). */
-  loginFailed(error: unknown): void;
-  /** An attempt failed (reported already, unless aborted). */
-  failed(error: unknown, owner: O | undefined): void;
-  /** Background reconnecting gave up (reported already). */
-  gaveUp(): void;
-  /** A backoff delay has passed: time to try again (`fill`). */
-  retry(): void;
-}
+/** How an attempt ended: a connection (its login still under way, or `null`), or an error. */
+export type Attempt<C> =
+  | { ok: true; connection: C; startedAt: number; login: Promise<void> | null }
+  | { ok: false; error: unknown };
 
 /**
- * Starts connection attempts and keeps the state of failing ones. `O`: the caller an attempt
- * may be made for (its owner), handed back with the outcome.
+ * Makes connections, and keeps the state of failing ones: attempts in flight, the latest
+ * failure, the backoff between tries, and whether background reconnecting gave up. Its pool
+ * decides when to attempt (and keeps the timer that retries once the backoff has passed).
  */
-export class Connector<C, O extends { readonly settled: boolean }> {
+export class Connector<C> {
   /** Attempts in flight. */
   connecting = 0;
   /** The latest failure, cleared by a success: the `cause` behind timeouts. */
@@ -66,15 +45,12 @@ export class Connector<C, O extends { readonly settled: boolean }> {
   readonly #name: string;
   readonly #counters: PoolCounters;
   readonly #events: Emitter<PoolEvents<C>>;
-  readonly #hooks: ConnectorHooks<C, O>;
   /** One controller per attempt in flight (one shared signal would gather a listener each). */
   readonly #attempts = new Set<AbortController>();
   #abortReason: unknown = undefined;
   #aborted = false;
   readonly #inflight = new Set<Promise<void>>();
   #backoff: { startedAt: number; delay: number; until: number } | null = null;
-  /** The timer that ends the backoff delay, or `null`. */
-  #retryTimer: unknown = null;
 
   constructor(
     creator: Creator<C>,
@@ -87,7 +63,6 @@ export class Connector<C, O extends { readonly settled: boolean }> {
     },
     counters: PoolCounters,
     events: Emitter<PoolEvents<C>>,
-    hooks: ConnectorHooks<C, O>,
   ) {
     this.#creator = creator;
     this.#adapter = settings.adapter;
@@ -97,34 +72,42 @@ export class Connector<C, O extends { readonly settled: boolean }> {
     this.#name = settings.name;
     this.#counters = counters;
     this.#events = events;
-    this.#hooks = hooks;
   }
 
-  /** Whether a backoff is under way (so upkeep must keep running to retry). */
-  get pending(): boolean {
-    return this.#backoff !== null;
+  /**
+   * While connecting fails (a backoff is under way): how long until the next try may start,
+   * in ms (0: now). `undefined` when connecting works.
+   */
+  get backoffLeft(): number | undefined {
+    const backoff = this.#backoff;
+    return backoff === null ? undefined : Math.max(0, backoff.until - this.#clock.now());
   }
 
-  /** Starts one attempt; `owner`, if given, is handed back with its outcome. */
-  start(owner?: O): void {
+  /**
+   * Makes a connection (and configures it), and hands `done` the outcome, in the same turn as
+   * the attempt stops counting as `connecting` (so that the pool never counts it neither way).
+   * A login still under way (started early) goes on only if `takesEarly()`, asked once the
+   * connection is made, says the caller it goes to takes the login's outcome as its own (a
+   * checkout whose first act is a query); otherwise the login is awaited first. A failed
+   * attempt is counted, logged and reported (`error` event), unless the pool is closing; so is
+   * the failure of a login that went on.
+   */
+  attempt(takesEarly: () => boolean, done: (made: Attempt<C>) => void): void {
     this.connecting++;
     this.#counters.connectionsNum++;
-    const done = this.#attempt(owner);
-    this.#inflight.add(done);
-    done.finally(() => this.#inflight.delete(done));
+    const attempt = this.#attempt(takesEarly, done);
+    this.#inflight.add(attempt);
+    attempt.finally(() => this.#inflight.delete(attempt));
   }
 
-  async #attempt(owner: O | undefined): Promise<void> {
+  async #attempt(takesEarly: () => boolean, done: (made: Attempt<C>) => void): Promise<void> {
     const started = this.#clock.now();
     let connection: C;
     let login: Promise<void> | null;
     try {
       connection = await this.#make();
-      // A login still under way (started early) goes on only to a caller who takes its
-      // outcome as its own: a checkout whose first act is a query. Everyone else gets a
-      // logged-in connection.
       login = this.#adapter.loggingIn?.(connection) ?? null;
-      if (login !== null && !this.#hooks.takesEarly(owner)) {
+      if (login !== null && !takesEarly()) {
         try {
           await login;
         } catch (error) {
@@ -137,25 +120,17 @@ export class Connector<C, O extends { readonly settled: boolean }> {
       this.connecting--;
       this.#counters.connectionsMs += this.#clock.now() - started;
       this.#failed(error);
-      this.#hooks.failed(error, owner);
-      return;
+      return done({ ok: false, error });
     }
     this.connecting--;
     this.#counters.connectionsMs += this.#clock.now() - started;
     if (login === null) this.#succeeded();
-    else {
-      login.then(() => this.#succeeded(), (error) => {
-        // The query it went to failed with it; the pool counts it as a failed connect.
-        this.#failed(error);
-        this.#hooks.loginFailed(error);
-      });
-    }
-    this.#hooks.connected(connection, started, owner, login);
+    else login.then(() => this.#succeeded(), (error) => this.#failed(error));
+    done({ ok: true, connection, startedAt: started, login });
   }
 
   #succeeded(): void {
     this.#backoff = null;
-    this.#stopRetry();
     this.gaveUp = false;
     this.lastError = undefined;
   }
@@ -168,61 +143,6 @@ export class Connector<C, O extends { readonly settled: boolean }> {
       this.#logger.warn?.(`${this.#name}: connecting failed: ${errorMessage(error)}`);
       this.#events.emit("error", { error, context: "connect" });
     }
-  }
-
-  /**
-   * Starts an attempt for each caller in `waiting` that no attempt in flight covers yet, then
-   * up to `policy.min` unless background connecting gave up, never past `policy.max` open
-   * (`live`) plus connecting. While connecting fails it starts one attempt at a time, once the
-   * backoff delay has passed (its timer calls `retry` then). `waiting` and `live` are read
-   * afresh for every attempt.
-   */
-  fill(
-    waiting: { readonly length: number } | null,
-    live: { readonly size: number },
-    policy: Policy,
-  ): void {
-    const max = policy.max;
-    const min = this.gaveUp ? 0 : Math.min(policy.min, max);
-    const wanted = () =>
-      live.size + this.connecting < max &&
-      ((waiting !== null && waiting.length > this.connecting) || live.size + this.connecting < min);
-    const backoff = this.#backoff;
-    if (backoff !== null) {
-      if (!wanted()) return;
-      const wait = backoff.until - this.#clock.now();
-      if (wait > 0) return this.#armRetry(wait);
-      // One attempt probes; the others wait for its outcome.
-      if (this.connecting === 0) this.start();
-      return;
-    }
-    while (wanted()) this.start();
-  }
-
-  #armRetry(wait: number): void {
-    if (this.#retryTimer !== null || this.#aborted) return;
-    this.#retryTimer = this.#clock.setTimeout(() => {
-      this.#retryTimer = null;
-      if (!this.#aborted) this.#hooks.retry();
-    }, wait);
-  }
-
-  #stopRetry(): void {
-    if (this.#retryTimer === null) return;
-    this.#clock.clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
-  }
-
-  /**
-   * Tries again for `owner` alone once the backoff delay has passed, from a timer set here:
-   * RequestPool makes a caller's connection from its own context (on Workers, a timer
-   * runs in the request that set it), not by the shared retry.
-   */
-  retryFor(owner: O): void {
-    const wait = this.#backoff === null ? 0 : Math.max(0, this.#backoff.until - this.#clock.now());
-    this.#clock.setTimeout(() => {
-      if (!owner.settled && !this.#aborted) this.start(owner);
-    }, wait);
   }
 
   async #make(): Promise<C> {
@@ -251,16 +171,16 @@ export class Connector<C, O extends { readonly settled: boolean }> {
    * with each try that fails (not with each failure: attempts in flight together are one try)
    * up to 60 s (2 s while callers are `waiting`), ±10 %. With nobody waiting, once
    * `reconnectTimeout` has passed since the first failure, background connecting gives up
-   * instead (demand, a checkout or `wait()`, tries again).
+   * instead (reported; demand, a checkout or `wait()`, tries again): then it returns `true`.
    */
-  backOff(reconnectTimeout: number, error: unknown, waiting: boolean): void {
+  backOff(reconnectTimeout: number, error: unknown, waiting: boolean): boolean {
     const now = this.#clock.now();
     if (this.#backoff === null) {
       this.#backoff = { startedAt: now, delay: FIRST_BACKOFF_MS, until: 0 };
     } else if (now < this.#backoff.until) {
       // Another attempt of the wave that already set this delay (many fail together when a
       // server goes down): the delay doubles once per try, not once per failure.
-      return;
+      return false;
     } else {
       this.#backoff.delay = Math.min(this.#backoff.delay * 2, MAX_BACKOFF_MS);
     }
@@ -269,20 +189,19 @@ export class Connector<C, O extends { readonly settled: boolean }> {
       this.gaveUp = true;
       this.#logger.error?.(`${this.#name}: giving up reconnecting after ${reconnectTimeout} ms`);
       this.#events.emit("error", { error, context: "reconnect failed" });
-      this.#hooks.gaveUp();
-      return;
+      return true;
     }
     const delay = waiting
       ? Math.min(this.#backoff.delay, MAX_DEMAND_BACKOFF_MS)
       : this.#backoff.delay;
     // Jitter, so that many pools do not retry in step.
     this.#backoff.until = now + delay * (0.9 + 0.2 * this.#clock.random());
+    return false;
   }
 
   /** Aborts every attempt in flight (the pool is closing). */
   abort(reason: unknown): void {
     this.#aborted = true;
-    this.#stopRetry();
     this.#abortReason = reason;
     for (const controller of this.#attempts) controller.abort(reason);
   }

@@ -8,19 +8,17 @@
 //
 // Beside it, modules that keep their own state or are pure functions: waiters (_waiters.ts),
 // the deadline timer (_deadlines.ts), health checks (_health.ts), resets (_reset.ts), shared
-// connections (_sharing.ts), leaks (_leaks.ts), the upkeep timer and its jobs (_upkeep.ts).
-// Two still call back: the connector (_connector.ts) reports attempts through its hooks, and
-// `pool.wait()`'s waiters (_ready.ts) read the open count, `min` and the last error.
+// connections (_sharing.ts), leaks (_leaks.ts), the upkeep timer and its jobs (_upkeep.ts),
+// connection attempts and their backoff (_connector.ts).
 
 import type { Emitter } from "../_emitter.ts";
 import { errorMessage, PoolError } from "../errors.ts";
 import { PoolTime } from "./_clock.ts";
-import { Connector, isTransientConnectError } from "./_connector.ts";
+import { type Attempt, Connector, isConfigError, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
 import { checkoutStack, LeakWatch } from "./_leaks.ts";
 import { pipelineable } from "./_pipeline.ts";
-import { ReadyWaiters } from "./_ready.ts";
 import { resetForReuse } from "./_reset.ts";
 import { Sharing } from "./_sharing.ts";
 import { expired, idledOut, Upkeep } from "./_upkeep.ts";
@@ -176,13 +174,17 @@ export class Engine<C> implements PoolEngine<C> {
   readonly #waiters: WaiterQueue<PooledConnection<C>>;
   readonly #deadlines: Deadlines<PooledConnection<C>>;
   /** Callers of `pool.wait()`. */
-  readonly #ready: ReadyWaiters;
+  /** Callers of `pool.wait()`: settled when `min` connections are open, or waiting fails. */
+  readonly #ready: { resolve(): void; reject(error: unknown): void }[] = [];
   /** Checked-out connections shared: by `pool.query` statements, and by `Pool.share`. */
   readonly #sharing: Sharing<C>;
   readonly #internals: PoolInternals<C, Slot<C>>;
   readonly #leaks: LeakWatch<C>;
   /** Connection attempts. */
-  readonly #connector: Connector<C, Waiter<PooledConnection<C>>>;
+  readonly #connector: Connector<C>;
+  /** The timer that tries connecting again once the backoff has passed, or `null`. */
+  #retryTimer: unknown = null;
+  readonly #hooks: EngineHooks;
   readonly #upkeep: Upkeep;
   #generation = 0;
   /** The clock as last read, for the hot paths (see `PoolTime`). */
@@ -213,27 +215,8 @@ export class Engine<C> implements PoolEngine<C> {
       queryTimeout: settings.queryTimeout,
     };
     this.#time = new PoolTime(settings.clock);
-    this.#connector = new Connector(creator, settings, counters, events, {
-      connected: (connection, startedAt, owner, login) =>
-        this.#connected(connection, startedAt, owner, login),
-      failed: (error, owner) => this.#connectFailed(error, owner),
-      takesEarly: (owner) => {
-        const waiter = owner ?? this.#waiters.head;
-        // Not while connecting fails: a statement riding behind a login that fails would
-        // fail with it, where a caller waiting for a proven connection just waits.
-        return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
-          this.#connector.lastError === undefined;
-      },
-      loginFailed: (error) => this.#connectFailed(error, null),
-      gaveUp: () => hooks.reconnectFailed(),
-      retry: () => this.#fill(),
-    });
-    this.#ready = new ReadyWaiters({
-      clock: settings.clock,
-      open: () => this.#live.size,
-      min: () => this.policy.min,
-      lastError: () => this.#connector.lastError,
-    });
+    this.#hooks = hooks;
+    this.#connector = new Connector(creator, settings, counters, events);
     this.#waiting = new Waiting({
       settings,
       counters,
@@ -652,22 +635,64 @@ export class Engine<C> implements PoolEngine<C> {
   // -------------------------------------------------------------------------------------------
   // Connecting
 
-  /** Starts connecting for the waiters not yet covered, and up to `min`. */
+  /**
+   * Starts connecting for the waiters no attempt in flight covers yet, then up to `min` unless
+   * background connecting gave up, never past `max` open plus connecting. While connecting
+   * fails, one attempt at a time, once the backoff delay has passed (a timer comes back then).
+   */
   #fill(): void {
     if (this.#closed) return;
-    this.#connector.fill(this.#waiters, this.#live, this.policy);
-    this.#upkeep.schedule(
-      this.#live.size > 0 || this.policy.min > 0 || this.#connector.pending,
-    );
+    const connector = this.#connector;
+    const live = this.#live;
+    const waiters = this.#waiters;
+    const max = this.policy.max;
+    const min = connector.gaveUp ? 0 : Math.min(this.policy.min, max);
+    const wanted = () =>
+      live.size + connector.connecting < max &&
+      (waiters.length > connector.connecting || live.size + connector.connecting < min);
+    const wait = connector.backoffLeft;
+    if (wait === undefined) {
+      while (wanted()) this.#start();
+    } else if (wanted()) {
+      if (wait > 0) this.#retryIn(wait);
+      // One attempt probes; the others wait for its outcome.
+      else if (connector.connecting === 0) this.#start();
+    }
+    this.#upkeep.schedule(live.size > 0 || this.policy.min > 0 || wait !== undefined);
   }
 
-  /** A connection was made: a new slot, for its `owner`, else placed. */
-  #connected(
-    connection: C,
-    createdAt: number,
-    owner: Waiter<PooledConnection<C>> | undefined,
-    login: Promise<void> | null,
-  ): void {
+  #retryIn(wait: number): void {
+    if (this.#retryTimer !== null) return;
+    this.#retryTimer = this.#settings.clock.setTimeout(() => {
+      this.#retryTimer = null;
+      this.#fill();
+    }, wait);
+  }
+
+  /** Starts one connection attempt. */
+  #start(): void {
+    this.#connector.attempt(this.#takesEarly, this.#attempted);
+  }
+
+  readonly #attempted = (made: Attempt<C>): void => {
+    if (made.ok) this.#connected(made.connection, made.startedAt, made.login);
+    else this.#connectFailed(made.error, true);
+  };
+
+  /**
+   * Whether the caller a new connection goes to, the first in line, takes one whose login is
+   * still under way: a statement does, but not while connecting fails (a statement riding
+   * behind a login that fails would fail with it, where a caller waiting for a proven
+   * connection just waits).
+   */
+  readonly #takesEarly = (): boolean => {
+    const waiter = this.#waiters.head;
+    return waiter !== null && !waiter.settled && waiter.statement && !this.#closed &&
+      this.#connector.lastError === undefined;
+  };
+
+  /** A connection was made: a new slot, placed (to the first in line, usually). */
+  #connected(connection: C, createdAt: number, login: Promise<void> | null): void {
     const slot = new Slot(
       connection,
       createdAt,
@@ -687,20 +712,15 @@ export class Engine<C> implements PoolEngine<C> {
       slot.login = login;
       login.then(() => {
         slot.login = null;
-        this.#ready.connected();
-      }, () => {});
+        this.#readyIfMin();
+      }, (error) => this.#connectFailed(error, false));
     }
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
       ms: this.#time.now() - createdAt,
       ...this.gauges(),
     });
-    if (owner === undefined) this.#place(slot, false);
-    else if (owner.settled || this.#closed) this.#close(slot, "unwanted");
-    else {
-      this.#waiters.remove(owner);
-      this.#offer(slot, owner);
-    }
-    if (login === null) this.#ready.connected();
+    this.#place(slot, false);
+    if (login === null) this.#readyIfMin();
     // Connecting works again: connect for the callers who waited out the failures. (And leaks,
     // lifetimes and idle limits need watching from the first connection on: `#fill` schedules
     // upkeep.)
@@ -717,26 +737,31 @@ export class Engine<C> implements PoolEngine<C> {
   }
 
   /**
-   * A connect failed: for `owner` (else the first in line; `null`: nobody, it had the error).
-   * A failure that may pass (refused, reset, timed out, the server starting up or shutting
-   * down, too many connections: see `isTransientConnectError`) fails nobody: callers wait
-   * within their own deadlines while the pool tries again after a backoff delay, and one whose
-   * deadline comes first gets `POOL_TIMEOUT` with this error as its cause. Any other (a wrong
-   * password, a missing database) reaches that caller at once.
+   * A connect failed (`first`: the first in line waited for it; else it was the login of a
+   * connection handed over early, whose statement had the error). A failure that may pass
+   * (refused, reset, timed out, the server starting up or shutting down, too many
+   * connections: see `isTransientConnectError`) fails nobody: callers wait within their own
+   * deadlines while the pool tries again after a backoff delay, and one whose deadline comes
+   * first gets `POOL_TIMEOUT` with this error as its cause. Any other (a wrong password, a
+   * missing database) reaches the first in line at once.
    */
-  #connectFailed(error: unknown, owner: Waiter<PooledConnection<C>> | null | undefined): void {
+  #connectFailed(error: unknown, first: boolean): void {
     if (this.#closed) return; // aborted by close(): nobody is waiting for it
-    this.#ready.connectFailed(error);
+    // `pool.wait()` is over if retrying will not fix it.
+    if (isConfigError(error)) { for (const entry of this.#ready.splice(0)) entry.reject(error); }
     if (!isTransientConnectError(error)) {
-      if (owner !== null) this.#waiting.connectFailed(error, owner);
+      if (first) this.#waiting.connectFailed(error, undefined);
       if (this.#live.size + this.#connector.connecting < this.policy.min) {
-        this.#connector.backOff(this.policy.reconnectTimeout, error, false);
+        this.#backOff(error, false);
       }
-    } else {
-      const wanted = owner != null ? !owner.settled : this.#waiters.length > 0;
-      this.#connector.backOff(this.policy.reconnectTimeout, error, wanted);
-    }
+    } else this.#backOff(error, this.#waiters.length > 0);
     this.#fill();
+  }
+
+  #backOff(error: unknown, waiting: boolean): void {
+    if (this.#connector.backOff(this.policy.reconnectTimeout, error, waiting)) {
+      this.#hooks.reconnectFailed();
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -850,14 +875,49 @@ export class Engine<C> implements PoolEngine<C> {
     this.#serve();
   }
 
-  /** Resolves when `min` connections are open (see `Pool.wait`). */
+  /**
+   * Resolves when `min` connections are open (see `Pool.wait`); rejects with `POOL_TIMEOUT`
+   * after `timeout` ms, at once when connecting fails for a reason retrying will not fix, and
+   * when the pool closes.
+   */
   ready(timeout: number): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closedError());
     if (this.#live.size >= this.policy.min) return RESOLVED;
-    const ready = this.#ready.wait(timeout);
+    const ready = new Promise<void>((resolve, reject) => {
+      const clock = this.#settings.clock;
+      const entry = {
+        resolve: () => {
+          clock.clearTimeout(timer);
+          resolve();
+        },
+        reject: (error: unknown) => {
+          clock.clearTimeout(timer);
+          reject(error);
+        },
+      };
+      const timer = clock.setTimeout(() => {
+        this.#ready.splice(this.#ready.indexOf(entry), 1);
+        reject(
+          new PoolError(
+            "POOL_TIMEOUT",
+            `The pool is not ready: ${this.#live.size} of ${this.policy.min} connections open ` +
+              `after ${timeout} ms`,
+            { cause: this.#connector.lastError },
+          ),
+        );
+      }, timeout);
+      this.#ready.push(entry);
+    });
     this.#connector.gaveUp = false;
     this.#fill();
     return ready;
+  }
+
+  /** A connection was made: `pool.wait()` is over if `min` are open now. */
+  #readyIfMin(): void {
+    if (this.#live.size >= this.policy.min) {
+      for (const entry of this.#ready.splice(0)) entry.resolve();
+    }
   }
 
   /** Closes idle connections now and the others when returned (see `Pool.dispose`). */
@@ -874,9 +934,10 @@ export class Engine<C> implements PoolEngine<C> {
     this.#settings.logger.info?.(`${this.#settings.name}: closing`, { ...this.gauges() });
     this.#upkeep.stop();
     this.#deadlines.stop();
+    if (this.#retryTimer !== null) this.#settings.clock.clearTimeout(this.#retryTimer);
     this.#connector.abort(this.#closedError());
     this.#waiting.close(() => this.#closedError());
-    this.#ready.close(() => this.#closedError());
+    for (const entry of this.#ready.splice(0)) entry.reject(this.#closedError());
     while (this.#idle.length > 0) this.#close(this.#idle[0], "pool closed");
     this.#closeDone = this.#drain(timeout);
     return this.#closeDone;

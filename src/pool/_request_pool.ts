@@ -96,7 +96,7 @@ class RequestEngine<C> implements PoolEngine<C> {
   readonly #counters: PoolCounters;
   readonly #events: Emitter<PoolEvents<C>>;
   readonly #time: PoolTime;
-  readonly #connector: Connector<C, Waiter<PooledConnection<C>>>;
+  readonly #connector: Connector<C>;
   readonly #waiting: Waiting<PooledConnection<C>>;
   readonly #internals: PoolInternals<C, RequestSlot<C>>;
   /** The checked-out slots. */
@@ -124,25 +124,7 @@ class RequestEngine<C> implements PoolEngine<C> {
     this.#counters = counters;
     this.#events = events;
     this.#time = new PoolTime(settings.clock);
-    this.#connector = new Connector(creator, settings, counters, events, {
-      connected: (connection, startedAt, owner, login) =>
-        this.#connected(connection, startedAt, owner!, login),
-      failed: (error, owner) => this.#connectFailed(error, owner!),
-      // Not while connecting fails: a statement riding behind a login that fails would fail
-      // with it, where a caller waiting for a proven connection just waits.
-      takesEarly: (owner) =>
-        owner!.statement && !owner!.settled && !this.#closed &&
-        this.#connector.lastError === undefined,
-      loginFailed: (error) => {
-        if (!this.#closed && isTransientConnectError(error)) {
-          this.#connector.backOff(0, error, true);
-        }
-      },
-      // Never: callers wait for every connection made (`backOff(..., true)`), and no
-      // background connecting happens.
-      gaveUp: () => {},
-      retry: () => {},
-    });
+    this.#connector = new Connector(creator, settings, counters, events);
     this.#waiting = new Waiting({
       settings,
       counters,
@@ -239,10 +221,24 @@ class RequestEngine<C> implements PoolEngine<C> {
         clock.clearTimeout(timer);
         previous?.();
       };
-      if (!full) return this.#connector.start(waiter);
+      if (!full) return this.#start(waiter);
       this.#counters.requestsQueued++;
       waiting.queue.push(waiter);
       this.#awaitTurn(waiter);
+    });
+  }
+
+  /** Starts connecting for `waiter`, from its own call (or timer). */
+  #start(waiter: Waiter<PooledConnection<C>>): void {
+    // A login under way goes along to a statement, but not while connecting fails: a
+    // statement riding behind a login that fails would fail with it, where a caller waiting
+    // for a proven connection just waits.
+    const takesEarly = () =>
+      waiter.statement && !waiter.settled && !this.#closed &&
+      this.#connector.lastError === undefined;
+    this.#connector.attempt(takesEarly, (made) => {
+      if (made.ok) this.#connected(made.connection, made.startedAt, waiter, made.login);
+      else this.#connectFailed(made.error, waiter);
     });
   }
 
@@ -258,7 +254,7 @@ class RequestEngine<C> implements PoolEngine<C> {
   #awaitTurn(waiter: Waiter<PooledConnection<C>>): void {
     this.#settings.clock.setTimeout(() => {
       if (this.#granted.delete(waiter)) {
-        if (!waiter.settled && !this.#closed) return this.#connector.start(waiter);
+        if (!waiter.settled && !this.#closed) return this.#start(waiter);
         return this.#grant();
       }
       if (!waiter.settled) this.#awaitTurn(waiter);
@@ -293,7 +289,14 @@ class RequestEngine<C> implements PoolEngine<C> {
       this.#events.emit("firstConnect", event);
     }
     this.#events.emit("connect", event);
-    if (login !== null) login.then(() => void (slot.login = null), () => {});
+    if (login !== null) {
+      login.then(() => void (slot.login = null), (error) => {
+        // Its statement had the error; the next callers wait for proven connections.
+        if (!this.#closed && isTransientConnectError(error)) {
+          this.#connector.backOff(0, error, true);
+        }
+      });
+    }
     this.#settings.logger.debug?.(`${this.#settings.name}: connected`, {
       ms: slot.since - startedAt,
       ...this.gauges(),
@@ -316,7 +319,13 @@ class RequestEngine<C> implements PoolEngine<C> {
     if (this.#closed) return;
     if (isTransientConnectError(error)) {
       this.#connector.backOff(0, error, true);
-      if (!owner.settled) return this.#connector.retryFor(owner);
+      if (!owner.settled) {
+        // From a timer of its own: on Workers it runs in the caller's request.
+        this.#settings.clock.setTimeout(() => {
+          if (!owner.settled && !this.#closed) this.#start(owner);
+        }, this.#connector.backoffLeft ?? 0);
+        return;
+      }
     } else this.#waiting.connectFailed(error, owner);
     this.#grant();
   }
