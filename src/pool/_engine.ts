@@ -25,7 +25,7 @@ import { expired, idledOut, Upkeep } from "./_upkeep.ts";
 import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { QueryResult } from "../result.ts";
 import type { EngineHooks, PoolEngine, PoolQueryOptions } from "./pool.ts";
-import type { PoolTransactionStatus } from "./adapter.ts";
+import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
   type CheckoutOptions,
@@ -154,7 +154,7 @@ export class Slot<C> {
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** The pool engine. */
-export class Engine<C> implements PoolEngine<C> {
+export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
   /** The sizing and lifetime rules. */
   policy: Policy;
   readonly #settings: ResolvedOptions<C>;
@@ -178,7 +178,10 @@ export class Engine<C> implements PoolEngine<C> {
   readonly #ready: { resolve(): void; reject(error: unknown): void }[] = [];
   /** Checked-out connections shared: by `pool.query` statements, and by `Pool.share`. */
   readonly #sharing: Sharing<C>;
-  readonly #internals: PoolInternals<C, Slot<C>>;
+  /** For the handles (see `PoolInternals`). */
+  readonly adapter: PoolAdapter<C>;
+  /** For the handles (see `PoolInternals`). */
+  readonly queryTimeout: number;
   readonly #leaks: LeakWatch<C>;
   /** Connection attempts. */
   readonly #connector: Connector<C>;
@@ -204,16 +207,8 @@ export class Engine<C> implements PoolEngine<C> {
     this.#counters = counters;
     this.#events = events;
     this.policy = policy;
-    this.#internals = {
-      adapter: this.#settings.adapter,
-      checkin: (slot) => this.#checkin(slot),
-      invalidate: (slot, error, soft) => this.#invalidate(slot, error, soft),
-      detach: (slot) => this.#detach(slot),
-      closeDetached: (slot) => this.#closeDetached(slot),
-      lost: (slot, error) => this.#lostInUse(slot, error),
-      stuck: (slot, error) => this.#stuck(slot, error),
-      queryTimeout: settings.queryTimeout,
-    };
+    this.adapter = settings.adapter;
+    this.queryTimeout = settings.queryTimeout;
     this.#time = new PoolTime(settings.clock);
     this.#hooks = hooks;
     this.#connector = new Connector(creator, settings, counters, events);
@@ -229,9 +224,9 @@ export class Engine<C> implements PoolEngine<C> {
     this.#sharing = new Sharing<C>({
       settings,
       waiting: this.#waiting,
-      internals: this.#internals,
+      internals: this,
     });
-    this.#leaks = new LeakWatch(settings, events, (slot) => this.#checkin(slot));
+    this.#leaks = new LeakWatch(settings, events, (slot) => this.checkin(slot));
     this.#upkeep = new Upkeep(settings, (now) => this.#upkeepTick(now));
     // `min` connections open at start, once the pool class has finished constructing.
     if (policy.min > 0) queueMicrotask(() => this.#fill());
@@ -473,7 +468,7 @@ export class Engine<C> implements PoolEngine<C> {
           this.#counters.connectionsLost++;
           this.#suspectOthers(slot);
         }
-        this.#invalidate(slot, outcome.error, false);
+        this.invalidate(slot, outcome.error, false);
       }
       // The caller keeps its turn, and tries another connection within its deadline.
       if (!waiter.settled && !this.#closed) this.#waiters.unshift(waiter);
@@ -495,7 +490,7 @@ export class Engine<C> implements PoolEngine<C> {
     slot.transactionSeenAt = null;
     slot.transactionReported = false;
     slot.stack = stack;
-    const handle = new PooledConnection(this.#internals, slot);
+    const handle = new PooledConnection(this, slot);
     slot.handle = handle;
     if (this.#events.has("checkout")) {
       this.#events.emit("checkout", { connection: slot.connection, info: slot.info, waitedMs });
@@ -538,9 +533,10 @@ export class Engine<C> implements PoolEngine<C> {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Checkin
+  // Checkin (this and the methods of the next section are what a handle calls: the
+  // `PoolInternals` of pooled_connection.ts)
 
-  #checkin(slot: Slot<C>): Promise<void> {
+  checkin(slot: Slot<C>): Promise<void> {
     this.#leaks.forget(slot);
     // Unless it was closed while out (stuck, invalidated, the pool closing).
     if (slot.state === "out") this.#move(slot, "resetting");
@@ -787,7 +783,7 @@ export class Engine<C> implements PoolEngine<C> {
    * Invalidates a slot: with `soft` it is marked to be closed when returned, otherwise it is
    * closed now and its place given to a waiter.
    */
-  #invalidate(slot: Slot<C>, error: unknown, soft: boolean): void {
+  invalidate(slot: Slot<C>, error: unknown, soft: boolean): void {
     if (slot.state === "closed" || slot.state === "detached") return;
     if (soft) {
       slot.soft = true;
@@ -810,10 +806,10 @@ export class Engine<C> implements PoolEngine<C> {
    * before its next use and closed only if that fails. A server that restarted closes its
    * sessions, which the pool hears of one by one.
    */
-  #lostInUse(slot: Slot<C>, error: unknown): void {
+  lost(slot: Slot<C>, error: unknown): void {
     this.#counters.connectionsLost++;
     this.#suspectOthers(slot);
-    this.#invalidate(slot, error, false);
+    this.invalidate(slot, error, false);
   }
 
   /** Every open connection but `lost` is pinged before its next checkout. */
@@ -839,7 +835,7 @@ export class Engine<C> implements PoolEngine<C> {
    * at once (a cancel goes first if a statement runs) and its place freed; its holder's
    * handle stays out, and a query on it fails.
    */
-  #stuck(slot: Slot<C>, error: unknown): void {
+  stuck(slot: Slot<C>, error: unknown): void {
     this.#settings.logger.debug?.(
       `${this.#settings.name}: closing a connection whose query was interrupted: ${
         errorMessage(error)
@@ -850,7 +846,7 @@ export class Engine<C> implements PoolEngine<C> {
   }
 
   /** Forgets a checked-out slot: its connection leaves the pool with its handle. */
-  #detach(slot: Slot<C>): void {
+  detach(slot: Slot<C>): void {
     this.#leaks.forget(slot);
     slot.unsubscribe();
     this.#move(slot, "detached");
@@ -859,7 +855,7 @@ export class Engine<C> implements PoolEngine<C> {
   }
 
   /** Closes a detached slot's connection (its handle was released). */
-  #closeDetached(slot: Slot<C>): Promise<void> {
+  closeDetached(slot: Slot<C>): Promise<void> {
     this.#move(slot, "closed");
     this.#events.emit("closeDetached", { connection: slot.connection, info: slot.info });
     return this.#settings.adapter.close(slot.connection, false).catch(() => {});

@@ -19,6 +19,7 @@ import { PoolTime } from "./_clock.ts";
 import { Connector, isTransientConnectError } from "./_connector.ts";
 import type { SlotState } from "./_engine.ts";
 import { type Waiter, Waiting } from "./_waiters.ts";
+import type { PoolAdapter } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
   type CheckoutOptions,
@@ -90,7 +91,7 @@ const TURN_POLL_MS = 5;
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** The engine of {@link RequestPool}: a connection per checkout, made for it alone. */
-class RequestEngine<C> implements PoolEngine<C> {
+class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>> {
   policy: Policy;
   readonly #settings: ResolvedOptions<C>;
   readonly #counters: PoolCounters;
@@ -98,7 +99,10 @@ class RequestEngine<C> implements PoolEngine<C> {
   readonly #time: PoolTime;
   readonly #connector: Connector<C>;
   readonly #waiting: Waiting<PooledConnection<C>>;
-  readonly #internals: PoolInternals<C, RequestSlot<C>>;
+  /** For the handles (see `PoolInternals`). */
+  readonly adapter: PoolAdapter<C>;
+  /** For the handles (see `PoolInternals`). */
+  readonly queryTimeout: number;
   /** The checked-out slots. */
   readonly #out = new Set<RequestSlot<C>>();
   /** Waiters under `max` whose turn came, until they take it up (each from its own timer). */
@@ -132,26 +136,8 @@ class RequestEngine<C> implements PoolEngine<C> {
       connector: this.#connector,
       describeCapacity: () => hooks.describeCapacity(),
     });
-    this.#internals = {
-      adapter: settings.adapter,
-      checkin: (slot) => this.#checkin(slot),
-      invalidate: (slot, error, soft) => this.#invalidate(slot, error, soft),
-      detach: (slot) => this.#detach(slot),
-      closeDetached: (slot) => this.#closeDetached(slot),
-      lost: (slot, error) => {
-        this.#counters.connectionsLost++;
-        this.#invalidate(slot, error, false);
-      },
-      stuck: (slot, error) => {
-        settings.logger.debug?.(
-          `${settings.name}: closing a connection whose query was interrupted: ${
-            errorMessage(error)
-          }`,
-        );
-        this.#close(slot, "stuck");
-      },
-      queryTimeout: settings.queryTimeout,
-    };
+    this.adapter = settings.adapter;
+    this.queryTimeout = settings.queryTimeout;
   }
 
   get closed(): boolean {
@@ -307,7 +293,7 @@ class RequestEngine<C> implements PoolEngine<C> {
     if (this.#events.has("checkout")) {
       this.#events.emit("checkout", { connection, info: slot.info, waitedMs });
     }
-    owner.resolve(new PooledConnection(this.#internals, slot));
+    owner.resolve(new PooledConnection(this, slot));
   }
 
   /**
@@ -331,9 +317,9 @@ class RequestEngine<C> implements PoolEngine<C> {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Checkin, invalidating, detaching
+  // What a handle calls (the `PoolInternals` of pooled_connection.ts)
 
-  #checkin(slot: RequestSlot<C>): Promise<void> {
+  checkin(slot: RequestSlot<C>): Promise<void> {
     this.#counters.usageMs += this.#time.now() - slot.since;
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection: slot.connection, info: slot.info });
@@ -349,7 +335,7 @@ class RequestEngine<C> implements PoolEngine<C> {
     return RESOLVED;
   }
 
-  #invalidate(slot: RequestSlot<C>, error: unknown, soft: boolean): void {
+  invalidate(slot: RequestSlot<C>, error: unknown, soft: boolean): void {
     if (slot.state !== "out") return;
     const connection = slot.connection;
     // Closed when returned anyway.
@@ -364,18 +350,31 @@ class RequestEngine<C> implements PoolEngine<C> {
     this.#close(slot, "invalidated");
   }
 
-  #detach(slot: RequestSlot<C>): void {
+  detach(slot: RequestSlot<C>): void {
     this.#leave(slot, "detached");
     this.#events.emit("detach", { connection: slot.connection, info: slot.info });
   }
 
-  #closeDetached(slot: RequestSlot<C>): Promise<void> {
+  closeDetached(slot: RequestSlot<C>): Promise<void> {
     slot.state = "closed";
     this.#events.emit("closeDetached", { connection: slot.connection, info: slot.info });
     return this.#settings.adapter.close(slot.connection, false).catch(() => {});
   }
 
   /** Takes a slot out of the pool (closed or detached), making room for a waiter. */
+  lost(slot: RequestSlot<C>, error: unknown): void {
+    this.#counters.connectionsLost++;
+    this.invalidate(slot, error, false);
+  }
+
+  stuck(slot: RequestSlot<C>, error: unknown): void {
+    const settings = this.#settings;
+    settings.logger.debug?.(
+      `${settings.name}: closing a connection whose query was interrupted: ${errorMessage(error)}`,
+    );
+    this.#close(slot, "stuck");
+  }
+
   #leave(slot: RequestSlot<C>, to: "closed" | "detached"): void {
     slot.state = to;
     this.#out.delete(slot);

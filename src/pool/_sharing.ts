@@ -33,13 +33,19 @@ export class Sharing<C> {
 
   constructor(target: SharingTarget<C>) {
     this.#target = target;
+    const pool = target.internals;
     this.#internals = {
-      ...target.internals,
+      adapter: pool.adapter,
+      queryTimeout: pool.queryTimeout,
       // A shared handle's release leaves the connection with the handle that owns it.
       checkin: () => RESOLVED,
       detach: () => {
         throw new TypeError("A shared connection cannot be detached; detach the one that owns it");
       },
+      invalidate: (slot, error, soft) => pool.invalidate(slot, error, soft),
+      closeDetached: (slot) => pool.closeDetached(slot),
+      lost: (slot, error) => pool.lost(slot, error),
+      stuck: (slot, error) => pool.stuck(slot, error),
     };
   }
 
