@@ -17,10 +17,10 @@ import { PoolTime } from "./_clock.ts";
 import { type Attempt, Connector, isConfigError, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
-import { checkoutStack, LeakWatch } from "./_leaks.ts";
+import { CheckoutRecord, checkoutStack, LeakWatch } from "./_leaks.ts";
 import { pipelineable } from "./_pipeline.ts";
 import { resetForReuse } from "./_reset.ts";
-import { Sharing } from "./_sharing.ts";
+import { type SharedUse, Sharing } from "./_sharing.ts";
 import { expired, idledOut, Upkeep } from "./_upkeep.ts";
 import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { QueryResult } from "../result.ts";
@@ -106,8 +106,6 @@ export class Slot<C> {
   readonly info: Record<string, unknown> = {};
   /** When it was last returned (idle since). */
   lastUsedAt: number;
-  /** Checkouts so far. */
-  checkouts = 0;
   /**
    * Handed over with its login still under way (to a checkout whose first act is a query):
    * settles with the login, and is `null` again once it succeeded.
@@ -119,29 +117,10 @@ export class Slot<C> {
   suspect = false;
   /** Stops listening for the connection closing by itself. */
   unsubscribe: () => void = () => {};
-
-  // The current checkout.
-  /** When it started. */
-  checkedOutAt = 0;
-  /** Where it happened, when the pool records stacks. */
-  stack: string | undefined = undefined;
-  /** When it was first seen inside a transaction, or `null`. */
-  transactionSeenAt: number | null = null;
-  /** An `idleInTransaction` report was given for its transaction. */
-  transactionReported = false;
-  /** A `leak` warning was given for it. */
-  leakReported = false;
-  /**
-   * Its handle, held until the next upkeep tick; then, if still out, it is watched by garbage
-   * collection instead (see `_leaks.ts`).
-   */
-  handle: object | null = null;
-  /** Its handle is registered for garbage-collection detection. */
-  watched = false;
-  /** `pool.query` statements running on it, while it is shared (see `Pool.query`). */
-  shared = 0;
-  /** The handle those statements run through, returned when the last one ends. */
-  sharer: { release(): Promise<void> } | null = null;
+  /** Its checkouts: the count, and the current one as leak watching follows it (_leaks.ts). */
+  readonly checkout: CheckoutRecord = new CheckoutRecord();
+  /** `pool.query` statements sharing it while it is out (_sharing.ts); `null` until shared. */
+  share: SharedUse<C> | null = null;
 
   constructor(connection: C, createdAt: number, generation: number, expiresAt: number) {
     this.connection = connection;
@@ -277,7 +256,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     const joined = this.#sharing.join(saturated, this.#generation);
     if (joined === undefined) return undefined;
     return [
-      joined.sharer as PooledConnection<C>,
+      joined.share!.sharer!,
       this.#sharing.run<Row>(joined, sql, params, options),
     ];
   }
@@ -484,14 +463,8 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
 
   #checkout(slot: Slot<C>, waitedMs: number, stack: string | undefined): PooledConnection<C> {
     this.#move(slot, "out");
-    slot.checkedOutAt = this.#time.time;
-    slot.checkouts++;
-    slot.leakReported = false;
-    slot.transactionSeenAt = null;
-    slot.transactionReported = false;
-    slot.stack = stack;
     const handle = new PooledConnection(this, slot);
-    slot.handle = handle;
+    slot.checkout.start(handle, this.#time.time, stack);
     if (this.#events.has("checkout")) {
       this.#events.emit("checkout", { connection: slot.connection, info: slot.info, waitedMs });
     }
@@ -540,7 +513,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     this.#leaks.forget(slot);
     // Unless it was closed while out (stuck, invalidated, the pool closing).
     if (slot.state === "out") this.#move(slot, "resetting");
-    this.#counters.usageMs += this.#time.time - slot.checkedOutAt;
+    this.#counters.usageMs += this.#time.time - slot.checkout.at;
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection: slot.connection, info: slot.info });
     }
@@ -617,7 +590,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     if (waiter !== null) return this.#offer(slot, waiter);
     if (this.#idle.length >= this.policy.keepIdle) {
       // A new connection can arrive after the caller it was made for got another one.
-      const reason = slot.checkouts === 0
+      const reason = slot.checkout.count === 0
         ? "unwanted"
         : this.policy.keepIdle === 0
         ? "returned"

@@ -16,6 +16,43 @@ import type { Slot } from "./_engine.ts";
 import type { PoolEvents } from "./events.ts";
 import type { ResolvedOptions } from "./options.ts";
 
+/**
+ * A slot's current checkout, as leak watching follows it: one record per slot, started afresh
+ * by each checkout (so that a checkout allocates nothing for it).
+ */
+export class CheckoutRecord {
+  /** Checkouts of this slot so far. */
+  count = 0;
+  /** When the current one started (pool time). */
+  at = 0;
+  /** Where it happened, when the pool records stacks. */
+  stack: string | undefined = undefined;
+  /**
+   * Its handle, held until the next upkeep tick; then, if still out, it is watched by garbage
+   * collection instead.
+   */
+  handle: object | null = null;
+  /** Its handle is registered for garbage-collection detection. */
+  watched = false;
+  /** A `leak` warning was given for it. */
+  leakReported = false;
+  /** When it was first seen inside a transaction, or `null`. */
+  transactionSeenAt: number | null = null;
+  /** An `idleInTransaction` report was given for its transaction. */
+  transactionReported = false;
+
+  /** A checkout starts, at pool time `at`. */
+  start(handle: object, at: number, stack: string | undefined): void {
+    this.count++;
+    this.at = at;
+    this.stack = stack;
+    this.handle = handle;
+    this.leakReported = false;
+    this.transactionSeenAt = null;
+    this.transactionReported = false;
+  }
+}
+
 /** The pool's leak detection. */
 export class LeakWatch<C> {
   readonly #settings: ResolvedOptions<C>;
@@ -43,11 +80,11 @@ export class LeakWatch<C> {
     this.#registry = new FinalizationRegistry((slot) => {
       // Released and detached handles are unregistered, so this is the current checkout.
       if (slot.state !== "out") return;
-      const heldMs = settings.clock.now() - slot.checkedOutAt;
+      const heldMs = settings.clock.now() - slot.checkout.at;
       settings.logger.warn?.(
         `${settings.name}: a checked-out connection was garbage-collected without being ` +
           `returned after ${heldMs} ms`,
-        { stack: slot.stack },
+        { stack: slot.checkout.stack },
       );
       this.#emit("garbage-collected", slot, heldMs);
       collected(slot);
@@ -62,33 +99,34 @@ export class LeakWatch<C> {
     const registry = this.#registry;
     const { leakDetectionThreshold, idleInTransactionThreshold, adapter } = this.#settings;
     for (const slot of live) {
-      const handle = slot.handle;
-      slot.handle = null;
+      const checkout = slot.checkout;
+      const handle = checkout.handle;
+      checkout.handle = null;
       if (slot.state !== "out") continue;
       if (handle !== null && registry !== null) {
         registry.register(handle, slot, slot);
-        slot.watched = true;
+        checkout.watched = true;
       }
-      if (leakDetectionThreshold > 0 && !slot.leakReported) {
-        const heldMs = now - slot.checkedOutAt;
+      if (leakDetectionThreshold > 0 && !checkout.leakReported) {
+        const heldMs = now - checkout.at;
         if (heldMs >= leakDetectionThreshold) {
-          slot.leakReported = true;
+          checkout.leakReported = true;
           this.#threshold(slot, heldMs);
         }
       }
       if (idleInTransactionThreshold > 0) {
         const status = adapter.transactionStatus(slot.connection);
         if (status !== "transaction" && status !== "failed") {
-          slot.transactionSeenAt = null;
-          slot.transactionReported = false;
+          checkout.transactionSeenAt = null;
+          checkout.transactionReported = false;
           continue;
         }
         // Counted from the first tick that sees it: it began at most one interval earlier, so
         // the time is known to within one `maintenanceInterval`.
-        slot.transactionSeenAt ??= now;
-        const heldMs = now - slot.transactionSeenAt;
-        if (slot.transactionReported || heldMs < idleInTransactionThreshold) continue;
-        slot.transactionReported = true;
+        checkout.transactionSeenAt ??= now;
+        const heldMs = now - checkout.transactionSeenAt;
+        if (checkout.transactionReported || heldMs < idleInTransactionThreshold) continue;
+        checkout.transactionReported = true;
         this.#longTransaction(slot, status, heldMs);
       }
     }
@@ -96,10 +134,11 @@ export class LeakWatch<C> {
 
   /** The checkout ended (returned or detached). */
   forget(slot: Slot<C>): void {
-    slot.handle = null;
-    if (!slot.watched) return;
+    const checkout = slot.checkout;
+    checkout.handle = null;
+    if (!checkout.watched) return;
     this.#registry!.unregister(slot);
-    slot.watched = false;
+    checkout.watched = false;
   }
 
   /** A connection has been checked out longer than `leakDetectionThreshold`. */
@@ -108,7 +147,7 @@ export class LeakWatch<C> {
     settings.logger.warn?.(
       `${settings.name}: a connection has been checked out for ${heldMs} ms ` +
         `(leakDetectionThreshold ${settings.leakDetectionThreshold} ms)`,
-      { stack: slot.stack },
+      { stack: slot.checkout.stack },
     );
     this.#emit("threshold", slot, heldMs);
   }
@@ -122,18 +161,18 @@ export class LeakWatch<C> {
       }transaction for ${heldMs} ms (idleInTransactionThreshold ` +
         `${settings.idleInTransactionThreshold} ms); commit or roll back sooner: it holds ` +
         "locks, and a whole server connection behind a pooler",
-      { stack: slot.stack, heldMs },
+      { stack: slot.checkout.stack, heldMs },
     );
     this.#events.emit("idleInTransaction", {
       info: slot.info,
       status,
       heldMs,
-      stack: slot.stack,
+      stack: slot.checkout.stack,
     });
   }
 
   #emit(reason: "threshold" | "garbage-collected", slot: Slot<C>, heldMs: number): void {
-    this.#events.emit("leak", { reason, info: slot.info, heldMs, stack: slot.stack });
+    this.#events.emit("leak", { reason, info: slot.info, heldMs, stack: slot.checkout.stack });
   }
 }
 

@@ -23,6 +23,14 @@ export interface SharingTarget<C> {
 
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
+/** A checked-out slot's `pool.query` statements: one record per slot, reused while it lives. */
+export interface SharedUse<C> {
+  /** Statements running on it now. */
+  count: number;
+  /** The handle they run through, returned when the last one ends. */
+  sharer: PooledConnection<C> | null;
+}
+
 /** The checked-out connections that `pool.query` statements may join, and shared handles. */
 export class Sharing<C> {
   readonly #target: SharingTarget<C>;
@@ -68,10 +76,10 @@ export class Sharing<C> {
     for (const slot of slots) {
       if (slot.state !== "out" || slot.soft || slot.generation < generation) {
         slots.delete(slot); // going to be closed when returned
-      } else if (best === undefined || slot.shared < best.shared) best = slot;
+      } else if (best === undefined || slot.share!.count < best.share!.count) best = slot;
     }
-    if (best === undefined || best.shared >= target.settings.queryPipeline) return undefined;
-    best.shared++;
+    if (best === undefined || best.share!.count >= target.settings.queryPipeline) return undefined;
+    best.share!.count++;
     return best;
   }
 
@@ -82,9 +90,10 @@ export class Sharing<C> {
    */
   start(connection: PooledConnection<C>): Slot<C> {
     const slot = handleSlot<C, Slot<C>>(connection);
-    if (slot.sharer === connection) return slot; // joined while waiting: counted then
-    slot.shared = 1;
-    slot.sharer = connection;
+    const share = slot.share ??= { count: 0, sharer: null };
+    if (share.sharer === connection) return slot; // joined while waiting: counted then
+    share.count = 1;
+    share.sharer = connection;
     this.#slots.add(slot);
     if (this.#target.waiting.queue.length > 0) this.#joinWaiters(slot);
     return slot;
@@ -97,13 +106,14 @@ export class Sharing<C> {
     params: readonly unknown[] | undefined,
     options: QueryOptions | undefined,
   ): Promise<QueryResult<Row>> {
+    const share = slot.share!;
     try {
-      return await (slot.sharer as PooledConnection<C>).query<Row>(sql, params, options);
+      return await share.sharer!.query<Row>(sql, params, options);
     } finally {
-      if (--slot.shared === 0) {
+      if (--share.count === 0) {
         this.#slots.delete(slot);
-        const sharer = slot.sharer!;
-        slot.sharer = null;
+        const sharer = share.sharer!;
+        share.sharer = null;
         sharer.release();
       } else if (this.#target.settings.adapter.transactionStatus(slot.connection) !== "idle") {
         this.#slots.delete(slot); // not expected (see _pipeline.ts), but never join one
@@ -115,13 +125,14 @@ export class Sharing<C> {
   #joinWaiters(slot: Slot<C>): void {
     const { settings, waiting } = this.#target;
     const limit = settings.queryPipeline;
-    while (slot.shared < limit && this.#slots.has(slot)) {
+    const share = slot.share!;
+    while (share.count < limit && this.#slots.has(slot)) {
       const waiter = waiting.queue.head;
       if (waiter === null || !waiter.shareable) return;
       waiting.queue.shift();
-      slot.shared++;
+      share.count++;
       waiting.served(waiter);
-      waiter.resolve(slot.sharer as PooledConnection<C>);
+      waiter.resolve(share.sharer!);
     }
   }
 }
