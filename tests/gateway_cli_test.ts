@@ -86,8 +86,8 @@ test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
   const server = await getServer();
   const url = server.url("scram");
   const flags = ["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${server.port}`];
-  const commands: [string, () => Promise<string[]>][] = [
-    [process.execPath, async () => ["run", "-A", "--unstable-no-legacy-abort", "gateway/cli.ts"]],
+  const commands: [string, () => string[] | Promise<string[]>][] = [
+    [process.execPath, () => ["run", "-A", "--unstable-no-legacy-abort", "gateway/cli.ts"]],
     ["node", async () => [await nodeBundle()]],
   ];
   for (const [command, args] of commands) {
