@@ -203,6 +203,16 @@ export async function backends(server: TestServer, name: string): Promise<number
   return out === "" ? [] : out.split("\n").map(Number);
 }
 
+/** Terminates backend `pid` if it is still running a statement: the `finally` of a test whose
+ * long statement (a ten-minute pg_sleep) should have ended by a cancel, so that a failed run
+ * leaves no backend sleeping behind it (and `close()` has nothing to wait for). Works through
+ * psql, not through the client under test. */
+export async function endStatement(server: TestServer, pid: number): Promise<void> {
+  await server.psql(
+    `select pg_terminate_backend(pid) from pg_stat_activity where pid = ${pid} and state = 'active'`,
+  );
+}
+
 export function assertConnectionError(
   error: unknown,
   code: ConnectionErrorCode,

@@ -66,6 +66,19 @@ async function nodeBundle(): Promise<string> {
   return outfile;
 }
 
+/** Runs the CLI on Deno to its end: its exit code and what it wrote to stdout and stderr. */
+async function run(args: string[]): Promise<{ code: unknown; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const out = { stdout: "", stderr: "" };
+  child.stdout.on("data", (c: Uint8Array) => out.stdout += new TextDecoder().decode(c));
+  child.stderr.on("data", (c: Uint8Array) => out.stderr += new TextDecoder().decode(c));
+  const code = await new Promise((resolve) => child.on("exit", resolve));
+  return { code, ...out };
+}
+
 test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
   ...T,
   skip: isDeno ? false : "started from the Deno run (it spawns both runtimes itself)",
@@ -73,69 +86,45 @@ test("the gateway CLI runs with the same flags on Deno and, bundled, on Node", {
   const server = await getServer();
   const url = server.url("scram");
   const flags = ["--listen", "127.0.0.1:0", "--upstream", `127.0.0.1:${server.port}`];
-  const deno = await start(process.execPath, [
-    "run",
-    "-A",
-    "--unstable-no-legacy-abort",
-    "gateway/cli.ts",
-    ...flags,
-  ]);
-  try {
-    assert.equal(await queryThrough(url, deno.url), 42);
-  } finally {
-    await deno.stop();
-  }
-  const node = await start("node", [await nodeBundle(), ...flags]);
-  try {
-    assert.equal(await queryThrough(url, node.url), 42);
-    assert.doesNotMatch(node.output(), /scram_pw/);
-  } finally {
-    await node.stop();
+  const commands: [string, () => string[] | Promise<string[]>][] = [
+    [process.execPath, () => ["run", "-A", "--unstable-no-legacy-abort", "gateway/cli.ts"]],
+    ["node", async () => [await nodeBundle()]],
+  ];
+  for (const [command, args] of commands) {
+    const gateway = await start(command, [...await args(), ...flags]);
+    try {
+      assert.equal(await queryThrough(url, gateway.url), 42, command);
+      assert.doesNotMatch(gateway.output(), /scram_pw/);
+    } finally {
+      await gateway.stop();
+    }
   }
 });
 
 test("the gateway CLI refuses bad flags with its usage", { ...T, skip: !isDeno }, async () => {
-  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--listen", "x"], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stderr.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
-  const code = await new Promise((resolve) => child.on("exit", resolve));
+  const { code, stderr } = await run(["--listen", "x"]);
   assert.notEqual(code, 0);
-  assert.match(output, /--upstream is required/);
-  assert.match(output, /usage: edgepool-gateway/);
+  assert.match(stderr, /--upstream is required/);
+  assert.match(stderr, /usage: edgepool-gateway/);
 });
 
 test("the gateway CLI's --help names --max-sessions and --header-timeout", {
   ...T,
   skip: !isDeno,
 }, async () => {
-  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--help"], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
-  const code = await new Promise((resolve) => child.on("exit", resolve));
+  const { code, stdout } = await run(["--help"]);
   assert.equal(code, 0);
-  assert.match(output, /--max-sessions N/);
-  assert.match(output, /--header-timeout MS/);
+  assert.match(stdout, /--max-sessions N/);
+  assert.match(stdout, /--header-timeout MS/);
 });
 
 test("the gateway CLI's --help lists every option of GATEWAY_OPTIONS with its default", {
   ...T,
   skip: !isDeno,
 }, async () => {
-  const child = spawn(process.execPath, ["run", "-A", "gateway/cli.ts", "--help"], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (c: Uint8Array) => output += new TextDecoder().decode(c));
-  const code = await new Promise((resolve) => child.on("exit", resolve));
+  const { code, stdout } = await run(["--help"]);
   assert.equal(code, 0);
-  const text = output.replace(/\n {5,}/g, " "); // continuation lines
+  const text = stdout.replace(/\n {5,}/g, " "); // continuation lines
   for (const spec of Object.values(GATEWAY_OPTIONS) as OptionSpec[]) {
     const line = text.split("\n").find((l) => l.trimStart().startsWith(`--${spec.flag} `));
     assert.ok(line, `--help lists --${spec.flag}`);

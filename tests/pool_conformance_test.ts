@@ -48,6 +48,9 @@ interface PoolCase {
 
 const direct = <T>(_: Pool<FakeConnection>, fn: () => Promise<T>): Promise<T> => fn();
 
+const contextPool = (creator: Creator, o: Options) =>
+  new ContextPool(creator, { ...o, poolSize: 1, maxOverflow: 0, store: new AsyncLocalStorage() });
+
 const CASES: PoolCase[] = [
   {
     name: "QueuePool",
@@ -72,28 +75,17 @@ const CASES: PoolCase[] = [
   },
   {
     name: "ContextPool outside run()",
-    make: (creator, o) =>
-      new ContextPool(creator, {
-        ...o,
-        poolSize: 1,
-        maxOverflow: 0,
-        store: new AsyncLocalStorage(),
-      }),
+    make: contextPool,
     session: direct,
   },
   {
     name: "ContextPool inside run()",
-    make: (creator, o) =>
-      new ContextPool(creator, {
-        ...o,
-        poolSize: 1,
-        maxOverflow: 0,
-        store: new AsyncLocalStorage(),
-      }),
+    make: contextPool,
     session: (pool, fn) => (pool as ContextPool<FakeConnection>).run(fn),
   },
 ];
 
+/** A pool of `kase` over a fake server, and `finish()`: assert it settled, then close it. */
 function setup(kase: PoolCase, options: Partial<Options> = {}) {
   const clock = new FakeClock();
   const server = new FakeServer(clock);
@@ -103,7 +95,11 @@ function setup(kase: PoolCase, options: Partial<Options> = {}) {
     timeout: 1000,
     ...options,
   });
-  return { clock, server, pool };
+  const finish = async () => {
+    assertSettled(pool, server);
+    await shut(pool, clock);
+  };
+  return { clock, server, pool, finish };
 }
 
 /** Nothing is out, nobody waits, and the pool's count matches the open connections. */
@@ -120,6 +116,20 @@ async function shut(pool: Pool<FakeConnection>, clock: FakeClock): Promise<void>
   const done = pool.close({ timeout: 1000 });
   await clock.advance(1000);
   await done;
+}
+
+/** A user of `pool` that holds its checkout until `giveBack()`; `returned` settles after its
+ * release. */
+async function busyUser(kase: PoolCase, pool: Pool<FakeConnection>) {
+  let giveBack!: () => void;
+  const gate = new Promise<void>((resolve) => giveBack = resolve);
+  const returned = kase.session(pool, async () => {
+    const c = await pool.connect();
+    await gate;
+    await c.release();
+  });
+  await flush();
+  return { giveBack, returned };
 }
 
 /** Runs `fn` as the conformance test `what` for every pool class. */
@@ -139,7 +149,7 @@ function conformance(
 // ---------------------------------------------------------------------------------------------
 
 conformance("connect hands out a connection that queries and is released", async (kase) => {
-  const { clock, server, pool } = setup(kase);
+  const { server, pool, finish } = setup(kase);
   const rows = await kase.session(pool, async () => {
     const c = await pool.connect();
     assert.equal(c.transactionStatus, "idle");
@@ -151,12 +161,11 @@ conformance("connect hands out a connection that queries and is released", async
     return result.rows;
   });
   assert.deepEqual(rows, [{ sql: "SELECT 1", connection: 1 }]);
-  assertSettled(pool, server);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance("connect is returned by await using, on every path", async (kase) => {
-  const { clock, server, pool } = setup(kase);
+  const { server, pool, finish } = setup(kase);
   await kase.session(pool, async () => {
     await using c = await pool.connect();
     await c.query("SELECT 1");
@@ -171,12 +180,11 @@ conformance("connect is returned by await using, on every path", async (kase) =>
     }),
     (e) => e === oops,
   );
-  assertSettled(pool, server);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance("release throws RELEASED the second time", async (kase) => {
-  const { clock, server, pool } = setup(kase);
+  const { pool, finish } = setup(kase);
   await kase.session(pool, async () => {
     const c = await pool.connect();
     await c.release();
@@ -184,14 +192,13 @@ conformance("release throws RELEASED the second time", async (kase) => {
     await assert.rejects(c.query("SELECT 1"), (e) => codeOf(e) === "RELEASED");
     await c.close(); // close() after release does nothing
   });
-  assertSettled(pool, server);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance("release never hands a transaction to the next user", async (kase) => {
   for (const resetOnReturn of ["rollback", "commit", "none"] as const) {
     for (const failed of [false, true]) {
-      const { clock, server, pool } = setup(kase, { resetOnReturn });
+      const { pool, finish } = setup(kase, { resetOnReturn });
       await kase.session(pool, async () => {
         const c = await pool.connect();
         await c.query("BEGIN");
@@ -207,8 +214,7 @@ conformance("release never hands a transaction to the next user", async (kase) =
         await c.query("SELECT 1");
         await c.release();
       });
-      assertSettled(pool, server);
-      await shut(pool, clock);
+      await finish();
     }
   }
 });
@@ -234,7 +240,7 @@ conformance("connect gives up at once when its AbortSignal aborts", async (kase)
 });
 
 conformance("connect rejects with POOL_TIMEOUT after the timeout", async (kase) => {
-  const { clock, server, pool } = setup(kase, { timeout: 1000 });
+  const { clock, server, pool, finish } = setup(kase, { timeout: 1000 });
   server.connectDelay = 5000;
   const checkout = watch(kase.session(pool, () => pool.connect()));
   await clock.advance(999);
@@ -242,23 +248,15 @@ conformance("connect rejects with POOL_TIMEOUT after the timeout", async (kase) 
   await clock.advance(1);
   assert.equal(codeOf(checkout.error), "POOL_TIMEOUT");
   await clock.advance(4000);
-  assertSettled(pool, server);
   assert.equal(pool.stats().requestsErrors, 1);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance(
   "connect waits for the busy connection, then gets one",
   async (kase) => {
-    const { clock, server, pool } = setup(kase);
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => release = resolve);
-    const first = kase.session(pool, async () => {
-      const c = await pool.connect();
-      await gate;
-      await c.release();
-    });
-    await flush();
+    const { pool, finish } = setup(kase);
+    const first = await busyUser(kase, pool);
     const second = watch(kase.session(pool, async () => {
       const c = await pool.connect();
       await c.query("SELECT 2");
@@ -267,18 +265,17 @@ conformance(
     await flush();
     assert.equal(second.done, false, "waits while the only connection is out");
     assert.equal(pool.stats().requestsWaiting, 1);
-    release();
-    await first;
+    first.giveBack();
+    await first.returned;
     await flush();
     assert.ok(second.done && !second.failed, String(second.error));
-    assertSettled(pool, server);
-    await shut(pool, clock);
+    await finish();
   },
   { concurrent: true },
 );
 
 conformance("query and transaction check out and return a connection", async (kase) => {
-  const { clock, server, pool } = setup(kase);
+  const { server, pool, finish } = setup(kase);
   await kase.session(pool, async () => {
     const result = await pool.query("SELECT 1");
     assert.equal(result.command, "SELECT");
@@ -305,12 +302,11 @@ conformance("query and transaction check out and return a connection", async (ka
     "INSERT 2",
     "ROLLBACK",
   ]);
-  assertSettled(pool, server);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance("events checkout and checkin fire in pairs with the connection", async (kase) => {
-  const { clock, server, pool } = setup(kase);
+  const { pool, finish } = setup(kase);
   const checkouts: FakeConnection[] = [];
   const checkins: FakeConnection[] = [];
   pool.on("checkout", (e) => checkouts.push(e.connection));
@@ -324,8 +320,7 @@ conformance("events checkout and checkin fire in pairs with the connection", asy
   }
   assert.ok(checkouts.length >= 3);
   assert.deepEqual(checkins, checkouts);
-  assertSettled(pool, server);
-  await shut(pool, clock);
+  await finish();
 });
 
 conformance("close rejects later checkouts and closes every connection", async (kase) => {
@@ -348,20 +343,13 @@ conformance("close rejects later checkouts and closes every connection", async (
 
 conformance("close closes a busy connection when it is returned", async (kase) => {
   const { clock, server, pool } = setup(kase);
-  let release!: () => void;
-  const gate = new Promise<void>((resolve) => release = resolve);
-  const user = kase.session(pool, async () => {
-    const c = await pool.connect();
-    await gate;
-    await c.release();
-  });
-  await flush();
+  const user = await busyUser(kase, pool);
   const closing = watch(pool.close({ timeout: 10_000 }));
   await flush();
   assert.equal(closing.done, false);
   assert.equal(server.open.length, 1, "not under its user's feet");
-  release();
-  await user;
+  user.giveBack();
+  await user.returned;
   await flush();
   assert.ok(closing.done);
   assert.equal(server.open.length, 0);
@@ -379,7 +367,7 @@ conformance("Symbol.asyncDispose closes the pool", async (kase) => {
 });
 
 conformance("stats stay consistent after a mix of uses once all is returned", async (kase) => {
-  const { clock, server, pool } = setup(kase, { timeout: 1000 });
+  const { clock, server, pool, finish } = setup(kase, { timeout: 1000 });
   await kase.session(pool, () => pool.query("SELECT 1"));
   await kase.session(pool, async () => {
     const c = await pool.connect();
@@ -398,9 +386,8 @@ conformance("stats stay consistent after a mix of uses once all is returned", as
   server.connectDelay = 0;
   await kase.session(pool, () => pool.query("SELECT 2"));
   const s = pool.stats();
-  assertSettled(pool, server);
   assert.ok(s.requestsNum >= 4);
   assert.ok(s.connectionsNum >= 2);
   assert.ok(s.usageMs >= 0 && s.requestsWaitMs >= 0);
-  await shut(pool, clock);
+  await finish();
 });

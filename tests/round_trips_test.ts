@@ -12,7 +12,7 @@
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { connect as netConnect, createServer } from "node:net";
 import {
   connect,
   type Connection,
@@ -26,11 +26,11 @@ import {
   websocketTransport,
 } from "../mod.ts";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
-import { httpTransport } from "../transports/http.ts";
+import { type HttpPool, httpTransport } from "../transports/http.ts";
 import { type Relay, startRelay } from "./_relay.ts";
 import { getServer, type TestServer, type TestUser } from "./_server.ts";
 import { transports, WebSocketImpl } from "./_transports.ts";
-import { assertConnectionError, concat, rejection } from "./_helpers.ts";
+import { assertConnectionError, codeOf, concat, rejection } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 /** Each direction is held back this long: enough to keep flights apart, not asserted on. */
@@ -71,6 +71,21 @@ type Transform = (chunk: Uint8Array, direction: "client" | "server") => Uint8Arr
 /** A relay in front of the harness server. */
 function serverRelay(server: TestServer, options?: { transform?: Transform }): Promise<Relay> {
   return relayTo(`${server.host}:${server.port}`, options);
+}
+
+/** A relay in front of the gateway. */
+function gatewayRelay(gateway: RunningGateway): Promise<Relay> {
+  return relayTo(`127.0.0.1:${gateway.port}`);
+}
+
+/** connect() to `url` through `relay`, over `tcp` under a new identity. */
+function connectVia(
+  relay: Relay,
+  url: string,
+  tcp: Transport,
+  pipelineConnect?: ConnectOptions["pipelineConnect"],
+): Promise<Connection> {
+  return connect(url, { transport: fresh(tcp), port: relay.port, pipelineConnect });
 }
 
 /** Waits for the relay's connections to go quiet, then counts afresh. */
@@ -164,7 +179,6 @@ async function echoServer(): Promise<{ address: string; close(): Promise<void> }
 
 /** Opens a plain TCP client to the relay; `next()` waits for the next answer. */
 async function client(relay: Relay) {
-  const { connect: netConnect } = await import("node:net");
   const socket = netConnect({ host: relay.host, port: relay.port });
   await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
   let wake: (() => void) | null = null;
@@ -236,12 +250,7 @@ for (const tcp of transports) {
       async () => {
         const { server } = await env();
         await using relay = await serverRelay(server);
-        const transport = fresh(tcp);
-        await using conn = await connect(urlOf(server, user), {
-          transport,
-          port: relay.port,
-          pipelineConnect,
-        });
+        await using conn = await connectVia(relay, urlOf(server, user), tcp, pipelineConnect);
         assert.deepEqual((await conn.query("select 42 as n")).rows, [{ n: 42 }]);
         assert.deepEqual(roundTrips(relay), [expected]);
         assert.deepEqual(flightTypes(relay), flights);
@@ -310,11 +319,7 @@ for (const tcp of transports) {
     async () => {
       const { server } = await env();
       await using relay = await serverRelay(server);
-      const conn = await connect(urlOf(server, "scram"), {
-        transport: fresh(tcp),
-        port: relay.port,
-        pipelineConnect: "auth",
-      });
+      const conn = await connectVia(relay, urlOf(server, "scram"), tcp, "auth");
       await conn.close();
       assert.equal(conn.closed, true);
       await relay.drained();
@@ -329,13 +334,10 @@ for (const tcp of transports) {
     async () => {
       const { server } = await env();
       await using relay = await serverRelay(server);
-      const conn = await connect(urlOf(server, "scram").replace("scram_pw", "wrong"), {
-        transport: fresh(tcp),
-        port: relay.port,
-        pipelineConnect: "auth",
-      });
+      const wrong = urlOf(server, "scram").replace("scram_pw", "wrong");
+      const conn = await connectVia(relay, wrong, tcp, "auth");
       const error = await rejection(conn.query("select 1"));
-      assert.equal((error as { code?: string }).code, "28P01", String(error));
+      assert.equal(codeOf(error), "28P01", String(error));
       assert.equal(conn.closed, true);
       assert.deepEqual(roundTrips(relay), [3]);
     },
@@ -475,6 +477,24 @@ function forgeSaslFinal(
   return { transform, rowsHeld: () => rows };
 }
 
+/** A pipelineConnect "auth" login as scram through a relay that rewrites SASLFinal with `edit`;
+ * disposing of it closes the connection and the relay. */
+async function forgedLogin(edit: (final: Uint8Array) => Uint8Array) {
+  const { server } = await env();
+  const forge = forgeSaslFinal(edit);
+  const relay = await serverRelay(server, { transform: forge.transform });
+  const conn = await connectVia(relay, urlOf(server, "scram"), transports[0], "auth");
+  return {
+    forge,
+    relay,
+    conn,
+    async [Symbol.asyncDispose]() {
+      await conn.close();
+      await relay[Symbol.asyncDispose]();
+    },
+  };
+}
+
 /** AuthenticationCleartextPassword. */
 const ASK_CLEARTEXT = new Uint8Array([0x52, 0, 0, 0, 8, 0, 0, 0, 3]);
 
@@ -504,16 +524,8 @@ for (const [what, edit, code, message] of forgeries) {
     `pipelineConnect auth never delivers the first query's row after ${what}`,
     T,
     async () => {
-      const { server } = await env();
-      const forge = forgeSaslFinal(edit);
-      await using relay = await serverRelay(server, {
-        transform: forge.transform,
-      });
-      const conn = await connect(urlOf(server, "scram"), {
-        transport: fresh(transports[0]),
-        port: relay.port,
-        pipelineConnect: "auth",
-      });
+      await using login = await forgedLogin(edit);
+      const { forge, relay, conn } = login;
       const outcome = await rejection(conn.query("select 'for the real server only' as s"));
       assertConnectionError(outcome, code);
       assert.match(outcome.message, message);
@@ -529,16 +541,8 @@ for (const [what, edit, code, message] of forgeries) {
 }
 
 test("pipelineConnect auth delivers the row when the relay forges nothing", T, async () => {
-  const { server } = await env();
-  const forge = forgeSaslFinal((final) => final);
-  await using relay = await serverRelay(server, {
-    transform: forge.transform,
-  });
-  await using conn = await connect(urlOf(server, "scram"), {
-    transport: fresh(transports[0]),
-    port: relay.port,
-    pipelineConnect: "auth",
-  });
+  await using login = await forgedLogin((final) => final);
+  const { relay, conn } = login;
   assert.deepEqual((await conn.query("select 'ok' as s")).rows, [{ s: "ok" }]);
   assert.deepEqual(roundTrips(relay), [3]);
 });
@@ -567,7 +571,7 @@ test(
   T,
   async () => {
     const { server, gateway } = await env();
-    await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
+    await using relay = await gatewayRelay(gateway);
     const options = { transport: webSocketVia(relay), pipelineConnect: "query" } as const;
     // The first connect of a process learns that the gateway takes the password ahead.
     const first = await connect(urlOf(server, "scram"), options);
@@ -589,7 +593,7 @@ test(
   T,
   async () => {
     const { server, gateway } = await env();
-    await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
+    await using relay = await gatewayRelay(gateway);
     await using conn = await connect(urlOf(server, "scram"), { transport: webSocketVia(relay) });
     assert.deepEqual((await conn.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 2]);
@@ -602,7 +606,7 @@ test(
   T,
   async () => {
     const { server, gateway } = await env();
-    await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
+    await using relay = await gatewayRelay(gateway);
     // NullPool: a connection per statement, as on an edge runtime.
     await using pool = createPool(urlOf(server, "scram"), {
       transport: webSocketVia(relay),
@@ -620,12 +624,17 @@ test(
 // ---------------------------------------------------------------------------------------------
 // HTTP through the gateway: one request, one round trip
 
-test("HTTP via the gateway: a cold first query takes 1 round trip", T, async () => {
-  const { server, gateway } = await env();
-  await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
-  await using pool = createPool(urlOf(server, "scram"), {
+/** `createPool` with the HTTP transport, its requests going through `relay` to the gateway. */
+function httpPoolVia(relay: Relay, server: TestServer): HttpPool {
+  return createPool(urlOf(server, "scram"), {
     transport: httpTransport({ endpoint: `http://${relay.address}/sql` }),
   });
+}
+
+test("HTTP via the gateway: a cold first query takes 1 round trip", T, async () => {
+  const { server, gateway } = await env();
+  await using relay = await gatewayRelay(gateway);
+  await using pool = httpPoolVia(relay, server);
   assert.deepEqual((await pool.query("select $1::int as n", [7])).rows, [{ n: 7 }]);
   assert.deepEqual(roundTrips(relay), [1]);
   const request = decoder.decode(relay.connections()[0].flights[0].data);
@@ -645,14 +654,21 @@ const BATCH = [
 /** Parse, Bind, Describe, Execute, Sync: one statement with the extended protocol. */
 const EXTENDED = ["P", "B", "D", "E", "S"];
 
-for (const tcp of transports) {
-  test(`QueuePool batch on a warm TCP connection takes 1 round trip [${tcp.name}]`, T, async () => {
-    const { server } = await env();
-    await using relay = await serverRelay(server);
-    const url = urlOf(server, "scram");
-    await using pool = new QueuePool(() => connect(url, { transport: tcp, port: relay.port }), {
-      poolSize: 1,
-    });
+/** The test `name`: a batch on a warm QueuePool connection takes 1 round trip, connecting with
+ * `options` through the relay `relayFor` starts; `payload` takes the client's messages out of
+ * a flight's bytes (a WebSocket's frames unwrapped). */
+function warmBatchTest(
+  name: string,
+  relayFor: (env: { server: TestServer; gateway: RunningGateway }) => Promise<Relay>,
+  options: (relay: Relay) => ConnectOptions,
+  payload: (data: Uint8Array) => Uint8Array = (data) => data,
+): void {
+  test(name, T, async () => {
+    const setup = await env();
+    await using relay = await relayFor(setup);
+    const url = urlOf(setup.server, "scram");
+    const connectOptions = options(relay);
+    await using pool = new QueuePool(() => connect(url, connectOptions), { poolSize: 1 });
     await pool.query("select 1"); // warm: the one connection is open and idle
     relay.reset();
     const results = await pool.batch(BATCH);
@@ -660,7 +676,7 @@ for (const tcp of transports) {
     assert.deepEqual(roundTrips(relay), [1]);
     const [connection] = relay.connections();
     // BEGIN, the three statements and COMMIT, in one flight.
-    assert.deepEqual(frontendTypes(connection.flights[0].data!, false), [
+    assert.deepEqual(frontendTypes(payload(connection.flights[0].data!), false), [
       "Q",
       ...EXTENDED,
       ...EXTENDED,
@@ -670,37 +686,25 @@ for (const tcp of transports) {
   });
 }
 
-test(
+for (const tcp of transports) {
+  warmBatchTest(
+    `QueuePool batch on a warm TCP connection takes 1 round trip [${tcp.name}]`,
+    ({ server }) => serverRelay(server),
+    (relay) => ({ transport: tcp, port: relay.port }),
+  );
+}
+
+warmBatchTest(
   "QueuePool batch on a warm WebSocket connection via the gateway takes 1 round trip",
-  T,
-  async () => {
-    const { server, gateway } = await env();
-    await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
-    const url = urlOf(server, "scram");
-    const transport = webSocketVia(relay);
-    await using pool = new QueuePool(() => connect(url, { transport }), { poolSize: 1 });
-    await pool.query("select 1");
-    relay.reset();
-    const results = await pool.batch(BATCH);
-    assert.deepEqual(results[2].rows, [{ n: 2 }]);
-    assert.deepEqual(roundTrips(relay), [1]);
-    const [connection] = relay.connections();
-    assert.deepEqual(frontendTypes(webSocketPayload(connection.flights[0].data!), false), [
-      "Q",
-      ...EXTENDED,
-      ...EXTENDED,
-      ...EXTENDED,
-      "Q",
-    ]);
-  },
+  ({ gateway }) => gatewayRelay(gateway),
+  (relay) => ({ transport: webSocketVia(relay) }),
+  webSocketPayload,
 );
 
 test("HttpPool batch via the gateway takes 1 round trip, cold or warm", T, async () => {
   const { server, gateway } = await env();
-  await using relay = await relayTo(`127.0.0.1:${gateway.port}`);
-  await using pool = createPool(urlOf(server, "scram"), {
-    transport: httpTransport({ endpoint: `http://${relay.address}/sql` }),
-  });
+  await using relay = await gatewayRelay(gateway);
+  await using pool = httpPoolVia(relay, server);
   const http = [
     "select 1 as a",
     { sql: "select $1::int as b", params: [2] },

@@ -33,11 +33,14 @@ import {
   concat,
   cstr,
   delay,
+  endStatement,
+  eventually,
   int16,
   int32,
   message,
   rejection,
   show,
+  within,
 } from "./_helpers.ts";
 import { closedPort, silentServer } from "./_net.ts";
 
@@ -609,27 +612,28 @@ test(
   },
 );
 
-test("cancel stops pg_sleep(10) through a fresh WebSocket within a few seconds", T, async () => {
+test("cancel stops a running pg_sleep through a WebSocket of its own", T, async () => {
   const { transport, urls } = viaRelay();
   await using conn = await open(transport);
   await using observer = await open(viaRelay().transport, "postgres");
-  const sleeping = rejection(conn.query("select pg_sleep(10)"));
-  for (let i = 0; i < 250; i++) {
-    const { rows } = await observer.query(
-      "select state from pg_stat_activity where pid = $1",
-      [conn.processId],
-    );
-    if (rows[0]?.state === "active") break;
-    await delay(20);
+  try {
+    // Ten minutes: it fails within the test only by the cancel (57014 says so too).
+    const sleeping = rejection(conn.query("select pg_sleep(600)"));
+    await eventually("the pg_sleep running on the server", async () => {
+      const { rows } = await observer.query(
+        "select state from pg_stat_activity where pid = $1",
+        [conn.processId],
+      );
+      return rows[0]?.state === "active";
+    });
+    const before = urls.length;
+    await conn.cancel();
+    assertPostgresError(await within(sleeping, 10_000, "the cancelled pg_sleep(600)"), "57014");
+    assert.equal(urls.length, before + 1, "the CancelRequest went over a WebSocket of its own");
+    assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+  } finally {
+    await endStatement(server, conn.processId);
   }
-  const before = urls.length;
-  const start = performance.now();
-  await conn.cancel();
-  assertPostgresError(await sleeping, "57014");
-  const ms = performance.now() - start;
-  assert.ok(ms < 5000, `cancel took ${ms} ms`);
-  assert.equal(urls.length, before + 1, "the CancelRequest went over a WebSocket of its own");
-  assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
 });
 
 test("a backend terminated mid-query rejects with CONNECTION_LOST", T, async () => {
@@ -664,11 +668,15 @@ test("connect to a proxy that is not there fails fast with CONNECT_FAILED", T, a
     proxy: `ws://127.0.0.1:${port}/v2`,
     WebSocket: WebSocketImpl,
   });
-  const start = performance.now();
-  const error = await rejection(open(transport));
+  // A ten-minute connectTimeout: within the test, only the refusal itself can end the connect
+  // (a wait for a deadline of the client's would end in CONNECT_TIMEOUT, and much later).
+  const error = await within(
+    rejection(open(transport, "scram", { connectTimeout: 600_000 })),
+    10_000,
+    "the connect to a proxy that is not there",
+  );
   assertConnectionError(error, "CONNECT_FAILED");
   assert.match(error.message, new RegExp(`through ws://127\\.0\\.0\\.1:${port}/v2`));
-  assert.ok(performance.now() - start < 5000);
 });
 
 test(
