@@ -5,6 +5,8 @@
 // Skipped, and why:
 // - AssertionPool runs only the sequential cases: a second checkout while one is out rejects
 //   with ALREADY_CHECKED_OUT by design instead of waiting (tests/pool_test.ts covers that).
+// - RequestPool (createPool's NullPool on Workers) runs every case: a waiter under its `max`
+//   takes up its turn from a timer of its own, so a case that waits moves the clock on.
 // - ContextPool runs twice: outside `run()` (a QueuePool) and with every user inside a
 //   `run()` of its own, where checkouts of one user share the run's connection.
 
@@ -29,6 +31,7 @@ import {
   flush,
 } from "./_fake.ts";
 import { codeOf, watch } from "./_helpers.ts";
+import { RequestPool } from "../src/pool/_request_pool.ts";
 
 const T = { timeout: 20_000 };
 
@@ -60,6 +63,11 @@ const CASES: PoolCase[] = [
   {
     name: "NullPool",
     make: (creator, o) => new NullPool(creator, { ...o, max: 1 }),
+    session: direct,
+  },
+  {
+    name: "RequestPool (createPool's NullPool on Workers)",
+    make: (creator, o) => new RequestPool(creator, { ...o, max: 1 }),
     session: direct,
   },
   {
@@ -255,7 +263,7 @@ conformance("connect rejects with POOL_TIMEOUT after the timeout", async (kase) 
 conformance(
   "connect waits for the busy connection, then gets one",
   async (kase) => {
-    const { pool, finish } = setup(kase);
+    const { clock, pool, finish } = setup(kase);
     const first = await busyUser(kase, pool);
     const second = watch(kase.session(pool, async () => {
       const c = await pool.connect();
@@ -267,7 +275,8 @@ conformance(
     assert.equal(pool.stats().requestsWaiting, 1);
     first.giveBack();
     await first.returned;
-    await flush();
+    // A RequestPool's waiter takes up its turn from a timer of its own (every 5 ms).
+    await clock.advance(10);
     assert.ok(second.done && !second.failed, String(second.error));
     await finish();
   },

@@ -1948,6 +1948,42 @@ test("RequestPool closes a connection made for a caller that gave up", T, async 
   await shut(pool, clock);
 });
 
+test("RequestPool with max lets a waiter take up its turn from its own timer", T, async () => {
+  const { clock, server, pool } = requestSetup({ max: 1, timeout: 1000, maxWaiting: 1 });
+  const a = await pool.connect();
+  const mark = clock.mark();
+  const b = watch(pool.connect());
+  await assert.rejects(pool.connect(), (e) => codeOf(e) === "TOO_MANY_WAITERS");
+  await flush();
+  assert.equal(b.done, false, "waits while the one connection is out");
+  assert.equal(pool.stats().requestsWaiting, 1);
+  // The request that checked out first ends: its timers with it. The waiter's own timer
+  // takes up its turn.
+  await a.release();
+  clock.loseTimers(mark);
+  await clock.advance(10);
+  assert.ok(b.done && !b.failed, String(b.error));
+  assert.equal(b.value!.connection, server.created[1], "a connection made for it");
+  const late = watch(pool.connect());
+  await clock.advance(1000);
+  assert.equal(codeOf(late.error), "POOL_TIMEOUT");
+  assert.match((late.error as Error).message, /1 of 1 connections in use/);
+  await b.value!.release();
+  assert.equal(server.open.length, 0);
+  await shut(pool, clock);
+});
+
+test("RequestPool refuses the options that watch checkouts", T, () => {
+  const server = new FakeServer(new FakeClock());
+  for (const name of ["leakDetectionThreshold", "idleInTransactionThreshold"]) {
+    assert.throws(
+      () => new RequestPool(server.creator, { adapter: fakeAdapter, [name]: 1000 }),
+      (e) => e instanceof TypeError && e.message.startsWith(name),
+    );
+  }
+  assert.throws(() => new RequestPool(server.creator, { max: 0 }), RangeError);
+});
+
 test("RequestPool times out each checkout by its own timer", T, async () => {
   const { clock, server, pool } = requestSetup({ timeout: 1000 });
   const a = await pool.connect();
