@@ -17,12 +17,13 @@ import { PoolTime } from "./_clock.ts";
 import { type Attempt, Connector, isConfigError, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
 import { healthCheck } from "./_health.ts";
+import { Closing } from "./_closing.ts";
 import { CheckoutRecord, checkoutStack, LeakWatch } from "./_leaks.ts";
 import { pipelineable } from "./_pipeline.ts";
 import { resetForReuse } from "./_reset.ts";
 import { type SharedUse, Sharing } from "./_sharing.ts";
 import { expired, idledOut, Upkeep } from "./_upkeep.ts";
-import { type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
+import { newWaiter, poolClosed, type Waiter, type WaiterQueue, Waiting } from "./_waiters.ts";
 import type { QueryResult } from "../result.ts";
 import type { EngineHooks, PoolEngine, PoolQueryOptions } from "./pool.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
@@ -144,10 +145,8 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
   /** Every open slot, whatever its state. Written by `move` only. */
   readonly #live = new Set<Slot<C>>();
   /** Closes under way, so that closing the pool can wait for them. */
-  readonly #closing = new Set<Promise<void>>();
+  readonly #closing = new Closing();
   #everConnected = false;
-  /** Set while closing the pool waits for the connections still out. */
-  #drained: (() => void) | null = null;
   readonly #waiting: Waiting<PooledConnection<C>>;
   /** `#waiting.queue`, the queue of callers waiting for a connection. */
   readonly #waiters: WaiterQueue<PooledConnection<C>>;
@@ -322,9 +321,9 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
 
   /** Takes `slot`, closed or detached, out of the open ones (for `move`). */
   #leave(slot: Slot<C>, from: SlotState): void {
-    if (this.#live.delete(slot) && this.#drained !== null && from !== "idle") {
+    if (this.#live.delete(slot) && this.#closing.waiting && from !== "idle") {
       // A checked-out connection left: the last one ends the wait of `#drain`.
-      if (this.#live.size === this.#idle.length) this.#drained();
+      if (this.#live.size === this.#idle.length) this.#closing.allBack();
     }
   }
 
@@ -335,9 +334,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     slot.unsubscribe();
     this.#events.emit("close", { connection: slot.connection, info: slot.info, reason });
     force ??= !GRACEFUL.has(reason);
-    const closing = this.#settings.adapter.close(slot.connection, force).catch(() => {});
-    this.#closing.add(closing);
-    closing.finally(() => this.#closing.delete(closing));
+    this.#closing.add(this.#settings.adapter.close(slot.connection, force).catch(() => {}));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -391,20 +388,14 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     }
     return new Promise((resolve, reject) => {
       const now = this.#time.forWait();
-      const waiter: Waiter<PooledConnection<C>> = {
+      const waiter = newWaiter<PooledConnection<C>>(
         resolve,
         reject,
-        since: now,
-        deadline: now + timeout,
+        now,
         timeout,
         stack,
-        settled: false,
-        statement: statement !== undefined,
-        shareable: statement === "shareable",
-        cleanup: null,
-        prev: null,
-        next: null,
-      };
+        statement,
+      );
       if (signal !== undefined) this.#waiting.abortOn(waiter, signal);
       this.#deadlines.watch(waiter);
       if (slot !== undefined) return this.#offer(slot, waiter);
@@ -920,25 +911,15 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
    */
   async #drain(timeout: number): Promise<void> {
     if (this.#live.size > 0) {
-      const clock = this.#settings.clock;
-      let timer: unknown;
-      await new Promise<void>((resolve) => {
-        this.#drained = resolve;
-        timer = clock.setTimeout(resolve, timeout);
-      });
-      clock.clearTimeout(timer);
-      this.#drained = null;
+      await this.#closing.forCheckouts(this.#settings.clock, timeout);
       // Still out after the grace period: closed under their users' feet.
       for (const slot of [...this.#live]) this.#close(slot, "pool closed", true);
     }
     await this.#connector.settled();
-    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    await this.#closing.settled();
   }
 
   #closedError(): PoolError {
-    return new PoolError(
-      "POOL_CLOSED",
-      `Cannot check out a connection: ${this.#settings.name} is closed`,
-    );
+    return poolClosed(this.#settings.name);
   }
 }

@@ -13,12 +13,13 @@
 // waits end through the same Waiting as in every pool.
 
 import type { Emitter } from "../_emitter.ts";
-import { errorMessage, PoolError } from "../errors.ts";
+import { errorMessage, type PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { PoolTime } from "./_clock.ts";
+import { Closing } from "./_closing.ts";
 import { Connector, isTransientConnectError } from "./_connector.ts";
 import type { SlotState } from "./_engine.ts";
-import { type Waiter, Waiting } from "./_waiters.ts";
+import { newWaiter, poolClosed, type Waiter, Waiting } from "./_waiters.ts";
 import type { PoolAdapter } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
@@ -108,12 +109,10 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
   /** Waiters under `max` whose turn came, until they take it up (each from its own timer). */
   readonly #granted = new Set<Waiter<PooledConnection<C>>>();
   /** Closes under way, so that closing the pool can wait for them. */
-  readonly #closing = new Set<Promise<void>>();
+  readonly #closing = new Closing();
   #everConnected = false;
   #closed = false;
   #closeDone: Promise<void> | null = null;
-  /** Set while closing the pool waits for the connections still out. */
-  #drained: (() => void) | null = null;
 
   constructor(
     creator: Creator<C>,
@@ -182,20 +181,14 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
     }
     return new Promise((resolve, reject) => {
       const now = this.#time.now();
-      const waiter: Waiter<PooledConnection<C>> = {
+      const waiter = newWaiter<PooledConnection<C>>(
         resolve,
         reject,
-        since: now,
-        deadline: now + timeout,
+        now,
         timeout,
-        stack: undefined,
-        settled: false,
-        statement: statement !== undefined,
-        shareable: false,
-        cleanup: null,
-        prev: null,
-        next: null,
-      };
+        undefined,
+        statement,
+      );
       const waiting = this.#waiting;
       if (signal !== undefined) waiting.abortOn(waiter, signal);
       // A deadline timer of its own: one shared by every checkout would die with the request
@@ -378,7 +371,7 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
   #leave(slot: RequestSlot<C>, to: "closed" | "detached"): void {
     slot.state = to;
     this.#out.delete(slot);
-    if (this.#out.size === 0) this.#drained?.();
+    if (this.#out.size === 0) this.#closing.allBack();
     this.#grant();
   }
 
@@ -388,9 +381,7 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
     this.#leave(slot, "closed");
     this.#events.emit("close", { connection: slot.connection, info: slot.info, reason });
     force ??= reason !== "returned" && reason !== "unwanted" && reason !== "pool closed";
-    const closing = this.#settings.adapter.close(slot.connection, force).catch(() => {});
-    this.#closing.add(closing);
-    closing.finally(() => this.#closing.delete(closing));
+    this.#closing.add(this.#settings.adapter.close(slot.connection, force).catch(() => {}));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -451,24 +442,14 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
   /** Waits up to `timeout` ms for the connections out, then cuts those still out. */
   async #drain(timeout: number): Promise<void> {
     if (this.#out.size > 0) {
-      const clock = this.#settings.clock;
-      let timer: unknown;
-      await new Promise<void>((resolve) => {
-        this.#drained = resolve;
-        timer = clock.setTimeout(resolve, timeout);
-      });
-      clock.clearTimeout(timer);
-      this.#drained = null;
+      await this.#closing.forCheckouts(this.#settings.clock, timeout);
       for (const slot of [...this.#out]) this.#close(slot, "pool closed", true);
     }
     await this.#connector.settled();
-    while (this.#closing.size > 0) await Promise.all([...this.#closing]);
+    await this.#closing.settled();
   }
 
   #closedError(): PoolError {
-    return new PoolError(
-      "POOL_CLOSED",
-      `Cannot check out a connection: ${this.#settings.name} is closed`,
-    );
+    return poolClosed(this.#settings.name);
   }
 }

@@ -101,6 +101,36 @@ export class WaiterQueue<T> {
   }
 }
 
+/** A new waiter, waiting from `now` for `timeout` ms (see {@link Waiter}). */
+export function newWaiter<T>(
+  resolve: (value: T) => void,
+  reject: (error: unknown) => void,
+  now: number,
+  timeout: number,
+  stack: string | undefined,
+  statement: "shareable" | "alone" | undefined,
+): Waiter<T> {
+  return {
+    resolve,
+    reject,
+    since: now,
+    deadline: now + timeout,
+    timeout,
+    stack,
+    settled: false,
+    statement: statement !== undefined,
+    shareable: statement === "shareable",
+    cleanup: null,
+    prev: null,
+    next: null,
+  };
+}
+
+/** The error of a checkout from a closed pool. */
+export function poolClosed(name: string): PoolError {
+  return new PoolError("POOL_CLOSED", `Cannot check out a connection: ${name} is closed`);
+}
+
 /** Ends a wait with `error`, unless it has ended already. */
 export function settle<T>(waiter: Waiter<T>, error: unknown): void {
   if (waiter.settled) return;
