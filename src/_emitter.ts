@@ -26,9 +26,7 @@ export class Emitter<Events> {
   }
 
   has(event: keyof Events): boolean {
-    if (this.#count === 0) return false;
-    const list = this.#listeners.get(event);
-    return list !== undefined && list.length > 0;
+    return this.#count > 0 && !!this.#listeners.get(event)?.length;
   }
 
   emit<K extends keyof Events>(event: K, arg: Events[K]): void {

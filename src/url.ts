@@ -5,6 +5,7 @@ import type { SslMode } from "./transport.ts";
 /** Timers fire at once for longer delays, so longer time limits cannot be honoured. */
 export const MAX_TIMEOUT = 2_147_483_647;
 const URL_START = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
+const URL_FORM = "postgres://user:password@host:port/database";
 /** Where the authority part ends: at the first '/' or '?', else at the end. */
 const AUTHORITY_END = /[/?]|$/;
 
@@ -123,9 +124,8 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
       text === ""
         ? "The connection URL is empty"
         : /^postgres(ql)?:/i.test(text)
-        ? `Expected '//' after the scheme${where}: postgres://user@host/database`
-        : "The connection string is not a URL: expected postgres://user:password@host:port/database" +
-          " (key=value connection strings are not supported)",
+        ? `Expected '//' after the scheme${where}: ${URL_FORM}`
+        : `The connection string is not a URL (key=value strings are not supported): ${URL_FORM}`,
     );
   }
   if (!/^postgres(ql)?$/i.test(scheme[1])) {
@@ -143,17 +143,15 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
   };
 
   const settings: UrlSettings = {};
-  const rest = text.slice(scheme[0].length);
-  const authorityEnd = rest.search(AUTHORITY_END);
-  const authority = rest.slice(0, authorityEnd);
-  // The last '@' ends the user info, so an unencoded '@' in a password still works.
-  const at = authority.lastIndexOf("@");
-  if (at >= 0) {
-    const [user, ...password] = authority.slice(0, at).split(":");
+  // The authority ends at the first '/' or '?', and its last '@' ends the user info, so an
+  // unencoded '@' in a password still works. Then the path, then the query.
+  const [, userInfo, hostPort, path, query = ""] = /^(?:([^/?]*)@)?([^/?]*)([^?]*)(?:\?([^]*))?$/
+    .exec(text.slice(scheme[0].length))!;
+  if (userInfo !== undefined) {
+    const [user, ...password] = userInfo.split(":");
     settings.user = decode(user) || undefined;
     if (password.length) settings.password = decode(password.join(":")) || undefined;
   }
-  const hostPort = authority.slice(at + 1);
   // Host lists first: "h1:5432,h2" must not read as a port.
   checkHost(hostPort, where);
   // `[IPv6]:port` or `host:port`, each part optional.
@@ -161,14 +159,7 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
   if (parts === null) throw fail("Malformed IPv6 address", "expected [address] or [address]:port");
   settings.host = checkHost(decode(parts[1] ?? parts[2]), where) || undefined;
   if (parts[3]) settings.port = portNumber(decode(parts[3]), where);
-
-  const tail = rest.slice(authorityEnd);
-  const queryStart = tail.indexOf("?");
-  const query = queryStart < 0 ? "" : tail.slice(queryStart + 1);
-  if (tail[0] === "/") {
-    settings.database = decode(tail.slice(1, queryStart < 0 ? undefined : queryStart)) ||
-      undefined;
-  }
+  if (path) settings.database = decode(path.slice(1)) || undefined;
   for (const piece of query.split("&")) {
     if (piece === "") continue;
     const eq = piece.indexOf("=");
@@ -275,9 +266,11 @@ function portNumber(text: string, where: string): number {
   return +text;
 }
 
+const SSL_MODES: SslMode[] = ["disable", "prefer", "require", "verify-full"];
+
 /** `sslmode` from the URL or (`fromUrl` false, which does not take libpq's `no-verify`) options. */
 export function sslMode(value: string, where: string, fromUrl: boolean): SslMode {
-  if (/^(disable|prefer|require|verify-full)$/.test(value)) return value as SslMode;
+  if (SSL_MODES.includes(value as SslMode)) return value as SslMode;
   if (fromUrl && value === "no-verify") return "require";
   const instead = value === "allow"
     ? "'prefer' (TLS when the server offers it) or 'disable'"
@@ -287,7 +280,7 @@ export function sslMode(value: string, where: string, fromUrl: boolean): SslMode
   throw new TypeError(
     instead
       ? `sslmode '${value}' is not supported${where}: use ${instead}`
-      : `Invalid sslmode '${value}'${where}: expected disable, prefer, require or verify-full`,
+      : `Invalid sslmode '${value}'${where}: expected ${or(SSL_MODES)}`,
   );
 }
 
