@@ -26,7 +26,9 @@ export class Emitter<Events> {
   }
 
   has(event: keyof Events): boolean {
-    return this.#count > 0 && !!this.#listeners.get(event)?.length;
+    if (this.#count === 0) return false;
+    const list = this.#listeners.get(event);
+    return list !== undefined && list.length > 0;
   }
 
   emit<K extends keyof Events>(event: K, arg: Events[K]): void {

@@ -224,12 +224,14 @@ const TYPED: Record<string, string> = {
   function: "onNotice",
 };
 
+const TIME_LIMIT: [number, number] = [0, MAX_TIMEOUT];
+
 /** The number options: `[min, max, integer]`. */
 const NUMBERS: Record<string, [number, number, 1?]> = {
   port: [1, 65535, 1],
-  connectTimeout: [0, MAX_TIMEOUT],
-  queryTimeout: [0, MAX_TIMEOUT],
-  keepAliveInitialDelay: [0, MAX_TIMEOUT],
+  connectTimeout: TIME_LIMIT,
+  queryTimeout: TIME_LIMIT,
+  keepAliveInitialDelay: TIME_LIMIT,
   maxMessageSize: [1024, Infinity, 1],
   statementCache: [0, 10_000, 1],
 };
@@ -331,6 +333,7 @@ export function parseConfig(
     "auto",
   ]);
 
+  const host = o.host === undefined ? fromUrl.host ?? "localhost" : checkHost(o.host, "");
   const user = o.user || fromUrl.user;
   if (!user) {
     throw new TypeError(
@@ -353,7 +356,6 @@ export function parseConfig(
     }
   }
 
-  const host = o.host === undefined ? fromUrl.host ?? "localhost" : checkHost(o.host, "");
   const port = o.port ?? fromUrl.port ?? 5432;
   const guessed = givenPooler === undefined || givenPooler === "auto";
   const [pooler, poolerSign] = guessed
@@ -399,7 +401,7 @@ export function parseConfig(
     keepAlive: o.keepAlive ?? fromUrl.keepAlive ?? true,
     keepAliveInitialDelay: o.keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
     queryTimeout: o.queryTimeout ?? 0,
-    maxMessageSize: o.maxMessageSize ?? 256 * 1024 * 1024,
+    maxMessageSize: o.maxMessageSize ?? 2 ** 28, // 256 MiB
     pgbouncer: fromUrl.pgbouncer ?? false,
     pipelineConnect,
     pooler,
