@@ -6,7 +6,15 @@
  */
 import type { SslMode, Transport } from "./transport.ts";
 import type { PostgresNotice } from "./errors.ts";
-import { checkHost, MAX_TIMEOUT, parseUrl, redactUrl, sslMode, type UrlSettings } from "./url.ts";
+import {
+  checkHost,
+  MAX_TIMEOUT,
+  or,
+  parseUrl,
+  redactUrl,
+  sslMode,
+  type UrlSettings,
+} from "./url.ts";
 
 /** Options for `connect(url, options)`. They override what the URL says. */
 export interface ConnectOptions {
@@ -209,8 +217,24 @@ export interface ConnectionConfig {
   pipelineConnect: "auth" | "password" | "query" | false | undefined;
 }
 
-const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024;
-const DEFAULT_STATEMENT_CACHE = 100;
+/** The options checked by their type alone, by type. */
+const TYPED: Record<string, string> = {
+  string: "host user database sslmode sslrootcert applicationName options",
+  boolean: "bigint keepAlive",
+  function: "onNotice",
+};
+
+const TIME_LIMIT: [number, number] = [0, MAX_TIMEOUT];
+
+/** The number options: `[min, max, integer]`. */
+const NUMBERS: Record<string, [number, number, 1?]> = {
+  port: [1, 65535, 1],
+  connectTimeout: TIME_LIMIT,
+  queryTimeout: TIME_LIMIT,
+  keepAliveInitialDelay: TIME_LIMIT,
+  maxMessageSize: [1024, Infinity, 1],
+  statementCache: [0, 10_000, 1],
+};
 
 /**
  * Resolves a connection URL and options into complete settings. The URL follows libpq:
@@ -244,7 +268,7 @@ export function parseConfig(
   options?: ConnectOptions,
   defaults?: ConfigDefaults,
 ): ConnectionConfig {
-  const o: ConnectOptions = options ?? {};
+  const o = (options ?? {}) as Record<string, unknown> & ConnectOptions;
   if (typeof o !== "object" || o === null) {
     throw new TypeError(`options must be an object, not ${typeName(o)}`);
   }
@@ -252,45 +276,75 @@ export function parseConfig(
   let where = "";
   if (url instanceof URL || typeof url === "string") {
     const text = String(url).trim();
-    fromUrl = parseUrl(text);
     where = ` in ${redactUrl(text)}`;
+    fromUrl = parseUrl(text, where);
   } else if (url !== undefined) {
     throw new TypeError(`The connection URL must be a string or a URL, not ${typeName(url)}`);
   }
 
-  const host = o.host === undefined ? fromUrl.host : checkHost(string(o.host, "host") ?? "", "");
-  const user = string(o.user, "user") || fromUrl.user;
+  for (const type in TYPED) {
+    for (const name of TYPED[type].split(" ")) {
+      if (o[name] !== undefined && typeof o[name] !== type) throw wrong(name, "a " + type);
+    }
+  }
+  for (const [name, [min, max, integer]] of Object.entries(NUMBERS)) {
+    const value = o[name] as number;
+    if (value === undefined) continue;
+    if (typeof value !== "number") throw wrong(name, "a number");
+    if (!(value >= min && value <= max) || (integer && !Number.isInteger(value))) {
+      throw new RangeError(
+        `options.${name} must be ${integer ? "an integer" : "a number"} ${
+          max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`
+        }, got ${value}`,
+      );
+    }
+  }
+  if (!/^(string|function|undefined)$/.test(typeof o.password)) {
+    throw wrong("password", "a string or a function");
+  }
+  const ca = typeof o.ca === "string" ? [o.ca] : o.ca;
+  if (ca !== undefined && (!Array.isArray(ca) || ca.some((pem) => typeof pem !== "string"))) {
+    throw wrong("ca", "a PEM string or an array of them");
+  }
+  if (o.transport !== undefined && typeof o.transport?.connect !== "function") {
+    throw wrong("transport", "a Transport (an object with a connect method)");
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw wrong("signal", "an AbortSignal");
+  }
+  const given = <T>(name: string, allowed: T[]): T => {
+    if (!allowed.includes(o[name] as T)) {
+      throw wrong(name, or(allowed.slice(1).map((v) => JSON.stringify(v))), true);
+    }
+    return o[name] as T;
+  };
+  const pipelineConnect = given<ConnectionConfig["pipelineConnect"]>("pipelineConnect", [
+    undefined,
+    "auth",
+    "password",
+    "query",
+    false,
+  ]);
+  const givenPooler = given<Pooler | "auto" | undefined>("pooler", [
+    undefined,
+    "none",
+    "transaction",
+    "session",
+    "auto",
+  ]);
+
+  const host = o.host === undefined ? fromUrl.host ?? "localhost" : checkHost(o.host, "");
+  const user = o.user || fromUrl.user;
   if (!user) {
     throw new TypeError(
       `Cannot connect: no user name given${where}; put it in the URL (postgres://user@host/db) ` +
         "or in options.user",
     );
   }
-  if (
-    o.password !== undefined && typeof o.password !== "string" && typeof o.password !== "function"
-  ) {
-    throw new TypeError(
-      `options.password must be a string or a function, not ${typeName(o.password)}`,
-    );
-  }
-  const port = number(o.port, "port", 1, 65535, true);
-  const connectTimeout = number(o.connectTimeout, "connectTimeout", 0, MAX_TIMEOUT, false);
-  const queryTimeout = number(o.queryTimeout, "queryTimeout", 0, MAX_TIMEOUT, false);
-  const keepAliveInitialDelay = number(
-    o.keepAliveInitialDelay,
-    "keepAliveInitialDelay",
-    0,
-    MAX_TIMEOUT,
-    false,
-  );
-  const maxMessageSize = number(o.maxMessageSize, "maxMessageSize", 1024, Infinity, true);
-  const givenCache = number(o.statementCache, "statementCache", 0, 10_000, true);
-  checkObjects(o);
-
   let sslmode = o.sslmode === undefined
     ? fromUrl.sslmode
-    : sslMode(string(o.sslmode, "sslmode") ?? "", " (options.sslmode)", false);
-  let sslrootcert = string(o.sslrootcert, "sslrootcert") ?? fromUrl.sslrootcert;
+    : sslMode(o.sslmode, " (options.sslmode)", false);
+  let sslrootcert = o.sslrootcert ?? fromUrl.sslrootcert;
   if (sslrootcert === "system") {
     // libpq: use the system's roots, and nothing weaker than verify-full.
     sslrootcert = undefined;
@@ -302,154 +356,84 @@ export function parseConfig(
     }
   }
 
-  const resolvedHost = host ?? "localhost";
-  const resolvedPort = port ?? fromUrl.port ?? 5432;
-  const [pooler, poolerSign] = o.pooler === undefined || o.pooler === "auto"
-    ? guessPooler(resolvedHost, resolvedPort, fromUrl.pgbouncer ?? false)
-    : [checkPooler(o.pooler), "options.pooler"];
-  const startupOptions = string(o.options, "options") ?? fromUrl.options;
+  const port = o.port ?? fromUrl.port ?? 5432;
+  const guessed = givenPooler === undefined || givenPooler === "auto";
+  const [pooler, poolerSign] = guessed
+    ? guessPooler(host, port, fromUrl.pgbouncer)
+    : [givenPooler, "options.pooler"];
+  const startupOptions = o.options ?? fromUrl.options;
+  const givenCache = o.statementCache;
   if (pooler === "transaction") {
-    if (startupOptions !== undefined && !/^\s*endpoint=[^\s]*\s*$/.test(startupOptions)) {
-      throw new TypeError(
-        `The options startup parameter cannot go through a transaction pooler (${poolerSign})` +
-          `${where}: PgBouncer 1.18 refuses it, and settings would not last past a ` +
-          'transaction. Use SET LOCAL inside transactions, or pooler: "session" or ' +
-          '"none" if that is not a transaction pooler',
-      );
-    }
-    if (givenCache !== undefined && givenCache > 0) {
-      throw new TypeError(
-        `statementCache needs its own server session, and a transaction pooler ` +
-          `(${poolerSign}) does not give one${where}: leave it at 0, or set pooler`,
-      );
-    }
+    // A transaction pooler hands each transaction a session of its own choosing.
+    const refuse = (what: string | false | undefined | 0, instead: string) => {
+      if (what) {
+        throw new TypeError(
+          `${what} cannot go through a transaction pooler (${poolerSign})${where}: ${instead}`,
+        );
+      }
+    };
+    refuse(
+      startupOptions !== undefined && !/^\s*endpoint=[^\s]*\s*$/.test(startupOptions) &&
+        "The options startup parameter (PgBouncer 1.18 refuses it)",
+      'use SET LOCAL inside transactions, or pooler "session" or "none" if it is not one',
+    );
+    refuse(
+      givenCache && "statementCache (a session's prepared statements)",
+      "leave it at 0, or set pooler",
+    );
   }
-
-  const guessed = o.pooler === undefined || o.pooler === "auto";
-  const statementCache = givenCache ??
-    (pooler === "transaction" ? 0 : DEFAULT_STATEMENT_CACHE);
+  const statementCache = givenCache ?? (pooler === "transaction" ? 0 : 100);
 
   return {
-    host: resolvedHost,
-    port: resolvedPort,
+    host,
+    port,
     user,
     password: o.password ?? fromUrl.password,
-    database: string(o.database, "database") || fromUrl.database || user,
+    database: o.database || fromUrl.database || user,
     sslmode: sslmode ?? "prefer",
-    ca: caList(o.ca),
+    ca: ca?.length ? [...ca] : undefined,
     sslrootcert,
-    applicationName: string(o.applicationName, "applicationName") ?? fromUrl.applicationName ??
+    applicationName: o.applicationName ?? fromUrl.applicationName ??
       fromUrl.fallbackApplicationName ?? defaults?.applicationName ?? "edgepool",
-    connectTimeout: connectTimeout ?? fromUrl.connectTimeout ?? 30_000,
+    connectTimeout: o.connectTimeout ?? fromUrl.connectTimeout ?? 30_000,
     options: startupOptions,
-    bigint: boolean(o.bigint, "bigint") ?? false,
-    keepAlive: boolean(o.keepAlive, "keepAlive") ?? fromUrl.keepAlive ?? true,
-    keepAliveInitialDelay: keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
-    queryTimeout: queryTimeout ?? 0,
-    maxMessageSize: maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+    bigint: o.bigint ?? false,
+    keepAlive: o.keepAlive ?? fromUrl.keepAlive ?? true,
+    keepAliveInitialDelay: o.keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
+    queryTimeout: o.queryTimeout ?? 0,
+    maxMessageSize: o.maxMessageSize ?? 2 ** 28, // 256 MiB
     pgbouncer: fromUrl.pgbouncer ?? false,
-    pipelineConnect: pipelineConnect(o.pipelineConnect),
+    pipelineConnect,
     pooler,
     poolerSign,
     statementCache,
     statementCacheCautious: givenCache === undefined && guessed && statementCache > 0,
   };
-}
 
-function checkPooler(value: unknown): Pooler {
-  if (value === "none" || value === "transaction" || value === "session") return value;
-  throw new TypeError(
-    `options.pooler must be "none", "transaction", "session" or "auto", not ${
-      typeof value === "string" ? JSON.stringify(value) : typeName(value)
-    }`,
-  );
+  function wrong(name: string, what: string, quote?: boolean): TypeError {
+    const value = o[name];
+    return new TypeError(
+      `options.${name} must be ${what}, not ${
+        quote && typeof value === "string" ? JSON.stringify(value) : typeName(value)
+      }`,
+    );
+  }
 }
 
 /** `pooler: "auto"`: the common signs of a pooler in the URL, and what they mean. */
-function guessPooler(host: string, port: number, pgbouncer: boolean): [Pooler, string] {
-  if (pgbouncer) return ["transaction", "pgbouncer=true in the URL"];
+function guessPooler(host: string, port: number, pgbouncer?: boolean): [Pooler, string] {
   const name = host.toLowerCase();
-  if (name.endsWith(".pooler.supabase.com")) {
-    return port === 5432
-      ? ["session", "a pooler.supabase.com host on port 5432"]
-      : ["transaction", `a pooler.supabase.com host on port ${port}`];
-  }
-  if (name.includes("-pooler.")) return ["transaction", "a -pooler host name"];
-  if (port === 6543) return ["transaction", "port 6543"];
-  return ["none", "no sign of a pooler in the URL"];
-}
-
-function string(value: unknown, name: string): string | undefined {
-  if (value !== undefined && typeof value !== "string") {
-    throw new TypeError(`options.${name} must be a string, not ${typeName(value)}`);
-  }
-  return value;
-}
-
-function number(
-  value: unknown,
-  name: string,
-  min: number,
-  max: number,
-  integer: boolean,
-): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "number") {
-    throw new TypeError(`options.${name} must be a number, not ${typeName(value)}`);
-  }
-  if (!(value >= min && value <= max) || (integer && !Number.isInteger(value))) {
-    const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
-    throw new RangeError(
-      `options.${name} must be ${integer ? "an integer" : "a number"} ${range}, got ${value}`,
-    );
-  }
-  return value;
-}
-
-function boolean(value: unknown, name: string): boolean | undefined {
-  if (value !== undefined && typeof value !== "boolean") {
-    throw new TypeError(`options.${name} must be a boolean, not ${typeName(value)}`);
-  }
-  return value;
-}
-
-function pipelineConnect(value: unknown): "auth" | "password" | "query" | false | undefined {
-  if (
-    value === undefined || value === false || value === "auth" || value === "password" ||
-    value === "query"
-  ) {
-    return value;
-  }
-  throw new TypeError(
-    `options.pipelineConnect must be "auth", "password", "query" or false, not ${
-      typeof value === "string" ? JSON.stringify(value) : typeName(value)
-    }`,
-  );
-}
-
-function caList(ca: unknown): string[] | undefined {
-  const list = typeof ca === "string" ? [ca] : ca;
-  if (list === undefined) return undefined;
-  if (!Array.isArray(list) || list.some((pem) => typeof pem !== "string")) {
-    throw new TypeError(`options.ca must be a PEM string or an array of them, not ${typeName(ca)}`);
-  }
-  return list.length === 0 ? undefined : [...list];
-}
-
-function checkObjects(o: ConnectOptions): void {
-  if (o.transport !== undefined && typeof o.transport?.connect !== "function") {
-    throw new TypeError("options.transport must be a Transport (an object with a connect method)");
-  }
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new TypeError(`options.signal must be an AbortSignal, not ${typeName(o.signal)}`);
-  }
-  if (o.onNotice !== undefined && typeof o.onNotice !== "function") {
-    throw new TypeError(`options.onNotice must be a function, not ${typeName(o.onNotice)}`);
-  }
+  return pgbouncer
+    ? ["transaction", "pgbouncer=true in the URL"]
+    : name.endsWith(".pooler.supabase.com")
+    ? [port === 5432 ? "session" : "transaction", `a pooler.supabase.com host on port ${port}`]
+    : name.includes("-pooler.")
+    ? ["transaction", "a -pooler host name"]
+    : port === 6543
+    ? ["transaction", "port 6543"]
+    : ["none", "no sign of a pooler in the URL"];
 }
 
 function typeName(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  return typeof value;
+  return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }

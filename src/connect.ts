@@ -38,10 +38,16 @@ export function createConnect(
 ): ConnectFunction {
   return async (url, options) => {
     const config = parseConfig(url, options, defaults);
-    const transport = options?.transport ?? await defaultTransport();
-    return await openConnection(config, transport, options);
+    return await openConnection(config, options?.transport ?? await defaultTransport(), options);
   };
 }
+
+// Per transport, what each server (address, database, user: what pg_hba.conf decides by) did
+// with a password sent ahead: took it (`true`: later connects start early), or answered with
+// another method (`false`: no password is sent ahead to it again). Bounded: a forgotten entry
+// costs one extra attempt.
+const cleartext = new WeakMap<Transport, Map<string, boolean>>();
+const CLEARTEXT_MAX = 1000;
 
 async function openConnection(
   given: ConnectionConfig,
@@ -50,40 +56,56 @@ async function openConnection(
 ): Promise<Connection> {
   const signal = options?.signal;
   signal?.throwIfAborted();
-  const config = oncePerConnect(given);
-  const where = `${config.host}:${config.port}`;
+  // A password function is called once per connect, even when the connect takes a second
+  // attempt (TLS `prefer`, pipelined connect falling back).
+  const source = given.password;
+  let password: Promise<string> | undefined;
+  const config = typeof source === "function"
+    ? { ...given, password: () => password ??= Promise.resolve().then(source) }
+    : given;
+  const { host, port, connectTimeout } = config;
   const controller = new AbortController();
-  let phase = "opening the connection";
-  const timer = config.connectTimeout > 0
+  const stop = controller.signal;
+  let phase = "";
+  const timer = connectTimeout > 0
     ? setTimeout(() => {
       controller.abort(
         new ConnectionError(
           "CONNECT_TIMEOUT",
-          `Could not connect to ${where}: timed out after ${config.connectTimeout} ms while ${phase}`,
+          `Could not connect to ${host}:${port}: timed out after ${connectTimeout} ms while ${
+            phase || "opening the connection"
+          }`,
         ),
       );
-    }, config.connectTimeout)
+    }, connectTimeout)
     : undefined;
   const onAbort = () => controller.abort(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  let deferCleanup: Promise<void> | null = null;
+  let known = cleartext.get(transport);
+  if (known === undefined) cleartext.set(transport, known = new Map());
+  const target = JSON.stringify([host, port, config.database, config.user]);
+  const remember = (took: boolean) => {
+    if (known.size >= CLEARTEXT_MAX) known.clear();
+    known.set(target, took);
+  };
+  let deferCleanup: Promise<void> | undefined;
   const attempt = async (
     tls: TlsSettings | null,
     pipelineConnect: "password" | false,
     early: boolean,
   ): Promise<Connection> => {
-    phase = "opening the connection";
+    phase = "";
     const stream = await transport.connect({
-      host: config.host,
-      port: config.port,
+      host,
+      port,
       tls,
-      signal: controller.signal,
+      signal: stop,
       keepAlive: config.keepAlive,
       keepAliveInitialDelay: config.keepAliveInitialDelay,
     });
-    if (controller.signal.aborted) {
+    if (stop.aborted) {
       stream.close();
-      throw controller.signal.reason;
+      throw stop.reason;
     }
     // Cancel requests go the way this connection went: over TLS only if it did.
     const connection = new Connection(
@@ -94,13 +116,13 @@ async function openConnection(
     );
     if (options?.onNotice) connection.on("notice", options.onNotice);
     phase = "starting the session (authentication)";
-    const abort = () => connection.destroy(controller.signal.reason);
-    controller.signal.addEventListener("abort", abort, { once: true });
+    const abort = () => connection.destroy(stop.reason);
+    stop.addEventListener("abort", abort, { once: true });
     try {
       await connection.start({ early });
     } catch (error) {
-      controller.signal.removeEventListener("abort", abort);
-      throw controller.signal.aborted ? controller.signal.reason : error;
+      stop.removeEventListener("abort", abort);
+      throw stop.aborted ? stop.reason : error;
     }
     // Started early, the login is still under way: the deadline and the signal keep applying
     // to it until the first ReadyForQuery.
@@ -109,33 +131,29 @@ async function openConnection(
       deferCleanup = settled;
       connection.on("close", (error) => {
         // The server no longer takes a password sent ahead: learn it for the next connect.
-        if (error instanceof PipelineRejected) rememberCleartext(transport, target, false);
+        if (error instanceof PipelineRejected) remember(false);
       });
     }
-    settled.finally(() => controller.signal.removeEventListener("abort", abort));
-    if (pipelineConnect === "password" && !early) rememberCleartext(transport, target, true);
+    settled.finally(() => stop.removeEventListener("abort", abort));
+    if (pipelineConnect && !early) remember(true);
     return connection;
   };
   let tls: TlsSettings | null = config.sslmode === "disable" ? null : {
     mode: config.sslmode,
-    serverName: config.host,
+    serverName: host,
     ca: config.ca,
     caFile: config.sslrootcert,
   };
-  const target = targetKey(config);
   const setting = config.pipelineConnect ?? transport.pipelineConnect ?? false;
-  let pipeline: "password" | false = setting === "password" || setting === "query"
-    ? "password"
-    : false;
-  if (pipeline && tookCleartext(transport, target) === false) pipeline = false;
+  let pipeline: "password" | false = (setting === "password" || setting === "query") &&
+    known.get(target) !== false && "password";
   // Early, connect resolves once the client has written its part of the login, and the first
   // query follows in the same flight. "auth": behind the last authentication message. "query":
   // behind a password sent ahead to a server that took one before (it will again), or, with
   // no password sent ahead, as "auth"; not on a first try, whose password the server may
   // refuse to take ahead (the attempt is then dropped, and the query with it).
   const earlyFor = (sentAhead: "password" | false): boolean =>
-    setting === "auth" ||
-    (setting === "query" && (sentAhead === false || tookCleartext(transport, target) === true));
+    setting === "auth" || (setting === "query" && (!sentAhead || known.get(target) === true));
   let early = earlyFor(pipeline);
   try {
     // Each fallback below happens at most once, so this ends.
@@ -143,24 +161,19 @@ async function openConnection(
       try {
         return await attempt(tls, pipeline, early);
       } catch (error) {
-        if (controller.signal.aborted) throw error;
+        if (stop.aborted) throw error;
         if (error instanceof PipelineRejected && pipeline) {
           // The server wants SCRAM, MD5 or no password at all: the usual exchange, and
           // no password sent ahead to this server again from this transport.
-          rememberCleartext(transport, target, false);
-          pipeline = false;
-          early = earlyFor(pipeline);
-          continue;
-        }
-        // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a
-        // self-signed certificate), connect again without it.
-        if (
+          remember(false);
+          early = earlyFor(pipeline = false);
+        } else if (
+          // libpq's `prefer`: when TLS fails (say, a runtime that insists on verifying a
+          // self-signed certificate), connect again without it.
           tls?.mode === "prefer" && error instanceof ConnectionError && error.code === "TLS_FAILED"
         ) {
           tls = null;
-          continue;
-        }
-        throw error;
+        } else throw error;
       }
     }
   } finally {
@@ -168,40 +181,7 @@ async function openConnection(
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
     };
-    if (deferCleanup !== null) (deferCleanup as Promise<void>).then(cleanup);
+    if (deferCleanup) deferCleanup.then(cleanup);
     else cleanup();
   }
-}
-
-/**
- * A password function is called once per connect, even when the connect takes a second
- * attempt (TLS `prefer`, pipelined connect falling back).
- */
-function oncePerConnect(config: ConnectionConfig): ConnectionConfig {
-  const source = config.password;
-  if (typeof source !== "function") return config;
-  let password: Promise<string> | undefined;
-  return { ...config, password: () => password ??= Promise.resolve().then(source) };
-}
-
-// Per transport, what each server (address, database, user: what pg_hba.conf decides by) did
-// with a password sent ahead: took it (`true`: later connects start early), or answered with
-// another method (`false`: no password is sent ahead to it again). Bounded: a forgotten entry
-// costs one extra attempt.
-const cleartext = new WeakMap<Transport, Map<string, boolean>>();
-const CLEARTEXT_MAX = 1000;
-
-function targetKey(config: ConnectionConfig): string {
-  return JSON.stringify([config.host, config.port, config.database, config.user]);
-}
-
-function tookCleartext(transport: Transport, target: string): boolean | undefined {
-  return cleartext.get(transport)?.get(target);
-}
-
-function rememberCleartext(transport: Transport, target: string, took: boolean): void {
-  let known = cleartext.get(transport);
-  if (known === undefined) cleartext.set(transport, known = new Map());
-  if (known.size >= CLEARTEXT_MAX) known.clear();
-  known.set(target, took);
 }

@@ -44,7 +44,7 @@ export type ConnectionErrorCode =
  */
 export class ConnectionError extends Error {
   /** The stable code of this error. */
-  readonly code: ConnectionErrorCode;
+  declare readonly code: ConnectionErrorCode;
 
   /** Makes an error with a stable `code`, a message and an optional `cause`. */
   constructor(code: ConnectionErrorCode, message: string, options?: { cause?: unknown }) {
@@ -109,30 +109,30 @@ export interface PostgresErrorFields {
  * ```
  */
 export class PostgresError extends Error implements PostgresErrorFields {
-  severityLocalized?: string;
-  severity: string;
-  code: string;
-  detail?: string;
-  hint?: string;
-  position?: number;
-  internalPosition?: number;
-  internalQuery?: string;
-  where?: string;
-  schema?: string;
-  table?: string;
-  column?: string;
-  dataType?: string;
-  constraint?: string;
-  file?: string;
-  line?: number;
-  routine?: string;
+  // `declare`: the fields come from Object.assign below; those the server did not send stay
+  // absent, and the class carries no initialiser for each.
+  declare severityLocalized?: string;
+  declare severity: string;
+  declare code: string;
+  declare detail?: string;
+  declare hint?: string;
+  declare position?: number;
+  declare internalPosition?: number;
+  declare internalQuery?: string;
+  declare where?: string;
+  declare schema?: string;
+  declare table?: string;
+  declare column?: string;
+  declare dataType?: string;
+  declare constraint?: string;
+  declare file?: string;
+  declare line?: number;
+  declare routine?: string;
 
   /** Makes an error from the fields of an ErrorResponse. */
   constructor(fields: PostgresErrorFields) {
     super(fields.message);
     this.name = "PostgresError";
-    this.severity = fields.severity;
-    this.code = fields.code;
     Object.assign(this, fields);
   }
 }
@@ -178,7 +178,7 @@ export type PoolErrorCode =
  */
 export class PoolError extends Error {
   /** The stable code of this error. */
-  readonly code: PoolErrorCode;
+  declare readonly code: PoolErrorCode;
 
   /** Makes an error with a stable `code`, a message and an optional `cause`. */
   constructor(code: PoolErrorCode, message: string, options?: { cause?: unknown }) {

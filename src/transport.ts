@@ -110,22 +110,18 @@ export function readSslAnswer(
   tls: TlsSettings,
   where: string,
 ): boolean {
-  if (answer === undefined || answer.length === 0) {
+  if (!answer?.length) {
     throw new ConnectionError("TLS_FAILED", `The server at ${where} closed the connection`);
   }
-  if (answer.length > 1) {
+  if (answer.length > 1 || (answer[0] !== 0x53 && answer[0] !== 0x4e)) {
     throw new ConnectionError(
       "PROTOCOL_ERROR",
-      "Protocol error: the server sent unexpected data with its answer to SSLRequest",
+      `Protocol error: the server answered SSLRequest with ${answer.length} byte(s) from 0x${
+        answer[0].toString(16)
+      }, not one 'S' or 'N'`,
     );
   }
   if (answer[0] === 0x53) return true;
-  if (answer[0] !== 0x4e) {
-    throw new ConnectionError(
-      "PROTOCOL_ERROR",
-      `Protocol error: unexpected answer 0x${answer[0].toString(16)} to SSLRequest`,
-    );
-  }
   if (tls.mode === "prefer") return false;
   throw new ConnectionError(
     "TLS_UNAVAILABLE",

@@ -5,6 +5,9 @@ import type { SslMode } from "./transport.ts";
 /** Timers fire at once for longer delays, so longer time limits cannot be honoured. */
 export const MAX_TIMEOUT = 2_147_483_647;
 const URL_START = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//;
+const URL_FORM = "postgres://user:password@host:port/database";
+/** Where the authority part ends: at the first '/' or '?', else at the end. */
+const AUTHORITY_END = /[/?]|$/;
 
 /** What a URL says, before options and defaults. */
 export interface UrlSettings {
@@ -77,7 +80,7 @@ export function redactUrl(url: string): string {
   let text = String(url);
   const start = URL_START.exec(text)?.[0].length ?? 0;
   const rest = text.slice(start);
-  const authorityEnd = firstOf(rest, "/?");
+  const authorityEnd = rest.search(AUTHORITY_END);
   const colon = rest.indexOf(":");
   let at = rest.lastIndexOf("@", authorityEnd - 1);
   if (at < 0 && colon >= 0 && colon < authorityEnd) {
@@ -87,8 +90,7 @@ export function redactUrl(url: string): string {
     if (!/^\d*$/.test(rest.slice(colon + 1, authorityEnd))) at = rest.lastIndexOf("@");
     else {
       const query = rest.indexOf("?");
-      const path = query < 0 ? rest : rest.slice(0, query);
-      at = path.lastIndexOf("@");
+      at = (query < 0 ? rest : rest.slice(0, query)).lastIndexOf("@");
       const queryAt = query < 0 ? -1 : rest.indexOf("@", query);
       if (at < 0 && queryAt >= 0 && !rest.slice(query, queryAt).includes("=")) at = queryAt;
     }
@@ -109,99 +111,70 @@ export function redactUrl(url: string): string {
   return text.replace(/(^|\s)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)/gi, "$1$2***");
 }
 
-export function parseUrl(text: string): UrlSettings {
+/**
+ * Reads a URL by libpq's rules. `where` (` in <the URL, redacted>`) goes into every message
+ * that is about the URL.
+ */
+export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSettings {
   const scheme = URL_START.exec(text);
+  const fail = (what: string, instead?: string): TypeError =>
+    new TypeError(what + where + (instead ? ": " + instead : ""));
   if (scheme === null) {
-    if (text === "") throw new TypeError("The connection URL is empty");
-    if (/^postgres(ql)?:/i.test(text)) {
-      throw new TypeError(
-        `Expected '//' after the scheme in ${redactUrl(text)}: postgres://user@host/database`,
-      );
-    }
     throw new TypeError(
-      "The connection string is not a URL: expected postgres://user:password@host:port/database " +
-        "(key=value connection strings are not supported)",
+      text === ""
+        ? "The connection URL is empty"
+        : /^postgres(ql)?:/i.test(text)
+        ? `Expected '//' after the scheme${where}: ${URL_FORM}`
+        : `The connection string is not a URL (key=value strings are not supported): ${URL_FORM}`,
     );
   }
-  const where = ` in ${redactUrl(text)}`;
-  const name = scheme[1].toLowerCase();
-  if (name !== "postgres" && name !== "postgresql") {
-    throw new TypeError(
-      `Unsupported URL scheme '${scheme[1]}:'${where}: use postgres:// or postgresql://`,
-    );
+  if (!/^postgres(ql)?$/i.test(scheme[1])) {
+    throw fail(`Unsupported URL scheme '${scheme[1]}:'`, "use postgres:// or postgresql://");
   }
   const decode = (part: string): string => {
     let value: string;
     try {
       value = decodeURIComponent(part);
     } catch {
-      throw new TypeError(`Invalid percent-encoding${where}`);
+      throw fail("Invalid percent-encoding");
     }
-    if (value.includes("\0")) throw new TypeError(`A NUL character (%00) is not allowed${where}`);
+    if (value.includes("\0")) throw fail("A NUL character (%00) is not allowed");
     return value;
   };
 
   const settings: UrlSettings = {};
-  const rest = text.slice(scheme[0].length);
-  const authorityEnd = firstOf(rest, "/?");
-  const authority = rest.slice(0, authorityEnd);
-  // The last '@' ends the user info, so an unencoded '@' in a password still works.
-  const at = authority.lastIndexOf("@");
-  if (at >= 0) {
-    const userInfo = authority.slice(0, at);
-    const colon = userInfo.indexOf(":");
-    settings.user = decode(colon < 0 ? userInfo : userInfo.slice(0, colon)) || undefined;
-    if (colon >= 0) settings.password = decode(userInfo.slice(colon + 1)) || undefined;
+  // The authority ends at the first '/' or '?', and its last '@' ends the user info, so an
+  // unencoded '@' in a password still works. Then the path, then the query.
+  const [, userInfo, hostPort, path, query = ""] = /^(?:([^/?]*)@)?([^/?]*)([^?]*)(?:\?([^]*))?$/
+    .exec(text.slice(scheme[0].length))!;
+  if (userInfo !== undefined) {
+    const [user, ...password] = userInfo.split(":");
+    settings.user = decode(user) || undefined;
+    if (password.length) settings.password = decode(password.join(":")) || undefined;
   }
-  const hostPort = authority.slice(at + 1);
-  let host = hostPort;
-  let port: string | undefined;
-  if (hostPort.includes(",")) {
-    throw new TypeError(`Multiple hosts are not supported${where}: give a single host`);
-  }
-  if (hostPort.startsWith("[")) {
-    const close = hostPort.indexOf("]");
-    if (close < 0) throw new TypeError(`Missing ']' after the IPv6 address${where}`);
-    host = hostPort.slice(1, close);
-    if (host === "") throw new TypeError(`Empty IPv6 address${where}`);
-    const after = hostPort.slice(close + 1);
-    if (after !== "" && !after.startsWith(":")) {
-      throw new TypeError(`Unexpected text after ']'${where}`);
-    }
-    if (after !== "") port = after.slice(1);
-  } else if (hostPort.includes(":")) {
-    host = hostPort.slice(0, hostPort.indexOf(":"));
-    port = hostPort.slice(hostPort.indexOf(":") + 1);
-  }
-  settings.host = checkHost(decode(host), where) || undefined;
-  if (port) settings.port = portNumber(decode(port), where);
-
-  const tail = rest.slice(authorityEnd);
-  const queryStart = tail.indexOf("?");
-  if (tail.startsWith("/")) {
-    settings.database = decode(tail.slice(1, queryStart < 0 ? tail.length : queryStart)) ||
-      undefined;
-  }
-  if (queryStart >= 0) applyParameters(settings, tail.slice(queryStart + 1), decode, where);
-  return settings;
-}
-
-function applyParameters(
-  settings: UrlSettings,
-  query: string,
-  decode: (part: string) => string,
-  where: string,
-): void {
+  // Host lists first: "h1:5432,h2" must not read as a port.
+  checkHost(hostPort, where);
+  // `[IPv6]:port` or `host:port`, each part optional.
+  const parts = /^(?:\[([^\]]+)\]|(?!\[)([^:]*))(?::([^]*))?$/.exec(hostPort);
+  if (parts === null) throw fail("Malformed IPv6 address", "expected [address] or [address]:port");
+  settings.host = checkHost(decode(parts[1] ?? parts[2]), where) || undefined;
+  if (parts[3]) settings.port = portNumber(decode(parts[3]), where);
+  if (path) settings.database = decode(path.slice(1)) || undefined;
   for (const piece of query.split("&")) {
     if (piece === "") continue;
     const eq = piece.indexOf("=");
-    if (eq < 0) throw new TypeError(`A query parameter has no '=' and no value${where}`);
+    if (eq < 0) throw fail("A query parameter has no '=' and no value");
     const key = decode(piece.slice(0, eq));
     const value = decode(piece.slice(eq + 1));
     const invalid = (expected: string): TypeError =>
-      new TypeError(`Invalid ${key} '${value}'${where}: expected ${expected}`);
+      fail(`Invalid ${key} '${value}'`, "expected " + expected);
     const unsupported = (instead: string): TypeError =>
-      new TypeError(`${key}=${value} is not supported${where}: ${instead}`);
+      fail(`${key}=${value} is not supported`, instead);
+    /** One of `allowed`, the first of which means `true`. */
+    const choice = (...allowed: string[]): boolean => {
+      if (!allowed.includes(value)) throw invalid(or(allowed));
+      return value === allowed[0];
+    };
     switch (key) {
       case "host":
         settings.host = checkHost(value, where) || undefined;
@@ -211,6 +184,7 @@ function applyParameters(
         break;
       case "user":
       case "password":
+      case "sslrootcert":
         settings[key] = value || undefined;
         break;
       case "dbname":
@@ -218,9 +192,6 @@ function applyParameters(
         break;
       case "sslmode":
         settings.sslmode = sslMode(value, where, true);
-        break;
-      case "sslrootcert":
-        settings.sslrootcert = value || undefined;
         break;
       case "application_name":
         settings.applicationName = value;
@@ -231,64 +202,56 @@ function applyParameters(
       case "options":
         settings.options = value;
         break;
-      case "connect_timeout": {
-        // libpq: whole seconds, 0 = no limit, and 1 is raised to 2.
-        if (!/^\d+$/.test(value)) throw invalid("a whole number of seconds (0 = no limit)");
-        const seconds = Number(value) === 1 ? 2 : Number(value);
-        if (seconds * 1000 > MAX_TIMEOUT) {
-          throw invalid(`at most ${Math.floor(MAX_TIMEOUT / 1000)} seconds`);
+      case "connect_timeout":
+      case "keepalives_idle": {
+        // libpq: whole seconds; connect_timeout 0 is no limit, and 1 is raised to 2.
+        if (!/^\d+$/.test(value) || +value > MAX_TIMEOUT / 1000) {
+          throw invalid("whole seconds from 0 to 2147483");
         }
-        settings.connectTimeout = seconds * 1000;
+        if (key === "keepalives_idle") settings.keepAliveInitialDelay = +value * 1000;
+        else settings.connectTimeout = (+value === 1 ? 2 : +value) * 1000;
         break;
       }
       case "client_encoding":
         if (!/^utf-?8$/i.test(value)) throw invalid("UTF8, the only encoding edgepool speaks");
         break;
       case "keepalives":
-        if (value !== "0" && value !== "1") throw invalid("1 or 0");
-        settings.keepAlive = value === "1";
+        settings.keepAlive = choice("1", "0");
         break;
-      case "keepalives_idle": {
-        if (!/^\d+$/.test(value)) throw invalid("a whole number of seconds");
-        if (Number(value) * 1000 > MAX_TIMEOUT) {
-          throw invalid(`at most ${Math.floor(MAX_TIMEOUT / 1000)} seconds`);
-        }
-        settings.keepAliveInitialDelay = Number(value) * 1000;
-        break;
-      }
       case "pgbouncer":
-        if (value !== "true" && value !== "false") throw invalid("true or false");
-        settings.pgbouncer = value === "true";
+        settings.pgbouncer = choice("true", "false");
         break;
       case "channel_binding":
         if (value === "require") {
           throw unsupported("edgepool has no SCRAM-SHA-256-PLUS; use prefer");
         }
-        if (value !== "disable" && value !== "prefer") throw invalid("disable or prefer");
+        choice("disable", "prefer");
         break;
       case "sslnegotiation":
         if (value === "direct") throw unsupported("use sslnegotiation=postgres");
-        if (value !== "postgres") throw invalid("postgres");
+        choice("postgres");
         break;
       default:
-        throw new TypeError(`Unknown connection parameter '${key}'${where}`);
+        throw fail(`Unknown connection parameter '${key}'`);
     }
   }
+  return settings;
 }
 
-/** Strips IPv6 brackets; rejects Unix sockets and host lists. `""` stays `""` (the default). */
+/**
+ * Strips IPv6 brackets; rejects Unix sockets and host lists. `""` stays `""` (the default).
+ * `where` is `""` for `options.host`.
+ */
 export function checkHost(host: string, where: string): string {
   const context = where || " (options.host)";
-  if (host.startsWith("/")) {
-    throw new TypeError(
-      `Unix-domain sockets are not supported${context}: edgepool connects over TCP; give a host`,
-    );
+  if (host[0] === "/") {
+    throw new TypeError(`Unix-domain sockets are not supported${context}: give a TCP host name`);
   }
   if (host.includes(",")) {
     throw new TypeError(`Multiple hosts are not supported${context}: give a single host`);
   }
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  if (where === "" && host === "") throw new TypeError("options.host must not be empty");
+  if (host[0] === "[" && host.endsWith("]")) host = host.slice(1, -1);
+  if (!where && !host) throw new TypeError("options.host must not be empty");
   return host;
 }
 
@@ -299,37 +262,29 @@ function portNumber(text: string, where: string): number {
       `The port is not a number${where} (percent-encode any '/', '?' or '#' in the password)`,
     );
   }
-  const port = Number(text);
-  if (port < 1 || port > 65535) throw new RangeError(`The port must be from 1 to 65535${where}`);
-  return port;
+  if (+text < 1 || +text > 65535) throw new RangeError(`The port must be from 1 to 65535${where}`);
+  return +text;
 }
 
+const SSL_MODES: SslMode[] = ["disable", "prefer", "require", "verify-full"];
+
+/** `sslmode` from the URL or (`fromUrl` false, which does not take libpq's `no-verify`) options. */
 export function sslMode(value: string, where: string, fromUrl: boolean): SslMode {
-  switch (value) {
-    case "disable":
-    case "prefer":
-    case "require":
-    case "verify-full":
-      return value;
-    case "allow":
-      throw new TypeError(
-        `sslmode 'allow' is not supported${where}: use 'prefer' (TLS when the server offers it) ` +
-          "or 'disable'",
-      );
-    case "verify-ca":
-      throw new TypeError(
-        `sslmode 'verify-ca' is not supported${where}: use 'verify-full', which verifies the ` +
-          "certificate chain and the host name",
-      );
-    case "no-verify":
-      if (fromUrl) return "require";
-  }
+  if (SSL_MODES.includes(value as SslMode)) return value as SslMode;
+  if (fromUrl && value === "no-verify") return "require";
+  const instead = value === "allow"
+    ? "'prefer' (TLS when the server offers it) or 'disable'"
+    : value === "verify-ca"
+    ? "'verify-full', which also verifies the host name"
+    : "";
   throw new TypeError(
-    `Invalid sslmode '${value}'${where}: expected disable, prefer, require or verify-full`,
+    instead
+      ? `sslmode '${value}' is not supported${where}: use ${instead}`
+      : `Invalid sslmode '${value}'${where}: expected ${or(SSL_MODES)}`,
   );
 }
 
-function firstOf(text: string, characters: string): number {
-  for (let i = 0; i < text.length; i++) if (characters.includes(text[i])) return i;
-  return text.length;
+/** `a, b or c`, for messages. */
+export function or(items: string[]): string {
+  return items.join(", ").replace(/, ([^,]*)$/, " or $1");
 }

@@ -42,8 +42,9 @@ export const workersTcp: Transport = {
   connect,
 };
 
-async function connect(options: TransportConnectOptions): Promise<ByteStream> {
-  const { host, port, tls, signal } = options;
+async function connect(
+  { host, port, tls, signal }: TransportConnectOptions,
+): Promise<ByteStream> {
   signal?.throwIfAborted();
   const where = `${host}:${port}`;
   let socket = (cfConnect as (address: string, options: unknown) => CfSocket)(
@@ -51,20 +52,16 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     host.includes(":") ? `[${host}]:${port}` : where,
     { secureTransport: tls === null ? "off" : "starttls", allowHalfOpen: false },
   );
-  const onAbort = () => socket.close().catch(() => {});
-  signal?.addEventListener("abort", onAbort, { once: true });
+  const close = () => socket.close().catch(() => {});
+  signal?.addEventListener("abort", close, { once: true });
   try {
-    try {
-      await socket.opened;
-    } catch (error) {
+    await socket.opened.catch((error) => {
       throw new ConnectionError(
         "CONNECT_FAILED",
         `Could not connect to ${where}: ${errorMessage(error)}`,
-        {
-          cause: error,
-        },
+        { cause: error },
       );
-    }
+    });
     let encrypted = false;
     if (tls !== null) {
       const writer = socket.writable.getWriter();
@@ -75,102 +72,77 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
       reader.releaseLock();
       if (readSslAnswer(value, tls, where)) {
         socket = socket.startTls({ expectedServerHostname: tls.serverName });
-        try {
-          await socket.opened;
-        } catch (error) {
-          throw new ConnectionError(
-            "TLS_FAILED",
-            `TLS with ${where} failed: ${errorMessage(error)}`,
-            {
-              cause: error,
-            },
-          );
-        }
+        await socket.opened.catch((error) => {
+          throw tlsFailed(where, error);
+        });
         encrypted = true;
       }
     }
     signal?.throwIfAborted();
-    return new WorkersStream(socket, encrypted, where);
+    return stream(socket, encrypted, where);
   } catch (error) {
-    socket.close().catch(() => {});
+    close();
     throw signal?.aborted ? signal.reason : error;
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", close);
   }
 }
 
-class WorkersStream implements ByteStream {
-  readonly encrypted: boolean;
-  readonly #socket: CfSocket;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #where: string;
-  #closing = false;
-  #closed = false;
-  #received = false;
-  #handlers: StreamHandlers | null = null;
-
-  constructor(socket: CfSocket, encrypted: boolean, where: string) {
-    this.#socket = socket;
-    this.encrypted = encrypted;
-    this.#where = where;
-    this.#writer = socket.writable.getWriter();
-  }
-
-  start(handlers: StreamHandlers): void {
-    this.#handlers = handlers;
-    this.#readLoop();
-  }
-
-  async #readLoop(): Promise<void> {
-    const reader = this.#socket.readable.getReader();
-    try {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.#received = true;
-        this.#handlers!.data(value);
+function stream(socket: CfSocket, encrypted: boolean, where: string): ByteStream {
+  const writer = socket.writable.getWriter();
+  const closeSocket = () => socket.close().catch(() => {});
+  let closing = false;
+  let closed = false;
+  let received = false;
+  let handlers: StreamHandlers | undefined;
+  const finish = (error?: unknown) => {
+    if (closed) return;
+    closed = true;
+    handlers?.close(
+      error === undefined
+        ? undefined
+        // workerd runs the TLS handshake lazily, at the first read or write: a failure there
+        // is a TLS failure (most often a certificate that public roots do not vouch for).
+        : encrypted && !received
+        ? tlsFailed(where, error)
+        : error instanceof Error
+        ? error
+        : new Error(String(error)),
+    );
+  };
+  return {
+    encrypted,
+    async start(given) {
+      handlers = given;
+      const reader = socket.readable.getReader();
+      try {
+        for (let chunk; !(chunk = await reader.read()).done;) {
+          received = true;
+          given.data(chunk.value);
+        }
+        finish();
+      } catch (error) {
+        finish(closing ? undefined : error);
       }
-      this.#finish(undefined);
-    } catch (error) {
-      this.#finish(this.#closing ? undefined : asError(error));
-    }
-  }
-
-  write(data: Uint8Array): void {
-    if (this.#closing || this.#closed) return;
-    this.#writer.write(data).catch((error) => {
-      this.#finish(asError(error));
-      this.#socket.close().catch(() => {});
-    });
-  }
-
-  close(): void {
-    if (this.#closing || this.#closed) return;
-    this.#closing = true;
-    // Closing the writer waits for queued writes; then the socket goes.
-    this.#writer.close().catch(() => {}).finally(() => {
-      this.#socket.close().catch(() => {});
-    });
-  }
-
-  #finish(error: Error | undefined): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (error !== undefined && this.encrypted && !this.#received) {
-      // workerd runs the TLS handshake lazily, at the first read or write: a failure there is
-      // a TLS failure (most often a certificate that public roots do not vouch for).
-      error = new ConnectionError(
-        "TLS_FAILED",
-        `TLS with ${this.#where} failed: ${error.message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-    this.#handlers?.close(error);
-  }
+    },
+    write(data) {
+      if (closing || closed) return;
+      writer.write(data).catch((error) => {
+        finish(error);
+        closeSocket();
+      });
+    },
+    close() {
+      if (closing || closed) return;
+      closing = true;
+      // Closing the writer waits for queued writes; then the socket goes.
+      writer.close().catch(() => {}).finally(closeSocket);
+    },
+  };
 }
 
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
+function tlsFailed(where: string, error: unknown): ConnectionError {
+  return new ConnectionError("TLS_FAILED", `TLS with ${where} failed: ${errorMessage(error)}`, {
+    cause: error,
+  });
 }
