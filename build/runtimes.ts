@@ -80,6 +80,8 @@ const GATEWAY = "gateway/mod.ts";
  *   auto.ts does the transport: a Node or Deno bundle keeps only its own.
  * - Workers and browsers leave out the embedded database that `createPool()` without a URL
  *   opens; the browser build's own `edgepool/transports/pglite` entry point stays the real one.
+ * - Workers hash MD5 passwords with workerd's `crypto.subtle.digest("MD5")`
+ *   (`src/_md5_workers.ts`) instead of `src/md5.ts`'s portable MD5.
  */
 export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
   node: [
@@ -95,6 +97,7 @@ export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
   workers: [
     { replaces: AUTO, by: { module: "transports/_workers_auto.ts" } },
     { replaces: "transports/pglite.ts", by: noEmbedded("workers") },
+    { replaces: "src/md5.ts", in: "src/_auth.ts", by: { module: "src/_md5_workers.ts" } },
   ],
   browser: [
     { replaces: "transports/node.ts", in: AUTO, by: NO_TCP },
