@@ -4,16 +4,17 @@
  * @module
  */
 
-import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
-import { Startup } from "./_startup.ts";
+import { Authenticator } from "./_auth.ts";
 import {
   parseErrorFields,
   parseNotification,
   parseParameterStatus,
   protocolError,
   Reader,
+  readInt32,
   typeName,
 } from "./_backend.ts";
+import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
 import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
@@ -68,8 +69,18 @@ export class Connection implements AsyncDisposable {
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
   #fatal: PostgresError | null = null;
-  /** The startup phase, until the first ReadyForQuery. */
-  #startupPhase: Startup | null;
+  /**
+   * The startup phase: the StartupMessage, authentication, BackendKeyData, and the first
+   * ReadyForQuery, which ends it (`null` from then on).
+   */
+  #auth: Authenticator | null;
+  /**
+   * Messages that arrived while an authentication step was still working (whole messages,
+   * type byte first), replayed in order after it. The server may send AuthenticationOk and more
+   * right behind a SASL message; nothing may be read until that step is done, or a server could
+   * skip the proof.
+   */
+  #held: Uint8Array[] | null = null;
   #startup: { resolve: () => void; reject: (error: unknown) => void } | null = null;
   #closed: Promise<void>;
   /** The first ReadyForQuery (or the failure to get there). */
@@ -110,31 +121,10 @@ export class Connection implements AsyncDisposable {
       ? new StatementCache(config.statementCache, config.statementCacheCautious)
       : null;
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
-      const startup = this.#startupPhase;
-      if (startup !== null) startup.receive(type, buf, start, end);
+      if (this.#auth !== null) this.#receive(type, buf, start, end);
       else this.#message(type, buf, start, end);
     });
-    this.#startupPhase = new Startup(config, {
-      writer: this.#writer,
-      flush: () => this.#flush(),
-      loginWritten: () => this.#loginWritten !== null ? this.#loginWritten() : this.#flush(),
-      fail: (error) => this.#failHard(error),
-      starting: () => this.#state === "startup",
-      closed: () => this.#state === "closed",
-      keyData: (processId, secretKey) => {
-        this.#processId = processId;
-        this.#secretKey = secretKey;
-      },
-      ready: (byte) => {
-        this.#startupPhase = null;
-        this.#state = "ready";
-        this.#transactionStatus = status(byte);
-        this.#startup!.resolve();
-        this.#startup = null;
-      },
-      common: (type, buf, start, end) => this.#common(type, buf, start, end),
-      session: (type, buf, start, end) => this.#message(type, buf, start, end),
-    });
+    this.#auth = new Authenticator(config, this.#writer);
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
   }
 
@@ -443,7 +433,7 @@ export class Connection implements AsyncDisposable {
         close: (error) => this.#onStreamClose(error),
       });
       if (pipeline !== "password") return this.#sendStartup(undefined, false);
-      this.#startupPhase!.passwordAhead().then(
+      this.#auth!.passwordAhead().then(
         (password) => this.#sendStartup(password, true),
         (error) => this.#failHard(error),
       );
@@ -458,10 +448,96 @@ export class Connection implements AsyncDisposable {
     return ready;
   }
 
-  /** Writes the StartupMessage, and with `ahead` the password right behind it: one flight. */
+  /**
+   * Writes the StartupMessage and, with `ahead`, `password` right behind it: one flight, and,
+   * with `ahead`, all the client sends for the login (a server that asks for anything but a
+   * cleartext password, or for one when none was given, fails the connection).
+   */
   #sendStartup(password: string | undefined, ahead: boolean): void {
     // Not if destroyed while a password function ran.
-    if (this.#state === "startup") this.#startupPhase!.send(password, ahead);
+    if (this.#state !== "startup") return;
+    frontend.startup(this.#writer, frontend.startupParameters(this.#config));
+    if (!ahead) return this.#flush();
+    if (password !== undefined) this.#auth!.writeAhead(password);
+    this.#written();
+  }
+
+  /**
+   * Sends the last bytes the client writes for the login: the StartupMessage and the password
+   * sent ahead, the password asked for, or SCRAM's client-final message. What is written after
+   * them reaches the server after the login, so an early start holds them back for the first
+   * query to join (`pipelineConnect`).
+   */
+  #written(): void {
+    if (this.#loginWritten !== null) this.#loginWritten();
+    else this.#flush();
+  }
+
+  /** A message of the startup phase (or held back while an authentication step runs). */
+  #receive(type: number, buf: Uint8Array, start: number, end: number): void {
+    if (this.#held !== null) this.#held.push(buf.slice(start - 5, end));
+    else if (this.#state !== "startup") this.#message(type, buf, start, end);
+    else this.#startupMessage(type, buf, start, end);
+  }
+
+  #startupMessage(type: number, buf: Uint8Array, start: number, end: number): void {
+    const auth = this.#auth!;
+    switch (type) {
+      case 0x52: // R: Authentication*
+        this.#held = [];
+        auth.message(buf, start, end).then(
+          (wrote) => {
+            if (wrote && auth.lastSent) this.#written();
+            else if (wrote) this.#flush();
+            this.#replay();
+          },
+          (error) => this.#failHard(error),
+        );
+        return;
+      case 0x4b: // K: BackendKeyData
+        if (end - start < 8) throw protocolError("BackendKeyData is too short");
+        this.#processId = readInt32(buf, start);
+        this.#secretKey = buf.slice(start + 4, end);
+        return;
+      case 0x5a: // Z: ReadyForQuery — the session is ready
+        if (!auth.done) throw protocolError("ReadyForQuery before authentication completed");
+        if (end - start !== 1) throw protocolError("ReadyForQuery has no transaction status");
+        this.#auth = null;
+        this.#state = "ready";
+        this.#transactionStatus = status(buf[start]);
+        this.#startup!.resolve();
+        this.#startup = null;
+        return;
+      case 0x45: // E: the server refused (wrong password, no such database, ...)
+        return this.#failHard(new PostgresError(parseErrorFields(buf, start, end)));
+      case 0x76: // v: NegotiateProtocolVersion — we ask for 3.0 with no options; accept.
+        return;
+      default:
+        this.#common(type, buf, start, end);
+    }
+  }
+
+  /** Handles the messages held back during an authentication step, until the next such step. */
+  #replay(): void {
+    const held = this.#held!;
+    this.#held = null;
+    for (let i = 0; i < held.length; i++) {
+      if (this.#state === "closed") return;
+      // A message replayed below may begin another authentication step (TypeScript cannot
+      // see that the field changes behind its back, hence the cast).
+      const again = this.#held as Uint8Array[] | null;
+      if (again !== null) {
+        // Keep the rest for after that step.
+        again.push(...held.slice(i));
+        return;
+      }
+      const message = held[i];
+      try {
+        this.#receive(message[0], message, 5, message.length);
+      } catch (error) {
+        return this.#failHard(error);
+      }
+    }
   }
 
   #scheduleFlush(): void {
