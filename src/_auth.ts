@@ -1,6 +1,6 @@
 // The authentication exchange of startup: answers each Authentication* ('R') message.
 
-import { cstringEnd, decodeText, protocolError, readInt32 } from "./_backend.ts";
+import { cstringEnd, decodeText, protocolError, readInt32, truncated } from "./_backend.ts";
 import * as frontend from "./_frontend.ts";
 import type { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
@@ -102,7 +102,7 @@ export class Authenticator {
    * The server waits for that answer, so no other message interleaves while this runs.
    */
   async message(buf: Uint8Array, start: number, end: number): Promise<boolean> {
-    if (end - start < 4) throw protocolError("Authentication message is too short");
+    if (end - start < 4) throw truncated("Authentication message");
     const code = readInt32(buf, start);
     if (this.#sentAhead) {
       this.#sentAhead = false;
@@ -137,7 +137,7 @@ export class Authenticator {
         this.#lastSent = true;
         return true;
       case 5: { // AuthenticationMD5Password
-        if (end - start < 8) throw protocolError("AuthenticationMD5Password is too short");
+        if (end - start < 8) throw truncated("AuthenticationMD5Password");
         const salt = buf.slice(start + 4, start + 8);
         const password = await this.#password("md5");
         frontend.password(

@@ -203,6 +203,11 @@ export function protocolError(detail: string): ConnectionError {
   return new ConnectionError("PROTOCOL_ERROR", `Protocol error: ${detail}`);
 }
 
+/** The `PROTOCOL_ERROR` of a message too short for what it must hold. */
+export function truncated(message: string): ConnectionError {
+  return protocolError(`${message} is truncated`);
+}
+
 /** A message type as a printable character, or its code when it is not printable. */
 export function typeName(type: number): string {
   return type >= 0x20 && type < 0x7f ? String.fromCharCode(type) : `0x${type.toString(16)}`;
@@ -227,7 +232,7 @@ export function parseNotification(
   start: number,
   end: number,
 ): { processId: number; channel: string; payload: string } {
-  if (end - start < 6) throw protocolError("NotificationResponse is too short");
+  if (end - start < 6) throw truncated("NotificationResponse");
   const processId = readInt32(buf, start);
   const channelEnd = cstringEnd(buf, start + 4, end);
   const channel = decodeText(buf, start + 4, channelEnd);

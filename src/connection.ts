@@ -12,6 +12,7 @@ import {
   protocolError,
   Reader,
   readInt32,
+  truncated,
   typeName,
 } from "./_backend.ts";
 import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
@@ -495,7 +496,7 @@ export class Connection implements AsyncDisposable {
         );
         return;
       case 0x4b: // K: BackendKeyData
-        if (end - start < 8) throw protocolError("BackendKeyData is too short");
+        if (end - start < 8) throw truncated("BackendKeyData");
         this.#processId = readInt32(buf, start);
         this.#secretKey = buf.slice(start + 4, end);
         return;
