@@ -186,7 +186,9 @@ export class Connection implements AsyncDisposable {
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
     if (this.#state !== "ready" && !(this.#state === "startup" && this.#early)) {
-      return Promise.reject(this.#closedError());
+      return Promise.reject(
+        new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed"),
+      );
     }
     if (typeof sql !== "string") {
       return Promise.reject(new TypeError(`The query must be a string, not ${typeof sql}`));
@@ -502,7 +504,7 @@ export class Connection implements AsyncDisposable {
         return;
       case 0x5a: // Z: ReadyForQuery — the session is ready
         if (!auth.done) throw protocolError("ReadyForQuery before authentication completed");
-        if (end - start !== 1) throw protocolError("ReadyForQuery has no transaction status");
+        if (end - start !== 1) throw protocolError(NO_STATUS);
         this.#auth = null;
         this.#state = "ready";
         this.#transactionStatus = status(buf[start]);
@@ -572,7 +574,7 @@ export class Connection implements AsyncDisposable {
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
         // Without its status byte, buf[start] would be the next message's first byte.
-        if (end - start < 1) throw protocolError("ReadyForQuery has no transaction status");
+        if (end - start < 1) throw protocolError(NO_STATUS);
         this.#transactionStatus = status(buf[start]);
         this.#queue.shift();
         query.finish();
@@ -715,13 +717,11 @@ export class Connection implements AsyncDisposable {
     for (const query of queue) query.fail(queryError);
     this.#events.emit(
       "close",
-      closeReason === undefined ? undefined : toError(closeReason),
+      closeReason === undefined || closeReason instanceof Error
+        ? closeReason
+        : new Error(String(closeReason)),
     );
     this.#resolveClosed();
-  }
-
-  #closedError(): ConnectionError {
-    return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
 }
 
@@ -741,10 +741,8 @@ function checkTimeout(value: unknown): number {
  */
 const MAY_COPY_IN = /stdin/i;
 
+const NO_STATUS = "ReadyForQuery has no transaction status";
+
 function status(byte: number): TransactionStatus {
   return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";
-}
-
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
 }
