@@ -401,8 +401,9 @@ function notSerializable(value: object, where: string): TypeError {
 // JSON.stringify turns a Map, a Set or a class instance into "{}" or into its own fields:
 // inside a JSON parameter those are refused, as they are outside one. A walk ahead of
 // JSON.stringify costs less than a replacer called for every value. Values with a toJSON() are
-// left to it, and cycles to JSON.stringify's own TypeError.
-function checkJson(value: object, key: string, depth: number): void {
+// left to it, and cycles to JSON.stringify's own TypeError. `key`: undefined for the parameter
+// itself (never an array: serializeParam takes those).
+function checkJson(value: object, key: string | undefined, depth: number): void {
   if (depth > 1000) return;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -412,19 +413,13 @@ function checkJson(value: object, key: string, depth: number): void {
     return;
   }
   if (typeof (value as { toJSON?: unknown }).toJSON === "function") return;
-  if (!isPlainObject(value)) throw notSerializable(value, ` (at key ${JSON.stringify(key)})`);
+  if (!isPlainObject(value)) {
+    throw notSerializable(value, key === undefined ? "" : ` (at key ${JSON.stringify(key)})`);
+  }
   for (const name in value) {
     const item = (value as Record<string, unknown>)[name];
     if (typeof item === "object" && item !== null) checkJson(item, name, depth + 1);
   }
-}
-
-function serializeObject(value: object): string {
-  if (!isPlainObject(value) && typeof (value as { toJSON?: unknown }).toJSON !== "function") {
-    throw notSerializable(value, "");
-  }
-  checkJson(value, "", 0);
-  return JSON.stringify(value);
 }
 
 /**
@@ -475,9 +470,8 @@ export function serializeParam(value: unknown): string | null {
       if (!wellFormed(value)) throw loneSurrogate(value);
       return value;
     case "number":
-      return String(value);
     case "bigint":
-      return value.toString();
+      return String(value);
     case "boolean":
       return value ? "t" : "f";
     case "undefined":
@@ -490,7 +484,8 @@ export function serializeParam(value: unknown): string | null {
         return serializeBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       }
       if (value instanceof ArrayBuffer) return serializeBytes(new Uint8Array(value));
-      return serializeObject(value);
+      checkJson(value, undefined, 0);
+      return JSON.stringify(value);
     default:
       throw new TypeError(`Cannot serialize a ${typeof value} as a query parameter`);
   }
