@@ -29,7 +29,12 @@ import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts
 
 export type { ConnectionEvents, Notification, TransactionStatus } from "./connection_events.ts";
 
-type State = "startup" | "ready" | "closing" | "closed";
+// The session's states, in the order it goes through them (numbers: the bundle is smaller).
+const STARTUP = 0;
+const READY = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+type State = typeof STARTUP | typeof READY | typeof CLOSING | typeof CLOSED;
 
 /**
  * An open PostgreSQL session. Get one with `connect(url)`; close it with `close()` or
@@ -56,7 +61,7 @@ export class Connection implements AsyncDisposable {
   readonly #writer = new Writer();
   readonly #events = new Emitter<ConnectionEvents>();
   readonly #queue: PendingQuery[] = [];
-  #state: State = "startup";
+  #state: State = STARTUP;
   #flushScheduled = false;
   #transactionStatus: TransactionStatus = "idle";
   #parameters: Record<string, string> = {};
@@ -151,7 +156,7 @@ export class Connection implements AsyncDisposable {
 
   /** Whether the connection is closed or closing: no new queries are accepted. */
   get closed(): boolean {
-    return this.#state === "closed" || this.#state === "closing";
+    return this.#state >= CLOSING;
   }
 
   /**
@@ -159,7 +164,7 @@ export class Connection implements AsyncDisposable {
    * queries may already be issued, and its outcome reaches them (`whenReady()` settles with it).
    */
   get loggingIn(): boolean {
-    return this.#state === "startup" && this.#early;
+    return this.#state === STARTUP && this.#early;
   }
 
   /** Queries written and not yet answered. */
@@ -185,7 +190,7 @@ export class Connection implements AsyncDisposable {
     params?: readonly unknown[],
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
-    if (this.#state !== "ready" && !(this.#state === "startup" && this.#early)) {
+    if (this.#state !== READY && !(this.#state === STARTUP && this.#early)) {
       return Promise.reject(
         new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed"),
       );
@@ -249,7 +254,7 @@ export class Connection implements AsyncDisposable {
       resolve,
       name === "" ? reject : (error) => {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
-        if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
+        if (stale && this.#transactionStatus === "idle" && this.#state === READY) {
           if (!signal?.aborted) {
             const again = this.#send(sql, values, rowMode, signal, resolve, reject, false);
             if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
@@ -288,7 +293,7 @@ export class Connection implements AsyncDisposable {
   #timeoutDue(): void {
     this.#timeoutTimer = undefined;
     this.#timeoutAt = Infinity;
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     const now = Date.now();
     let next = Infinity;
     for (const query of this.#queue) {
@@ -324,7 +329,7 @@ export class Connection implements AsyncDisposable {
    * shows in the query's own result (SQLSTATE 57014).
    */
   async cancel(): Promise<void> {
-    if (this.#secretKey === null || this.#state === "closed") return;
+    if (this.#secretKey === null || this.#state === CLOSED) return;
     // One already on its way cancels whatever runs now: nothing new can start before it lands.
     if (this.#cancelSent !== null) return await this.#cancelSent;
     const target = { host: this.#config.host, port: this.#config.port, tls: this.#tls };
@@ -349,12 +354,12 @@ export class Connection implements AsyncDisposable {
    * sent and the transport closed. Idempotent; resolves once closed.
    */
   close(): Promise<void> {
-    if (this.#state === "startup" && this.#early) {
+    if (this.#state === STARTUP && this.#early) {
       // Started early, the login is still under way: close once it is done (or has failed).
       return this.#ready!.then(() => this.close(), () => this.#closed);
     }
-    if (this.#state === "ready") {
-      this.#state = "closing";
+    if (this.#state === READY) {
+      this.#state = CLOSING;
       frontend.terminate(this.#writer);
       this.#flush();
       if (this.#queue.length === 0) this.#stream.close();
@@ -367,13 +372,13 @@ export class Connection implements AsyncDisposable {
    * `reason` as the cause). Idempotent.
    */
   destroy(reason?: unknown): void {
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     const error = new ConnectionError(
       "CONNECTION_CLOSED",
       "Connection closed by the client" + (this.#queue.length ? " with queries pending" : ""),
       { cause: reason },
     );
-    if (this.#state === "ready") {
+    if (this.#state === READY) {
       frontend.terminate(this.#writer);
       this.#flush();
     }
@@ -413,7 +418,7 @@ export class Connection implements AsyncDisposable {
     const written = new Promise<void>((resolve) => earlyStarted = resolve);
     if (early) {
       this.#loginWritten = () => {
-        if (this.#state !== "startup") return this.#flush();
+        if (this.#state !== STARTUP) return this.#flush();
         this.#early = true;
         // The first query joins these bytes in one write, or a timer sends them alone. One
         // write is one TCP segment and one WebSocket frame; a second small one right behind it
@@ -458,7 +463,7 @@ export class Connection implements AsyncDisposable {
    */
   #sendStartup(password: string | undefined, ahead: boolean): void {
     // Not if destroyed while a password function ran.
-    if (this.#state !== "startup") return;
+    if (this.#state !== STARTUP) return;
     frontend.startup(this.#writer, frontend.startupParameters(this.#config));
     if (!ahead) return this.#flush();
     if (password !== undefined) this.#auth!.writeAhead(password);
@@ -479,7 +484,7 @@ export class Connection implements AsyncDisposable {
   /** A message of the startup phase (or held back while an authentication step runs). */
   #receive(type: number, buf: Uint8Array, start: number, end: number): void {
     if (this.#held !== null) this.#held.push(buf.slice(start - 5, end));
-    else if (this.#state !== "startup") this.#message(type, buf, start, end);
+    else if (this.#state !== STARTUP) this.#message(type, buf, start, end);
     else this.#startupMessage(type, buf, start, end);
   }
 
@@ -506,7 +511,7 @@ export class Connection implements AsyncDisposable {
         if (!auth.done) throw protocolError("ReadyForQuery before authentication completed");
         if (end - start !== 1) throw protocolError(NO_STATUS);
         this.#auth = null;
-        this.#state = "ready";
+        this.#state = READY;
         this.#transactionStatus = status(buf[start]);
         this.#startup!.resolve();
         this.#startup = null;
@@ -525,7 +530,7 @@ export class Connection implements AsyncDisposable {
     const held = this.#held!;
     this.#held = null;
     for (let i = 0; i < held.length; i++) {
-      if (this.#state === "closed") return;
+      if (this.#state === CLOSED) return;
       // A message replayed below may begin another authentication step (TypeScript cannot
       // see that the field changes behind its back, hence the cast).
       const again = this.#held as Uint8Array[] | null;
@@ -558,7 +563,7 @@ export class Connection implements AsyncDisposable {
   #flush(): void {
     clearTimeout(this.#hold);
     this.#hold = undefined;
-    if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
+    if (this.#writer.length === 0 || this.#state === CLOSED || this.#cancelling !== null) return;
     if (this.#copyGuard !== null) return;
     const guard = this.#copyGuards.shift();
     if (guard === undefined) return this.#stream.write(this.#writer.take());
@@ -584,7 +589,7 @@ export class Connection implements AsyncDisposable {
         }
         const next = this.#queue[0];
         if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next);
-        if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
+        if (this.#state === CLOSING && this.#queue.length === 0) this.#stream.close();
         return;
       }
       case 0x45: { // E: ErrorResponse
@@ -645,7 +650,7 @@ export class Connection implements AsyncDisposable {
       default:
         throw protocolError(
           `unexpected message '${typeName(type)}' ${
-            this.#state === "startup" ? "during startup" : "while running queries"
+            this.#state === STARTUP ? "during startup" : "while running queries"
           }`,
         );
     }
@@ -669,12 +674,12 @@ export class Connection implements AsyncDisposable {
 
   /** Cancels `query`, the one running now, and again while it still is (see `cancelQuietly`). */
   #cancelQuietly(query: PendingQuery): void {
-    cancelQuietly(() => this.cancel(), () => this.#queue[0] === query && this.#state !== "closed");
+    cancelQuietly(() => this.cancel(), () => this.#queue[0] === query && this.#state !== CLOSED);
   }
 
   #onStreamClose(error?: Error): void {
-    if (this.#state === "closed") return;
-    if (this.#state === "closing" && this.#queue.length === 0 && this.#fatal === null) {
+    if (this.#state === CLOSED) return;
+    if (this.#state === CLOSING && this.#queue.length === 0 && this.#fatal === null) {
       return this.#end(undefined, undefined);
     }
     const cause = this.#fatal ?? error;
@@ -683,7 +688,7 @@ export class Connection implements AsyncDisposable {
       : error
       ? error.message
       : "the server closed the connection";
-    if (this.#state === "startup") {
+    if (this.#state === STARTUP) {
       // A server that refuses us says why in an ErrorResponse, and a transport that failed
       // (TLS, say) says so with its own ConnectionError: report those themselves.
       const failure = this.#fatal ?? (error instanceof ConnectionError ? error : undefined) ??
@@ -700,13 +705,13 @@ export class Connection implements AsyncDisposable {
 
   /** A protocol violation or a failure during startup: close at once and report `error`. */
   #failHard(error: unknown): void {
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     this.#end(error, error);
     this.#stream.close();
   }
 
   #end(queryError: unknown, closeReason: unknown): void {
-    this.#state = "closed";
+    this.#state = CLOSED;
     clearTimeout(this.#timeoutTimer);
     this.#timeoutTimer = undefined;
     if (this.#startup !== null) {
