@@ -185,9 +185,8 @@ export function parseErrorFields(buf: Uint8Array, start: number, end: number): P
     const name = ERROR_FIELDS[code];
     // Unknown field codes are to be ignored, says the protocol: new ones may be added.
     if (name !== undefined) {
-      fields[name] = name === "position" || name === "internalPosition" || name === "line"
-        ? Number(value)
-        : value;
+      // P, p, L: position, internalPosition, line.
+      fields[name] = code === 0x50 || code === 0x70 || code === 0x4c ? Number(value) : value;
     }
     pos = stop + 1;
   }
