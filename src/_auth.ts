@@ -1,6 +1,6 @@
 // The authentication exchange of startup: answers each Authentication* ('R') message.
 
-import { cstringEnd, decodeText, protocolError, readInt32 } from "./_backend.ts";
+import { cstringEnd, decodeText, protocolError, readInt32, truncated } from "./_backend.ts";
 import * as frontend from "./_frontend.ts";
 import type { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
@@ -8,21 +8,24 @@ import { ConnectionError } from "./errors.ts";
 import { md5PasswordMessage } from "./md5.ts";
 import { ScramClient } from "./scram.ts";
 
-const UNSUPPORTED: Record<number, string> = {
+/** What the server asks for with each Authentication code, for messages. */
+const METHODS: Record<number, string> = {
+  0: "no password (AuthenticationOk)",
   2: "Kerberos V5",
+  3: "a cleartext password",
+  5: "MD5",
   6: "SCM credentials",
   7: "GSSAPI",
   8: "GSSAPI",
   9: "SSPI",
-};
-
-const METHODS: Record<number, string> = {
-  0: "no password (AuthenticationOk)",
-  3: "a cleartext password",
-  5: "MD5",
   10: "SASL (SCRAM-SHA-256)",
   11: "SASLContinue",
+  12: "SASLFinal",
 };
+
+function method(code: number): string {
+  return METHODS[code] ?? `authentication method ${code}`;
+}
 
 /**
  * The server asked for something other than the cleartext password that was sent ahead of
@@ -99,7 +102,7 @@ export class Authenticator {
    * The server waits for that answer, so no other message interleaves while this runs.
    */
   async message(buf: Uint8Array, start: number, end: number): Promise<boolean> {
-    if (end - start < 4) throw protocolError("Authentication message is too short");
+    if (end - start < 4) throw truncated("Authentication message");
     const code = readInt32(buf, start);
     if (this.#sentAhead) {
       this.#sentAhead = false;
@@ -108,20 +111,22 @@ export class Authenticator {
         this.#lastSent = true;
         return false;
       }
-      throw new PipelineRejected(METHODS[code] ?? `authentication method ${code}`);
+      throw new PipelineRejected(method(code));
     }
-    if (this.#lastSent && code !== 0 && !(code === 12 && this.#scram !== null)) {
+    const scram = this.#scram;
+    if (this.#lastSent && code !== 0 && !(code === 12 && scram !== null)) {
       // PostgreSQL asks once (SASL: one exchange); a server asking again would take the bytes
       // behind the last answer, pipelined queries among them, for its answer.
       throw protocolError(
-        `the server asked for ${
-          METHODS[code] ?? UNSUPPORTED[code] ?? `authentication method ${code}`
-        } after the client's last authentication message`,
+        `the server asked for ${method(code)} after the client's last authentication message`,
       );
+    }
+    if (code > 10 && code < 13 && scram === null) {
+      throw protocolError(`${method(code)} without SASL`);
     }
     switch (code) {
       case 0: // AuthenticationOk
-        if (this.#scram !== null && !this.#scramVerified) {
+        if (scram !== null && !this.#scramVerified) {
           // A server that skips SCRAM's final message has not proven it knows the password.
           throw authFailed("the server accepted SCRAM authentication without proving itself");
         }
@@ -132,10 +137,14 @@ export class Authenticator {
         this.#lastSent = true;
         return true;
       case 5: { // AuthenticationMD5Password
-        if (end - start < 8) throw protocolError("AuthenticationMD5Password is too short");
+        if (end - start < 8) throw truncated("AuthenticationMD5Password");
         const salt = buf.slice(start + 4, start + 8);
         const password = await this.#password("md5");
-        frontend.password(this.#writer, md5PasswordMessage(this.#config.user, password, salt));
+        frontend.password(
+          this.#writer,
+          // Awaited: Workers bundles take `_md5_workers.ts`'s, on workerd's WebCrypto.
+          await md5PasswordMessage(this.#config.user, password, salt),
+        );
         this.#lastSent = true;
         return true;
       }
@@ -154,32 +163,24 @@ export class Authenticator {
           );
         }
         const password = await this.#password("SCRAM-SHA-256");
-        this.#scram = new ScramClient(password);
-        frontend.saslInitialResponse(
-          this.#writer,
-          "SCRAM-SHA-256",
-          this.#scram.clientFirstMessage(),
-        );
+        const client = this.#scram = new ScramClient(password);
+        frontend.saslInitialResponse(this.#writer, "SCRAM-SHA-256", client.clientFirstMessage());
         return true;
       }
       case 11: { // AuthenticationSASLContinue
-        if (this.#scram === null) throw protocolError("SASLContinue without SASL");
         const serverFirst = decodeText(buf, start + 4, end);
-        frontend.saslResponse(this.#writer, await this.#scram.clientFinalMessage(serverFirst));
+        frontend.saslResponse(this.#writer, await scram!.clientFinalMessage(serverFirst));
         // SCRAM-SHA-256 has one round: the server's next word is its proof (or a refusal).
         this.#lastSent = true;
         return true;
       }
       case 12: // AuthenticationSASLFinal
-        if (this.#scram === null) throw protocolError("SASLFinal without SASL");
-        this.#scram.verifyServerFinal(decodeText(buf, start + 4, end));
+        scram!.verifyServerFinal(decodeText(buf, start + 4, end));
         this.#scramVerified = true;
         return false;
       default:
         throw authFailed(
-          `the server asked for ${
-            UNSUPPORTED[code] ?? `authentication method ${code}`
-          }, which edgepool does not support`,
+          `the server asked for ${method(code)}, which edgepool does not support`,
         );
     }
   }

@@ -185,9 +185,8 @@ export function parseErrorFields(buf: Uint8Array, start: number, end: number): P
     const name = ERROR_FIELDS[code];
     // Unknown field codes are to be ignored, says the protocol: new ones may be added.
     if (name !== undefined) {
-      fields[name] = name === "position" || name === "internalPosition" || name === "line"
-        ? Number(value)
-        : value;
+      // P, p, L: position, internalPosition, line.
+      fields[name] = code === 0x50 || code === 0x70 || code === 0x4c ? Number(value) : value;
     }
     pos = stop + 1;
   }
@@ -201,6 +200,11 @@ export function parseErrorFields(buf: Uint8Array, start: number, end: number): P
 /** A `PROTOCOL_ERROR` ConnectionError. */
 export function protocolError(detail: string): ConnectionError {
   return new ConnectionError("PROTOCOL_ERROR", `Protocol error: ${detail}`);
+}
+
+/** The `PROTOCOL_ERROR` of a message too short for what it must hold. */
+export function truncated(message: string): ConnectionError {
+  return protocolError(`${message} is truncated`);
 }
 
 /** A message type as a printable character, or its code when it is not printable. */
@@ -227,7 +231,7 @@ export function parseNotification(
   start: number,
   end: number,
 ): { processId: number; channel: string; payload: string } {
-  if (end - start < 6) throw protocolError("NotificationResponse is too short");
+  if (end - start < 6) throw truncated("NotificationResponse");
   const processId = readInt32(buf, start);
   const channelEnd = cstringEnd(buf, start + 4, end);
   const channel = decodeText(buf, start + 4, channelEnd);

@@ -43,12 +43,7 @@ export function password(w: Writer, text: string): void {
 }
 
 export function saslInitialResponse(w: Writer, mechanism: string, data: string): void {
-  w.begin(p).cstring(mechanism);
-  const at = w.length;
-  w.int32(0);
-  const written = w.string(data);
-  w.patchInt32(at, written);
-  w.end();
+  w.begin(p).cstring(mechanism).value(data).end();
 }
 
 export function saslResponse(w: Writer, data: string): void {

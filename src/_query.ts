@@ -1,7 +1,14 @@
 // One query in flight: collects the messages between its first response and its
 // ReadyForQuery into a QueryResult, decoding each value with the parser chosen for its column.
 
-import { cstringEnd, decodeText, protocolError, readInt16, readInt32 } from "./_backend.ts";
+import {
+  cstringEnd,
+  decodeText,
+  protocolError,
+  readInt16,
+  readInt32,
+  truncated,
+} from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
 import type { FieldDescription, QueryResult, RowMode } from "./result.ts";
 import { serializeParam, type TextParser, textParser } from "./types.ts";
@@ -102,25 +109,27 @@ export class PendingQuery {
     switch (type) {
       case 0x44: // D: DataRow
         this.#dataRow(buf, start, end);
-        return true;
+        break;
       case 0x54: // T: RowDescription
         this.#rowDescription(buf, start, end);
-        return true;
+        break;
       case 0x43: // C: CommandComplete
         this.#commandComplete(buf, start, end);
-        return true;
+        break;
       case 0x6e: // n: NoData
-        this.#noData();
-        return true;
+        this.#fields = NO_FIELDS;
+        this.#names = [];
+        this.#parsers = [];
+        break;
       case 0x49: // I: EmptyQueryResponse
-        this.#emptyQuery();
-        return true;
+        this.#complete("", null);
+        break;
       case 0x31: // 1: ParseComplete
         this.parsed = true;
-        return true;
+        break;
       case 0x48: // H: CopyOutResponse
         this.copying("out");
-        return true;
+        break;
       case 0x64: // d: CopyData
       case 0x63: // c: CopyDone
         // COPY TO STDOUT's data: consumed, not kept (the query rejects at ReadyForQuery).
@@ -128,14 +137,15 @@ export class PendingQuery {
       case 0x33: // 3: CloseComplete
       case 0x74: // t: ParameterDescription
       case 0x73: // s: PortalSuspended
-        return true;
+        break;
       default:
         return false;
     }
+    return true;
   }
 
   #rowDescription(buf: Uint8Array, start: number, end: number): void {
-    if (end - start < 2) throw protocolError("RowDescription is truncated");
+    if (end - start < 2) throw truncated("RowDescription");
     const count = readInt16(buf, start);
     if (count < 0) throw protocolError(`RowDescription has a negative column count ${count}`);
     const fields: FieldDescription[] = new Array(count);
@@ -145,7 +155,7 @@ export class PendingQuery {
     let pos = start + 2;
     for (let i = 0; i < count; i++) {
       const stop = cstringEnd(buf, pos, end);
-      if (stop + 19 > end) throw protocolError("RowDescription is truncated");
+      if (stop + 19 > end) throw truncated("RowDescription");
       const name = decodeText(buf, pos, stop);
       pos = stop + 1;
       const dataTypeID = readInt32(buf, pos + 6) >>> 0;
@@ -167,15 +177,9 @@ export class PendingQuery {
     this.#parsers = parsers;
   }
 
-  #noData(): void {
-    this.#fields = NO_FIELDS;
-    this.#names = [];
-    this.#parsers = [];
-  }
-
   #dataRow(buf: Uint8Array, start: number, end: number): void {
     if (this.error !== null || this.settled) return;
-    if (end - start < 2) throw protocolError("DataRow is truncated");
+    if (end - start < 2) throw truncated("DataRow");
     const count = readInt16(buf, start);
     const parsers = this.#parsers;
     if (count !== parsers.length) {
@@ -188,13 +192,13 @@ export class PendingQuery {
     let i = 0;
     try {
       for (; i < count; i++) {
-        if (pos + 4 > end) throw protocolError("DataRow is truncated");
+        if (pos + 4 > end) throw truncated("DataRow");
         const length = readInt32(buf, pos);
         pos += 4;
         let value: unknown = null;
         if (length < -1) throw protocolError(`DataRow has a value of length ${length}`);
         if (length >= 0) {
-          if (pos + length > end) throw protocolError("DataRow is truncated");
+          if (pos + length > end) throw truncated("DataRow");
           const text = decodeText(buf, pos, pos += length);
           const parse = parsers[i];
           value = parse === undefined ? text : parse(text);
@@ -230,10 +234,6 @@ export class PendingQuery {
       }
     }
     this.#complete(command, rowCount);
-  }
-
-  #emptyQuery(): void {
-    this.#complete("", null);
   }
 
   #complete(command: string, rowCount: number | null): void {
@@ -280,13 +280,18 @@ export class PendingQuery {
 
 /** The `UNSUPPORTED` error of a COPY to or from the client; `cause`: the server's own error. */
 function copyUnsupported(direction: "in" | "out", cause: unknown): ConnectionError {
-  const message = direction === "in"
-    ? "COPY ... FROM STDIN is not supported by edgepool yet: nothing was copied, and the " +
-      "connection stays usable. Insert the rows with INSERT instead (one statement for many " +
-      "rows: INSERT ... SELECT * FROM unnest($1::int[], $2::text[])), or use COPY ... FROM " +
-      "a server-side file or psql's \\copy"
-    : "COPY ... TO STDOUT is not supported by edgepool yet: its data was discarded, and the " +
-      "connection stays usable. Run the query inside the COPY (...) as a SELECT instead, or " +
-      "use psql's \\copy";
-  return new ConnectionError("UNSUPPORTED", message, cause === null ? undefined : { cause });
+  const [what, done, instead] = direction === "in"
+    ? [
+      "FROM STDIN",
+      "nothing was copied",
+      "Insert the rows with INSERT (many in one statement: INSERT ... SELECT * FROM " +
+      "unnest($1::int[], $2::text[])), or COPY ... FROM a server-side file",
+    ]
+    : ["TO STDOUT", "its data was discarded", "Run the query inside the COPY (...) as a SELECT"];
+  return new ConnectionError(
+    "UNSUPPORTED",
+    `COPY ... ${what} is not supported by edgepool yet: ${done}, and the connection stays ` +
+      `usable. ${instead} instead, or use psql's \\copy`,
+    cause === null ? undefined : { cause },
+  );
 }

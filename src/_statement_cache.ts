@@ -70,8 +70,13 @@ export class StatementCache {
    * whether the query may work sent again, unprepared.
    */
   failed(sql: string, name: string, parseFailed: boolean, error: unknown): boolean {
-    const stale = isStaleStatement(error);
-    if (stale && this.#cautious && (error as PostgresError).code === "26000") {
+    // The server no longer has the statement (`DEALLOCATE`, `DISCARD ALL`, a pooler that
+    // switched sessions) or its plan no longer fits (a table changed): sent unprepared, it works.
+    const code = error instanceof PostgresError ? error.code : "";
+    const stale = code === "26000" ||
+      (code === "0A000" &&
+        /cached plan must not change result type/.test((error as PostgresError).message));
+    if (stale && this.#cautious && code === "26000") {
       // A statement prepared on this connection is gone without a DEALLOCATE from it: most
       // likely a transaction pooler hands each transaction another session. Stop preparing.
       this.#off = true;
@@ -83,14 +88,4 @@ export class StatementCache {
     }
     return stale;
   }
-}
-
-/**
- * The server no longer has the statement (`DEALLOCATE`, `DISCARD ALL`, a pooler that switched
- * sessions) or its plan no longer fits (a table changed): sending it unprepared works.
- */
-function isStaleStatement(error: unknown): boolean {
-  if (!(error instanceof PostgresError)) return false;
-  return error.code === "26000" ||
-    (error.code === "0A000" && /cached plan must not change result type/.test(error.message));
 }

@@ -98,7 +98,7 @@ export class Writer {
     return this;
   }
 
-  /** Writes a length-prefixed value (Bind parameter): -1 for null. */
+  /** Writes a length-prefixed value (a Bind parameter, SASL data): -1 for null. */
   value(value: string | null): this {
     if (value === null) return this.int32(-1);
     this.#ensure(4);
@@ -107,11 +107,6 @@ export class Writer {
     const written = this.string(value);
     this.#view.setInt32(at, written);
     return this;
-  }
-
-  /** Overwrites the int32 at byte offset `at` (from `length` earlier). */
-  patchInt32(at: number, value: number): void {
-    this.#view.setInt32(at, value);
   }
 
   /**

@@ -4,16 +4,18 @@
  * @module
  */
 
-import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
-import { Startup } from "./_startup.ts";
+import { Authenticator } from "./_auth.ts";
 import {
   parseErrorFields,
   parseNotification,
   parseParameterStatus,
   protocolError,
   Reader,
+  readInt32,
+  truncated,
   typeName,
 } from "./_backend.ts";
+import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
 import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
@@ -27,7 +29,12 @@ import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts
 
 export type { ConnectionEvents, Notification, TransactionStatus } from "./connection_events.ts";
 
-type State = "startup" | "ready" | "closing" | "closed";
+// The session's states, in the order it goes through them (numbers: the bundle is smaller).
+const STARTUP = 0;
+const READY = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+type State = typeof STARTUP | typeof READY | typeof CLOSING | typeof CLOSED;
 
 /**
  * An open PostgreSQL session. Get one with `connect(url)`; close it with `close()` or
@@ -54,7 +61,7 @@ export class Connection implements AsyncDisposable {
   readonly #writer = new Writer();
   readonly #events = new Emitter<ConnectionEvents>();
   readonly #queue: PendingQuery[] = [];
-  #state: State = "startup";
+  #state: State = STARTUP;
   #flushScheduled = false;
   #transactionStatus: TransactionStatus = "idle";
   #parameters: Record<string, string> = {};
@@ -68,8 +75,18 @@ export class Connection implements AsyncDisposable {
   #secretKey: Uint8Array | null = null;
   /** A FATAL/PANIC error from the server: the reason the connection is about to end. */
   #fatal: PostgresError | null = null;
-  /** The startup phase, until the first ReadyForQuery. */
-  #startupPhase: Startup | null;
+  /**
+   * The startup phase: the StartupMessage, authentication, BackendKeyData, and the first
+   * ReadyForQuery, which ends it (`null` from then on).
+   */
+  #auth: Authenticator | null;
+  /**
+   * Messages that arrived while an authentication step was still working (whole messages,
+   * type byte first), replayed in order after it. The server may send AuthenticationOk and more
+   * right behind a SASL message; nothing may be read until that step is done, or a server could
+   * skip the proof.
+   */
+  #held: Uint8Array[] | null = null;
   #startup: { resolve: () => void; reject: (error: unknown) => void } | null = null;
   #closed: Promise<void>;
   /** The first ReadyForQuery (or the failure to get there). */
@@ -110,31 +127,10 @@ export class Connection implements AsyncDisposable {
       ? new StatementCache(config.statementCache, config.statementCacheCautious)
       : null;
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
-      const startup = this.#startupPhase;
-      if (startup !== null) startup.receive(type, buf, start, end);
+      if (this.#auth !== null) this.#receive(type, buf, start, end);
       else this.#message(type, buf, start, end);
     });
-    this.#startupPhase = new Startup(config, {
-      writer: this.#writer,
-      flush: () => this.#flush(),
-      loginWritten: () => this.#loginWritten !== null ? this.#loginWritten() : this.#flush(),
-      fail: (error) => this.#failHard(error),
-      starting: () => this.#state === "startup",
-      closed: () => this.#state === "closed",
-      keyData: (processId, secretKey) => {
-        this.#processId = processId;
-        this.#secretKey = secretKey;
-      },
-      ready: (byte) => {
-        this.#startupPhase = null;
-        this.#state = "ready";
-        this.#transactionStatus = status(byte);
-        this.#startup!.resolve();
-        this.#startup = null;
-      },
-      common: (type, buf, start, end) => this.#common(type, buf, start, end),
-      session: (type, buf, start, end) => this.#message(type, buf, start, end),
-    });
+    this.#auth = new Authenticator(config, this.#writer);
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
   }
 
@@ -160,7 +156,7 @@ export class Connection implements AsyncDisposable {
 
   /** Whether the connection is closed or closing: no new queries are accepted. */
   get closed(): boolean {
-    return this.#state === "closed" || this.#state === "closing";
+    return this.#state >= CLOSING;
   }
 
   /**
@@ -168,7 +164,7 @@ export class Connection implements AsyncDisposable {
    * queries may already be issued, and its outcome reaches them (`whenReady()` settles with it).
    */
   get loggingIn(): boolean {
-    return this.#state === "startup" && this.#early;
+    return this.#state === STARTUP && this.#early;
   }
 
   /** Queries written and not yet answered. */
@@ -194,8 +190,10 @@ export class Connection implements AsyncDisposable {
     params?: readonly unknown[],
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
-    if (this.#state !== "ready" && !(this.#state === "startup" && this.#early)) {
-      return Promise.reject(this.#closedError());
+    if (this.#state !== READY && !(this.#state === STARTUP && this.#early)) {
+      return Promise.reject(
+        new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed"),
+      );
     }
     if (typeof sql !== "string") {
       return Promise.reject(new TypeError(`The query must be a string, not ${typeof sql}`));
@@ -256,7 +254,7 @@ export class Connection implements AsyncDisposable {
       resolve,
       name === "" ? reject : (error) => {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
-        if (stale && this.#transactionStatus === "idle" && this.#state === "ready") {
+        if (stale && this.#transactionStatus === "idle" && this.#state === READY) {
           if (!signal?.aborted) {
             const again = this.#send(sql, values, rowMode, signal, resolve, reject, false);
             if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
@@ -295,7 +293,7 @@ export class Connection implements AsyncDisposable {
   #timeoutDue(): void {
     this.#timeoutTimer = undefined;
     this.#timeoutAt = Infinity;
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     const now = Date.now();
     let next = Infinity;
     for (const query of this.#queue) {
@@ -331,7 +329,7 @@ export class Connection implements AsyncDisposable {
    * shows in the query's own result (SQLSTATE 57014).
    */
   async cancel(): Promise<void> {
-    if (this.#secretKey === null || this.#state === "closed") return;
+    if (this.#secretKey === null || this.#state === CLOSED) return;
     // One already on its way cancels whatever runs now: nothing new can start before it lands.
     if (this.#cancelSent !== null) return await this.#cancelSent;
     const target = { host: this.#config.host, port: this.#config.port, tls: this.#tls };
@@ -356,12 +354,12 @@ export class Connection implements AsyncDisposable {
    * sent and the transport closed. Idempotent; resolves once closed.
    */
   close(): Promise<void> {
-    if (this.#state === "startup" && this.#early) {
+    if (this.#state === STARTUP && this.#early) {
       // Started early, the login is still under way: close once it is done (or has failed).
       return this.#ready!.then(() => this.close(), () => this.#closed);
     }
-    if (this.#state === "ready") {
-      this.#state = "closing";
+    if (this.#state === READY) {
+      this.#state = CLOSING;
       frontend.terminate(this.#writer);
       this.#flush();
       if (this.#queue.length === 0) this.#stream.close();
@@ -374,13 +372,13 @@ export class Connection implements AsyncDisposable {
    * `reason` as the cause). Idempotent.
    */
   destroy(reason?: unknown): void {
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     const error = new ConnectionError(
       "CONNECTION_CLOSED",
       "Connection closed by the client" + (this.#queue.length ? " with queries pending" : ""),
       { cause: reason },
     );
-    if (this.#state === "ready") {
+    if (this.#state === READY) {
       frontend.terminate(this.#writer);
       this.#flush();
     }
@@ -420,7 +418,7 @@ export class Connection implements AsyncDisposable {
     const written = new Promise<void>((resolve) => earlyStarted = resolve);
     if (early) {
       this.#loginWritten = () => {
-        if (this.#state !== "startup") return this.#flush();
+        if (this.#state !== STARTUP) return this.#flush();
         this.#early = true;
         // The first query joins these bytes in one write, or a timer sends them alone. One
         // write is one TCP segment and one WebSocket frame; a second small one right behind it
@@ -443,7 +441,7 @@ export class Connection implements AsyncDisposable {
         close: (error) => this.#onStreamClose(error),
       });
       if (pipeline !== "password") return this.#sendStartup(undefined, false);
-      this.#startupPhase!.passwordAhead().then(
+      this.#auth!.passwordAhead().then(
         (password) => this.#sendStartup(password, true),
         (error) => this.#failHard(error),
       );
@@ -458,10 +456,96 @@ export class Connection implements AsyncDisposable {
     return ready;
   }
 
-  /** Writes the StartupMessage, and with `ahead` the password right behind it: one flight. */
+  /**
+   * Writes the StartupMessage and, with `ahead`, `password` right behind it: one flight, and,
+   * with `ahead`, all the client sends for the login (a server that asks for anything but a
+   * cleartext password, or for one when none was given, fails the connection).
+   */
   #sendStartup(password: string | undefined, ahead: boolean): void {
     // Not if destroyed while a password function ran.
-    if (this.#state === "startup") this.#startupPhase!.send(password, ahead);
+    if (this.#state !== STARTUP) return;
+    frontend.startup(this.#writer, frontend.startupParameters(this.#config));
+    if (!ahead) return this.#flush();
+    if (password !== undefined) this.#auth!.writeAhead(password);
+    this.#written();
+  }
+
+  /**
+   * Sends the last bytes the client writes for the login: the StartupMessage and the password
+   * sent ahead, the password asked for, or SCRAM's client-final message. What is written after
+   * them reaches the server after the login, so an early start holds them back for the first
+   * query to join (`pipelineConnect`).
+   */
+  #written(): void {
+    if (this.#loginWritten !== null) this.#loginWritten();
+    else this.#flush();
+  }
+
+  /** A message of the startup phase (or held back while an authentication step runs). */
+  #receive(type: number, buf: Uint8Array, start: number, end: number): void {
+    if (this.#held !== null) this.#held.push(buf.slice(start - 5, end));
+    else if (this.#state !== STARTUP) this.#message(type, buf, start, end);
+    else this.#startupMessage(type, buf, start, end);
+  }
+
+  #startupMessage(type: number, buf: Uint8Array, start: number, end: number): void {
+    const auth = this.#auth!;
+    switch (type) {
+      case 0x52: // R: Authentication*
+        this.#held = [];
+        auth.message(buf, start, end).then(
+          (wrote) => {
+            if (wrote && auth.lastSent) this.#written();
+            else if (wrote) this.#flush();
+            this.#replay();
+          },
+          (error) => this.#failHard(error),
+        );
+        return;
+      case 0x4b: // K: BackendKeyData
+        if (end - start < 8) throw truncated("BackendKeyData");
+        this.#processId = readInt32(buf, start);
+        this.#secretKey = buf.slice(start + 4, end);
+        return;
+      case 0x5a: // Z: ReadyForQuery — the session is ready
+        if (!auth.done) throw protocolError("ReadyForQuery before authentication completed");
+        if (end - start !== 1) throw protocolError(NO_STATUS);
+        this.#auth = null;
+        this.#state = READY;
+        this.#transactionStatus = status(buf[start]);
+        this.#startup!.resolve();
+        this.#startup = null;
+        return;
+      case 0x45: // E: the server refused (wrong password, no such database, ...)
+        return this.#failHard(new PostgresError(parseErrorFields(buf, start, end)));
+      case 0x76: // v: NegotiateProtocolVersion — we ask for 3.0 with no options; accept.
+        return;
+      default:
+        this.#common(type, buf, start, end);
+    }
+  }
+
+  /** Handles the messages held back during an authentication step, until the next such step. */
+  #replay(): void {
+    const held = this.#held!;
+    this.#held = null;
+    for (let i = 0; i < held.length; i++) {
+      if (this.#state === CLOSED) return;
+      // A message replayed below may begin another authentication step (TypeScript cannot
+      // see that the field changes behind its back, hence the cast).
+      const again = this.#held as Uint8Array[] | null;
+      if (again !== null) {
+        // Keep the rest for after that step.
+        again.push(...held.slice(i));
+        return;
+      }
+      const message = held[i];
+      try {
+        this.#receive(message[0], message, 5, message.length);
+      } catch (error) {
+        return this.#failHard(error);
+      }
+    }
   }
 
   #scheduleFlush(): void {
@@ -479,7 +563,7 @@ export class Connection implements AsyncDisposable {
   #flush(): void {
     clearTimeout(this.#hold);
     this.#hold = undefined;
-    if (this.#writer.length === 0 || this.#state === "closed" || this.#cancelling !== null) return;
+    if (this.#writer.length === 0 || this.#state === CLOSED || this.#cancelling !== null) return;
     if (this.#copyGuard !== null) return;
     const guard = this.#copyGuards.shift();
     if (guard === undefined) return this.#stream.write(this.#writer.take());
@@ -495,7 +579,7 @@ export class Connection implements AsyncDisposable {
       case 0x5a: { // Z: ReadyForQuery
         const query = this.#head(head, type);
         // Without its status byte, buf[start] would be the next message's first byte.
-        if (end - start < 1) throw protocolError("ReadyForQuery has no transaction status");
+        if (end - start < 1) throw protocolError(NO_STATUS);
         this.#transactionStatus = status(buf[start]);
         this.#queue.shift();
         query.finish();
@@ -505,7 +589,7 @@ export class Connection implements AsyncDisposable {
         }
         const next = this.#queue[0];
         if (next !== undefined && next.cancelWanted) this.#cancelQuietly(next);
-        if (this.#state === "closing" && this.#queue.length === 0) this.#stream.close();
+        if (this.#state === CLOSING && this.#queue.length === 0) this.#stream.close();
         return;
       }
       case 0x45: { // E: ErrorResponse
@@ -566,7 +650,7 @@ export class Connection implements AsyncDisposable {
       default:
         throw protocolError(
           `unexpected message '${typeName(type)}' ${
-            this.#state === "startup" ? "during startup" : "while running queries"
+            this.#state === STARTUP ? "during startup" : "while running queries"
           }`,
         );
     }
@@ -590,12 +674,12 @@ export class Connection implements AsyncDisposable {
 
   /** Cancels `query`, the one running now, and again while it still is (see `cancelQuietly`). */
   #cancelQuietly(query: PendingQuery): void {
-    cancelQuietly(() => this.cancel(), () => this.#queue[0] === query && this.#state !== "closed");
+    cancelQuietly(() => this.cancel(), () => this.#queue[0] === query && this.#state !== CLOSED);
   }
 
   #onStreamClose(error?: Error): void {
-    if (this.#state === "closed") return;
-    if (this.#state === "closing" && this.#queue.length === 0 && this.#fatal === null) {
+    if (this.#state === CLOSED) return;
+    if (this.#state === CLOSING && this.#queue.length === 0 && this.#fatal === null) {
       return this.#end(undefined, undefined);
     }
     const cause = this.#fatal ?? error;
@@ -604,7 +688,7 @@ export class Connection implements AsyncDisposable {
       : error
       ? error.message
       : "the server closed the connection";
-    if (this.#state === "startup") {
+    if (this.#state === STARTUP) {
       // A server that refuses us says why in an ErrorResponse, and a transport that failed
       // (TLS, say) says so with its own ConnectionError: report those themselves.
       const failure = this.#fatal ?? (error instanceof ConnectionError ? error : undefined) ??
@@ -621,13 +705,13 @@ export class Connection implements AsyncDisposable {
 
   /** A protocol violation or a failure during startup: close at once and report `error`. */
   #failHard(error: unknown): void {
-    if (this.#state === "closed") return;
+    if (this.#state === CLOSED) return;
     this.#end(error, error);
     this.#stream.close();
   }
 
   #end(queryError: unknown, closeReason: unknown): void {
-    this.#state = "closed";
+    this.#state = CLOSED;
     clearTimeout(this.#timeoutTimer);
     this.#timeoutTimer = undefined;
     if (this.#startup !== null) {
@@ -638,13 +722,11 @@ export class Connection implements AsyncDisposable {
     for (const query of queue) query.fail(queryError);
     this.#events.emit(
       "close",
-      closeReason === undefined ? undefined : toError(closeReason),
+      closeReason === undefined || closeReason instanceof Error
+        ? closeReason
+        : new Error(String(closeReason)),
     );
     this.#resolveClosed();
-  }
-
-  #closedError(): ConnectionError {
-    return new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed");
   }
 }
 
@@ -664,10 +746,8 @@ function checkTimeout(value: unknown): number {
  */
 const MAY_COPY_IN = /stdin/i;
 
+const NO_STATUS = "ReadyForQuery has no transaction status";
+
 function status(byte: number): TransactionStatus {
   return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";
-}
-
-function toError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
 }

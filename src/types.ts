@@ -104,34 +104,27 @@ function parseByteaHex(text: string): Uint8Array {
   return out;
 }
 
-/** The legacy `bytea_output = escape`: `\\` is a backslash, `\ooo` an octal byte. */
+/**
+ * The legacy `bytea_output = escape`: `\\` is a backslash, `\ooo` an octal byte. Rare
+ * enough that a plain array, copied once, serves.
+ */
 function parseByteaEscape(text: string): Uint8Array {
-  const n = text.length;
-  let size = 0;
-  for (let i = 0; i < n; size++) {
-    if (text.charCodeAt(i) !== BACKSLASH) i += 1;
-    else i += text.charCodeAt(i + 1) === BACKSLASH ? 2 : 4;
-  }
-  const out = new Uint8Array(size);
-  for (let i = 0, j = 0; i < n; j++) {
-    const c = text.charCodeAt(i);
-    if (c !== BACKSLASH) {
-      out[j] = c;
-      i += 1;
-    } else if (text.charCodeAt(i + 1) === BACKSLASH) {
-      out[j] = BACKSLASH;
-      i += 2;
-    } else {
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c === BACKSLASH && text.charCodeAt(i + 1) === BACKSLASH) i++;
+    else if (c === BACKSLASH) {
       const a = text.charCodeAt(i + 1) - 48, b = text.charCodeAt(i + 2) - 48;
-      const c2 = text.charCodeAt(i + 3) - 48;
-      if ((a | b | c2) >>> 0 > 7 || a > 3) {
+      c = text.charCodeAt(i + 3) - 48;
+      if ((a | b | c) >>> 0 > 7 || a > 3) {
         throw new SyntaxError(`Malformed bytea: bad escape at ${i}`);
       }
-      out[j] = (a << 6) | (b << 3) | c2;
-      i += 4;
+      c |= (a << 6) | (b << 3);
+      i += 3;
     }
+    out.push(c);
   }
-  return out;
+  return new Uint8Array(out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -187,21 +180,13 @@ const parseTimestamp: TextParser = (text) => {
   let offset = 0; // seconds east of UTC
   const sign = text.charCodeAt(i);
   if (sign === 43 || sign === 45) { // '+' or '-'
-    const oh = twoDigits(text, i + 1);
-    if (oh < 0) return text;
-    offset = oh * 3600;
-    i += 3;
-    if (text.charCodeAt(i) === 58) {
-      const om = twoDigits(text, i + 1);
-      if (om < 0) return text;
-      offset += om * 60;
+    // HH, then :MM and :SS if present.
+    for (let unit = 3600; unit >= 1; unit /= 60) {
+      const value = twoDigits(text, i + 1);
+      if (value < 0) return text;
+      offset += value * unit;
       i += 3;
-      if (text.charCodeAt(i) === 58) {
-        const os = twoDigits(text, i + 1);
-        if (os < 0) return text;
-        offset += os;
-        i += 3;
-      }
+      if (text.charCodeAt(i) !== 58) break;
     }
     if (sign === 45) offset = -offset;
   } else if (sign === 90) {
@@ -416,8 +401,9 @@ function notSerializable(value: object, where: string): TypeError {
 // JSON.stringify turns a Map, a Set or a class instance into "{}" or into its own fields:
 // inside a JSON parameter those are refused, as they are outside one. A walk ahead of
 // JSON.stringify costs less than a replacer called for every value. Values with a toJSON() are
-// left to it, and cycles to JSON.stringify's own TypeError.
-function checkJson(value: object, key: string, depth: number): void {
+// left to it, and cycles to JSON.stringify's own TypeError. `key`: undefined for the parameter
+// itself (never an array: serializeParam takes those).
+function checkJson(value: object, key: string | undefined, depth: number): void {
   if (depth > 1000) return;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -427,19 +413,13 @@ function checkJson(value: object, key: string, depth: number): void {
     return;
   }
   if (typeof (value as { toJSON?: unknown }).toJSON === "function") return;
-  if (!isPlainObject(value)) throw notSerializable(value, ` (at key ${JSON.stringify(key)})`);
+  if (!isPlainObject(value)) {
+    throw notSerializable(value, key === undefined ? "" : ` (at key ${JSON.stringify(key)})`);
+  }
   for (const name in value) {
     const item = (value as Record<string, unknown>)[name];
     if (typeof item === "object" && item !== null) checkJson(item, name, depth + 1);
   }
-}
-
-function serializeObject(value: object): string {
-  if (!isPlainObject(value) && typeof (value as { toJSON?: unknown }).toJSON !== "function") {
-    throw notSerializable(value, "");
-  }
-  checkJson(value, "", 0);
-  return JSON.stringify(value);
 }
 
 /**
@@ -490,9 +470,8 @@ export function serializeParam(value: unknown): string | null {
       if (!wellFormed(value)) throw loneSurrogate(value);
       return value;
     case "number":
-      return String(value);
     case "bigint":
-      return value.toString();
+      return String(value);
     case "boolean":
       return value ? "t" : "f";
     case "undefined":
@@ -505,7 +484,8 @@ export function serializeParam(value: unknown): string | null {
         return serializeBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       }
       if (value instanceof ArrayBuffer) return serializeBytes(new Uint8Array(value));
-      return serializeObject(value);
+      checkJson(value, undefined, 0);
+      return JSON.stringify(value);
     default:
       throw new TypeError(`Cannot serialize a ${typeof value} as a query parameter`);
   }

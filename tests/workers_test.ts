@@ -6,7 +6,7 @@ import { test } from "node:test";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
 import { bundleOptions } from "../build/runtimes.ts";
-import { getServer } from "./_server.ts";
+import { getServer, type TestUser } from "./_server.ts";
 
 async function workerBundle(file = "./_worker.ts"): Promise<string> {
   const result = await esbuild.build({
@@ -21,13 +21,14 @@ async function withWorker(
   fn: (fetch: (path: string) => Promise<Record<string, unknown>>) => Promise<void>,
   file = "./_worker.ts",
   compatibilityDate = "2026-04-01",
+  user: TestUser = "scram",
 ): Promise<void> {
   const server = await getServer();
   const mf = new Miniflare({
     modules: true,
     script: await workerBundle(file),
     compatibilityDate,
-    bindings: { DATABASE_URL: server.url("scram") },
+    bindings: { DATABASE_URL: server.url(user) },
   });
   try {
     await fn(async (path) => {
@@ -74,6 +75,30 @@ test("connect() in workerd queries the real server over cloudflare:sockets", {
     assert.equal(body.after, "still usable");
     assert.equal(body.applicationName, "edgepool@workers");
   });
+});
+
+test("a Workers bundle hashes MD5 with workerd's WebCrypto, when it carries MD5 authentication", async () => {
+  const code = await workerBundle("./_connect_worker.ts");
+  assert.match(code, /crypto\.subtle\.digest\("MD5"/);
+  // src/md5.ts's own MD5: its error message and its sine table.
+  assert.ok(!code.includes("md5() expects a Uint8Array"));
+  assert.ok(!code.includes("Math.sin("));
+});
+
+test("connect() in workerd logs in with MD5, when the server asks for it", {
+  timeout: 60_000,
+}, async () => {
+  await withWorker(
+    async (fetch) => {
+      const body = await fetch("/?sslmode=disable");
+      assert.equal(body.failed, undefined, String(body.message));
+      assert.deepEqual(body.answer, { n: 42, who: "md5" });
+      assert.deepEqual(body.pipelined, [10, 20, 30]);
+    },
+    "./_worker.ts",
+    "2026-04-01",
+    "md5",
+  );
 });
 
 test("connect() in workerd goes through STARTTLS and reports an untrusted certificate", {
