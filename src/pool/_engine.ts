@@ -65,7 +65,7 @@ function legal(from: SlotState, to: SlotState): boolean {
     case "checking":
       return to === "out" || to === "checking" || to === "idle" || to === "closed";
     case "out":
-      return to === "resetting" || to === "detached" || to === "closed";
+      return to === "resetting" || to === "idle" || to === "detached" || to === "closed";
     case "resetting":
       return to === "idle" || to === "out" || to === "checking" || to === "closed";
     case "detached":
@@ -300,7 +300,11 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
    */
   #move(slot: Slot<C>, to: SlotState): void {
     const from = slot.state;
-    if (!legal(from, to)) throw illegalMove(from, to);
+    // A checkout's and a checkin's moves (idle to out, and back) are checked in place; the
+    // rest by `legal`, out of line, so that this stays small enough to inline.
+    if ((from === "idle" ? to !== "out" : from !== "out" || to !== "idle") && !legal(from, to)) {
+      throw illegalMove(from, to);
+    }
     slot.state = to;
     if (from === "idle") this.#leaveIdle(slot);
     else if (from === "new") this.#live.add(slot);
@@ -502,15 +506,18 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
 
   checkin(slot: Slot<C>): Promise<void> {
     this.#leaks.forget(slot);
-    // Unless it was closed while out (stuck, invalidated, the pool closing).
-    if (slot.state === "out") this.#move(slot, "resetting");
     this.#counters.usageMs += this.#time.time - slot.checkout.at;
     if (this.#events.has("checkin")) {
       this.#events.emit("checkin", { connection: slot.connection, info: slot.info });
     }
+    const login = slot.login;
+    // Unless it was closed while out (stuck, invalidated, the pool closing).
+    if (slot.state === "out") {
+      if (login === null && this.#backToIdle(slot)) return RESOLVED;
+      this.#move(slot, "resetting");
+    }
     // Returned before its login ended (no query went out on it): it is reused once logged in,
     // so that only a query ever rides behind a login.
-    const login = slot.login;
     if (login !== null) {
       return login.then(() => this.#reset(slot), () => {
         if (slot.state !== "resetting") return;
@@ -519,6 +526,27 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
       });
     }
     return this.#reset(slot);
+  }
+
+  /**
+   * The common return, on the hot path: a connection idle on the server, neither stale nor
+   * invalidated, nobody waiting and room in the idle list goes straight back to it, without
+   * passing through `resetting` (what `#reset` and `#place` would decide, in one step).
+   */
+  #backToIdle(slot: Slot<C>): boolean {
+    if (
+      this.#closed || this.#waiters.length > 0 || slot.soft ||
+      this.#idle.length >= this.policy.keepIdle || this.#settings.reset !== undefined
+    ) return false;
+    const adapter = this.#settings.adapter;
+    const connection = slot.connection;
+    if (
+      adapter.transactionStatus(connection) !== "idle" || adapter.isBusy(connection) ||
+      this.#staleReason(slot) !== undefined
+    ) return false;
+    this.#move(slot, "idle");
+    this.#upkeep.schedule(true);
+    return true;
   }
 
   /** Makes a returned slot fit for reuse where needed (roll back, `reset`), then places it. */
