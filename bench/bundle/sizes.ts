@@ -44,6 +44,7 @@ interface Sample {
 /** The Workers, edgepool's first. */
 const SAMPLES: Sample[] = [
   { file: "examples/cloudflare-worker/src/index.ts", packages: ["edgepool"] },
+  { file: "bench/bundle/edgepool_connect.ts", packages: ["edgepool"] },
   { file: "bench/bundle/pg.ts", packages: ["pg", "pg-cloudflare"] },
   { file: "bench/bundle/postgres.ts", packages: ["postgres"] },
   { file: "bench/bundle/neon.ts", packages: ["@neondatabase/serverless"] },
@@ -70,6 +71,9 @@ async function measure(modules: string): Promise<Size[]> {
   for (const sample of SAMPLES) {
     const result = await esbuild.build({
       ...wranglerOptions(join(ROOT, sample.file), modules),
+      // bench/bundle/edgepool_connect.ts names the package as JSR does, so that deno check
+      // resolves it (to mod.ts); bundled here, it is the npm package.
+      alias: { "@edgepool/edgepool": "edgepool" },
       absWorkingDir: ROOT,
       minify: true,
       write: false,
@@ -172,6 +176,8 @@ function report(sizes: Size[], parts: Part[]): { table: string; markdown: string
     "(`pool.transaction`, `sql.begin`, `client.query('begin')`) is a method of the object the",
     "Worker already holds, so it is in every bundle whether the Worker calls it or not (calling",
     "`pool.transaction` or `sql.begin` adds the call itself: under 60 bytes minified).",
+    "bench/bundle/edgepool_connect.ts is the same Worker with edgepool's `connect()` and no pool:",
+    "what the connection alone weighs.",
     "",
     "Each is bundled for workerd as Wrangler does: esbuild",
     `${esbuild.version}, \`minify\`, ESM, conditions \`${
