@@ -24,6 +24,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Client as NeonClient, neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
 import { connect, QueuePool } from "../mod.ts";
+import { CLIENT_SOCKET_SETTINGS } from "../src/url.ts";
 import { HttpPool } from "../transports/http.ts";
 import { type WebSocketConstructor, websocketTransport } from "../transports/websocket.ts";
 import { startWebsockify } from "../tests/_websockify.ts";
@@ -186,7 +187,12 @@ function httpClients(url: string, proxies: Proxies): Contender[] {
       name: "neon()",
       transport: "HTTP",
       open() {
-        const sql = neon(url);
+        // neon() sends the connection string as given, and the gateway refuses a client's
+        // socket settings (`sslmode`...): over HTTP the TLS is the endpoint's. edgepool's
+        // HttpPool leaves them out itself.
+        const bare = new URL(url);
+        for (const name of CLIENT_SOCKET_SETTINGS) bare.searchParams.delete(name);
+        const sql = neon(bare.href);
         return { db: sql, close: () => Promise.resolve() };
       },
     },
