@@ -127,7 +127,16 @@ export { QueuePool, type QueuePoolOptions, type QueuePoolSize } from "./src/pool
 export { StaticPool } from "./src/pool/static_pool.ts";
 export type { PoolCounters, PoolGauges, PoolStats } from "./src/pool/stats.ts";
 export type { IsolationLevel, TransactionOptions } from "./src/pool/transaction.ts";
-export type { FieldDescription, QueryOptions, QueryResult, RowMode } from "./src/result.ts";
+export type {
+  FieldDescription,
+  QueryConfig,
+  QueryCursor,
+  QueryOptions,
+  QueryResult,
+  RowMode,
+  TypeParser,
+  TypeParsers,
+} from "./src/result.ts";
 export type {
   ByteStream,
   SslMode,
@@ -136,7 +145,7 @@ export type {
   Transport,
   TransportConnectOptions,
 } from "./src/transport.ts";
-export { Oid } from "./src/types.ts";
+export { Oid, typeParsers } from "./src/types.ts";
 export {
   type WebSocketConstructor,
   type WebSocketLike,

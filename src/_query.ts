@@ -10,7 +10,7 @@ import {
   truncated,
 } from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
-import type { FieldDescription, QueryResult, RowMode } from "./result.ts";
+import type { FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
 import { serializeParam, type TextParser, textParser } from "./types.ts";
 
 const NO_FIELDS: FieldDescription[] = [];
@@ -62,6 +62,8 @@ export function checkRowMode(rowMode: unknown): RowMode {
 /** A query that has been written and waits for its ReadyForQuery. */
 export class PendingQuery {
   readonly #rowMode: RowMode;
+  /** The query's own parsers (pg's `types`), or `undefined` for edgepool's. */
+  readonly #types: TypeParsers | undefined;
   readonly #bigint: boolean;
   /** Sent with the extended protocol (Parse/Bind/Execute/Sync) rather than a simple Query. */
   readonly extended: boolean;
@@ -92,12 +94,14 @@ export class PendingQuery {
 
   constructor(
     rowMode: RowMode,
+    types: TypeParsers | undefined,
     bigint: boolean,
     extended: boolean,
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
   ) {
     this.#rowMode = rowMode;
+    this.#types = types;
     this.#bigint = bigint;
     this.extended = extended;
     this.#resolve = resolve;
@@ -152,6 +156,7 @@ export class PendingQuery {
     const names: string[] = new Array(count);
     const parsers: (TextParser | undefined)[] = new Array(count);
     const options = { bigint: this.#bigint };
+    const types = this.#types;
     let pos = start + 2;
     for (let i = 0; i < count; i++) {
       const stop = cstringEnd(buf, pos, end);
@@ -169,12 +174,30 @@ export class PendingQuery {
         format: readInt16(buf, pos + 16) === 1 ? "binary" : "text",
       };
       names[i] = name;
-      parsers[i] = textParser(dataTypeID, options);
+      parsers[i] = types === undefined
+        ? textParser(dataTypeID, options)
+        : this.#ownParser(types, dataTypeID);
       pos += 18;
     }
     this.#fields = fields;
     this.#names = names;
     this.#parsers = parsers;
+  }
+
+  /** The query's own parser for `oid`; one that is not a function fails the query. */
+  #ownParser(types: TypeParsers, oid: number): TextParser | undefined {
+    let parse: unknown;
+    try {
+      parse = types.getTypeParser(oid, "text");
+    } catch (error) {
+      this.error ??= error;
+      return undefined;
+    }
+    if (typeof parse === "function") return parse as TextParser;
+    this.error ??= new TypeError(
+      `types.getTypeParser(${oid}, "text") returned ${typeof parse}, not a function`,
+    );
+    return undefined;
   }
 
   #dataRow(buf: Uint8Array, start: number, end: number): void {

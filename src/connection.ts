@@ -23,7 +23,14 @@ import { StatementCache } from "./_statement_cache.ts";
 import { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
 import { ConnectionError, PostgresError } from "./errors.ts";
-import type { QueryOptions, QueryResult, RowMode } from "./result.ts";
+import {
+  fromConfig,
+  type QueryConfig,
+  type QueryOptions,
+  type QueryResult,
+  type RowMode,
+  type TypeParsers,
+} from "./result.ts";
 import type { ByteStream, TlsSettings, Transport } from "./transport.ts";
 import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts";
 
@@ -183,10 +190,21 @@ export class Connection implements AsyncDisposable {
   /**
    * Runs a query. Without `params` it uses the simple protocol (one string may hold several
    * statements); with `params` (even `[]`) the extended protocol and the unnamed statement,
-   * `$1`, `$2`, ... standing for the parameters.
+   * `$1`, `$2`, ... standing for the parameters. pg's form, `query({ text, values, rowMode,
+   * types, name }, values?)`, does the same (see {@link QueryConfig}).
    */
   query<Row = Record<string, unknown>>(
     sql: string,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** pg's form: the query config object, and parameters that take the place of its `values`. */
+  query<Row = Record<string, unknown>>(
+    config: QueryConfig,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+  query<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
     params?: readonly unknown[],
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> {
@@ -196,25 +214,48 @@ export class Connection implements AsyncDisposable {
       );
     }
     if (typeof sql !== "string") {
-      return Promise.reject(new TypeError(`The query must be a string, not ${typeof sql}`));
+      try {
+        ({ sql, params, options } = fromConfig(sql, params, options));
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let values: (string | null)[] | undefined;
     let rowMode: RowMode;
     let timeout = this.#config.queryTimeout;
+    const types = options?.types;
     try {
       values = encodeParams(params);
       rowMode = checkRowMode(options?.rowMode);
       if (options?.queryTimeout !== undefined) timeout = checkTimeout(options.queryTimeout);
+      if (types !== undefined && typeof types?.getTypeParser !== "function") {
+        throw new TypeError("types must be an object with a getTypeParser(oid) function");
+      }
+      if (options?.name !== undefined) {
+        if (typeof options.name !== "string") {
+          throw new TypeError(`name must be a string, not ${typeof options.name}`);
+        }
+        if (this.#statements === null) {
+          throw new ConnectionError(
+            "UNSUPPORTED",
+            `Cannot prepare the statement "${options.name}": this connection's statement ` +
+              "cache is off (statementCache 0, as behind a transaction pooler, where a " +
+              "prepared statement would not outlive its transaction); leave out name",
+          );
+        }
+        values ??= [];
+      }
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
       const query = this.#send(
-        sql,
+        sql as string,
         values,
         rowMode,
+        types,
         signal,
         resolve as (r: QueryResult) => void,
         reject,
@@ -233,6 +274,7 @@ export class Connection implements AsyncDisposable {
     sql: string,
     values: (string | null)[] | undefined,
     rowMode: RowMode,
+    types: TypeParsers | undefined,
     signal: AbortSignal | undefined,
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
@@ -249,6 +291,7 @@ export class Connection implements AsyncDisposable {
     }
     const query = new PendingQuery(
       rowMode,
+      types,
       this.#config.bigint,
       values !== undefined,
       resolve,
@@ -256,7 +299,7 @@ export class Connection implements AsyncDisposable {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === READY) {
           if (!signal?.aborted) {
-            const again = this.#send(sql, values, rowMode, signal, resolve, reject, false);
+            const again = this.#send(sql, values, rowMode, types, signal, resolve, reject, false);
             if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
             return;
           }

@@ -154,6 +154,8 @@ export type PostgresNotice = PostgresErrorFields;
  *   statement in the transaction had failed.
  * - `UNSUPPORTED`: the pool cannot do this over its transport: `connect()` and `transaction()`
  *   over HTTP, which has no session (use `batch()` there).
+ * - `TRANSACTION_LEFT_OPEN`: a `pool.query` statement left its connection inside a
+ *   transaction; it was rolled back (use `transaction()`, or a connection from `connect()`).
  */
 export type PoolErrorCode =
   | "POOL_TIMEOUT"
@@ -163,7 +165,8 @@ export type PoolErrorCode =
   | "RELEASED"
   | "ALREADY_CHECKED_OUT"
   | "ROLLED_BACK"
-  | "UNSUPPORTED";
+  | "UNSUPPORTED"
+  | "TRANSACTION_LEFT_OPEN";
 
 /**
  * An error of a pool: see {@link PoolErrorCode}. The underlying error, when there is one (the

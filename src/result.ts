@@ -24,6 +24,87 @@ export interface QueryOptions {
   queryTimeout?: number;
   /** Row shape; default `"object"`. */
   rowMode?: RowMode;
+  /**
+   * The parsers of this query's columns, as pg takes them: `getTypeParser(oid, "text")` is
+   * asked once per column of the result, and its function reads each value's text (a parser
+   * that returns its input keeps the server's text, as Drizzle asks for timestamps). Default:
+   * edgepool's own (see {@link typeParsers}).
+   */
+  types?: TypeParsers;
+  /**
+   * pg's prepared statement name: the statement is prepared once per connection and reused
+   * (edgepool prepares repeated statements anyway, through its `statementCache`, and keys them
+   * by text, so any name will do). Refused where the statement cache is off (behind a
+   * transaction pooler), where a prepared statement would not outlive the transaction.
+   */
+  name?: string;
+}
+
+/** A column value's parser: reads the value's text. */
+export type TypeParser = (text: string) => unknown;
+
+/** pg's per-query type parsers (`query({ text, types })`): one parser per column type. */
+export interface TypeParsers {
+  /** The parser for values of type `oid`, in `format` (edgepool reads `"text"` only). */
+  getTypeParser(oid: number, format?: "text" | "binary"): TypeParser;
+}
+
+/**
+ * pg's query config object: `query({ text, values, rowMode, types, name })`, with the other
+ * options of {@link QueryOptions}. Parameters passed beside it (`query(config, values)`)
+ * take the place of `values`, as in pg.
+ */
+export interface QueryConfig extends QueryOptions {
+  /** The SQL text. */
+  text: string;
+  /** The parameters, `$1`, `$2`, ... in the text. */
+  values?: readonly unknown[];
+}
+
+/**
+ * A cursor object, as pg-cursor's and Kysely's `.stream()` hand one to `query(cursor)`: rows
+ * are read from it a batch at a time. edgepool does not stream through cursors yet: such a
+ * call throws a TypeError.
+ */
+export interface QueryCursor {
+  /** The next `rows` rows; fewer (none) at the end. */
+  read(rows: number): Promise<unknown[]>;
+  /** Ends the cursor. */
+  close(): Promise<void>;
+}
+
+/** The TypeError of `query(cursor)`: edgepool does not stream through cursors yet. */
+export function cursorUnsupported(): TypeError {
+  return new TypeError(
+    "query(cursor): edgepool does not stream rows through a cursor yet; run the query " +
+      "without one (Kysely: execute() instead of stream())",
+  );
+}
+
+/**
+ * The statement, its parameters and its options from either form of `query`: `(text, params,
+ * options)`, or pg's `(config, values)`, whose config carries the options. Throws TypeError
+ * for anything else.
+ *
+ * @internal
+ */
+export function fromConfig(
+  config: QueryConfig,
+  params: readonly unknown[] | undefined,
+  options: QueryOptions | undefined,
+): { sql: string; params: readonly unknown[] | undefined; options: QueryOptions } {
+  if (config === null || typeof config !== "object" || typeof config.text !== "string") {
+    throw new TypeError(
+      `The query must be a string or a { text, values } object, not ${
+        config === null ? "null" : typeof config
+      }`,
+    );
+  }
+  return {
+    sql: config.text,
+    params: params ?? config.values,
+    options: options === undefined ? config : { ...config, ...options },
+  };
 }
 
 /** A column of a result, from the server's RowDescription. */

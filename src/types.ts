@@ -10,6 +10,8 @@
 
 import { arrayOf } from "./_array.ts";
 
+import type { TypeParser } from "./result.ts";
+
 /**
  * OIDs of the built-in types edgepool knows. Array types are the element name prefixed with
  * `_`, as in `pg_type`.
@@ -298,6 +300,32 @@ export function textParser(
   }
   return parsers.get(oid);
 }
+
+const keepText: TextParser = (text) => text;
+
+/**
+ * edgepool's parsers in pg's shape, for a query's `types` option: a query that wants the
+ * server's text for a few types and edgepool's values for the rest (the table of
+ * {@link textParser}; `int8` as a string) asks this one for the rest.
+ *
+ * @example
+ * ```ts
+ * import { Oid, typeParsers } from "@edgepool/edgepool";
+ * const types = {
+ *   getTypeParser: (oid: number) =>
+ *     oid === Oid.timestamptz ? (text: string) => text : typeParsers.getTypeParser(oid),
+ * };
+ * console.assert(types.getTypeParser(Oid.int4)("42") === 42);
+ * console.assert(types.getTypeParser(Oid.timestamptz)("2024-01-01 00:00:00+00") !== undefined);
+ * // await pool.query({ text: "select now()", types });
+ * ```
+ */
+export const typeParsers: {
+  /** The parser of `oid`'s text (one that keeps the text for types edgepool leaves as text). */
+  getTypeParser(oid: number, format?: "text" | "binary"): TypeParser;
+} = {
+  getTypeParser: (oid) => parsers.get(oid) ?? keepText,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Serialization

@@ -170,7 +170,8 @@ test("statements that open a transaction are never shared", T, async () => {
   const p = await pool(1);
   try {
     // BEGIN through pool.query holds its connection alone; the statements around it run
-    // outside any transaction, so none is lost when the checkin rolls the BEGIN back.
+    // outside any transaction, so none is lost when the BEGIN is rolled back (and rejects
+    // with TRANSACTION_LEFT_OPEN: see pg_interface_test.ts).
     await p.query("drop table if exists pipeline_never_lost");
     await p.query("create table pipeline_never_lost (n int)");
     const statements = Array.from(
@@ -178,7 +179,11 @@ test("statements that open a transaction are never shared", T, async () => {
       (_, i) =>
         i === 5 ? p.query("begin") : p.query("insert into pipeline_never_lost values ($1)", [i]),
     );
-    await Promise.all(statements);
+    const outcomes = await Promise.allSettled(statements);
+    assert.deepEqual(
+      outcomes.flatMap((o, i) => o.status === "rejected" ? [[i, codeOf(o.reason)]] : []),
+      [[5, "TRANSACTION_LEFT_OPEN"]],
+    );
     const { rows } = await p.query<{ count: string }>(
       "select count(*)::text as count from pipeline_never_lost",
     );

@@ -28,7 +28,7 @@ import { handleSlot, type PooledConnection } from "./pooled_connection.ts";
 import type { Queryable } from "./queryable.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
-import type { QueryOptions } from "../result.ts";
+import { fromConfig, type QueryConfig, type QueryOptions } from "../result.ts";
 import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
 export { type CheckoutOptions } from "./options.ts";
@@ -197,12 +197,29 @@ export abstract class Pool<C> implements Queryable {
    * `queryTimeout`: interrupting it would close the connection under its neighbours) is
    * pipelined onto the busy connection with the fewest statements in flight instead of waiting,
    * up to `queryPipeline` per connection: it still runs as its own implicit transaction.
+   *
+   * A statement that leaves its connection inside a transaction (`BEGIN`, or several
+   * statements the last of which leaves one open) is rolled back and rejects with
+   * `TRANSACTION_LEFT_OPEN`: each `pool.query` may run on another connection, so the rest of
+   * that transaction would not be in it. Use `transaction()`, or `connect()` for one
+   * connection of your own.
    */
-  async query<Row = Record<string, unknown>>(
+  query<Row = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
     options?: PoolQueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** pg's form: the query config object, and parameters that take the place of its `values`. */
+  query<Row = Record<string, unknown>>(
+    config: QueryConfig & { timeout?: number },
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+  async query<Row = Record<string, unknown>>(
+    sql: string | (QueryConfig & { timeout?: number }),
+    params?: readonly unknown[],
+    options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
+    if (typeof sql !== "string") ({ sql, params, options } = fromConfig(sql, params, options));
     const engine = this.#engine;
     const started = engine.time;
     let on: PooledConnection<C>;
@@ -218,7 +235,7 @@ export abstract class Pool<C> implements Queryable {
       }
     } else {
       on = await this.checkOut(options, "alone");
-      outcome = released(on, on.query<Row>(sql, params, options));
+      outcome = releasedClosed(on, on.query<Row>(sql, params, options), this.settings.adapter);
     }
     if (handleSlot(on).login === null) return outcome;
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
@@ -391,6 +408,11 @@ export abstract class Pool<C> implements Queryable {
     return this.close();
   }
 
+  /** Same as `close()`: pg's name, which ORMs call (Kysely's `destroy()`). */
+  end(): Promise<void> {
+    return this.close();
+  }
+
   /** Counters and gauges: psycopg_pool's names in camelCase, plus SQLAlchemy's. */
   stats(): PoolStats {
     return { ...this.#counters, ...this.#engine.gauges() };
@@ -447,6 +469,42 @@ export abstract class Pool<C> implements Queryable {
 
   /** Called when background reconnecting gives up (psycopg's `reconnect_failed`). */
   protected reconnectFailed(): void {}
+}
+
+/**
+ * A `pool.query` statement's `outcome`, once `connection` is released after it; a statement
+ * that left the connection inside a transaction is rolled back (whatever `resetOnReturn`
+ * says) and rejects with `TRANSACTION_LEFT_OPEN`.
+ */
+async function releasedClosed<C, Row>(
+  connection: PooledConnection<C>,
+  outcome: Promise<QueryResult<Row>>,
+  adapter: PoolAdapter<C>,
+): Promise<QueryResult<Row>> {
+  let result: QueryResult<Row>;
+  try {
+    result = await outcome;
+  } catch (error) {
+    connection.release();
+    throw error;
+  }
+  const status = adapter.transactionStatus(connection.connection);
+  if (status !== "transaction" && status !== "failed") {
+    connection.release();
+    return result;
+  }
+  try {
+    await connection.query("ROLLBACK");
+    connection.release();
+  } catch (error) {
+    connection.release(error ?? true);
+  }
+  throw new PoolError(
+    "TRANSACTION_LEFT_OPEN",
+    "pool.query left its connection inside a transaction, which was rolled back: each " +
+      "pool.query may run on another connection, so the rest of the transaction would not be " +
+      "in it. Use pool.transaction(fn), or pool.connect() for a connection of your own",
+  );
 }
 
 /** `outcome`, once `connection` is released after it. */

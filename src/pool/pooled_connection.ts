@@ -6,7 +6,14 @@
  */
 
 import { errorMessage, PoolError } from "../errors.ts";
-import type { QueryOptions, QueryResult } from "../result.ts";
+import {
+  cursorUnsupported,
+  fromConfig,
+  type QueryConfig,
+  type QueryCursor,
+  type QueryOptions,
+  type QueryResult,
+} from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { SlotState } from "./_engine.ts";
 
@@ -95,10 +102,38 @@ export class PooledConnection<C> implements AsyncDisposable {
    * connection (a cancel is sent first) and frees its place in the pool: a connection whose
    * query does not answer may never answer again. Later queries on this handle then fail.
    */
-  async query<Row = Record<string, unknown>>(
+  query<Row = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
     options?: QueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** pg's form: the query config object, and parameters that take the place of its `values`. */
+  query<Row = Record<string, unknown>>(
+    config: QueryConfig,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+  /** A cursor (pg-cursor's, Kysely's `stream()`): not supported yet, throws a TypeError. */
+  query<T extends QueryCursor>(cursor: T): T;
+  query<Row = Record<string, unknown>>(
+    sql: string | QueryConfig | QueryCursor,
+    params?: readonly unknown[],
+    options?: QueryOptions,
+  ): Promise<QueryResult<Row>> {
+    if (typeof sql !== "string") {
+      if (typeof (sql as QueryCursor)?.read === "function") throw cursorUnsupported();
+      try {
+        ({ sql, params, options } = fromConfig(sql as QueryConfig, params, options));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return this.#query(sql, params, options);
+  }
+
+  async #query<Row>(
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
   ): Promise<QueryResult<Row>> {
     if (this.#released) throw released("run a query on");
     const pool = this.#pool;
@@ -137,10 +172,13 @@ export class PooledConnection<C> implements AsyncDisposable {
 
   /**
    * Returns the connection to the pool. The promise resolves once the pool has it back (reset
-   * done where needed) and never rejects. A second release throws `RELEASED`.
+   * done where needed) and never rejects. A second release throws `RELEASED`. As in pg, a
+   * truthy `error` (an error, or `true`) says the connection is broken: it is closed instead
+   * (see `invalidate`).
    */
-  release(): Promise<void> {
+  release(error?: unknown): Promise<void> {
     if (this.#released) throw released("release");
+    if (error) this.#pool.invalidate(this.#slot, error === true ? undefined : error, false);
     return this.#return();
   }
 
