@@ -110,6 +110,8 @@ export class PrismaEdgepool implements SqlDriverAdapterFactory {
   readonly #options: PrismaEdgepoolOptions;
 
   /**
+   * Makes the adapter factory; nothing connects until Prisma asks.
+   *
    * @param poolOrUrl A pool of edgepool connections (`createPool(url)`, a `QueuePool`...), or a
    *   `postgres://` URL to make one from.
    * @param options See {@link PrismaEdgepoolOptions}.
