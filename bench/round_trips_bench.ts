@@ -17,6 +17,7 @@ import process from "node:process";
 import pg from "pg";
 import postgres from "postgres";
 import { neon, neonConfig, Pool as NeonPool } from "@neondatabase/serverless";
+import { CLIENT_SOCKET_SETTINGS } from "../src/url.ts";
 import {
   connect,
   type ConnectOptions,
@@ -250,7 +251,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
       async run(net) {
         await using relay = await net.gatewayRelay();
         neonConfig.fetchEndpoint = () => `http://${relay.address}/sql`;
-        const sql = neon(net.behindGateway(url));
+        const sql = neon(withoutSocketSettings(net.behindGateway(url)));
         net.upstream.reset();
         const sample = await measure(relay, () => sql.query("select 1"));
         sample.upstream = net.upstream.roundTrips;
@@ -362,7 +363,7 @@ function scenarios(url: string, method: string, md5Url: string | undefined): Sce
       async prepare(net) {
         const relay = await net.gatewayRelay();
         neonConfig.fetchEndpoint = () => `http://${relay.address}/sql`;
-        const sql = neon(net.behindGateway(url));
+        const sql = neon(withoutSocketSettings(net.behindGateway(url)));
         await sql.query("select 1");
         return {
           run: () =>
@@ -448,6 +449,16 @@ async function authMethod(url: string, target: string): Promise<string> {
 }
 
 /** `url` with `host:port` instead of its own. */
+/**
+ * `url` for neon(), which sends the connection string as given: without the client's socket
+ * settings (`sslmode`...), which the gateway refuses (over HTTP the TLS is the endpoint's).
+ */
+function withoutSocketSettings(url: string): string {
+  const parsed = new URL(url);
+  for (const name of CLIENT_SOCKET_SETTINGS) parsed.searchParams.delete(name);
+  return parsed.href;
+}
+
 function withHost(url: string, address: string): string {
   const parsed = new URL(url);
   const [host, port] = address.split(":");
