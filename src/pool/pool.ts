@@ -1,7 +1,8 @@
 /**
  * `Pool`: the public face every pool class shares — checkout, `query`, `transaction`, events,
- * stats, `wait`, `dispose` and `close`. The mechanics live in the engine (`_engine.ts`); the
- * classes (`QueuePool`, `NullPool`, ...) only choose a {@link Policy}.
+ * stats, `wait`, `dispose` and `close`. The mechanics live in the engine its class runs on (the
+ * state machine of `_engine.ts`; on Workers, `_request_pool.ts`); the classes (`QueuePool`,
+ * `NullPool`, ...) choose a {@link Policy} and that engine.
  *
  * @module
  */
