@@ -22,6 +22,7 @@ const benches = [
   "memory_bench",
   "transport_bench",
   "round_trips_bench",
+  "orm_bench",
 ];
 /** Those that also write their medians as JSON (`--json FILE`), for the chart. */
 const charted = new Set(["pool_query_bench", "transport_bench"]);

@@ -5,12 +5,51 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as esbuild from "esbuild";
 import { Miniflare } from "miniflare";
-import { bundleOptions } from "../build/runtimes.ts";
+import { bundleOptions, WORKERS_CONDITIONS, WORKERS_EXTERNALS } from "../build/runtimes.ts";
 import { getServer, type TestUser } from "./_server.ts";
+import { uniqueName } from "./_helpers.ts";
+import { EXPECTED } from "./_drizzle.ts";
 
 async function workerBundle(file = "./_worker.ts"): Promise<string> {
   const result = await esbuild.build({
     ...bundleOptions(new URL(file, import.meta.url).pathname, "workers"),
+    write: false,
+  });
+  return result.outputFiles![0].text;
+}
+
+// A CommonJS package's `require("events")` (pg's, which Drizzle's node-postgres driver
+// imports) cannot stay a require in an ES module bundle: esbuild's stand-in throws "Dynamic
+// require of "events" is not supported" in workerd. Under `nodejs_compat` Wrangler turns such a
+// require of a Node built-in into an import of it; so does this plugin, for the tests.
+const nodeBuiltinRequires: esbuild.Plugin = {
+  name: "node-builtin-requires",
+  setup(build) {
+    const builtins = new Set(WORKERS_EXTERNALS.filter((m) => !m.includes(":")));
+    build.onResolve({ filter: /^[a-z_/]+$|^node:/ }, (args) => {
+      const name = args.path.replace(/^node:/, "");
+      if (args.kind !== "require-call" || !builtins.has(name)) return undefined;
+      return { path: name, namespace: "node-builtin-require" };
+    });
+    build.onLoad({ filter: /.*/, namespace: "node-builtin-require" }, (args) => ({
+      contents: `import builtin from "node:${args.path}";\nmodule.exports = builtin;`,
+      loader: "js",
+    }));
+  },
+};
+
+/**
+ * A Worker that bundles npm packages as Wrangler does with `nodejs_compat`: the Workers
+ * conditions, Node built-ins left to workerd, and their requires made imports.
+ */
+async function nodeCompatBundle(file: string): Promise<string> {
+  const options = bundleOptions(new URL(file, import.meta.url).pathname, "workers");
+  const result = await esbuild.build({
+    ...options,
+    conditions: [...WORKERS_CONDITIONS],
+    mainFields: ["module", "main"],
+    external: [...options.external!, ...WORKERS_EXTERNALS],
+    plugins: [nodeBuiltinRequires, ...options.plugins!],
     write: false,
   });
   return result.outputFiles![0].text;
@@ -22,12 +61,14 @@ async function withWorker(
   file = "./_worker.ts",
   compatibilityDate = "2026-04-01",
   user: TestUser = "scram",
+  nodeCompat = false,
 ): Promise<void> {
   const server = await getServer();
   const mf = new Miniflare({
     modules: true,
-    script: await workerBundle(file),
+    script: await (nodeCompat ? nodeCompatBundle(file) : workerBundle(file)),
     compatibilityDate,
+    compatibilityFlags: nodeCompat ? ["nodejs_compat"] : [],
     bindings: { DATABASE_URL: server.url(user) },
   });
   try {
@@ -198,4 +239,40 @@ test("a QueuePool keeping sockets across requests fails in workerd: why createPo
     assert.equal(second.failed, true, JSON.stringify(second));
     assert.match(String(second.message), /different request|Connection lost|timed out/i);
   }, "./_worker_pool.ts");
+});
+
+test("Drizzle over createPool(env.DATABASE_URL) runs the ORM workload in workerd", {
+  timeout: 120_000,
+}, async () => {
+  await withWorker(
+    async (fetch) => {
+      // Through pool.scope: a pool of the request's own, closed through ctx.waitUntil.
+      const table = uniqueName("drizzle_worker");
+      const body = await fetch(`/workload?table=${table}`);
+      assert.equal(body.failed, undefined, `${body.message} (${body.cause})`);
+      assert.equal(body.poolClass, "NullPool");
+      assert.deepEqual(body.report, EXPECTED);
+      // Straight on the module-scope pool, from concurrent requests: each transaction on one
+      // connection, every row committed.
+      const module = uniqueName("drizzle_worker_module");
+      assert.equal((await fetch(`/create?table=${module}`)).created, true);
+      try {
+        const answers = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => fetch(`/module?table=${module}&name=r${i}`)),
+        );
+        for (const answer of answers) {
+          assert.equal(answer.failed, undefined, `${answer.message} (${answer.cause})`);
+          const [before, after] = answer.pids as number[];
+          assert.equal(before, after);
+          assert.equal(answer.found, 1);
+        }
+      } finally {
+        await fetch(`/drop?table=${module}`);
+      }
+    },
+    "./_worker_drizzle.ts",
+    "2026-04-01",
+    "scram",
+    true,
+  );
 });
