@@ -120,21 +120,24 @@ test(
       assert.equal(await misread.$count(items), 0);
 
       // A checked-out connection: Drizzle takes it for a pool too ("PooledConnection" holds
-      // "Pool") and asks it for a connection of its own, which it has not; the transaction fails
-      // before its BEGIN, and nothing is committed. Plain queries on it work.
+      // "Pool") and asks it for a connection of its own: connect() gives a second handle on
+      // the same connection, so the transaction runs on it, and a throw commits nothing.
       {
         await using conn = await pool.connect();
         const onConn = drizzle({ client: conn });
-        let ranOnConn = false;
+        const pidOf = async (db: typeof onConn) =>
+          (await db.execute<{ pid: number }>(sql`select pg_backend_pid() as pid`)).rows[0].pid;
+        const outside = await pidOf(onConn);
+        let inside = 0;
         await assert.rejects(
           onConn.transaction(async (tx) => {
-            ranOnConn = true;
+            inside = await pidOf(tx as unknown as typeof onConn);
             await tx.insert(items).values({ name: "on a checkout" });
             throw new Error("thrown inside the transaction");
           }),
-          /connect is not a function/,
+          /thrown inside the transaction/,
         );
-        assert.equal(ranOnConn, false);
+        assert.equal(inside, outside, "the transaction ran on the checked-out connection");
         assert.equal(conn.transactionStatus, "idle");
         await onConn.insert(items).values({ name: "outside a transaction" });
         assert.equal(await onConn.$count(items), 1);

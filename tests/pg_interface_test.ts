@@ -171,3 +171,25 @@ test("query(cursor) says that edgepool does not stream through cursors yet", T, 
   const cursor = { read: () => Promise.resolve([]), close: () => Promise.resolve() };
   assert.throws(() => conn.query(cursor), /does not stream rows through a cursor yet/);
 });
+
+test(
+  "a checkout's connect() gives a second handle on it, whose release keeps it out",
+  T,
+  async () => {
+    await using pool = createPool(await url(), { poolSize: 1 });
+    await using conn = await pool.connect();
+    const second = await conn.connect();
+    const pids = await Promise.all(
+      [conn, second].map(async (c) =>
+        (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0].pid
+      ),
+    );
+    assert.equal(pids[0], pids[1]);
+    await second.release();
+    assert.equal(pool.stats().checkedOut, 1, "still out to the first handle");
+    assert.throws(() => second.detach(), /cannot be detached/);
+    await conn.release();
+    assert.equal(pool.stats().checkedOut, 0);
+    assert.equal(codeOf(await errorOf(conn.connect())), "RELEASED");
+  },
+);

@@ -10,7 +10,12 @@ import type { QueryOptions, QueryResult } from "../result.ts";
 import type { Slot } from "./_engine.ts";
 import type { Waiting } from "./_waiters.ts";
 import type { ResolvedOptions } from "./options.ts";
-import { handleSlot, PooledConnection, type PoolInternals } from "./pooled_connection.ts";
+import {
+  handleSlot,
+  PooledConnection,
+  type PoolInternals,
+  sharedInternals,
+} from "./pooled_connection.ts";
 
 /** What sharing needs from the pool. */
 export interface SharingTarget<C> {
@@ -20,8 +25,6 @@ export interface SharingTarget<C> {
   /** What the pool's own handles are given. */
   readonly internals: PoolInternals<C, Slot<C>>;
 }
-
-const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** A checked-out slot's `pool.query` statements: one record per slot, reused while it lives. */
 export interface SharedUse<C> {
@@ -41,20 +44,7 @@ export class Sharing<C> {
 
   constructor(target: SharingTarget<C>) {
     this.#target = target;
-    const pool = target.internals;
-    this.#internals = {
-      adapter: pool.adapter,
-      queryTimeout: pool.queryTimeout,
-      // A shared handle's release leaves the connection with the handle that owns it.
-      checkin: () => RESOLVED,
-      detach: () => {
-        throw new TypeError("A shared connection cannot be detached; detach the one that owns it");
-      },
-      invalidate: (slot, error, soft) => pool.invalidate(slot, error, soft),
-      closeDetached: (slot) => pool.closeDetached(slot),
-      lost: (slot, error) => pool.lost(slot, error),
-      stuck: (slot, error) => pool.stuck(slot, error),
-    };
+    this.#internals = sharedInternals(target.internals);
   }
 
   /** Another handle on the connection behind `owner` (see `Pool.share`). */

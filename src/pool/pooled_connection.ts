@@ -182,6 +182,17 @@ export class PooledConnection<C> implements AsyncDisposable {
     return this.#return();
   }
 
+  /**
+   * Another handle on this checked-out connection, whose `release()` leaves the connection
+   * checked out to this one: for code that takes a checkout where it expects pg's `Pool` and
+   * asks it for a connection of its own (Drizzle's `db.transaction()` over
+   * `drizzle({ client: await pool.connect() })`), so that it runs on this very connection.
+   */
+  connect(): Promise<PooledConnection<C>> {
+    if (this.#released) return Promise.reject(released("check out from"));
+    return Promise.resolve(new PooledConnection(sharedInternals(this.#pool), this.#slot));
+  }
+
   /** Returns the connection to the pool, like `release()`, but a second call does nothing. */
   close(): Promise<void> {
     return this.#released ? this.#returned ?? Promise.resolve() : this.#return();
@@ -219,6 +230,30 @@ export class PooledConnection<C> implements AsyncDisposable {
     return this.#returned;
   }
 }
+
+/**
+ * What a second handle on a checked-out connection is given (`PooledConnection.connect`,
+ * ContextPool's shares): it queries, invalidates and times out like its owner, but its release
+ * leaves the connection with the handle that owns it, and it cannot detach it.
+ */
+export function sharedInternals<C, S extends HandleSlot<C>>(
+  pool: PoolInternals<C, S>,
+): PoolInternals<C, S> {
+  return {
+    adapter: pool.adapter,
+    queryTimeout: pool.queryTimeout,
+    checkin: () => RESOLVED,
+    detach: () => {
+      throw new TypeError("A shared connection cannot be detached; detach the one that owns it");
+    },
+    invalidate: (slot, error, soft) => pool.invalidate(slot, error, soft),
+    closeDetached: (slot) => pool.closeDetached(slot),
+    lost: (slot, error) => pool.lost(slot, error),
+    stuck: (slot, error) => pool.stuck(slot, error),
+  };
+}
+
+const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
 /** The slot behind a handle (for the pool only, which knows the type of its slots). */
 export function handleSlot<C, S extends HandleSlot<C> = HandleSlot<C>>(
