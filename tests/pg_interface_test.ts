@@ -185,9 +185,9 @@ test(
       ),
     );
     assert.equal(pids[0], pids[1]);
+    assert.throws(() => second.detach(), /cannot be detached/);
     await second.release();
     assert.equal(pool.stats().checkedOut, 1, "still out to the first handle");
-    assert.throws(() => second.detach(), /cannot be detached/);
     await conn.release();
     assert.equal(pool.stats().checkedOut, 0);
     assert.equal(codeOf(await errorOf(conn.connect())), "RELEASED");
