@@ -84,6 +84,7 @@ export {
   type ConnectionErrorCode,
   PoolError,
   type PoolErrorCode,
+  PoolEventError,
   PostgresError,
   type PostgresErrorFields,
   type PostgresNotice,

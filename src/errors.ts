@@ -195,3 +195,35 @@ export class PoolError extends Error {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * A pool's background error, as its `error` event delivers it (a connection failing while
+ * idle, a failed background connect, a failed reset): an Error, as pg's pool emits one, so
+ * that `pool.on("error", (err) => log(err.message))` works as written for pg; it also says
+ * where it happened (`context`), on which connection, and holds the error itself (`error`,
+ * also the `cause`).
+ *
+ * @example
+ * ```ts
+ * import { PoolEventError } from "@edgepool/edgepool";
+ * const event = new PoolEventError(new Error("connection reset"), "idle");
+ * console.assert(event.message === "idle: connection reset" && event.context === "idle");
+ * ```
+ */
+export class PoolEventError<C = unknown> extends Error {
+  /** The error itself. */
+  readonly error: unknown;
+  /** Where it happened: `connect`, `idle`, `reset`, `reconnect failed`, ... */
+  readonly context: string;
+  /** The connection it happened on, when there is one. */
+  readonly connection?: C;
+
+  /** Wraps `error`, which happened in `context` (on `connection`). */
+  constructor(error: unknown, context: string, connection?: C) {
+    super(`${context}: ${errorMessage(error)}`, { cause: error });
+    this.name = "PoolEventError";
+    this.error = error;
+    this.context = context;
+    if (connection !== undefined) this.connection = connection;
+  }
+}

@@ -944,7 +944,16 @@ test("a connection closing by itself while idle is retired with an error event",
   server.created[0].breakIt(gone);
   assert.deepEqual(closeReasons(closes), ["lost"]);
   assert.equal(errors.length, 1);
-  assert.deepEqual(errors[0], { error: gone, context: "idle", connection: server.created[0] });
+  const { error, context, connection } = errors[0];
+  assert.deepEqual({ error, context, connection }, {
+    error: gone,
+    context: "idle",
+    connection: server.created[0],
+  });
+  // An Error, as pg's pool emits: listeners written for pg read its message.
+  assert.ok(errors[0] instanceof Error);
+  assert.equal(errors[0].message, `idle: ${gone.message}`);
+  assert.equal(errors[0].cause, gone);
   assert.equal(pool.stats().connectionsLost, 1);
   await flush();
   assert.equal(server.created.length, 2, "refilled to min");

@@ -7,7 +7,7 @@
 // attempt at a time probes the server after each backoff delay. The first success ends the
 // backoff and the pool connects for everyone again.
 
-import { errorMessage } from "../errors.ts";
+import { errorMessage, PoolEventError } from "../errors.ts";
 import type { Emitter } from "../_emitter.ts";
 import type { Clock } from "./_clock.ts";
 import type { PoolAdapter } from "./adapter.ts";
@@ -141,7 +141,7 @@ export class Connector<C> {
     // Aborted by the pool closing: nobody is waiting for it.
     if (!this.#aborted) {
       this.#logger.warn?.(`${this.#name}: connecting failed: ${errorMessage(error)}`);
-      this.#events.emit("error", { error, context: "connect" });
+      this.#events.emit("error", new PoolEventError(error, "connect"));
     }
   }
 
@@ -188,7 +188,7 @@ export class Connector<C> {
       this.#backoff = null;
       this.gaveUp = true;
       this.#logger.error?.(`${this.#name}: giving up reconnecting after ${reconnectTimeout} ms`);
-      this.#events.emit("error", { error, context: "reconnect failed" });
+      this.#events.emit("error", new PoolEventError(error, "reconnect failed"));
       return true;
     }
     const delay = waiting

@@ -12,7 +12,7 @@
 // connection attempts and their backoff (_connector.ts).
 
 import type { Emitter } from "../_emitter.ts";
-import { errorMessage, PoolError } from "../errors.ts";
+import { errorMessage, PoolError, PoolEventError } from "../errors.ts";
 import { PoolTime } from "./_clock.ts";
 import { type Attempt, Connector, isConfigError, isTransientConnectError } from "./_connector.ts";
 import { Deadlines } from "./_deadlines.ts";
@@ -583,7 +583,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
           errorMessage(error)
         }`,
       );
-      this.#events.emit("error", { error, context: "reset", connection });
+      this.#events.emit("error", new PoolEventError(error, "reset", connection));
       if (slot.state === "resetting") this.#close(slot, "reset failed");
       return this.#serve();
     }
@@ -813,11 +813,14 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
   #closedByItself(slot: Slot<C>, error: Error | undefined): void {
     if (slot.state !== "idle") return; // in use: its user sees the error; closed at checkin
     this.#counters.connectionsLost++;
-    this.#events.emit("error", {
-      error: error ?? new Error("the connection closed while idle"),
-      context: "idle",
-      connection: slot.connection,
-    });
+    this.#events.emit(
+      "error",
+      new PoolEventError(
+        error ?? new Error("the connection closed while idle"),
+        "idle",
+        slot.connection,
+      ),
+    );
     this.#close(slot, "lost");
     this.#serve();
   }

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { PoolEventError } from "../errors.ts";
+
 /** What every connection-level event carries. */
 export interface PoolConnectionEvent<C> {
   /** The pooled connection itself (edgepool's `Connection`, or another driver's client). */
@@ -65,9 +67,10 @@ export interface PoolEvents<C> {
   closeDetached: PoolConnectionEvent<C>;
   /**
    * A background error: a connection failing while idle, a failed background connect, a failed
-   * reset. Never thrown, never fatal: this is where to log them.
+   * reset. Never thrown, never fatal: this is where to log them. An Error, as pg's pool emits,
+   * with the error itself in `error`, where it happened in `context`, and the connection.
    */
-  error: { error: unknown; context: string; connection?: C };
+  error: PoolEventError<C>;
   /**
    * A checked-out connection has been inside a transaction (`status`) for `heldMs`, longer
    * than `idleInTransactionThreshold`. Reported once per transaction.
