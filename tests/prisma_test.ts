@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -24,6 +24,7 @@ import {
 import { Column, columnKinds, timestamp, timestamptz } from "../prisma/_columns.ts";
 import { getServer } from "./_server.ts";
 import { uniqueName } from "./_helpers.ts";
+import { readmeBlocks } from "./_readme.ts";
 
 const T = { timeout: 120_000 };
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -462,6 +463,16 @@ interface Generated {
 
 const exec = promisify(execFile);
 
+/** Runs `prisma generate` of Prisma `major`'s CLI on `schema`, offline. */
+async function prismaGenerate(major: 6 | 7, schema: string): Promise<void> {
+  const cli = join(ROOT, "node_modules", major === 7 ? "prisma" : "prisma6", "build", "index.js");
+  await exec("node", [cli, "generate", "--schema", schema], {
+    cwd: dirname(schema),
+    // Any existing file: generate then needs no engine download (none can be reached here).
+    env: { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: schema, PRISMA_HIDE_UPDATE_MESSAGE: "1" },
+  });
+}
+
 /**
  * Generates a client with Prisma `major`'s CLI into .tmp/, bundles it with esbuild (Node
  * cannot load the TypeScript it writes) and imports it. Prisma 6 is installed under npm
@@ -495,12 +506,7 @@ async function generate(major: 6 | 7, table: string): Promise<Generated> {
       `  moods Mood[]\n` +
       `  @@map("${table}")\n}\n`,
   );
-  const cli = join(ROOT, "node_modules", major === 7 ? "prisma" : "prisma6", "build", "index.js");
-  await exec("node", [cli, "generate", "--schema", schema], {
-    cwd: dir,
-    // Any existing file: generate then needs no engine download (none can be reached here).
-    env: { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: schema, PRISMA_HIDE_UPDATE_MESSAGE: "1" },
-  });
+  await prismaGenerate(major, schema);
   const esbuild = await import("esbuild");
   const out = join(dir, "client.mjs");
   try {
@@ -682,3 +688,69 @@ for (const major of [7, 6] as const) {
     }
   });
 }
+
+test("README's With Prisma section runs as written, under a Prisma 7 client", T, async () => {
+  const blocks = readmeBlocks("With Prisma");
+  const schema = blocks.filter((b) => b.lang === "prisma");
+  const main = blocks.filter((b) => b.lang === "ts");
+  assert.equal(schema.length, 1);
+  assert.equal(main.length, 1);
+  const dir = join(ROOT, ".tmp", "prisma_test", `${RUNTIME}-readme-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, "prisma"), { recursive: true });
+  writeFileSync(join(dir, "prisma", "schema.prisma"), schema[0].code);
+  writeFileSync(join(dir, "main.ts"), main[0].code);
+  await prismaGenerate(7, join(dir, "prisma", "schema.prisma"));
+  const esbuild = await import("esbuild");
+  const { runtimeModules } = await import("../build/runtimes.ts");
+  const out = join(dir, "main.mjs");
+  try {
+    await esbuild.build({
+      absWorkingDir: ROOT,
+      entryPoints: [join(dir, "main.ts")],
+      outfile: out,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      packages: "external",
+      logLevel: "warning",
+      // This runtime's modules only, as in the package's build for it.
+      plugins: [runtimeModules(RUNTIME)],
+      // The package's names, as the README imports them, are this checkout.
+      alias: {
+        "@edgepool/edgepool/prisma": join(ROOT, "prisma", "mod.ts"),
+        "@edgepool/edgepool": join(ROOT, "mod.ts"),
+      },
+    });
+  } finally {
+    await esbuild.stop();
+  }
+
+  const server = await getServer();
+  const url = server.url("scram", { sslmode: "disable", application_name: "prisma_readme" });
+  const pool = createPool(url);
+  // What `prisma db push` makes of the README's model (db push needs the schema engine).
+  const drop = 'drop table if exists "User"';
+  await pool.query(drop);
+  try {
+    await pool.query(
+      'create table "User" (id serial primary key, email text not null, profile jsonb, ' +
+        '"seenAt" timestamptz(6)); create unique index "User_email_key" on "User" (email)',
+    );
+    const args = RUNTIME === "deno" ? ["run", "-A", out] : [out];
+    // Twice: the snippet can run again on the same database.
+    for (let run = 0; run < 2; run++) {
+      const { stdout } = await exec(process.execPath, args, {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: url },
+      });
+      assert.match(stdout, /ada@example\.com \d{4}-\d\d-\d\dT/);
+      assert.match(stdout, /n: 1\b/);
+    }
+    const { rows } = await pool.query('select email, profile from "User"');
+    assert.deepEqual(rows, [{ email: "ada@example.com", profile: { theme: "dark" } }]);
+  } finally {
+    await pool.query(drop);
+    await pool.close();
+  }
+});
