@@ -2,13 +2,14 @@
 // numbers of `ColumnTypeEnum` in @prisma/driver-adapter-utils, the same in Prisma 6 and 7),
 // and each value in the form it reads; and the reverse for query arguments.
 //
-// edgepool's text parsers have already run on the values (src/types.ts), so each column
-// converts from what they give: a Date, parsed JSON, a string, a Uint8Array, a bigint with the
-// `bigint` option. Four types lose something on the way (see RAW_TEXT_OIDS); each of their
-// converters also takes the raw text, which is the lossless path once a query can ask for it.
+// A query asks for the server's text of the types in RAW_TEXT_OIDS (see `queryTypes`) and
+// takes edgepool's parsed values for the rest (src/types.ts): a string for int8 and numeric,
+// a Uint8Array for bytea, arrays for the array types edgepool parses.
 
-import type { ArgType, ColumnType } from "@prisma/driver-adapter-utils";
+import type { TypeParser, TypeParsers } from "../src/result.ts";
+import { typeParsers } from "../src/types.ts";
 import { arrayOf } from "../src/_array.ts";
+import type { ArgType, ColumnType } from "./types.ts";
 
 /** `ColumnTypeEnum` of @prisma/driver-adapter-utils, by name. */
 export const Column = {
@@ -54,10 +55,9 @@ export interface ColumnKind {
 }
 
 /**
- * The types whose values edgepool's parsers give in a form that has lost something:
- * timestamps (a Date holds milliseconds; PostgreSQL keeps microseconds) and JSON (`JSON.parse`
- * rounds numbers past 2^53 and past 17 digits, and puts keys that look like integers first).
- * With their raw text the converters below keep everything.
+ * The types whose values a parser would spoil: timestamps (a Date holds milliseconds;
+ * PostgreSQL keeps microseconds) and JSON (`JSON.parse` rounds numbers past 2^53 and past 17
+ * digits, and puts keys that look like integers first). Prisma gets their text.
  */
 export const RAW_TEXT_OIDS: readonly number[] = [
   1114, // timestamp
@@ -70,21 +70,27 @@ export const RAW_TEXT_OIDS: readonly number[] = [
   3807, // _jsonb
 ];
 
+const keepText: TypeParser = (text) => text;
+const rawText = new Set(RAW_TEXT_OIDS);
+
+/**
+ * A query's `types`: the server's text for {@link RAW_TEXT_OIDS}, edgepool's parsers for the
+ * rest (whatever the pool's `bigint` option, int8 comes as a string).
+ */
+export const queryTypes: TypeParsers = {
+  getTypeParser: (oid) => rawText.has(oid) ? keepText : typeParsers.getTypeParser(oid),
+};
+
 // PostgreSQL's first OID for objects made after initdb: enums, domains, composite types.
 const FIRST_NORMAL_OID = 16384;
 
-const asString: Convert = (value) => typeof value === "string" ? value : String(value);
-
-// `+00:00` rather than toISOString's `Z`: the form Prisma's own PostgreSQL adapter hands over.
-function utc(date: Date): string {
-  return date.toISOString().slice(0, -1) + "+00:00";
-}
-
 const TIMESTAMP = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?$/;
 
-/** `timestamp`: a Date read as UTC, or its text (no zone: the digits are the UTC ones). */
+/**
+ * `timestamp`: its text, read as UTC (it has no zone: the digits are the UTC ones), with every
+ * fractional digit. `+00:00` rather than `Z`: the form Prisma's own PostgreSQL adapter gives.
+ */
 export const timestamp: Convert = (value) => {
-  if (value instanceof Date) return utc(value);
   const text = value as string;
   return TIMESTAMP.test(text) ? text.replace(" ", "T") + "+00:00" : text;
 };
@@ -93,11 +99,10 @@ const TIMESTAMPTZ =
   /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?([+-]\d\d)(?::(\d\d))?(?::(\d\d))?$/;
 
 /**
- * `timestamptz`: a Date, or its text in the session's time zone (`...+05:30`), moved to UTC
- * with every fractional digit kept.
+ * `timestamptz`: its text in the session's time zone (`...+05:30`), moved to UTC with every
+ * fractional digit kept.
  */
 export const timestamptz: Convert = (value) => {
-  if (value instanceof Date) return utc(value);
   const text = value as string;
   const m = TIMESTAMPTZ.exec(text);
   if (m === null) return text; // infinity, BC, years past 9999: as PostgreSQL wrote them
@@ -107,11 +112,6 @@ export const timestamptz: Convert = (value) => {
   const at = new Date(Date.parse(`${date}T${time}Z`) - offset * 1000);
   return at.toISOString().slice(0, 19) + fraction + "+00:00";
 };
-
-/** `json`, `jsonb`: the text as is, or the parsed value written back. */
-export function json(raw: boolean): Convert {
-  return raw ? asString : (value) => JSON.stringify(value);
-}
 
 // `timetz`: Prisma reads a time without its zone, as Prisma's own adapter gives it.
 const timetz: Convert = (value) => (value as string).replace(/[+-]\d\d(:\d\d){0,2}$/, "");
@@ -125,31 +125,26 @@ function each(convert: Convert): Convert {
   return walk;
 }
 
-// Array types whose elements edgepool has no parser for come as the array's text.
+// An array read as its text (`{"a",NULL}`): its elements' text, each converted.
 function textArray(convert?: Convert): Convert {
-  const parse = arrayOf(undefined);
-  const elements = convert === undefined ? undefined : each(convert);
-  return (value) => {
-    const array = typeof value === "string" ? parse(value) : value;
-    return elements === undefined ? array : elements(array);
-  };
+  const parse = arrayOf(undefined) as Convert;
+  if (convert === undefined) return parse;
+  const elements = each(convert);
+  return (value) => elements(parse(value));
 }
 
 // Prisma 6 reads Bytes as arrays of numbers; Prisma 7 takes a Uint8Array as it is.
 const byteArray: Convert = (value) => Array.from(value as Uint8Array);
 
 /**
- * The column kinds by type OID, for values parsed by edgepool (`raw`: false) or as raw text
- * for the {@link RAW_TEXT_OIDS} (`raw`: true); `prisma`: the major version of Prisma.
+ * The column kinds by type OID, for values read with {@link queryTypes}; `prisma`: the major
+ * version of Prisma.
  */
-export function columnKinds(raw: boolean, prisma: 6 | 7 = 7): Map<number, ColumnKind> {
+export function columnKinds(prisma: 6 | 7 = 7): Map<number, ColumnKind> {
   const bytes = prisma === 6 ? byteArray : undefined;
-  const jsonValue = json(raw);
-  const int8 = asString; // a string already, or a bigint with the pool's `bigint` option
   const kinds: [number[], ColumnType, Convert?][] = [
     [[21, 23], Column.Int32], // int2, int4
-    [[20], Column.Int64, int8],
-    [[26], Column.Int64], // oid
+    [[20, 26], Column.Int64], // int8 (a string), oid
     [[700], Column.Float],
     [[701], Column.Double],
     [[16], Column.Boolean],
@@ -164,12 +159,11 @@ export function columnKinds(raw: boolean, prisma: 6 | 7 = 7): Map<number, Column
     [[1266], Column.Time, timetz],
     [[1114], Column.DateTime, timestamp],
     [[1184], Column.DateTime, timestamptz],
-    [[114, 3802], Column.Json, jsonValue],
+    [[114, 3802], Column.Json],
     [[17], Column.Bytes, bytes],
     // Arrays that edgepool parses.
     [[1005, 1007], Column.Int32Array],
-    [[1016], Column.Int64Array, each(int8)],
-    [[1028], Column.Int64Array],
+    [[1016, 1028], Column.Int64Array], // int8 (strings), oid
     [[1021], Column.FloatArray],
     [[1022], Column.DoubleArray],
     [[1000], Column.BooleanArray],
@@ -177,11 +171,11 @@ export function columnKinds(raw: boolean, prisma: 6 | 7 = 7): Map<number, Column
     [[1009, 1015, 1014, 1003], Column.TextArray],
     [[2951], Column.UuidArray],
     [[1182], Column.DateArray],
-    [[1115], Column.DateTimeArray, raw ? textArray(timestamp) : each(timestamp)],
-    [[1185], Column.DateTimeArray, raw ? textArray(timestamptz) : each(timestamptz)],
-    [[199, 3807], Column.JsonArray, raw ? textArray(jsonValue) : each(jsonValue)],
     [[1001], Column.BytesArray, bytes && each(bytes)],
-    // Arrays that edgepool leaves as text.
+    // Arrays read as text: by the query (RAW_TEXT_OIDS), or because edgepool has no parser.
+    [[1115], Column.DateTimeArray, textArray(timestamp)],
+    [[1185], Column.DateTimeArray, textArray(timestamptz)],
+    [[199, 3807], Column.JsonArray, textArray()],
     [[791], Column.NumericArray, textArray(money)],
     [[1002], Column.CharacterArray, textArray()],
     [[143, 1041, 651, 1561, 1563], Column.TextArray, textArray()], // xml, inet, cidr, bit, varbit
@@ -261,9 +255,9 @@ function fromBase64(text: string): Uint8Array {
 }
 
 /**
- * A query argument from Prisma in the form edgepool sends: DateTime (a Date or an ISO string)
- * by its database type, with an explicit UTC offset for timestamps so that the session's time
- * zone cannot shift it (a `timestamp` column ignores the offset); Bytes from base64 (Prisma 7)
+ * A query argument from Prisma in the form edgepool sends: DateTime by its database type (a
+ * Date for a timestamp with an explicit UTC offset, so that the session's time zone cannot
+ * shift it, an ISO string as it is: a `timestamp` column ignores the offset); Bytes from base64 (Prisma 7)
  * or an array of numbers (Prisma 6); lists element by element.
  */
 export function mapArg(arg: unknown, type: ArgType | undefined): unknown {
@@ -275,12 +269,15 @@ export function mapArg(arg: unknown, type: ArgType | undefined): unknown {
   }
   switch (type?.scalarType) {
     case "datetime": {
+      const dbType = type.dbType?.toUpperCase();
+      const timeOnlyType = dbType === "TIME" || dbType === "TIMETZ";
+      // An ISO string for a timestamp goes as it is, with every digit and its zone.
+      if (typeof arg === "string" && dbType !== "DATE" && !timeOnlyType) return arg;
       const date = arg instanceof Date ? arg : typeof arg === "string" ? new Date(arg) : null;
       if (date === null || Number.isNaN(date.getTime())) return arg;
-      const dbType = type.dbType?.toUpperCase();
       if (dbType === "DATE") return dateOnly(date);
-      if (dbType === "TIME" || dbType === "TIMETZ") return timeOnly(date);
-      return utc(date);
+      if (timeOnlyType) return timeOnly(date);
+      return date.toISOString().slice(0, -1) + "+00:00";
     }
     case "bytes":
       if (typeof arg === "string") return fromBase64(arg);

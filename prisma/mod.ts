@@ -18,17 +18,6 @@
  * @module
  */
 
-import type {
-  ConnectionInfo,
-  IsolationLevel,
-  MappedError,
-  SqlDriverAdapter,
-  SqlDriverAdapterFactory,
-  SqlQuery,
-  SqlResultSet,
-  Transaction,
-  TransactionOptions,
-} from "@prisma/driver-adapter-utils";
 import { type Connection, ConnectionError, createPool, PostgresError } from "../mod.ts";
 import type { Pool } from "../src/pool/pool.ts";
 import type { PooledConnection } from "../src/pool/pooled_connection.ts";
@@ -38,9 +27,33 @@ import {
   columnKinds,
   isUserType,
   mapArg,
+  queryTypes,
   TYPE_NAMES,
   USER_TYPE,
 } from "./_columns.ts";
+import type {
+  ConnectionInfo,
+  IsolationLevel,
+  SqlDriverAdapter,
+  SqlQuery,
+  SqlQueryable,
+  SqlResultSet,
+  Transaction,
+  TransactionOptions,
+} from "./types.ts";
+
+export type {
+  ArgType,
+  ColumnType,
+  ConnectionInfo,
+  IsolationLevel,
+  SqlDriverAdapter,
+  SqlQuery,
+  SqlQueryable,
+  SqlResultSet,
+  Transaction,
+  TransactionOptions,
+} from "./types.ts";
 
 /** Options of {@link PrismaEdgepool}. */
 export interface PrismaEdgepoolOptions {
@@ -58,9 +71,10 @@ export interface PrismaEdgepoolOptions {
 
 const ADAPTER_NAME = "edgepool";
 
-// Until a query can ask edgepool for the raw text of chosen types (see RAW_TEXT_OIDS in
-// _columns.ts), the columns convert from edgepool's parsed values.
-const KINDS = { 6: columnKinds(false, 6), 7: columnKinds(false, 7) };
+const KINDS = { 6: columnKinds(6), 7: columnKinds(7) };
+
+/** What Prisma's engine reads from a {@link DriverAdapterError}: a `kind` and its fields. */
+type MappedError = { kind: string; [field: string]: unknown };
 
 /**
  * The error Prisma's engine turns into its own (a unique violation into P2002, and so on):
@@ -72,7 +86,7 @@ class DriverAdapterError extends Error {
   override cause: MappedError & { originalCode?: string; originalMessage?: string };
 
   constructor(cause: DriverAdapterError["cause"]) {
-    super(cause.kind === "postgres" ? cause.message : cause.kind);
+    super(cause.kind === "postgres" ? String(cause.message) : cause.kind);
     this.cause = cause;
   }
 }
@@ -86,8 +100,15 @@ class DriverAdapterError extends Error {
  * connection for their whole life and return it when Prisma commits or rolls back; the
  * pool's reset on return rolls back anything left open.
  *
- * Values: DateTime keeps milliseconds (microseconds are cut, as a JS Date does), Json is written
- * back from its parsed value; BigInt, Decimal, Bytes, arrays and enums are exact.
+ * Values reach Prisma's engine exact: timestamps as the server's text moved to UTC, with all
+ * six fractional digits (Prisma then makes a JS Date of it, which keeps milliseconds: select
+ * `at::text` to see all six), JSON as the server's text (numbers past 2^53, the server's key
+ * order: what Prisma's `JSON.parse` then does with them is Prisma's), BigInt, Decimal, Bytes,
+ * arrays and enums.
+ *
+ * It has the shape of Prisma's `SqlDriverAdapterFactory`, and `connect()` gives an adapter of
+ * the shape of its `SqlDriverAdapter`: those types are written out in this module, under
+ * Prisma's names, so that edgepool needs nothing from Prisma's packages.
  *
  * @example
  * ```ts ignore
@@ -101,7 +122,7 @@ class DriverAdapterError extends Error {
  * await prisma.$disconnect(); // closes the pool it made
  * ```
  */
-export class PrismaEdgepool implements SqlDriverAdapterFactory {
+export class PrismaEdgepool {
   /** The database family, for Prisma. */
   readonly provider = "postgres";
   /** The adapter's name, for Prisma. */
@@ -140,7 +161,7 @@ export class PrismaEdgepool implements SqlDriverAdapterFactory {
 /** What runs statements: the pool, or a transaction's connection. */
 type Runner = Pick<PooledConnection<Connection>, "query">;
 
-class EdgepoolQueryable {
+class EdgepoolQueryable implements SqlQueryable {
   readonly provider = "postgres";
   readonly adapterName: string = ADAPTER_NAME;
   readonly #runner: Runner;
@@ -175,9 +196,17 @@ class EdgepoolQueryable {
   }
 
   protected async run(query: SqlQuery): Promise<QueryResult<unknown[]>> {
-    const args = query.args.map((arg, i) => mapArg(arg, query.argTypes[i]));
+    // No arguments: no parameter list, as pg does, so that the statement goes by the simple
+    // protocol. With one, even empty, edgepool uses the extended protocol, which takes a
+    // single statement: `$executeRawUnsafe("create type ...; create table ...")` would fail.
+    const args = query.args.length === 0
+      ? undefined
+      : query.args.map((arg, i) => mapArg(arg, query.argTypes[i]));
     try {
-      return await this.#runner.query<unknown[]>(query.sql, args, { rowMode: "array" });
+      return await this.#runner.query<unknown[]>(query.sql, args, {
+        rowMode: "array",
+        types: queryTypes,
+      });
     } catch (error) {
       throw adapterError(error);
     }
@@ -253,7 +282,9 @@ class EdgepoolAdapter extends EdgepoolQueryable implements SqlDriverAdapter {
       throw adapterError(error);
     }
     try {
-      // One statement, one round trip: BEGIN with its isolation level.
+      // On the checked-out connection, which keeps the transaction until commit() or
+      // rollback(): the pool's own query() refuses a statement that leaves one open
+      // (TRANSACTION_LEFT_OPEN). One statement, one round trip: BEGIN with its isolation level.
       const begin = isolationLevel ? `BEGIN ISOLATION LEVEL ${isolationLevel}` : "BEGIN";
       await connection.query(begin);
     } catch (error) {
@@ -264,7 +295,9 @@ class EdgepoolAdapter extends EdgepoolQueryable implements SqlDriverAdapter {
   }
 
   async executeScript(script: string): Promise<void> {
-    // No parameters: the simple protocol runs every statement of the script, in order.
+    // No parameter list, not even an empty one: only the simple protocol runs every statement
+    // of the script, in order (edgepool sends a query with a parameter list, [] included, by
+    // the extended protocol, which takes one statement).
     try {
       await this.#pool.query(script);
     } catch (error) {

@@ -6,17 +6,25 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
-import type { SqlDriverAdapter, SqlQuery } from "@prisma/driver-adapter-utils";
+import type * as Prisma7 from "@prisma/driver-adapter-utils";
+import type * as Prisma6 from "prisma-adapter-utils6";
 import { type Connection, createPool, type Pool } from "../mod.ts";
-import { PrismaEdgepool } from "../prisma/mod.ts";
-import { Column, columnKinds, timestamptz } from "../prisma/_columns.ts";
+import type * as Edgepool from "../prisma/mod.ts";
+import {
+  PrismaEdgepool,
+  type SqlDriverAdapter,
+  type SqlQuery,
+  type SqlResultSet,
+} from "../prisma/mod.ts";
+import { Column, columnKinds, timestamp, timestamptz } from "../prisma/_columns.ts";
 import { getServer } from "./_server.ts";
 import { uniqueName } from "./_helpers.ts";
+import { readmeBlocks } from "./_readme.ts";
 
 const T = { timeout: 120_000 };
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -164,8 +172,8 @@ test("PrismaEdgepool queryRaw gives every column type in the form Prisma reads",
       "13:45:06.789",
       "2024-02-29T13:45:06.789+00:00",
       "2024-02-29T13:45:06.789+00:00",
-      '{"a":[1,2]}',
-      '{"b":{"c":null}}',
+      '{"a":[1,2]}', // json: the text as it was written
+      '{"b": {"c": null}}', // jsonb: the server's text
       new Uint8Array([0, 1, 255]),
     ]);
     assert.deepEqual(row.slice(17), [
@@ -175,9 +183,9 @@ test("PrismaEdgepool queryRaw gives every column type in the form Prisma reads",
       ["9007199254740993", "-1"],
       ['a "quoted" , {x}', null],
       ["1.10", "NaN"],
-      ["2024-01-01T00:00:00.000+00:00"],
+      ["2024-01-01T00:00:00+00:00"],
       [new Uint8Array([0, 255])],
-      ['{"k":1}'],
+      ['{"k": 1}'],
     ]);
     await adapter.executeScript(`drop table ${table}; drop type ${mood}`);
   });
@@ -194,36 +202,97 @@ test("PrismaEdgepool queryRaw reads timestamptz in any session time zone as UTC"
     );
     await tx.executeRaw(q("ROLLBACK"));
     await tx.rollback();
-    assert.deepEqual(rows, [["2024-02-29T13:45:06.500+00:00", "2024-02-29T13:45:06.500+00:00"]]);
+    // The server's digits (it drops trailing zeros), in UTC.
+    assert.deepEqual(rows, [["2024-02-29T13:45:06.5+00:00", "2024-02-29T13:45:06.5+00:00"]]);
   });
 });
 
-test("PrismaEdgepool column converters keep microseconds and JSON text when given raw text", () => {
+test(
+  "PrismaEdgepool queryRaw keeps microseconds and JSON text through a round trip",
+  T,
+  async () => {
+    await withAdapter("prisma_exact", async (adapter) => {
+      const table = uniqueName("prisma_exact");
+      await adapter.executeScript(
+        `create table ${table} (ts timestamp(6), tstz timestamptz(6), tss timestamp(6)[], ` +
+          "tstzs timestamptz(6)[], j json, jb jsonb, js json[], jbs jsonb[])",
+      );
+      // Past 2^53 and past 17 digits; keys that JSON.parse would put first, and out of order.
+      const json = '{"z": 12345678901234567890, "10": 0.1000000000000000055511, "a": [1e400]}';
+      const at = "2024-02-29T13:45:06.123456Z";
+      const datetime = (dbType: string, arity: "scalar" | "list" = "scalar") => ({
+        scalarType: "datetime" as const,
+        dbType,
+        arity,
+      });
+      const jsonType = (arity: "scalar" | "list" = "scalar") => ({
+        scalarType: "json" as const,
+        arity,
+      });
+      await adapter.executeRaw(q(
+        `insert into ${table} values ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [at, at, [at, null], [at], json, json, [json], [json]],
+        [
+          datetime("TIMESTAMP"),
+          datetime("TIMESTAMPTZ"),
+          datetime("TIMESTAMP", "list"),
+          datetime("TIMESTAMPTZ", "list"),
+          jsonType(),
+          jsonType(),
+          jsonType("list"),
+          jsonType("list"),
+        ],
+      ));
+      // In a session whose time zone is not UTC, so that the server writes another offset.
+      const tx = await adapter.startTransaction();
+      await tx.executeRaw(q("set local time zone 'America/St_Johns'"));
+      const { rows: [row] } = await tx.queryRaw(q(`select *, jb::text as jb_text from ${table}`));
+      await tx.executeRaw(q("ROLLBACK"));
+      await tx.rollback();
+      const utc = "2024-02-29T13:45:06.123456+00:00";
+      assert.deepEqual(row.slice(0, 4), [utc, utc, [utc, null], [utc]]);
+      const jbText = row[8] as string; // the server's own text of the jsonb
+      assert.deepEqual(row.slice(4, 8), [json, jbText, [json], [jbText]]);
+      assert.match(jbText, /12345678901234567890/);
+      assert.match(jbText, /0\.1000000000000000055511/);
+
+      // Back in as Prisma would pass them (a text argument), nothing changes.
+      await adapter.executeRaw(q(
+        `insert into ${table} (ts, tstz, j, jb) values ($1, $2, $3, $4)`,
+        [row[0], row[1], row[4], row[5]],
+        [datetime("TIMESTAMP"), datetime("TIMESTAMPTZ"), jsonType(), jsonType()],
+      ));
+      const { rows: [[same]] } = await adapter.queryRaw(q(
+        `select count(distinct (ts, tstz, j::text, jb)) = 1 and count(*) = 2 from ${table}`,
+      ));
+      assert.equal(same, true);
+      await adapter.executeRaw(q(`drop table ${table}`));
+    });
+  },
+);
+
+test("PrismaEdgepool column converters move timestamps to UTC with every digit", () => {
   assert.equal(timestamptz("2024-02-29 19:15:06.123456+05:30"), "2024-02-29T13:45:06.123456+00:00");
   assert.equal(timestamptz("1999-12-31 23:59:59-08"), "2000-01-01T07:59:59+00:00");
   assert.equal(timestamptz("infinity"), "infinity");
-  const raw = columnKinds(true);
-  assert.equal(
-    raw.get(1114)!.convert!("2024-02-29 13:45:06.123456"),
-    "2024-02-29T13:45:06.123456+00:00",
-  );
-  assert.equal(
-    raw.get(3802)!.convert!('{"n": 12345678901234567890}'),
-    '{"n": 12345678901234567890}',
-  );
-  assert.deepEqual(raw.get(1185)!.convert!('{"2024-01-01 05:30:00.000001+05:30",NULL}'), [
+  assert.equal(timestamp("2024-02-29 13:45:06.123456"), "2024-02-29T13:45:06.123456+00:00");
+  const kinds = columnKinds();
+  assert.deepEqual(kinds.get(1185)!.convert!('{"2024-01-01 05:30:00.000001+05:30",NULL}'), [
     "2024-01-01T00:00:00.000001+00:00",
     null,
   ]);
-  assert.deepEqual(raw.get(3807)!.convert!('{"{\\"a\\": 1}"}'), ['{"a": 1}']);
+  assert.deepEqual(kinds.get(3807)!.convert!('{"{\\"a\\": 1}"}'), ['{"a": 1}']);
 });
 
 test("PrismaEdgepool transactions run on one connection, commit and roll back", T, async () => {
-  await withAdapter("prisma_tx", async (adapter) => {
+  await withAdapter("prisma_tx", async (adapter, pool) => {
     const table = uniqueName("prisma_tx");
     await adapter.executeRaw(q(`create table ${table} (id int primary key)`));
 
+    // BEGIN runs on a checked-out connection: the pool's own query() would refuse it.
+    await assert.rejects(pool.query("BEGIN"), { code: "TRANSACTION_LEFT_OPEN" });
     const kept = await adapter.startTransaction("SERIALIZABLE");
+    assert.equal(pool.stats().checkedOut, 1);
     assert.equal(kept.options.usePhantomQuery, false);
     await kept.executeRaw(q(`insert into ${table} values (1)`));
     const [[level]] = (await kept.queryRaw(q("show transaction_isolation"))).rows;
@@ -248,6 +317,7 @@ test("PrismaEdgepool transactions run on one connection, commit and roll back", 
 
     const { rows } = await adapter.queryRaw(q(`select id from ${table} order by id`));
     assert.deepEqual(rows, [[1]]);
+    assert.equal(pool.stats().checkedOut, 0);
 
     await assert.rejects(adapter.startTransaction("SNAPSHOT"), (e: Error) => {
       assert.equal(e.name, "DriverAdapterError");
@@ -318,6 +388,71 @@ test(
   },
 );
 
+// Each `true` below is checked by `deno check`: a false one fails it. The adapter's types are
+// its own (prisma/types.ts); Prisma's client takes them as its own types, of Prisma 7 and 6.
+type Assignable<From, To> = [From] extends [To] ? true : false;
+type Prisma7Checks = [
+  Assignable<PrismaEdgepool, Prisma7.SqlDriverAdapterFactory>,
+  Assignable<Edgepool.SqlDriverAdapter, Prisma7.SqlDriverAdapter>,
+  Assignable<Edgepool.Transaction, Prisma7.Transaction>,
+  Assignable<Edgepool.SqlResultSet, Prisma7.SqlResultSet>,
+  Assignable<Edgepool.ConnectionInfo, Prisma7.ConnectionInfo>,
+  Assignable<Edgepool.TransactionOptions, Prisma7.TransactionOptions>,
+  Assignable<Edgepool.ColumnType, Prisma7.ColumnType>,
+  Assignable<Prisma7.ColumnType, Edgepool.ColumnType>,
+  // What Prisma passes in (method parameters are not checked strictly: these are).
+  Assignable<Prisma7.SqlQuery, Edgepool.SqlQuery>,
+  Assignable<Prisma7.ArgType, Edgepool.ArgType>,
+  Assignable<Prisma7.IsolationLevel, Edgepool.IsolationLevel>,
+  Assignable<typeof Column, Pick<typeof Prisma7.ColumnTypeEnum, keyof typeof Column>>,
+];
+type Prisma6Checks = [
+  Assignable<PrismaEdgepool, Prisma6.SqlDriverAdapterFactory>,
+  Assignable<Edgepool.SqlDriverAdapter, Prisma6.SqlDriverAdapter>,
+  Assignable<Edgepool.Transaction, Prisma6.Transaction>,
+  Assignable<Edgepool.SqlResultSet, Prisma6.SqlResultSet>,
+  Assignable<Edgepool.ConnectionInfo, Prisma6.ConnectionInfo>,
+  Assignable<Edgepool.TransactionOptions, Prisma6.TransactionOptions>,
+  Assignable<Edgepool.ColumnType, Prisma6.ColumnType>,
+  Assignable<Prisma6.ColumnType, Edgepool.ColumnType>,
+  Assignable<Prisma6.SqlQuery, Edgepool.SqlQuery>,
+  Assignable<Prisma6.ArgType, Edgepool.ArgType>,
+  Assignable<Prisma6.IsolationLevel, Edgepool.IsolationLevel>,
+  Assignable<typeof Column, Pick<typeof Prisma6.ColumnTypeEnum, keyof typeof Column>>,
+];
+
+test("PrismaEdgepool's types are assignable to Prisma 7's and Prisma 6's", () => {
+  const prisma7: Prisma7Checks = [
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+  ];
+  const prisma6: Prisma6Checks = [
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+    true,
+  ];
+  assert.equal(prisma7.length + prisma6.length, 24);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Generated clients
 
@@ -327,6 +462,16 @@ interface Generated {
 }
 
 const exec = promisify(execFile);
+
+/** Runs `prisma generate` of Prisma `major`'s CLI on `schema`, offline. */
+async function prismaGenerate(major: 6 | 7, schema: string): Promise<void> {
+  const cli = join(ROOT, "node_modules", major === 7 ? "prisma" : "prisma6", "build", "index.js");
+  await exec("node", [cli, "generate", "--schema", schema], {
+    cwd: dirname(schema),
+    // Any existing file: generate then needs no engine download (none can be reached here).
+    env: { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: schema, PRISMA_HIDE_UPDATE_MESSAGE: "1" },
+  });
+}
 
 /**
  * Generates a client with Prisma `major`'s CLI into .tmp/, bundles it with esbuild (Node
@@ -361,12 +506,7 @@ async function generate(major: 6 | 7, table: string): Promise<Generated> {
       `  moods Mood[]\n` +
       `  @@map("${table}")\n}\n`,
   );
-  const cli = join(ROOT, "node_modules", major === 7 ? "prisma" : "prisma6", "build", "index.js");
-  await exec("node", [cli, "generate", "--schema", schema], {
-    cwd: dir,
-    // Any existing file: generate then needs no engine download (none can be reached here).
-    env: { ...process.env, PRISMA_SCHEMA_ENGINE_BINARY: schema, PRISMA_HIDE_UPDATE_MESSAGE: "1" },
-  });
+  await prismaGenerate(major, schema);
   const esbuild = await import("esbuild");
   const out = join(dir, "client.mjs");
   try {
@@ -387,16 +527,42 @@ async function generate(major: 6 | 7, table: string): Promise<Generated> {
   return await import(pathToFileURL(out).href) as Generated;
 }
 
+/** The factory, with every result set Prisma's engine gets from the adapter kept in `seen`. */
+function spying(factory: PrismaEdgepool, seen: SqlResultSet[]): PrismaEdgepool {
+  const connect = factory.connect.bind(factory);
+  factory.connect = async () => {
+    const adapter = await connect();
+    const queryRaw = adapter.queryRaw.bind(adapter);
+    adapter.queryRaw = async (query) => {
+      const result = await queryRaw(query);
+      seen.push(structuredClone(result));
+      return result;
+    };
+    return adapter;
+  };
+  return factory;
+}
+
+/** The only row of the last result set in `seen`, by column name. */
+function lastRow(seen: SqlResultSet[]): Record<string, unknown> {
+  const { columnNames, rows } = seen.at(-1)!;
+  assert.equal(rows.length, 1);
+  return Object.fromEntries(columnNames.map((name, i) => [name, rows[0][i]]));
+}
+
 for (const major of [7, 6] as const) {
   test(`PrismaEdgepool runs the ORM workload under a Prisma ${major} client`, T, async () => {
     const table = uniqueName(`prisma${major}_item`);
     const { PrismaClient } = await generate(major, table);
     const pool = await testPool(`prisma${major}_orm`);
-    const prisma = new PrismaClient({ adapter: new PrismaEdgepool(pool, { prisma: major }) });
+    const seen: SqlResultSet[] = [];
+    const adapter = spying(new PrismaEdgepool(pool, { prisma: major }), seen);
+    const prisma = new PrismaClient({ adapter });
     try {
-      await prisma.$executeRawUnsafe(`create type ${table}_mood as enum ('HAPPY', 'SAD')`);
+      // Two statements and no arguments: the simple protocol runs both.
       await prisma.$executeRawUnsafe(
-        `create table ${table} (id serial primary key, name text not null, data jsonb, ` +
+        `create type ${table}_mood as enum ('HAPPY', 'SAD'); ` +
+          `create table ${table} (id serial primary key, name text not null, data jsonb, ` +
           "at timestamptz(6), big bigint, price numeric(30,10), blob bytea, " +
           `tags text[] not null default '{}', nums int[] not null default '{}', ` +
           `mood ${table}_mood, moods ${table}_mood[] not null default '{}')`,
@@ -472,6 +638,37 @@ for (const major of [7, 6] as const) {
       assert.equal(raw[0].big, 9007199254740993n);
       assert.deepEqual([...raw[0].blob], [0, 1, 255]);
       assert.equal(raw[0].at.toISOString(), at.toISOString());
+      assert.equal(pool.stats().checkedOut, 0);
+
+      // Microseconds and JSON past what JS holds reach Prisma's engine whole: Prisma's DateTime
+      // then keeps milliseconds (a JS Date), and its Json is what JSON.parse makes of the text.
+      await prisma.$executeRawUnsafe(
+        `update ${table} set at = $1::timestamptz, data = $2::jsonb where id = $3`,
+        "2024-02-29T13:45:06.123456Z",
+        '{"big": 12345678901234567890, "10": 1, "a": 2}',
+        created.id,
+      );
+      seen.length = 0;
+      const exact = await prisma.item.findUnique({
+        where: { id: created.id },
+        select: { at: true, data: true },
+      });
+      assert.equal(exact.at.toISOString(), "2024-02-29T13:45:06.123Z");
+      assert.equal(exact.data.a, 2);
+      assert.deepEqual(lastRow(seen), {
+        id: created.id,
+        at: "2024-02-29T13:45:06.123456+00:00",
+        data: '{"a": 2, "10": 1, "big": 12345678901234567890}',
+      });
+      // $queryRaw of a timestamptz: the same text reaches Prisma, and the server compares it.
+      seen.length = 0;
+      const [micro] = await prisma.$queryRawUnsafe(
+        `select at, at = $1::timestamptz as same from ${table} where id = $2`,
+        "2024-02-29T13:45:06.123456Z",
+        created.id,
+      );
+      assert.equal(micro.same, true);
+      assert.deepEqual(lastRow(seen), { at: "2024-02-29T13:45:06.123456+00:00", same: true });
 
       // 50 concurrent queries over a pool of 4.
       const counts = await Promise.all(
@@ -491,3 +688,69 @@ for (const major of [7, 6] as const) {
     }
   });
 }
+
+test("README's With Prisma section runs as written, under a Prisma 7 client", T, async () => {
+  const blocks = readmeBlocks("With Prisma");
+  const schema = blocks.filter((b) => b.lang === "prisma");
+  const main = blocks.filter((b) => b.lang === "ts");
+  assert.equal(schema.length, 1);
+  assert.equal(main.length, 1);
+  const dir = join(ROOT, ".tmp", "prisma_test", `${RUNTIME}-readme-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, "prisma"), { recursive: true });
+  writeFileSync(join(dir, "prisma", "schema.prisma"), schema[0].code);
+  writeFileSync(join(dir, "main.ts"), main[0].code);
+  await prismaGenerate(7, join(dir, "prisma", "schema.prisma"));
+  const esbuild = await import("esbuild");
+  const { runtimeModules } = await import("../build/runtimes.ts");
+  const out = join(dir, "main.mjs");
+  try {
+    await esbuild.build({
+      absWorkingDir: ROOT,
+      entryPoints: [join(dir, "main.ts")],
+      outfile: out,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      packages: "external",
+      logLevel: "warning",
+      // This runtime's modules only, as in the package's build for it.
+      plugins: [runtimeModules(RUNTIME)],
+      // The package's names, as the README imports them, are this checkout.
+      alias: {
+        "@edgepool/edgepool/prisma": join(ROOT, "prisma", "mod.ts"),
+        "@edgepool/edgepool": join(ROOT, "mod.ts"),
+      },
+    });
+  } finally {
+    await esbuild.stop();
+  }
+
+  const server = await getServer();
+  const url = server.url("scram", { sslmode: "disable", application_name: "prisma_readme" });
+  const pool = createPool(url);
+  // What `prisma db push` makes of the README's model (db push needs the schema engine).
+  const drop = 'drop table if exists "User"';
+  await pool.query(drop);
+  try {
+    await pool.query(
+      'create table "User" (id serial primary key, email text not null, profile jsonb, ' +
+        '"seenAt" timestamptz(6)); create unique index "User_email_key" on "User" (email)',
+    );
+    const args = RUNTIME === "deno" ? ["run", "-A", out] : [out];
+    // Twice: the snippet can run again on the same database.
+    for (let run = 0; run < 2; run++) {
+      const { stdout } = await exec(process.execPath, args, {
+        cwd: ROOT,
+        env: { ...process.env, DATABASE_URL: url },
+      });
+      assert.match(stdout, /ada@example\.com \d{4}-\d\d-\d\dT/);
+      assert.match(stdout, /n: 1\b/);
+    }
+    const { rows } = await pool.query('select email, profile from "User"');
+    assert.deepEqual(rows, [{ email: "ada@example.com", profile: { theme: "dark" } }]);
+  } finally {
+    await pool.query(drop);
+    await pool.close();
+  }
+});

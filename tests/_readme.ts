@@ -1,0 +1,46 @@
+// README.md's code, for the tests that run it: the fenced blocks of one section, found by its
+// heading, so that the README shows what the tests run.
+
+import { readFileSync } from "node:fs";
+
+const README = new URL("../README.md", import.meta.url);
+
+/** A fenced code block: its language (the word after the fence) and its text. */
+export interface CodeBlock {
+  lang: string;
+  code: string;
+}
+
+/**
+ * The fenced code blocks of the README section headed `heading` (any level; the text after the
+ * `#`s), up to the next heading of the same level or higher. Throws if there is no such
+ * section, so that a renamed heading fails its test instead of testing nothing.
+ */
+export function readmeBlocks(heading: string): CodeBlock[] {
+  const lines = readFileSync(README, "utf8").split("\n");
+  let level = 0;
+  const blocks: CodeBlock[] = [];
+  let block: CodeBlock | null = null;
+  for (const line of lines) {
+    if (block !== null) {
+      if (line.startsWith("```")) {
+        blocks.push(block);
+        block = null;
+      } else {
+        block.code += line + "\n";
+      }
+      continue;
+    }
+    const fence = /^```(\S*)/.exec(line);
+    if (fence !== null) {
+      if (level > 0) block = { lang: fence[1], code: "" };
+      continue;
+    }
+    const title = /^(#+) (.*)$/.exec(line);
+    if (title === null) continue;
+    if (level > 0 && title[1].length <= level) break;
+    if (level === 0 && title[2].trim() === heading) level = title[1].length;
+  }
+  if (level === 0) throw new Error(`README.md has no heading "${heading}"`);
+  return blocks;
+}
