@@ -211,16 +211,8 @@ function packageJson(deno: Record<string, unknown>, entries: Entry[]): Record<st
     // and `npx edgepool-gateway` installs no optional peer; small, no dependencies, and never
     // loaded by the client builds. PGlite (10 MB) only for the embedded database: optional.
     dependencies: { ws: `^${versionOf(imports.ws)}` },
-    // @prisma/driver-adapter-utils: only the types of `edgepool/prisma` (no code of it is
-    // bundled), for Prisma 6.16 and later (the first with Prisma's engine in JS) and 7.
-    peerDependencies: {
-      "@electric-sql/pglite": pglite,
-      "@prisma/driver-adapter-utils": "^6.16.0 || ^7.0.0",
-    },
-    peerDependenciesMeta: {
-      "@electric-sql/pglite": { optional: true },
-      "@prisma/driver-adapter-utils": { optional: true },
-    },
+    peerDependencies: { "@electric-sql/pglite": pglite },
+    peerDependenciesMeta: { "@electric-sql/pglite": { optional: true } },
   };
 }
 
