@@ -3,7 +3,8 @@
 // a user writes it (this file is type-checked by `deno task check`, so it also proves the pool
 // fits Kysely's `PostgresPool` type with no cast), then issue 13's ORM workload through the
 // query builder, transactions, `stream()` refused clearly until cursors land (issue 14), and
-// `db.destroy()`. Over the HTTP transport: tests/http_test.ts.
+// `db.destroy()`; and over the HTTP transport through edgepool's gateway, where plain queries
+// run and a transaction fails clearly.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +16,17 @@ import {
   PostgresDialect,
   sql,
 } from "kysely";
-import { type Connection, createPool, type Pool, type QueryResult } from "../mod.ts";
+import {
+  connect,
+  type Connection,
+  createPool,
+  type Pool,
+  PoolError,
+  type QueryResult,
+  QueuePool,
+} from "../mod.ts";
+import { HttpPool, httpTransport } from "../transports/http.ts";
+import { startGateway } from "../gateway/mod.ts";
 import { getServer } from "./_server.ts";
 import { eventually, uniqueName } from "./_helpers.ts";
 
@@ -283,3 +294,97 @@ test("A checkout's query result fits Kysely's PostgresQueryResult", T, async () 
   // A commit of a failed transaction is answered ROLLBACK: Kysely's AbortedTransactionError.
   assert.equal((await conn.query("commit")).command, "ROLLBACK");
 });
+
+test(
+  "Kysely over HTTP runs plain queries; a transaction fails clearly and runs nothing",
+  T,
+  async () => {
+    const server = await getServer();
+    const gateway = await startGateway({
+      listen: "127.0.0.1:0",
+      upstream: `${server.host}:${server.port}`,
+    });
+    const tcp = new QueuePool(async () => connect(await url()), {
+      poolSize: 1,
+    });
+    const table = uniqueName("kysely_http");
+    try {
+      const pool = createPool(await url(), {
+        transport: httpTransport({ endpoint: new URL("/sql", gateway.url).href }),
+      });
+      assert.ok(pool instanceof HttpPool);
+      const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+      try {
+        await db.schema.createTable(table)
+          .addColumn("id", "serial", (c) => c.primaryKey())
+          .addColumn("name", "text", (c) => c.notNull())
+          .addColumn("doc", "jsonb")
+          .addColumn("at", "timestamptz")
+          .addColumn("big", "int8")
+          .addColumn("price", "numeric(30, 10)")
+          .addColumn("blob", "bytea")
+          .addColumn("tags", sql`text[]`)
+          .execute();
+        const at = new Date("2024-02-29T23:59:59.123Z");
+        const blob = new Uint8Array([0, 255]);
+        const row = await db.insertInto(table)
+          .values({
+            name: "over http",
+            doc: JSON.stringify({ a: 1 }),
+            at,
+            big: "9223372036854775807",
+            price: "0.0000000001",
+            blob,
+            tags: ["x", "y"],
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        assert.deepEqual(
+          { ...row, id: 0 },
+          {
+            id: 0,
+            name: "over http",
+            doc: { a: 1 },
+            at,
+            big: "9223372036854775807",
+            price: "0.0000000001",
+            blob,
+            tags: ["x", "y"],
+          },
+        );
+        const found = await db.selectFrom(table).select("name").where("id", "=", row.id).execute();
+        assert.deepEqual(found, [{ name: "over http" }]);
+        const many = await Promise.all(
+          Array.from(
+            { length: 50 },
+            (_, i) => sql<{ n: number }>`select ${i}::int * 2 as n`.execute(db),
+          ),
+        );
+        assert.deepEqual(many.map((r) => r.rows[0].n), Array.from({ length: 50 }, (_, i) => i * 2));
+
+        // BEGIN is refused before it is sent: the callback never runs, so none of its
+        // statements can run outside the transaction it thinks it is in.
+        let ran = false;
+        const error = await db.transaction().execute(async (trx) => {
+          ran = true;
+          await trx.insertInto(table).values({ name: "outside a transaction" }).execute();
+          throw new Error("rolled back?");
+        }).then(() => undefined, (e) => e);
+        assert.ok(error instanceof PoolError, String(error));
+        assert.equal(error.code, "UNSUPPORTED");
+        assert.match(error.message, /use pool\.batch\(\[\.\.\.\]\) for a transaction/);
+        assert.equal(ran, false);
+        const { rows } = await tcp.query(`select name from ${table} order by id`);
+        assert.deepEqual(rows, [{ name: "over http" }]);
+        assert.equal(pool.stats().requestsInFlight, 0);
+      } finally {
+        await tcp.query(`drop table if exists ${table}`);
+        await db.destroy();
+      }
+      assert.equal(pool.closed, true);
+    } finally {
+      await tcp.close();
+      await gateway.close();
+    }
+  },
+);
