@@ -4,10 +4,16 @@
 // fits Kysely's `PostgresPool` type with no cast), then issue 13's ORM workload through the
 // query builder, transactions, `stream()` refused clearly until cursors land (issue 14), and
 // `db.destroy()`; and over the HTTP transport through edgepool's gateway, where plain queries
-// run and a transaction fails clearly.
+// run and a transaction fails clearly. README.md's "With Kysely" snippet runs as written, on
+// Deno and Node.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
 import {
   type ColumnType,
   type Generated,
@@ -27,6 +33,7 @@ import {
 } from "../mod.ts";
 import { HttpPool, httpTransport } from "../transports/http.ts";
 import { startGateway } from "../gateway/mod.ts";
+import { runtimeModules } from "../build/runtimes.ts";
 import { getServer } from "./_server.ts";
 import { eventually, uniqueName } from "./_helpers.ts";
 
@@ -386,5 +393,99 @@ test(
       await tcp.close();
       await gateway.close();
     }
+  },
+);
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
+
+/** The first `ts` code block under the README.md heading `heading` (at any level). */
+function readmeSnippet(heading: string): string {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const at = readme.search(new RegExp(`^#+ ${heading}\\n`, "m"));
+  assert.ok(at >= 0, `README.md has no heading "${heading}"`);
+  const block = /```ts\n([\s\S]*?)\n```/.exec(readme.slice(at));
+  assert.ok(block !== null, `README.md has no ts block under "${heading}"`);
+  return block[1];
+}
+
+/** Runs `command`; resolves with its stdout, or fails with its output if it exits non-zero. */
+function run(command: string, args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (chunk) => out += chunk);
+    child.stderr.on("data", (chunk) => out += chunk);
+    child.on("error", reject);
+    child.on(
+      "close",
+      (code) =>
+        code === 0 ? resolve(out) : reject(new Error(`${command} exited with ${code}:\n${out}`)),
+    );
+  });
+}
+
+test(
+  "README's With Kysely snippet runs as written on Deno and Node",
+  {
+    timeout: 120_000,
+    skip: isDeno ? false : "run once, from the Deno pass, which runs the snippet on Deno and Node",
+  },
+  async () => {
+    const dir = join(ROOT, ".tmp", "readme-kysely");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    // The snippet's only change: the package name points at this checkout.
+    const snippet = readmeSnippet("With Kysely");
+    assert.match(snippet, /from "@edgepool\/edgepool";/);
+    const source = join(dir, "snippet.ts");
+    writeFileSync(
+      source,
+      snippet.replace('"@edgepool/edgepool"', '"../../mod.ts"'),
+    );
+    // Node runs it as the package's Node build would: bundled with the Node transport.
+    const bundled = join(dir, "snippet.mjs");
+    await esbuild.build({
+      entryPoints: [source],
+      outfile: bundled,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      packages: "external",
+      logLevel: "warning",
+      plugins: [runtimeModules("node")],
+    });
+    await esbuild.stop();
+    const server = await getServer();
+    await using tcp = new QueuePool(async () => connect(await url()), { poolSize: 1 });
+    const runtimes: [string, string[]][] = [
+      [join(ROOT, "node_modules", ".bin", "deno"), ["run", "-A", "--check", source]],
+      ["node", [bundled]],
+    ];
+    for (const [command, args] of runtimes) {
+      // Each run in a schema of its own: the snippet's table is its own, and dropped after.
+      const schema = uniqueName("readme_kysely");
+      await server.psql(`create schema ${schema} authorization scram`);
+      try {
+        const env = {
+          // Percent-encoded by hand: URLSearchParams writes a space as "+", which libpq's URL
+          // rules (and edgepool's) read as itself.
+          DATABASE_URL: server.url("scram", { sslmode: "disable" }) +
+            `&options=${encodeURIComponent(`-c search_path=${schema}`)}`,
+        };
+        const out = await run(command, args, env);
+        assert.match(out, /Ada Lovelace/, out);
+        const { rows } = await tcp.query(`select id, name, tags from ${schema}.person`);
+        assert.deepEqual(rows, [{ id: 1, name: "Ada Lovelace", tags: ["math"] }], command);
+      } finally {
+        await tcp.query(`drop schema ${schema} cascade`);
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
   },
 );
