@@ -106,6 +106,7 @@ export {
 } from "./src/pool/manage.ts";
 export type { BatchOptions, BatchQuery } from "./src/pool/batch.ts";
 export {
+  HttpCheckout,
   HttpPool,
   type HttpPoolEvents,
   type HttpPoolOptions,

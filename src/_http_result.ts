@@ -3,11 +3,19 @@
 // into the same PostgresError, or a ConnectionError that says what the HTTP status means.
 
 import { ConnectionError, PostgresError, type PostgresErrorFields } from "./errors.ts";
-import type { FieldDescription, QueryResult, RowMode } from "./result.ts";
+import type { FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
 import { type TextParser, textParser } from "./types.ts";
 
-/** Turns one result of a Neon HTTP answer into a {@link QueryResult}. */
-export function decodeHttpResult(answer: unknown, rowMode: RowMode, bigint: boolean): QueryResult {
+/**
+ * Turns one result of a Neon HTTP answer into a {@link QueryResult}, its values read by
+ * `types` (pg's per-query parsers) when given, else by edgepool's.
+ */
+export function decodeHttpResult(
+  answer: unknown,
+  rowMode: RowMode,
+  bigint: boolean,
+  types?: TypeParsers,
+): QueryResult {
   const a = answer as Record<string, unknown> | null;
   if (typeof a !== "object" || a === null || !Array.isArray(a.rows)) {
     throw new ConnectionError(
@@ -18,7 +26,9 @@ export function decodeHttpResult(answer: unknown, rowMode: RowMode, bigint: bool
   const fields = (Array.isArray(a.fields) ? a.fields : []).map(field);
   const names = fields.map((f) => f.name);
   const options = { bigint };
-  const parsers = fields.map((f) => textParser(f.dataTypeID, options));
+  const parsers = fields.map((f) =>
+    types === undefined ? textParser(f.dataTypeID, options) : ownParser(types, f.dataTypeID)
+  );
   const rows: unknown[] = new Array(a.rows.length);
   for (let r = 0; r < rows.length; r++) {
     const values = rowValues(a.rows[r], names);
@@ -32,6 +42,15 @@ export function decodeHttpResult(answer: unknown, rowMode: RowMode, bigint: bool
     rows: rows as QueryResult["rows"],
     fields,
   };
+}
+
+/** The query's own parser for `oid`, as a socket connection asks for it (src/_query.ts). */
+function ownParser(types: TypeParsers, oid: number): TextParser {
+  const parse: unknown = types.getTypeParser(oid, "text");
+  if (typeof parse === "function") return parse as TextParser;
+  throw new TypeError(
+    `types.getTypeParser(${oid}, "text") returned ${typeof parse}, not a function`,
+  );
 }
 
 function field(raw: unknown): FieldDescription {

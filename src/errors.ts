@@ -152,8 +152,9 @@ export type PostgresNotice = PostgresErrorFields;
  * - `ALREADY_CHECKED_OUT`: `AssertionPool` was asked for a second connection at once.
  * - `ROLLED_BACK`: `transaction()` asked to COMMIT and the server rolled back instead, because a
  *   statement in the transaction had failed.
- * - `UNSUPPORTED`: the pool cannot do this over its transport: `connect()` and `transaction()`
- *   over HTTP, which has no session (use `batch()` there).
+ * - `UNSUPPORTED`: the pool cannot do this over its transport: a transaction over HTTP, which
+ *   has no session (`transaction()`, or `BEGIN` through `query()` or a checkout's `query()`;
+ *   use `batch()` there).
  * - `TRANSACTION_LEFT_OPEN`: a `pool.query` statement left its connection inside a
  *   transaction; it was rolled back (use `transaction()`, or a connection from `connect()`).
  */

@@ -106,13 +106,15 @@ export class HttpClient {
 
   /**
    * Runs one statement: `POST {query, params}`. Parameters are serialized as on a socket
-   * connection (`serializeParam`), so the server receives the same text.
+   * connection (`serializeParam`), so the server receives the same text. `types` (pg's
+   * per-query parsers) reads the values as on a socket connection; `name` is refused
+   * (`UNSUPPORTED`): there is no connection to prepare a statement on.
    *
    * @throws {PostgresError} The server's error (HTTP 400), with every field it sent.
    * @throws {ConnectionError} `CONNECT_FAILED` when the endpoint cannot be reached or refuses
    *   the request (other 4xx); `CONNECTION_LOST` for a 5xx answer (507: the result is too large)
    *   or a response cut off, when whether the statement ran is unknown; `PROTOCOL_ERROR` for an
-   *   answer that is not Neon's JSON.
+   *   answer that is not Neon's JSON; `UNSUPPORTED` for `name`.
    */
   async query<Row = Record<string, unknown>>(
     sql: string,
@@ -124,9 +126,22 @@ export class HttpClient {
     }
     const values = encodeParams(params) ?? [];
     const rowMode = checkRowMode(options?.rowMode);
+    const types = options?.types;
+    if (types !== undefined && typeof types?.getTypeParser !== "function") {
+      throw new TypeError("types must be an object with a getTypeParser(oid) function");
+    }
+    if (options?.name !== undefined) {
+      // As on a socket connection whose statement cache is off: a prepared statement would
+      // not outlive the request, which holds its server connection for one statement only.
+      throw new ConnectionError(
+        "UNSUPPORTED",
+        `Cannot prepare the statement "${String(options.name)}" over HTTP: each query is ` +
+          "one request, on no connection of its own; leave out name",
+      );
+    }
     const body = JSON.stringify({ query: sql, params: values });
     const answer = await this.#post(body, this.#headers(), options?.signal);
-    return decodeHttpResult(answer, rowMode, this.#bigint) as QueryResult<Row>;
+    return decodeHttpResult(answer, rowMode, this.#bigint, types) as QueryResult<Row>;
   }
 
   /**

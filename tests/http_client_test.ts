@@ -267,7 +267,7 @@ test("HttpClient rejects with the signal's reason and passes the signal to fetch
   assert.equal(early, reason);
 });
 
-test("HttpPool counts requests, refuses sessions, and closes after what is in flight", async () => {
+test("HttpPool counts requests, refuses transactions, and closes after what is in flight", async () => {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => release = resolve);
   const fetch = fakeFetch(async (seen) => {
@@ -283,7 +283,14 @@ test("HttpPool counts requests, refuses sessions, and closes after what is in fl
   assert.equal(pool.stats().requestsInFlight, 2);
   assert.match(pool.status(), /^test-http: 2 requests in flight, 2 sent, 0 failed/);
 
-  for (const refused of [pool.connect(), pool.transaction(() => Promise.resolve())]) {
+  // A checkout runs plain queries; a transaction, however opened, is refused before it is sent.
+  const conn = await pool.connect();
+  const refusals = [
+    pool.transaction(() => Promise.resolve()),
+    pool.query("begin"),
+    conn.query("start transaction"),
+  ];
+  for (const refused of refusals) {
     const error = await errorOf(refused);
     assert.ok(error instanceof PoolError);
     assert.equal(error.code, "UNSUPPORTED");

@@ -1,22 +1,36 @@
 // HttpPool against edgepool's gateway (gateway/mod.ts) in front of the real PostgreSQL 15 of
 // tests/_server.ts: the same values and errors as a TCP pool for the same queries, batches as
-// transactions, what HTTP refuses, cancelling, concurrency, close() and a wrong password.
+// transactions, what HTTP refuses, cancelling, concurrency, close() and a wrong password;
+// connect()'s session-less checkout, pg's config object and end(). Kysely over HTTP:
+// tests/kysely_test.ts.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   connect,
   type Connection,
+  ConnectionError,
   createPool,
+  Oid,
   PoolError,
   PostgresError,
+  type QueryConfig,
   type QueryResult,
   QueuePool,
+  typeParsers,
 } from "../mod.ts";
-import { HttpPool, httpTransport } from "../transports/http.ts";
+import { HttpCheckout, HttpPool, httpTransport } from "../transports/http.ts";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
 import { getServer, type TestServer } from "./_server.ts";
-import { assertPostgresError, errorOf, eventually, show, uniqueName, within } from "./_helpers.ts";
+import {
+  assertPostgresError,
+  codeOf,
+  errorOf,
+  eventually,
+  show,
+  uniqueName,
+  within,
+} from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -280,22 +294,158 @@ test("HttpPool.batch commits as one transaction and rolls back on a failure", T,
   });
 });
 
+const TRANSACTION_REFUSED =
+  /each query over HTTP is one request with no session, so the statements after BEGIN would not be in the transaction; interactive transactions need a socket transport \(TCP or WebSocket\); over HTTP use pool\.batch\(\[\.\.\.\]\) for a transaction/;
+
+test("HttpPool.transaction() rejects UNSUPPORTED, pointing to batch()", T, async () => {
+  await using http = await httpPool();
+  const error = await errorOf(http.transaction(async () => {}));
+  assert.ok(error instanceof PoolError);
+  assert.equal(error.code, "UNSUPPORTED");
+  assert.match(
+    error.message,
+    /interactive transactions need a socket transport \(TCP or WebSocket\); over HTTP use pool\.batch\(\[\.\.\.\]\) for a transaction/,
+  );
+});
+
+test("HttpPool.connect() gives a checkout whose queries are one request each", T, async () => {
+  await using http = await httpPool();
+  const conn = await http.connect();
+  assert.ok(conn instanceof HttpCheckout);
+  assert.equal(conn.released, false);
+  const before = http.stats().requestsNum;
+  const a = await conn.query<{ n: number }>("select $1::int + 1 as n", [41]);
+  const b = await conn.query<unknown[]>({
+    text: "select $1::text as t",
+    values: ["x"],
+    rowMode: "array",
+  });
+  assert.deepEqual([a.rows, a.command, a.rowCount], [[{ n: 42 }], "SELECT", 1]);
+  assert.deepEqual(b.rows, [["x"]]);
+  assert.equal(http.stats().requestsNum - before, 2);
+  // release() as on a socket pool: once; the handle is then unusable.
+  await conn.release();
+  assert.equal(conn.released, true);
+  assert.equal(codeOf(await errorOf(conn.query("select 1"))), "RELEASED");
+  assert.throws(() => conn.release(), { name: "PoolError", code: "RELEASED" });
+  // A truthy error (pg's "destroy it") has no connection to close; close() and await using
+  // end a checkout like release(), without throwing twice.
+  const broken = await http.connect();
+  await broken.release(new Error("broken"));
+  {
+    await using scoped = await http.connect();
+    assert.deepEqual((await scoped.query("select 1 as one")).rows, [{ one: 1 }]);
+    await scoped.close();
+  }
+  assert.equal(http.stats().requestsInFlight, 0);
+});
+
+test("A cursor on an HttpPool checkout throws the cursor TypeError", T, async () => {
+  await using http = await httpPool();
+  await using conn = await http.connect();
+  const cursor = { read: () => Promise.resolve([]), close: () => Promise.resolve() };
+  assert.throws(() => conn.query(cursor), {
+    name: "TypeError",
+    message: /query\(cursor\): edgepool does not stream rows through a cursor yet/,
+  });
+});
+
 test(
-  "HttpPool.connect() and transaction() reject UNSUPPORTED, pointing to batch()",
+  "BEGIN over HTTP is refused UNSUPPORTED before it is sent, on the pool and a checkout",
+  T,
+  async () => {
+    await withTable("begin", "id int", async (table, tcp) => {
+      await using http = await httpPool();
+      const conn = await http.connect();
+      const before = http.stats().requestsNum;
+      const opening = [
+        "begin",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "  \n-- a comment\n /* another */ Begin;",
+        "start  transaction read write",
+        "START\nTRANSACTION",
+      ];
+      for (const sql of opening) {
+        for (const attempt of [http.query(sql), conn.query(sql), conn.query({ text: sql })]) {
+          const error = await errorOf(attempt);
+          assert.ok(error instanceof PoolError, `${sql}: ${show(error)}`);
+          assert.equal(error.code, "UNSUPPORTED");
+          assert.match(error.message, TRANSACTION_REFUSED);
+        }
+      }
+      assert.match(
+        String((await errorOf(conn.query("begin"))).message),
+        /^Cannot open a transaction with a connection from HttpPool\.connect\(\)/,
+      );
+      assert.match(
+        String((await errorOf(http.query("begin"))).message),
+        /^Cannot open a transaction with pool\.query\(\)/,
+      );
+      assert.equal(http.stats().requestsNum, before, "nothing was sent");
+      // What the text misses (a nested comment) runs, and the command tag refuses it: the
+      // endpoint rolled the transaction back as the request ended.
+      const nested = await errorOf(conn.query("/* a /* nested */ comment */ begin"));
+      assert.equal(codeOf(nested), "UNSUPPORTED", show(nested));
+      assert.equal(http.stats().requestsNum, before + 1);
+      // Statements that merely contain the words are not transactions.
+      await conn.query(`insert into ${table} values (1)`);
+      assert.deepEqual(
+        (await conn.query("select 'begin' as begin, 1 as start_transaction")).rows,
+        [{ begin: "begin", start_transaction: 1 }],
+      );
+      await conn.release();
+      assert.deepEqual((await tcp.query(`select id from ${table}`)).rows, [{ id: 1 }]);
+    });
+  },
+);
+
+test(
+  "HttpPool.query takes pg's config object: values, rowMode, types; refuses name",
   T,
   async () => {
     await using http = await httpPool();
-    for (const attempt of [http.connect(), http.transaction(async () => {})]) {
-      const error = await errorOf(attempt);
-      assert.ok(error instanceof PoolError);
-      assert.equal(error.code, "UNSUPPORTED");
-      assert.match(
-        error.message,
-        /interactive transactions need a socket transport \(TCP or WebSocket\); over HTTP use pool\.batch\(\[\.\.\.\]\) for a transaction/,
-      );
+    const config: QueryConfig = {
+      text: "select $1::int as a, '2000-01-01 00:00:00.123456+00'::timestamptz as at",
+      values: [1],
+      rowMode: "array",
+    };
+    const own = await http.query<unknown[]>(config);
+    assert.equal(own.rows[0][0], 1);
+    assert.ok(own.rows[0][1] instanceof Date);
+    // Parameters beside the config take the place of its values, as in pg.
+    assert.equal((await http.query<unknown[]>(config, [2])).rows[0][0], 2);
+    // Drizzle's way: the server's text for timestamps, edgepool's values for the rest.
+    const asked: number[] = [];
+    const types = {
+      getTypeParser(oid: number) {
+        asked.push(oid);
+        return oid === Oid.timestamptz ? (text: string) => text : typeParsers.getTypeParser(oid);
+      },
+    };
+    const kept = await http.query({ ...config, types });
+    assert.deepEqual(kept.rows, [[1, "2000-01-01 00:00:00.123456+00"]]);
+    assert.deepEqual(asked, [Oid.int4, Oid.timestamptz]);
+    const bad = await errorOf(http.query({ text: "select 1", types: {} as typeof types }));
+    assert.ok(bad instanceof TypeError, show(bad));
+    // A prepared statement would not outlive its request.
+    const named = await errorOf(http.query({ text: "select 1", name: "one" }));
+    assert.ok(named instanceof ConnectionError, show(named));
+    assert.equal(named.code, "UNSUPPORTED");
+    assert.match(named.message, /Cannot prepare the statement "one" over HTTP/);
+    for (const wrong of [null, 42, {}, { text: 1 }]) {
+      const error = await errorOf(http.query(wrong as unknown as QueryConfig));
+      assert.ok(error instanceof TypeError, show(error));
     }
   },
 );
+
+test("HttpPool.end() closes it; connect() then rejects POOL_CLOSED", T, async () => {
+  const http = await httpPool();
+  await http.end();
+  assert.equal(http.closed, true);
+  assert.equal(codeOf(await errorOf(http.connect())), "POOL_CLOSED");
+  assert.equal(codeOf(await errorOf(http.query("select 1"))), "POOL_CLOSED");
+});
 
 test(
   "An AbortSignal rejects an HttpPool request, and the gateway cancels its statement",

@@ -137,22 +137,26 @@ test("batch runs as one transaction everywhere, and rolls back as one", T, async
   }
 });
 
-test("interactive checkouts work over sockets and are refused clearly over HTTP", T, async () => {
-  for (const name of ["tcp", "websocket"]) {
-    const pool = pools[name] as QueuePool<unknown>;
-    const value = await pool.transaction(async (conn) => {
-      return (await conn.query("select txid_current() > 0 as ok")).rows[0];
-    });
-    assert.deepEqual(value, { ok: true });
-  }
-  const http = pools.http as unknown as {
-    connect(): Promise<unknown>;
-    transaction(fn: unknown): Promise<unknown>;
-  };
-  for (const attempt of [() => http.connect(), () => http.transaction(async () => {})]) {
-    const error = await attempt().then(() => undefined, (e: unknown) => e);
-    assert.ok(error instanceof PoolError, String(error));
-    assert.equal(error.code, "UNSUPPORTED");
-    assert.match(error.message, /batch/);
-  }
-});
+test(
+  "interactive checkouts work over sockets; over HTTP a transaction is refused clearly",
+  T,
+  async () => {
+    for (const name of ["tcp", "websocket"]) {
+      const pool = pools[name] as QueuePool<unknown>;
+      const value = await pool.transaction(async (conn) => {
+        return (await conn.query("select txid_current() > 0 as ok")).rows[0];
+      });
+      assert.deepEqual(value, { ok: true });
+    }
+    const http = pools.http as HttpPool;
+    // A checkout runs plain queries, each one request; what would open a transaction is refused.
+    await using conn = await http.connect();
+    assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+    for (const attempt of [() => conn.query("begin"), () => http.transaction(async () => {})]) {
+      const error = await attempt().then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof PoolError, String(error));
+      assert.equal(error.code, "UNSUPPORTED");
+      assert.match(error.message, /batch/);
+    }
+  },
+);

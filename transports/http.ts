@@ -28,6 +28,7 @@ export {
 } from "../src/http_client.ts";
 export { type HttpTransport, httpTransport } from "../src/http_transport.ts";
 export {
+  HttpCheckout,
   HttpPool,
   type HttpPoolEvents,
   type HttpPoolOptions,

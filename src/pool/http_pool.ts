@@ -2,7 +2,8 @@
  * `HttpPool`: the pool-shaped face of the HTTP transport. There are no connections to pool (each
  * query is one `POST /sql`; the pooling happens behind the endpoint, in Neon's proxy or
  * edgepool's gateway), so it keeps what a pool means to its users: `query`, `batch`, stats,
- * events and a `close()` that waits for what is in flight.
+ * events and a `close()` that waits for what is in flight. `HttpCheckout`: what `connect()`
+ * gives, for code that always checks out (Kysely), with no session behind it.
  *
  * @module
  */
@@ -11,10 +12,16 @@ import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import { ConnectionError, PoolError } from "../errors.ts";
 import { HttpClient, type HttpClientOptions } from "../http_client.ts";
-import type { QueryResult } from "../result.ts";
+import {
+  cursorUnsupported,
+  fromConfig,
+  type QueryConfig,
+  type QueryCursor,
+  type QueryResult,
+} from "../result.ts";
 import { redactUrl } from "../url.ts";
 import type { BatchOptions, BatchQuery } from "./batch.ts";
-import type { PoolLogger } from "./options.ts";
+import type { CheckoutOptions, PoolLogger } from "./options.ts";
 import type { PoolQueryOptions } from "./pool.ts";
 import type { Queryable } from "./queryable.ts";
 
@@ -59,10 +66,35 @@ const CLOSE_TIMEOUT_MS = 5_000;
 const NO_SESSION = "interactive transactions need a socket transport (TCP or WebSocket); over " +
   "HTTP use pool.batch([...]) for a transaction";
 
+// Blanks and comments before a statement's first keyword. A nested comment ends early here;
+// the command tag checked after the statement catches what this misses.
+const LEADING = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+const OPENS_TRANSACTION = /^(?:begin|start\s+transaction)\b/i;
+
+/** Whether `sql` is `BEGIN` or `START TRANSACTION`. */
+function opensTransaction(sql: string): boolean {
+  return OPENS_TRANSACTION.test(sql.slice(LEADING.exec(sql)![0].length));
+}
+
+/**
+ * The error of a statement that would open a transaction: over HTTP each statement is its own
+ * request, so the statements after it would not be in the transaction.
+ */
+function transactionRefused(where: string): PoolError {
+  return new PoolError(
+    "UNSUPPORTED",
+    `Cannot open a transaction with ${where}: each query over HTTP is one request with no ` +
+      `session, so the statements after BEGIN would not be in the transaction; ${NO_SESSION}`,
+  );
+}
+
 /**
  * A pool over Neon's HTTP protocol: `query()` and `batch()` as on a socket pool, each one
- * `POST` to the SQL endpoint; `connect()` and `transaction()` reject with `UNSUPPORTED`, since
- * HTTP has no session to hold a transaction open across round trips.
+ * `POST` to the SQL endpoint. HTTP has no session to hold a transaction open across round
+ * trips: `connect()` gives an {@link HttpCheckout} whose queries are requests of their own
+ * (enough for code that always checks out, as Kysely does), and a statement that would open
+ * a transaction (`BEGIN`, `START TRANSACTION`, `transaction()`) is refused with `UNSUPPORTED`.
+ * A transaction over HTTP is a `batch()`.
  *
  * @example
  * ```ts ignore
@@ -132,19 +164,61 @@ export class HttpPool implements Queryable {
 
   /**
    * Runs one statement (one `POST`). `signal` aborts the request; `timeout`, a checkout
-   * deadline on socket pools, does not apply.
+   * deadline on socket pools, does not apply. `BEGIN` and `START TRANSACTION` are refused
+   * with `UNSUPPORTED` before anything is sent: the next query would not be in the
+   * transaction. Use `batch()`.
    */
   query<Row = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
     options?: PoolQueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** pg's form: the query config object, and parameters that take the place of its `values`. */
+  query<Row = Record<string, unknown>>(
+    config: QueryConfig,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+  query<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
+    params?: readonly unknown[],
+    options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
-    return this.#run(
-      "query",
-      1,
-      options?.signal,
-      (signal) => this.#client.query<Row>(sql, params, { rowMode: options?.rowMode, signal }),
-    );
+    return this.#query<Row>("pool.query()", sql, params, options);
+  }
+
+  /** Both forms of `query`, for the pool and its checkouts; `where` names the caller. */
+  #query<Row>(
+    where: string,
+    sql: string | QueryConfig,
+    params: readonly unknown[] | undefined,
+    options: PoolQueryOptions | undefined,
+  ): Promise<QueryResult<Row>> {
+    if (typeof sql !== "string") {
+      try {
+        ({ sql, params, options } = fromConfig(sql, params, options));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    const text = sql as string;
+    if (opensTransaction(text)) {
+      return Promise.reject(transactionRefused(where));
+    }
+    const { signal, rowMode, types, name } = options ?? {};
+    return this.#run("query", 1, signal, async (aborted) => {
+      const result = await this.#client.query<Row>(text, params, {
+        rowMode,
+        types,
+        name,
+        signal: aborted,
+      });
+      // What the text check missed (a nested comment): the server began a transaction, which
+      // the endpoint rolls back as the request ends.
+      if (result.command === "BEGIN" || result.command.startsWith("START")) {
+        throw transactionRefused(where);
+      }
+      return result;
+    });
   }
 
   /**
@@ -164,11 +238,29 @@ export class HttpPool implements Queryable {
     );
   }
 
-  /** Rejects with `UNSUPPORTED`: HTTP has no session to check out. Use `batch()`. */
-  connect(_options?: unknown): Promise<never> {
-    return Promise.reject(
-      new PoolError("UNSUPPORTED", `pool.connect() is not available over HTTP: ${NO_SESSION}`),
-    );
+  /**
+   * A checkout with no session behind it: each query on it is one request, as
+   * `pool.query()`, so code that always checks out (Kysely) runs plain queries. It opens no
+   * transaction (`BEGIN` on it is refused with `UNSUPPORTED`: use `batch()`). There is nothing
+   * to wait for: `options` (a socket pool's `signal` and `timeout`) are accepted and unused.
+   * Rejects with `POOL_CLOSED` once the pool is closed.
+   *
+   * @example
+   * ```ts ignore
+   * import { HttpPool } from "@edgepool/edgepool/transports/http";
+   * await using pool = new HttpPool("postgres://app:secret@db.example.com/app");
+   * await using conn = await pool.connect();
+   * const { rows } = await conn.query("select $1::int + 1 as n", [41]);
+   * ```
+   */
+  connect(_options?: CheckoutOptions): Promise<HttpCheckout> {
+    if (this.closed) {
+      return Promise.reject(
+        new PoolError("POOL_CLOSED", `Cannot check out a connection: ${this.#name} is closed`),
+      );
+    }
+    const query = this.#query.bind(this) as HttpCheckoutQuery;
+    return Promise.resolve(new HttpCheckout(query));
   }
 
   /** Rejects with `UNSUPPORTED`: HTTP has no session to hold a transaction. Use `batch()`. */
@@ -212,6 +304,11 @@ export class HttpPool implements Queryable {
     }
     this.#closeDone = this.#drain(timeout);
     return this.#closeDone;
+  }
+
+  /** Same as `close()`: pg's name, which Kysely's `destroy()` calls. */
+  end(): Promise<void> {
+    return this.close();
   }
 
   /** Same as `close()`, for `await using`. */
@@ -285,4 +382,106 @@ export class HttpPool implements Queryable {
     }
     this.#events.emit("request", { kind, statements, ms, error });
   }
+}
+
+/** How a checkout runs its queries: through its pool, which counts and tracks them. */
+type HttpCheckoutQuery = <Row>(
+  where: string,
+  sql: string | QueryConfig,
+  params: readonly unknown[] | undefined,
+  options: PoolQueryOptions | undefined,
+) => Promise<QueryResult<Row>>;
+
+/**
+ * What `HttpPool.connect()` gives: a handle shaped like a socket pool's `PooledConnection`
+ * (`query`, `release`, `await using`), with no session behind it. Each query is one request,
+ * as `pool.query()`; `BEGIN` and `START TRANSACTION` are refused with `UNSUPPORTED`, since the
+ * next query would not be in the transaction (Kysely's `db.transaction()` fails so, before
+ * its callback runs). A transaction over HTTP is `pool.batch()`.
+ *
+ * @example
+ * ```ts ignore
+ * import { HttpPool } from "@edgepool/edgepool/transports/http";
+ * await using pool = new HttpPool("postgres://app:secret@db.example.com/app");
+ * const conn = await pool.connect();
+ * try {
+ *   await conn.query("insert into t values ($1)", [1]);
+ * } finally {
+ *   await conn.release();
+ * }
+ * ```
+ */
+export class HttpCheckout implements AsyncDisposable {
+  readonly #query: HttpCheckoutQuery;
+  #released = false;
+
+  /** Made by `HttpPool.connect()`. */
+  constructor(query: HttpCheckoutQuery) {
+    this.#query = query;
+  }
+
+  /** Whether this handle was released (or closed). */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /**
+   * Runs one statement as one request. Rejects with `RELEASED` after `release()`, and with
+   * `UNSUPPORTED` for `BEGIN` or `START TRANSACTION`, before anything is sent.
+   */
+  query<Row = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+    options?: PoolQueryOptions,
+  ): Promise<QueryResult<Row>>;
+  /** pg's form: the query config object, and parameters that take the place of its `values`. */
+  query<Row = Record<string, unknown>>(
+    config: QueryConfig,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+  /** A cursor (pg-cursor's, Kysely's `stream()`): not supported yet, throws a TypeError. */
+  query<T extends QueryCursor>(cursor: T): T;
+  query<Row = Record<string, unknown>>(
+    sql: string | QueryConfig | QueryCursor,
+    params?: readonly unknown[],
+    options?: PoolQueryOptions,
+  ): Promise<QueryResult<Row>> {
+    if (typeof (sql as QueryCursor)?.read === "function") throw cursorUnsupported();
+    if (this.#released) return Promise.reject(released("run a query on"));
+    return this.#query<Row>(
+      "a connection from HttpPool.connect()",
+      sql as QueryConfig,
+      params,
+      options,
+    );
+  }
+
+  /**
+   * Ends the checkout; queries on it then reject with `RELEASED`, and a second release throws
+   * `RELEASED`. There is no connection to return or to close, so `error` (pg's "this
+   * connection is broken") changes nothing.
+   */
+  release(_error?: unknown): Promise<void> {
+    if (this.#released) throw released("release");
+    this.#released = true;
+    return Promise.resolve();
+  }
+
+  /** Like `release()`, but a second call does nothing. */
+  close(): Promise<void> {
+    this.#released = true;
+    return Promise.resolve();
+  }
+
+  /** Same as `close()`, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+function released(action: string): PoolError {
+  return new PoolError(
+    "RELEASED",
+    `Cannot ${action} a connection that was already released to the pool`,
+  );
 }

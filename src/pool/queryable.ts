@@ -65,4 +65,6 @@ export interface Queryable extends AsyncDisposable {
   status(): string;
   /** Closes the pool once what is in flight is done, or after `timeout` ms. Idempotent. */
   close(options?: { timeout?: number }): Promise<void>;
+  /** Same as `close()`: pg's name (Kysely's `destroy()` and Drizzle's users call it). */
+  end(): Promise<void>;
 }
