@@ -6,7 +6,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -18,6 +18,7 @@ import { bundleOptions } from "../build/runtimes.ts";
 import { connect, createPool, QueuePool } from "../mod.ts";
 import { getServer } from "./_server.ts";
 import { uniqueName } from "./_helpers.ts";
+import { readmeBlocks } from "./_readme.ts";
 import {
   createItems,
   dropItems,
@@ -197,10 +198,7 @@ test(
 // the package as JSR does (@edgepool/edgepool), resolved here to the source; the snippet's
 // `users` table goes into a schema of the test's own, through the URL's search_path.
 test("README's With Drizzle snippet runs as written", T, async () => {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const section = /^## With Drizzle\n([\s\S]*?)(?=^## )/m.exec(readme)?.[1];
-  assert.ok(section, "README has no section '## With Drizzle'");
-  const snippet = /^```ts\n([\s\S]*?)^```/m.exec(section)?.[1];
+  const snippet = readmeBlocks("With Drizzle").find((b) => b.lang === "ts")?.code;
   assert.ok(snippet, "the section has no ts snippet");
 
   const server = await getServer();

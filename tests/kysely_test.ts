@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -35,6 +35,7 @@ import { HttpPool, httpTransport } from "../transports/http.ts";
 import { startGateway } from "../gateway/mod.ts";
 import { runtimeModules } from "../build/runtimes.ts";
 import { getServer } from "./_server.ts";
+import { readmeBlocks } from "./_readme.ts";
 import { eventually, uniqueName } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
@@ -399,16 +400,6 @@ test(
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const isDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
 
-/** The first `ts` code block under the README.md heading `heading` (at any level). */
-function readmeSnippet(heading: string): string {
-  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-  const at = readme.search(new RegExp(`^#+ ${heading}\\n`, "m"));
-  assert.ok(at >= 0, `README.md has no heading "${heading}"`);
-  const block = /```ts\n([\s\S]*?)\n```/.exec(readme.slice(at));
-  assert.ok(block !== null, `README.md has no ts block under "${heading}"`);
-  return block[1];
-}
-
 /** Runs `command`; resolves with its stdout, or fails with its output if it exits non-zero. */
 function run(command: string, args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -440,7 +431,7 @@ test(
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     // The snippet's only change: the package name points at this checkout.
-    const snippet = readmeSnippet("With Kysely");
+    const snippet = readmeBlocks("With Kysely").find((b) => b.lang === "ts")!.code;
     assert.match(snippet, /from "@edgepool\/edgepool";/);
     const source = join(dir, "snippet.ts");
     writeFileSync(
