@@ -10,7 +10,7 @@
 
 import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
-import { ConnectionError, PoolError } from "../errors.ts";
+import { ConnectionError, PoolError, PoolEventError } from "../errors.ts";
 import { HttpClient, type HttpClientOptions } from "../http_client.ts";
 import {
   cursorUnsupported,
@@ -58,7 +58,7 @@ export interface HttpPoolEvents {
    * answered an HTTP error, or sent something that is not Neon's JSON. The caller gets the
    * error too; this is where to log them.
    */
-  error: { error: unknown; context: "query" | "batch" };
+  error: PoolEventError & { context: "query" | "batch" };
 }
 
 const CLOSE_TIMEOUT_MS = 5_000;
@@ -378,7 +378,7 @@ export class HttpPool implements Queryable {
     if (error !== undefined) this.#stats.requestsErrors++;
     if (error instanceof ConnectionError) {
       this.#logger.warn?.(`${this.#name}: ${kind} failed: ${error.message}`);
-      this.#events.emit("error", { error, context: kind });
+      this.#events.emit("error", new PoolEventError(error, kind) as HttpPoolEvents["error"]);
     }
     this.#events.emit("request", { kind, statements, ms, error });
   }

@@ -18,8 +18,11 @@ export interface QueryableStats {
   requestsErrors: number;
 }
 
-/** What a {@link Queryable}'s `error` listener receives. */
-export interface QueryableError {
+/**
+ * What a {@link Queryable}'s `error` listener receives: an Error (`PoolEventError`), with the
+ * error itself and what the pool was doing (`"query"`, `"batch"`, `"reset"`...).
+ */
+export interface QueryableError extends Error {
   /** The error. */
   error: unknown;
   /** What the pool was doing: `"query"`, `"batch"`, `"reset"`... */
