@@ -130,6 +130,7 @@ export { StaticPool } from "./src/pool/static_pool.ts";
 export type { PoolCounters, PoolGauges, PoolStats } from "./src/pool/stats.ts";
 export type { IsolationLevel, TransactionOptions } from "./src/pool/transaction.ts";
 export type {
+  CommandTag,
   FieldDescription,
   QueryConfig,
   QueryCursor,

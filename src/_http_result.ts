@@ -3,7 +3,7 @@
 // into the same PostgresError, or a ConnectionError that says what the HTTP status means.
 
 import { ConnectionError, PostgresError, type PostgresErrorFields } from "./errors.ts";
-import type { FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
+import type { CommandTag, FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
 import { type TextParser, textParser } from "./types.ts";
 
 /**
@@ -37,7 +37,7 @@ export function decodeHttpResult(
   }
   const rowCount = typeof a.rowCount === "number" ? a.rowCount : null;
   return {
-    command: typeof a.command === "string" ? a.command : "",
+    command: (typeof a.command === "string" ? a.command : "") as CommandTag,
     rowCount,
     rows: rows as QueryResult["rows"],
     fields,

@@ -10,7 +10,7 @@ import {
   truncated,
 } from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
-import type { FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
+import type { CommandTag, FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
 import { serializeParam, type TextParser, textParser } from "./types.ts";
 
 const NO_FIELDS: FieldDescription[] = [];
@@ -247,7 +247,7 @@ export class PendingQuery {
   #commandComplete(buf: Uint8Array, start: number, end: number): void {
     const tag = decodeText(buf, start, cstringEnd(buf, start, end));
     const space = tag.indexOf(" ");
-    const command = space < 0 ? tag : tag.slice(0, space);
+    const command = (space < 0 ? tag : tag.slice(0, space)) as CommandTag;
     let rowCount: number | null = null;
     const lastSpace = tag.lastIndexOf(" ");
     if (lastSpace > 0) {
@@ -259,7 +259,7 @@ export class PendingQuery {
     this.#complete(command, rowCount);
   }
 
-  #complete(command: string, rowCount: number | null): void {
+  #complete(command: CommandTag, rowCount: number | null): void {
     const result: QueryResult = {
       command,
       rowCount,

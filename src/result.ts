@@ -125,10 +125,66 @@ export interface FieldDescription {
   format: "text" | "binary";
 }
 
+/**
+ * The first word of a statement's command tag, as PostgreSQL 15 names them (`CREATE TABLE` is
+ * `CREATE`, `START TRANSACTION` is `START`), `""` for an empty query, and `"???"`, the tag the
+ * server gives a statement it has no tag for.
+ */
+export type CommandTag =
+  | "SELECT"
+  | "INSERT"
+  | "UPDATE"
+  | "DELETE"
+  | "MERGE"
+  | "COPY"
+  | "FETCH"
+  | "MOVE"
+  | "BEGIN"
+  | "START"
+  | "COMMIT"
+  | "ROLLBACK"
+  | "SAVEPOINT"
+  | "RELEASE"
+  | "PREPARE"
+  | "EXECUTE"
+  | "DEALLOCATE"
+  | "DECLARE"
+  | "CLOSE"
+  | "CREATE"
+  | "ALTER"
+  | "DROP"
+  | "TRUNCATE"
+  | "COMMENT"
+  | "GRANT"
+  | "REVOKE"
+  | "REASSIGN"
+  | "SECURITY"
+  | "IMPORT"
+  | "REFRESH"
+  | "REINDEX"
+  | "CLUSTER"
+  | "VACUUM"
+  | "ANALYZE"
+  | "CHECKPOINT"
+  | "EXPLAIN"
+  | "SET"
+  | "RESET"
+  | "SHOW"
+  | "DISCARD"
+  | "LISTEN"
+  | "UNLISTEN"
+  | "NOTIFY"
+  | "LOCK"
+  | "LOAD"
+  | "DO"
+  | "CALL"
+  | "???"
+  | "";
+
 /** The result of one statement. */
 export interface QueryResult<Row = Record<string, unknown>> {
   /** First word of the command tag: `SELECT`, `INSERT`, `UPDATE`, `CREATE`, ... (`""` for an empty query). */
-  command: string;
+  command: CommandTag;
   /** Rows affected or returned, from the command tag; `null` when the tag carries no count. */
   rowCount: number | null;
   /** The rows, shaped by `rowMode`. */

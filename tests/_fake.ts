@@ -2,7 +2,7 @@
 // understands just enough SQL (BEGIN/COMMIT/ROLLBACK and the empty ping), and a server that
 // makes such connections and can be told to fail or to be slow.
 
-import type { Clock, PoolAdapter, QueryOptions, QueryResult } from "../mod.ts";
+import type { Clock, CommandTag, PoolAdapter, QueryOptions, QueryResult } from "../mod.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Time
@@ -275,7 +275,7 @@ export class FakeConnection {
 }
 
 function result(command: string): QueryResult {
-  return { command, rowCount: null, rows: [], fields: [] };
+  return { command: command as CommandTag, rowCount: null, rows: [], fields: [] };
 }
 
 /** The adapter for {@link FakeConnection}: `disconnect: true` errors are disconnects. */

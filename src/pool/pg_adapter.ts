@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { FieldDescription, QueryResult } from "../result.ts";
+import type { CommandTag, FieldDescription, QueryResult } from "../result.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 
 /** The parts of a node-postgres-style client the adapter uses (pg 8, Neon serverless 1.x). */
@@ -123,7 +123,7 @@ export function pgClientAdapter<C extends PgClientLike>(): PoolAdapter<C> {
         throw error;
       }
       return {
-        command: result.command ?? "",
+        command: (result.command ?? "") as CommandTag,
         rowCount: result.rowCount ?? null,
         rows: result.rows as Row[],
         fields: (result.fields ?? []).map((f): FieldDescription => ({
