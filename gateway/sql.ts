@@ -4,7 +4,8 @@
  * mount it.
  *
  * Queries run through one `QueuePool` per distinct connection string (`manage()`), over TCP:
- * the gateway is itself a pooler. It holds no credentials: each connection string carries its
+ * the gateway is itself a pooler. Each request still gets a clean session, as on Neon: the
+ * session is reset after it, before the connection is reused (`_session_reset.ts`). It holds no credentials: each connection string carries its
  * own, and PostgreSQL checks them.
  *
  * @module
@@ -28,6 +29,7 @@ import { type ClientLogin, readConnectionString } from "./_client_input.ts";
 import { errorJson, paramsFromJson, resultJson } from "./_neon_json.ts";
 import { RawTextTap } from "./_raw_text.ts";
 import { RequestError } from "./_request_error.ts";
+import { returnClean, startReset } from "./_session_reset.ts";
 import type { ResolvedGatewayOptions } from "./options.ts";
 import { formatTarget, type Target } from "./_target.ts";
 
@@ -129,6 +131,10 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       sslmode: options.upstreamSslmode,
       signal,
       connectTimeout: options.connectTimeout,
+      // Unnamed statements only: the DISCARD ALL after each request (_session_reset.ts) would
+      // drop a cache's, and while they lived, pg_prepared_statements would show one request
+      // the SQL of others.
+      statementCache: 0,
       // A row past the response limit is refused anyway; do not buffer a huge one whole.
       maxMessageSize: 2 * maxResponse + MiB,
     });
@@ -264,12 +270,15 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       throw error;
     }
     const tap = taps.get(conn.connection)!;
+    // Settled by runQueries once the reset is written behind the request's statements.
+    let clean: Promise<boolean> = Promise.resolve(false);
+    const reset = (started: Promise<boolean>) => void (clean = started);
     try {
       const json = { raw, arrayMode, maxResponse };
       let body: unknown;
       const extra: Record<string, string> = {};
       if (!Array.isArray(payload)) {
-        body = (await runQueries(conn, tap, [payload], null, json, signal))[0];
+        body = (await runQueries(conn, tap, [payload], null, json, signal, reset))[0];
       } else {
         body = {
           results: await runQueries(
@@ -283,6 +292,7 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
             },
             json,
             signal,
+            reset,
           ),
         };
         for (const name of BATCH_HEADERS) {
@@ -303,7 +313,9 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
         },
       });
     } finally {
-      conn.release();
+      // The next request must not see this one's session: the connection goes back only once
+      // its reset has answered (or it is closed).
+      await returnClean(conn, clean);
     }
   }
 
@@ -355,6 +367,7 @@ class ResponseTooLarge extends RequestError {
  * writes BEGIN, the statements and COMMIT in one flight, and a failing statement's own error
  * is the batch's. Values come back as the server's text through `tap`, which also stops the
  * request once its rows pass `maxResponse` bytes. Each query keeps its own `arrayMode`.
+ * `reset` gets the session reset, started behind the queries in the same flight.
  */
 async function runQueries(
   conn: PooledConnection<Connection>,
@@ -363,6 +376,7 @@ async function runQueries(
   begin: TransactionOptions | null,
   json: { raw: boolean; arrayMode: boolean; maxResponse: number },
   signal: AbortSignal,
+  reset: (clean: Promise<boolean>) => void,
 ): Promise<Record<string, unknown>[]> {
   const tooLarge = new AbortController();
   tap.forget();
@@ -373,14 +387,17 @@ async function runQueries(
   };
   const options = { rowMode: "array" as const, signal: AbortSignal.any([signal, tooLarge.signal]) };
   try {
-    const results = begin === null
-      ? [await conn.query<unknown[]>(queries[0].query, queries[0].params, options)]
-      : await runBatch<Connection, unknown[]>(
+    // Both write their statements before their first await: the reset goes right behind.
+    const running = begin === null
+      ? conn.query<unknown[]>(queries[0].query, queries[0].params, options).then((r) => [r])
+      : runBatch<Connection, unknown[]>(
         conn,
         beginStatement(begin),
         queries.map((q) => ({ sql: q.query, params: q.params })),
         options,
       );
+    reset(startReset(conn));
+    const results = await running;
     return results.map((result, i) =>
       resultJson(
         result,
