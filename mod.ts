@@ -148,6 +148,7 @@ export type {
   Transport,
   TransportConnectOptions,
 } from "./src/transport.ts";
+export { sql, type SqlTag, type SqlTemplate } from "./src/sql.ts";
 export { Oid, typeParsers } from "./src/types.ts";
 export {
   type WebSocketConstructor,

@@ -20,6 +20,7 @@ import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
 import { StatementCache } from "./_statement_cache.ts";
+import { runTemplate } from "./sql.ts";
 import { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
 import { ConnectionError, PostgresError } from "./errors.ts";
@@ -191,7 +192,8 @@ export class Connection implements AsyncDisposable {
    * Runs a query. Without `params` it uses the simple protocol (one string may hold several
    * statements); with `params` (even `[]`) the extended protocol and the unnamed statement,
    * `$1`, `$2`, ... standing for the parameters. pg's form, `query({ text, values, rowMode,
-   * types, name }, values?)`, does the same (see {@link QueryConfig}).
+   * types, name }, values?)`, does the same (see {@link QueryConfig}), and so does a template
+   * made by the `sql` tag (`query(template)`; `conn.sql` runs one directly).
    */
   query<Row = Record<string, unknown>>(
     sql: string,
@@ -263,6 +265,24 @@ export class Connection implements AsyncDisposable {
       );
       if (timeout > 0) this.#watchTimeout(query, timeout);
     });
+  }
+
+  /**
+   * Runs an `sql` template, as `query(template)` does: each `${value}` a parameter, `sql`
+   * fragments spliced in (see the `sql` tag), on the extended protocol as one statement.
+   *
+   * @example
+   * ```ts ignore
+   * import { connect } from "@edgepool/edgepool";
+   * await using conn = await connect("postgres://app:secret@localhost/app");
+   * const { rows } = await conn.sql`select ${41}::int + 1 as n`; // [{ n: 42 }]
+   * ```
+   */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>> {
+    return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
   /**

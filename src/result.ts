@@ -52,7 +52,7 @@ export interface TypeParsers {
 /**
  * pg's query config object: `query({ text, values, rowMode, types, name })`, with the other
  * options of {@link QueryOptions}. Parameters passed beside it (`query(config, values)`)
- * take the place of `values`, as in pg.
+ * take the place of `values`, as in pg. A template made by the `sql` tag is one.
  */
 export interface QueryConfig extends QueryOptions {
   /** The SQL text. */

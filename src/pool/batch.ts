@@ -8,11 +8,15 @@
 
 import { PoolError, PostgresError } from "../errors.ts";
 import type { QueryResult, RowMode } from "../result.ts";
+import { isSqlTemplate, type SqlTemplate } from "../sql.ts";
 import type { PooledConnection } from "./pooled_connection.ts";
 import type { TransactionOptions } from "./transaction.ts";
 
-/** One statement of a batch: SQL text alone, or with its parameters (`$1`, `$2`, ...). */
-export type BatchQuery = string | { sql: string; params?: readonly unknown[] };
+/**
+ * One statement of a batch: SQL text alone, or with its parameters (`$1`, `$2`, ...), or a
+ * template made by the `sql` tag.
+ */
+export type BatchQuery = string | { sql: string; params?: readonly unknown[] } | SqlTemplate;
 
 /** A batch statement after validation. */
 export interface BatchStatement {
@@ -37,9 +41,9 @@ export interface BatchOptions extends TransactionOptions {
 }
 
 /**
- * Validates a batch: an array of SQL strings or `{ sql, params }` objects. Every statement runs
- * with the extended protocol (one statement per entry, as over HTTP), so `params` defaults to
- * `[]`. Throws TypeError on anything else.
+ * Validates a batch: an array of SQL strings, `{ sql, params }` objects or `sql` templates.
+ * Every statement runs with the extended protocol (one statement per entry, as over HTTP), so
+ * `params` defaults to `[]`. Throws TypeError on anything else.
  */
 export function batchStatements(queries: readonly BatchQuery[]): BatchStatement[] {
   if (!Array.isArray(queries)) {
@@ -47,9 +51,14 @@ export function batchStatements(queries: readonly BatchQuery[]): BatchStatement[
   }
   return queries.map((query, i) => {
     if (typeof query === "string") return { sql: query, params: [] };
-    if (typeof query !== "object" || query === null || typeof query.sql !== "string") {
+    if (isSqlTemplate(query)) return { sql: query.text, params: query.values };
+    if (
+      typeof query !== "object" || query === null || !("sql" in query) ||
+      typeof query.sql !== "string"
+    ) {
       throw new TypeError(
-        `batch() statement ${i} must be a SQL string or { sql: string, params?: unknown[] }`,
+        `batch() statement ${i} must be a SQL string, { sql: string, params?: unknown[] } ` +
+          "or an sql`...` template",
       );
     }
     const params = query.params ?? [];

@@ -19,6 +19,7 @@ import {
   type QueryCursor,
   type QueryResult,
 } from "../result.ts";
+import { runTemplate } from "../sql.ts";
 import { redactUrl } from "../url.ts";
 import type { BatchOptions, BatchQuery } from "./batch.ts";
 import type { CheckoutOptions, PoolLogger } from "./options.ts";
@@ -184,6 +185,24 @@ export class HttpPool implements Queryable {
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
     return this.#query<Row>("pool.query()", sql, params, options);
+  }
+
+  /**
+   * Runs an `sql` template, as `query(template)` does: each `${value}` a parameter, `sql`
+   * fragments spliced in (see the `sql` tag), on the extended protocol as one statement.
+   *
+   * @example
+   * ```ts ignore
+   * import { HttpPool } from "@edgepool/edgepool/transports/http";
+   * await using pool = new HttpPool("postgres://app:secret@db.example.com/app");
+   * const { rows } = await pool.sql`select ${41}::int + 1 as n`; // [{ n: 42 }]
+   * ```
+   */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>> {
+    return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
   /** Both forms of `query`, for the pool and its checkouts; `where` names the caller. */
@@ -454,6 +473,23 @@ export class HttpCheckout implements AsyncDisposable {
       params,
       options,
     );
+  }
+
+  /**
+   * Runs an `sql` template, as `query(template)` does: each `${value}` a parameter, `sql`
+   * fragments spliced in (see the `sql` tag), on the extended protocol as one statement.
+   *
+   * @example
+   * ```ts ignore
+   * await using conn = await pool.connect();
+   * const { rows } = await conn.sql`select ${41}::int + 1 as n`; // [{ n: 42 }]
+   * ```
+   */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>> {
+    return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
   /**

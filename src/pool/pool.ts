@@ -30,6 +30,7 @@ import type { Queryable } from "./queryable.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
 import { fromConfig, type QueryConfig, type QueryOptions } from "../result.ts";
+import { runTemplate } from "../sql.ts";
 import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
 export { type CheckoutOptions } from "./options.ts";
@@ -242,6 +243,24 @@ export abstract class Pool<C> implements Queryable {
     return this.#afterLogin(on, outcome, options, started, (timeout) => {
       return this.query<Row>(sql, params, { ...options, timeout });
     });
+  }
+
+  /**
+   * Runs an `sql` template, as `query(template)` does: each `${value}` a parameter, `sql`
+   * fragments spliced in (see the `sql` tag), on the extended protocol as one statement.
+   *
+   * @example
+   * ```ts ignore
+   * import { createPool } from "@edgepool/edgepool";
+   * await using pool = createPool("postgres://app:secret@localhost/app");
+   * const { rows } = await pool.sql`select ${41}::int + 1 as n`; // [{ n: 42 }]
+   * ```
+   */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>> {
+    return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
   /**

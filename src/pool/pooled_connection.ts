@@ -14,6 +14,7 @@ import {
   type QueryOptions,
   type QueryResult,
 } from "../result.ts";
+import { runTemplate } from "../sql.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { SlotState } from "./_engine.ts";
 
@@ -128,6 +129,23 @@ export class PooledConnection<C> implements AsyncDisposable {
       }
     }
     return this.#query(sql, params, options);
+  }
+
+  /**
+   * Runs an `sql` template, as `query(template)` does: each `${value}` a parameter, `sql`
+   * fragments spliced in (see the `sql` tag), on the extended protocol as one statement.
+   *
+   * @example
+   * ```ts ignore
+   * await using conn = await pool.connect();
+   * const { rows } = await conn.sql`select ${41}::int + 1 as n`; // [{ n: 42 }]
+   * ```
+   */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>> {
+    return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
   async #query<Row>(

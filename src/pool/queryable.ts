@@ -53,6 +53,11 @@ export interface Queryable extends AsyncDisposable {
     params?: readonly unknown[],
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>>;
+  /** Runs an `sql` template as one statement, as `query(template)` does. */
+  sql<Row = Record<string, unknown>>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<QueryResult<Row>>;
   /** Runs statements as one transaction: the results in order, or all rolled back. */
   batch<Row = Record<string, unknown>>(
     queries: readonly BatchQuery[],
