@@ -11,7 +11,8 @@ import {
 } from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
 import type { CommandTag, FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
-import { serializeParam, type TextParser, textParser } from "./types.ts";
+import { serializeParam, type TextParser } from "./types.ts";
+import type { ColumnTypes } from "./_column_types.ts";
 
 const NO_FIELDS: FieldDescription[] = [];
 const MAX_PARAMETERS = 65535;
@@ -59,12 +60,25 @@ export function checkRowMode(rowMode: unknown): RowMode {
   return rowMode;
 }
 
+/**
+ * A column whose type is looked up before its values are decoded: the rows it is in, its key in
+ * each row (index, name, or -1 when a later column of the same name took its place), its name
+ * and its type.
+ */
+interface DeferredColumn {
+  rows: unknown[];
+  key: string | number;
+  name: string;
+  oid: number;
+}
+
 /** A query that has been written and waits for its ReadyForQuery. */
 export class PendingQuery {
   readonly #rowMode: RowMode;
   /** The query's own parsers (pg's `types`), or `undefined` for edgepool's. */
   readonly #types: TypeParsers | undefined;
-  readonly #bigint: boolean;
+  /** The connection's parsers, for a query without its own. */
+  readonly #columns: ColumnTypes;
   /** Sent with the extended protocol (Parse/Bind/Execute/Sync) rather than a simple Query. */
   readonly extended: boolean;
   readonly #resolve: (result: QueryResult) => void;
@@ -91,18 +105,20 @@ export class PendingQuery {
   #rows: unknown[] = [];
   #results: QueryResult[] | null = null;
   #last: QueryResult | null = null;
+  /** Columns of types to look up first (see _column_types.ts), decoded as text for now. */
+  #deferred: DeferredColumn[] | null = null;
 
   constructor(
     rowMode: RowMode,
     types: TypeParsers | undefined,
-    bigint: boolean,
+    columns: ColumnTypes,
     extended: boolean,
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
   ) {
     this.#rowMode = rowMode;
     this.#types = types;
-    this.#bigint = bigint;
+    this.#columns = columns;
     this.extended = extended;
     this.#resolve = resolve;
     this.#reject = reject;
@@ -155,8 +171,8 @@ export class PendingQuery {
     const fields: FieldDescription[] = new Array(count);
     const names: string[] = new Array(count);
     const parsers: (TextParser | undefined)[] = new Array(count);
-    const options = { bigint: this.#bigint };
     const types = this.#types;
+    const columns = this.#columns;
     let pos = start + 2;
     for (let i = 0; i < count; i++) {
       const stop = cstringEnd(buf, pos, end);
@@ -174,14 +190,25 @@ export class PendingQuery {
         format: readInt16(buf, pos + 16) === 1 ? "binary" : "text",
       };
       names[i] = name;
-      parsers[i] = types === undefined
-        ? textParser(dataTypeID, options)
-        : this.#ownParser(types, dataTypeID);
+      if (types !== undefined) parsers[i] = this.#ownParser(types, dataTypeID);
+      else {
+        const parse = columns.parser(dataTypeID);
+        if (parse === null) {
+          (this.#deferred ??= []).push({ rows: this.#rows, key: i, name, oid: dataTypeID });
+        } else parsers[i] = parse;
+      }
       pos += 18;
     }
     this.#fields = fields;
     this.#names = names;
     this.#parsers = parsers;
+    if (this.#deferred !== null && this.#rowMode === "object") {
+      for (const column of this.#deferred) {
+        if (column.rows !== this.#rows || typeof column.key !== "number") continue;
+        // Of columns with one name, the row keeps the last: an earlier one is not converted.
+        column.key = names.lastIndexOf(names[column.key]) === column.key ? names[column.key] : -1;
+      }
+    }
   }
 
   /** The query's own parser for `oid`; one that is not a function fails the query. */
@@ -287,6 +314,41 @@ export class PendingQuery {
     this.settled = true;
     if (this.#copy !== null) return this.#reject(copyUnsupported(this.#copy, this.error));
     if (this.error !== null) return this.#reject(this.error);
+    const deferred = this.#deferred;
+    if (deferred === null) return this.#deliver();
+    this.#columns.whenKnown(deferred.map((column) => column.oid)).then(() => {
+      try {
+        this.#convert(deferred);
+      } catch (error) {
+        return this.#reject(error);
+      }
+      this.#deliver();
+    });
+  }
+
+  /** Decodes the values of the deferred columns, now that their types have been looked up. */
+  #convert(deferred: DeferredColumn[]): void {
+    for (const { rows, key, name, oid } of deferred) {
+      const parse = this.#columns.parser(oid);
+      if (typeof parse !== "function" || key === -1) continue;
+      for (const row of rows as Record<string | number, unknown>[]) {
+        const text = row[key];
+        if (typeof text !== "string") continue;
+        try {
+          row[key] = parse(text);
+        } catch (error) {
+          throw new TypeError(
+            `Cannot decode the value of column '${name}': ${
+              error instanceof Error ? error.message : String(error)
+            }`,
+            { cause: error },
+          );
+        }
+      }
+    }
+  }
+
+  #deliver(): void {
     const last = this.#last ?? { command: "", rowCount: null, rows: [], fields: NO_FIELDS };
     if (this.#results !== null) last.results = this.#results;
     this.#resolve(last);

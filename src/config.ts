@@ -6,6 +6,7 @@
  */
 import type { SslMode, Transport } from "./transport.ts";
 import type { PostgresNotice } from "./errors.ts";
+import type { TypeParser, TypeParsers } from "./result.ts";
 import {
   checkHost,
   MAX_TIMEOUT,
@@ -79,6 +80,27 @@ export interface ConnectOptions {
   options?: string;
   /** Return `int8` values as `bigint` instead of `string`. Default `false`. */
   bigint?: boolean;
+  /**
+   * The parsers of column values for every query on the connection (a query's own `types`
+   * wins). Either a map of type OID to parser, `{ [oid]: (text) => value }`, whose missing
+   * OIDs keep edgepool's parsers (see `typeParsers`); a parser of an element type also reads
+   * the built-in arrays of it (`{ 1700: Number }` makes `numeric[]` numbers too). Or pg's
+   * `{ getTypeParser(oid, format) }`, asked about every column type. A parser that returns its
+   * input (`String`) keeps the server's text: exact numerics, microseconds. Default: edgepool's
+   * parsers.
+   *
+   * @example
+   * ```ts
+   * import { Oid } from "@edgepool/edgepool";
+   * const types = { [Oid.numeric]: Number, [Oid.timestamptz]: String };
+   * // const conn = await connect(url, { types });
+   * console.assert(types[Oid.numeric]("1.5") === 1.5);
+   * ```
+   */
+  types?:
+    | TypeParsers
+    | { readonly [oid: number]: TypeParser }
+    | ReadonlyMap<number, TypeParser>;
   /**
    * Turn on TCP keepalive where the runtime allows it (Deno, Node, Bun), so that a connection
    * whose peer vanished without a word is found dead. Default `true`.
@@ -203,6 +225,8 @@ export interface ConnectionConfig {
   options: string | undefined;
   /** Return `int8` values as `bigint`. */
   bigint: boolean;
+  /** The connection's own parsers: pg's shape, a map by OID, or `undefined` for edgepool's. */
+  types: TypeParsers | ReadonlyMap<number, TypeParser> | undefined;
   /** TCP keepalive. */
   keepAlive: boolean;
   /** Idle ms before the first keepalive probe. */
@@ -398,6 +422,7 @@ export function parseConfig(
     connectTimeout: o.connectTimeout ?? fromUrl.connectTimeout ?? 30_000,
     options: startupOptions,
     bigint: o.bigint ?? false,
+    types: checkTypes(o.types),
     keepAlive: o.keepAlive ?? fromUrl.keepAlive ?? true,
     keepAliveInitialDelay: o.keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
     queryTimeout: o.queryTimeout ?? 0,
@@ -418,6 +443,46 @@ export function parseConfig(
       }`,
     );
   }
+}
+
+/** Validates `options.types`, and turns a map of parsers by OID into a Map. */
+function checkTypes(types: unknown): ConnectionConfig["types"] {
+  if (types === undefined) return undefined;
+  if (typeof types !== "object" || types === null || Array.isArray(types)) {
+    throw new TypeError(
+      "options.types must be an object: { getTypeParser(oid, format) } or a map of type OID " +
+        `to parser function, not ${typeName(types)}`,
+    );
+  }
+  if ("getTypeParser" in types) {
+    if (typeof types.getTypeParser !== "function") {
+      throw new TypeError(
+        `options.types.getTypeParser must be a function, not ${typeName(types.getTypeParser)}`,
+      );
+    }
+    return types as TypeParsers;
+  }
+  const map = new Map<number, TypeParser>();
+  // A Map of OIDs serves as well as an object of them.
+  const entries = types instanceof Map
+    ? [...types].map(([key, parse]) => [String(key), parse])
+    : Object.entries(types);
+  for (const [key, parse] of entries) {
+    const oid = Number(key);
+    if (!/^[1-9][0-9]{0,9}$/.test(key) || oid > 0xffffffff) {
+      throw new TypeError(
+        `options.types has the key ${JSON.stringify(key)}, which is not a type OID (an ` +
+          "integer from 1 to 4294967295)",
+      );
+    }
+    if (typeof parse !== "function") {
+      throw new TypeError(
+        `options.types[${key}] must be a parser function (text) => value, not ${typeName(parse)}`,
+      );
+    }
+    map.set(oid, parse as TypeParser);
+  }
+  return map.size === 0 ? undefined : map;
 }
 
 /** `pooler: "auto"`: the common signs of a pooler in the URL, and what they mean. */

@@ -18,6 +18,7 @@ import {
 import { cancelQuietly, sendCancelRequest } from "./_cancel.ts";
 import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
+import { ColumnTypes, TYPE_LOOKUP, type TypeRow } from "./_column_types.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
 import { StatementCache } from "./_statement_cache.ts";
 import { runTemplate } from "./sql.ts";
@@ -119,6 +120,10 @@ export class Connection implements AsyncDisposable {
   #copyGuard: PendingQuery | null = null;
   /** Such queries written and not yet sent, with where their bytes end in the writer. */
   readonly #copyGuards: { query: PendingQuery; end: number }[] = [];
+  /** The parsers of columns, for queries without their own `types`. */
+  readonly #columns: ColumnTypes;
+  /** The connection's `types` in pg's shape, which stand for a query's own. */
+  readonly #types: TypeParsers | undefined;
 
   /** Use `connect()`; this constructor is internal. */
   constructor(
@@ -134,6 +139,13 @@ export class Connection implements AsyncDisposable {
     this.#statements = config.statementCache > 0
       ? new StatementCache(config.statementCache, config.statementCacheCautious)
       : null;
+    const types = config.types;
+    this.#types = types instanceof Map ? undefined : types as TypeParsers | undefined;
+    this.#columns = new ColumnTypes(
+      types instanceof Map ? types : undefined,
+      config.bigint,
+      (oids) => this.#lookUpTypes(oids),
+    );
     this.#reader = new Reader(config.maxMessageSize, (type, buf, start, end) => {
       if (this.#auth !== null) this.#receive(type, buf, start, end);
       else this.#message(type, buf, start, end);
@@ -227,7 +239,7 @@ export class Connection implements AsyncDisposable {
     let values: (string | null)[] | undefined;
     let rowMode: RowMode;
     let timeout = this.#config.queryTimeout;
-    const types = options?.types;
+    const types = options?.types ?? this.#types;
     try {
       values = encodeParams(params);
       rowMode = checkRowMode(options?.rowMode);
@@ -312,7 +324,7 @@ export class Connection implements AsyncDisposable {
     const query = new PendingQuery(
       rowMode,
       types,
-      this.#config.bigint,
+      this.#columns,
       values !== undefined,
       resolve,
       name === "" ? reject : (error) => {
@@ -338,6 +350,23 @@ export class Connection implements AsyncDisposable {
       query.cleanup = () => signal.removeEventListener("abort", onAbort);
     }
     return query;
+  }
+
+  /** pg_type's rows of `oids` (see _column_types.ts), read as text, behind the queries sent. */
+  #lookUpTypes(oids: number[]): Promise<TypeRow[]> {
+    if (this.#state !== READY) return Promise.reject(new Error("connection not ready"));
+    return new Promise((resolve, reject) => {
+      this.#send(
+        TYPE_LOOKUP,
+        [`{${oids.join(",")}}`],
+        "array",
+        TEXT_ONLY,
+        undefined,
+        (result) => resolve(result.rows as unknown as TypeRow[]),
+        reject,
+        false,
+      );
+    });
   }
 
   /**
@@ -808,6 +837,8 @@ function checkTimeout(value: unknown): number {
  * function). A false positive only costs that query its pipelining.
  */
 const MAY_COPY_IN = /stdin/i;
+// The type lookup's parsers: its text as is, whatever the connection's own parsers do with oids.
+const TEXT_ONLY: TypeParsers = { getTypeParser: () => String };
 
 const NO_STATUS = "ReadyForQuery has no transaction status";
 

@@ -92,6 +92,7 @@ const CONNECT_KEYS = new Set<string>([
   "connectTimeout",
   "options",
   "bigint",
+  "types",
   "keepAlive",
   "keepAliveInitialDelay",
   "maxMessageSize",

@@ -78,6 +78,13 @@ const makeHttpPool: MakeHttpPool = (transport, url, given, origin) => {
       `poolClass ${given.poolClass} does not apply over HTTP: the HTTP transport makes an HttpPool`,
     );
   }
+  if (given.types !== undefined) {
+    // Not ignored: a pool whose types did nothing would hand back values of the wrong kind.
+    throw new TypeError(
+      "options.types does not apply over HTTP yet: pass types with each query " +
+        "(query({ text, types }))",
+    );
+  }
   const misplaced = URL_KEYS.filter((key) => given[key as keyof CreatePoolOptions] !== undefined);
   if (misplaced.length > 0) {
     throw new TypeError(
