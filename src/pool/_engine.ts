@@ -160,6 +160,8 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
   readonly adapter: PoolAdapter<C>;
   /** For the handles (see `PoolInternals`). */
   readonly queryTimeout: number;
+  /** For the handles (see `PoolInternals`): the pool's events. */
+  readonly events: Emitter<PoolEvents<C>>;
   readonly #leaks: LeakWatch<C>;
   /** Connection attempts. */
   readonly #connector: Connector<C>;
@@ -187,6 +189,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     this.policy = policy;
     this.adapter = settings.adapter;
     this.queryTimeout = settings.queryTimeout;
+    this.events = events;
     this.#time = new PoolTime(settings.clock);
     this.#hooks = hooks;
     this.#connector = new Connector(creator, settings, counters, events);

@@ -104,6 +104,8 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
   readonly adapter: PoolAdapter<C>;
   /** For the handles (see `PoolInternals`). */
   readonly queryTimeout: number;
+  /** For the handles (see `PoolInternals`): the pool's events. */
+  readonly events: Emitter<PoolEvents<C>>;
   /** The checked-out slots. */
   readonly #out = new Set<RequestSlot<C>>();
   /** Waiters under `max` whose turn came, until they take it up (each from its own timer). */
@@ -137,6 +139,7 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
     });
     this.adapter = settings.adapter;
     this.queryTimeout = settings.queryTimeout;
+    this.events = events;
   }
 
   get closed(): boolean {

@@ -5,6 +5,7 @@
  */
 
 import type { PoolEventError } from "../errors.ts";
+import type { CommandTag } from "../result.ts";
 
 /** What every connection-level event carries. */
 export interface PoolConnectionEvent<C> {
@@ -71,6 +72,25 @@ export interface PoolEvents<C> {
    * with the error itself in `error`, where it happened in `context`, and the connection.
    */
   error: PoolEventError<C>;
+  /**
+   * A query on a checked-out connection ended: every `pool.query` statement, `transaction()`'s
+   * statements (BEGIN and COMMIT included) and `query` on a handle (a `batch()`, one write of
+   * several statements, is not reported). What ran (`sql`, the number of `params`), how long it
+   * took in ms (from the call to the answer, queueing on the connection included), and its
+   * `command` and `rowCount` or its `error`; the connection and its backend's `processId` (for
+   * edgepool's connections). For tracing and slow-query logs; with no listener it costs one
+   * check per query.
+   */
+  query: {
+    sql: string;
+    params: number;
+    ms: number;
+    command?: CommandTag;
+    rowCount?: number | null;
+    error?: unknown;
+    connection: C;
+    processId?: number;
+  };
   /**
    * A checked-out connection has been inside a transaction (`status`) for `heldMs`, longer
    * than `idleInTransactionThreshold`. Reported once per transaction.

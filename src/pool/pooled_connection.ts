@@ -15,7 +15,9 @@ import {
   type QueryResult,
 } from "../result.ts";
 import { runTemplate } from "../sql.ts";
+import type { Emitter } from "../_emitter.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
+import type { PoolEvents } from "./events.ts";
 import type { SlotState } from "./_engine.ts";
 
 // The pool's way to the slot behind a handle, which no one else can reach. Set by the first
@@ -36,6 +38,8 @@ export interface HandleSlot<C> {
 /** What a handle needs from its pool, whose slots are `S`. */
 export interface PoolInternals<C, S extends HandleSlot<C> = HandleSlot<C>> {
   readonly adapter: PoolAdapter<C>;
+  /** The pool's events (for `query`). */
+  readonly events: Emitter<PoolEvents<C>>;
   checkin(slot: S, handle: PooledConnection<C>): Promise<void>;
   invalidate(slot: S, error: unknown, soft: boolean): void;
   detach(slot: S, handle: PooledConnection<C>): void;
@@ -128,7 +132,44 @@ export class PooledConnection<C> implements AsyncDisposable {
         return Promise.reject(error);
       }
     }
+    const events = this.#pool.events;
+    if (events.has("query")) return this.#traced(sql, params, options, events);
     return this.#query(sql, params, options);
+  }
+
+  /** `#query`, reported to the pool's `query` listeners (see `PoolEvents.query`). */
+  async #traced<Row>(
+    sql: string,
+    params: readonly unknown[] | undefined,
+    options: QueryOptions | undefined,
+    events: Emitter<PoolEvents<C>>,
+  ): Promise<QueryResult<Row>> {
+    const connection = this.#slot.connection;
+    const count = Array.isArray(params) ? params.length : 0;
+    const started = performance.now();
+    try {
+      const result = await this.#query<Row>(sql, params, options);
+      events.emit("query", {
+        sql,
+        params: count,
+        ms: performance.now() - started,
+        command: result.command,
+        rowCount: result.rowCount,
+        connection,
+        processId: processIdOf(connection),
+      });
+      return result;
+    } catch (error) {
+      events.emit("query", {
+        sql,
+        params: count,
+        ms: performance.now() - started,
+        error,
+        connection,
+        processId: processIdOf(connection),
+      });
+      throw error;
+    }
   }
 
   /**
@@ -259,6 +300,7 @@ export function sharedInternals<C, S extends HandleSlot<C>>(
 ): PoolInternals<C, S> {
   return {
     adapter: pool.adapter,
+    events: pool.events,
     queryTimeout: pool.queryTimeout,
     checkin: () => RESOLVED,
     detach: () => {
@@ -285,6 +327,15 @@ function released(action: string): PoolError {
     "RELEASED",
     `Cannot ${action} a connection that was already released to the pool`,
   );
+}
+
+/**
+ * The backend's process id of an edgepool connection (read once the query has ended: a query
+ * riding a login starts before the server has sent it); `undefined` for other drivers'.
+ */
+function processIdOf(connection: unknown): number | undefined {
+  const pid = (connection as { processId?: unknown }).processId;
+  return typeof pid === "number" && pid !== 0 ? pid : undefined;
 }
 
 function isOwnError(error: unknown): boolean {
