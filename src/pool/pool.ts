@@ -13,6 +13,8 @@ import { PoolError } from "../errors.ts";
 import type { QueryResult } from "../result.ts";
 import { systemClock } from "./_clock.ts";
 import { isTransientConnectError } from "./_connector.ts";
+import { Listener } from "./_listener.ts";
+import { poolClosed } from "./_waiters.ts";
 import { connectionAdapter, type PoolAdapter } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
 import {
@@ -133,6 +135,8 @@ export abstract class Pool<C> implements Queryable {
   readonly #counters: PoolCounters = newCounters();
   readonly #engine: PoolEngine<C>;
   #closeDone: Promise<void> | null = null;
+  /** `listen()`'s connection and channels, made on the first `listen()`. */
+  #listener: Listener<C> | null = null;
 
   /** Validates the shared options; `policy` and the `engine` to run on come from the subclass. */
   protected constructor(
@@ -419,13 +423,46 @@ export abstract class Pool<C> implements Queryable {
     if (this.#closeDone !== null) return this.#closeDone;
     const timeout = milliseconds(options?.timeout, "timeout", CLOSE_TIMEOUT_MS);
     const onClose = this.settings.onClose;
-    this.#closeDone = this.#engine.close(timeout).then(() => onClose?.());
+    this.#closeDone = Promise.all([this.#engine.close(timeout), this.#listener?.close()])
+      .then(() => onClose?.());
     return this.#closeDone;
   }
 
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * Listens to notifications on `channel` (`NOTIFY channel, 'payload'`, `pool.notify()`): `fn`
+   * gets each payload, in the order the server sent them. The pool keeps one connection of its
+   * own for this (made with its creator, never checked out) while anyone listens, and when it is
+   * lost connects again after a backoff (250 ms doubling to 5 s) and LISTENs again to every
+   * channel; notifications sent while it was gone are lost, as PostgreSQL does not keep them.
+   * Resolves, once the server listens, with the function that stops.
+   *
+   * @example
+   * ```ts ignore
+   * const unlisten = await pool.listen("orders", (payload) => console.log("new order", payload));
+   * await pool.notify("orders", "42");
+   * await unlisten();
+   * ```
+   */
+  listen(
+    channel: string,
+    fn: (payload: string, channel: string) => void,
+  ): Promise<() => Promise<void>> {
+    if (this.closed) return Promise.reject(poolClosed(this.settings.name));
+    this.#listener ??= new Listener(this.creator, this.settings, this.#events);
+    return this.#listener.listen(channel, fn);
+  }
+
+  /** Sends a notification on `channel` (`pg_notify`), with `payload` (default `""`). */
+  async notify(channel: string, payload = ""): Promise<void> {
+    if (typeof channel !== "string" || typeof payload !== "string") {
+      throw new TypeError("notify(channel, payload) takes two strings");
+    }
+    await this.query("select pg_notify($1, $2)", [channel, payload]);
   }
 
   /** Same as `close()`: pg's name, which ORMs call (Kysely's `destroy()`). */
