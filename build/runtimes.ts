@@ -81,7 +81,9 @@ const GATEWAY = "gateway/mod.ts";
  * - Workers and browsers leave out the embedded database that `createPool()` without a URL
  *   opens; the browser build's own `edgepool/transports/pglite` entry point stays the real one.
  * - Workers take `src/pool/_by_name_workers.ts` for the pool classes `createPool` makes by
- *   name: the NullPool whose connections belong to their requests, and no other class.
+ *   name: the NullPool whose connections belong to their requests, and no other class; and
+ *   `src/pool/_listener_workers.ts` for `pool.listen()`'s connection, which cannot outlive a
+ *   request there.
  * - Workers hash MD5 passwords with workerd's `crypto.subtle.digest("MD5")`
  *   (`src/_md5_workers.ts`) instead of `src/md5.ts`'s portable MD5.
  */
@@ -100,6 +102,7 @@ export const RUNTIME_MODULES: Readonly<Record<Runtime, readonly Swap[]>> = {
     { replaces: AUTO, by: { module: "transports/_workers_auto.ts" } },
     { replaces: "transports/pglite.ts", by: noEmbedded("workers") },
     { replaces: "src/pool/_by_name.ts", by: { module: "src/pool/_by_name_workers.ts" } },
+    { replaces: "src/pool/_listener.ts", by: { module: "src/pool/_listener_workers.ts" } },
     { replaces: "src/md5.ts", in: "src/_auth.ts", by: { module: "src/_md5_workers.ts" } },
   ],
   browser: [

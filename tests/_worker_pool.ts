@@ -56,6 +56,11 @@ export default {
           });
           return Response.json(result);
         }
+        case "/listen": {
+          // No connection can outlive its request here: listen() says so.
+          await pool.listen("orders", () => {});
+          return Response.json({ listened: true });
+        }
         case "/naive": {
           naive ??= new QueuePool(() => connect(url, { connectTimeout: 5000 }), { poolSize: 1 });
           const { rows } = await naive.query<{ one: number }>("select 1 as one", [], {

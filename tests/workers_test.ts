@@ -229,6 +229,17 @@ test("pool.scope gives a request its own pool and closes it after the request", 
   }, "./_worker_pool.ts");
 });
 
+test("pool.listen in workerd is a TypeError that says why", { timeout: 60_000 }, async () => {
+  await withWorker(async (fetch) => {
+    const body = await fetch("/listen");
+    assert.equal(body.failed, true);
+    assert.match(String(body.message), /cannot work on Cloudflare Workers/);
+    // The pool goes on serving.
+    const after = await fetch("/module");
+    assert.equal(after.n, 42, String(after.message));
+  }, "./_worker_pool.ts");
+});
+
 test("a QueuePool keeping sockets across requests fails in workerd: why createPool does not", {
   timeout: 60_000,
 }, async () => {
