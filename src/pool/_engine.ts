@@ -30,8 +30,8 @@ import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
   type CheckoutOptions,
+  checkoutTimeout,
   type Creator,
-  milliseconds,
   type Policy,
   type ResolvedOptions,
 } from "./options.ts";
@@ -360,13 +360,11 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     if (this.#closed) return Promise.reject(this.#closedError());
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let timeout = this.#settings.timeout;
-    if (options?.timeout !== undefined) {
-      try {
-        timeout = milliseconds(options.timeout, "timeout", 0);
-      } catch (error) {
-        return Promise.reject(error);
-      }
+    let timeout: number;
+    try {
+      timeout = checkoutTimeout(options, this.#settings.timeout);
+    } catch (error) {
+      return Promise.reject(error);
     }
     this.#counters.requestsNum++;
     // Where the caller asked, not where the pool happened to hand the connection over.

@@ -24,9 +24,9 @@ import type { PoolAdapter } from "./adapter.ts";
 import type { PoolCloseReason, PoolEvents } from "./events.ts";
 import {
   type CheckoutOptions,
-  count,
+  checkoutTimeout,
   type Creator,
-  milliseconds,
+  nullPolicy,
   type Policy,
   type ResolvedOptions,
 } from "./options.ts";
@@ -44,8 +44,6 @@ export class RequestPool<C> extends Pool<C> {
   /** Makes a pool that opens a connection per checkout, from the checkout's own call. */
   constructor(creator: Creator<C>, options?: NullPoolOptions<C>) {
     const o = options ?? {};
-    const max = o.max === undefined ? Infinity : count(o.max, "max", 0);
-    if (max === 0) throw new RangeError("max must be at least 1");
     for (const name of ["leakDetectionThreshold", "idleInTransactionThreshold"] as const) {
       if (o[name]) {
         throw new TypeError(
@@ -54,18 +52,7 @@ export class RequestPool<C> extends Pool<C> {
         );
       }
     }
-    super(creator, o, {
-      kind: "NullPool",
-      poolSize: Infinity,
-      max,
-      keepIdle: 0,
-      min: 0,
-      maxIdle: Infinity,
-      maxLifetime: Infinity,
-      recycle: Infinity,
-      lifo: false,
-      reconnectTimeout: 0,
-    }, RequestEngine);
+    super(creator, o, nullPolicy(o.max), RequestEngine);
   }
 
   /** A new, empty `RequestPool` with the same creator and options. */
@@ -168,13 +155,11 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
     if (this.#closed) return Promise.reject(this.#closedError());
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let timeout = this.#settings.timeout;
-    if (options?.timeout !== undefined) {
-      try {
-        timeout = milliseconds(options.timeout, "timeout", 0);
-      } catch (error) {
-        return Promise.reject(error);
-      }
+    let timeout: number;
+    try {
+      timeout = checkoutTimeout(options, this.#settings.timeout);
+    } catch (error) {
+      return Promise.reject(error);
     }
     this.#counters.requestsNum++;
     const full = this.#taken() >= this.policy.max;

@@ -6,7 +6,7 @@
  */
 
 import { Engine } from "./_engine.ts";
-import { count, type Creator, type PoolOptions } from "./options.ts";
+import { type Creator, nullPolicy, type PoolOptions } from "./options.ts";
 import { Pool } from "./pool.ts";
 
 /** Options of {@link NullPool}. */
@@ -34,20 +34,7 @@ export class NullPool<C> extends Pool<C> {
   /** Makes a pool that opens a connection per checkout. */
   constructor(creator: Creator<C>, options?: NullPoolOptions<C>) {
     const o = options ?? {};
-    const max = o.max === undefined ? Infinity : count(o.max, "max", 0);
-    if (max === 0) throw new RangeError("max must be at least 1");
-    super(creator, o, {
-      kind: "NullPool",
-      poolSize: Infinity,
-      max,
-      keepIdle: 0,
-      min: 0,
-      maxIdle: Infinity,
-      maxLifetime: Infinity,
-      recycle: Infinity,
-      lifo: false,
-      reconnectTimeout: 0,
-    }, Engine);
+    super(creator, o, nullPolicy(o.max), Engine);
   }
 
   /** A new, empty `NullPool` with the same creator and options. */

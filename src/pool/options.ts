@@ -187,6 +187,32 @@ export interface ResolvedOptions<C> {
   onClose: (() => void | Promise<void>) | undefined;
 }
 
+/**
+ * NullPool's policy (NullPool and RequestPool, createPool's NullPool on Workers): nothing kept
+ * idle, at most `max` connections (default: no limit).
+ */
+export function nullPolicy(max: unknown): Policy {
+  const limit = max === undefined ? Infinity : count(max, "max", 0);
+  if (limit === 0) throw new RangeError("max must be at least 1");
+  return {
+    kind: "NullPool",
+    poolSize: Infinity,
+    max: limit,
+    keepIdle: 0,
+    min: 0,
+    maxIdle: Infinity,
+    maxLifetime: Infinity,
+    recycle: Infinity,
+    lifo: false,
+    reconnectTimeout: 0,
+  };
+}
+
+/** The checkout's deadline in ms: its own `timeout`, else `fallback` (RangeError if bad). */
+export function checkoutTimeout(options: CheckoutOptions | undefined, fallback: number): number {
+  return options?.timeout === undefined ? fallback : milliseconds(options.timeout, "timeout", 0);
+}
+
 /** A non-negative finite number of milliseconds (or `fallback` when undefined). */
 export function milliseconds(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
