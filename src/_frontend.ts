@@ -58,8 +58,8 @@ export function query(w: Writer, sql: string): void {
 
 /**
  * Parse (unless `parse` is false: the statement is prepared already), Bind (text in, text out),
- * Describe portal, Execute (all rows) and Sync: one extended-protocol round trip. `name` is the
- * statement's name, `""` for the unnamed statement.
+ * Describe portal, Execute (`rows` rows, 0: all) and Sync: one extended-protocol round trip.
+ * `name` is the statement's name, `""` for the unnamed statement; `portal` the portal's.
  */
 export function extendedQuery(
   w: Writer,
@@ -67,14 +67,30 @@ export function extendedQuery(
   params: (string | null)[],
   name = "",
   parse = true,
+  rows = 0,
+  portal = "",
 ): void {
   if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
   const n = params.length;
-  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
+  w.begin(B).cstring(portal).cstring(name).int16(0).int16(n);
   for (let i = 0; i < n; i++) w.value(params[i]);
   w.int16(0).end();
-  w.begin(D).byte(0x50).byte(0).end();
-  w.begin(E).byte(0).int32(0).end();
+  portalNext(w, rows, portal);
+}
+
+/**
+ * Describe, Execute (`rows` more rows) and Sync of a portal: the next batch of a portal that
+ * a transaction block keeps open across Syncs.
+ */
+export function portalNext(w: Writer, rows: number, portal: string): void {
+  w.begin(D).byte(0x50).cstring(portal).end();
+  w.begin(E).cstring(portal).int32(rows).end();
+  w.begin(S).end();
+}
+
+/** Close of a portal, and Sync. */
+export function portalClose(w: Writer, portal: string): void {
+  w.begin(C).byte(0x50).cstring(portal).end();
   w.begin(S).end();
 }
 

@@ -89,6 +89,8 @@ export class PendingQuery {
   error: unknown = null;
   /** A ParseComplete arrived: a named statement this query prepared exists now. */
   parsed = false;
+  /** Its portal has rows left (an Execute with a row limit stopped short of the end). */
+  suspended = false;
   /** Set by an abort that happened while an earlier query was still running. */
   cancelWanted = false;
   /** Removes the abort listener, if any. */
@@ -156,7 +158,10 @@ export class PendingQuery {
       case 0x32: // 2: BindComplete
       case 0x33: // 3: CloseComplete
       case 0x74: // t: ParameterDescription
-      case 0x73: // s: PortalSuspended
+        break;
+      case 0x73: // s: PortalSuspended: the rows asked for came, and the portal has more
+        this.suspended = true;
+        this.#complete("", null);
         break;
       default:
         return false;

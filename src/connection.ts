@@ -22,6 +22,14 @@ import { ColumnTypes, TYPE_LOOKUP, type TypeRow } from "./_column_types.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
 import { StatementCache } from "./_statement_cache.ts";
 import { runTemplate } from "./sql.ts";
+import {
+  type Batch,
+  Cursor,
+  PORTAL,
+  type PortalStep,
+  RowStream,
+  type StreamOptions,
+} from "./cursor.ts";
 import { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
 import { ConnectionError, PostgresError } from "./errors.ts";
@@ -217,11 +225,17 @@ export class Connection implements AsyncDisposable {
     config: QueryConfig,
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
+  /**
+   * A {@link Cursor} (pg-cursor's shape, as Kysely's `stream()` passes one): binds it to this
+   * connection and returns it, to `read(n)` rows from.
+   */
+  query<T extends Cursor<unknown>>(cursor: T): T;
   query<Row = Record<string, unknown>>(
-    sql: string | QueryConfig,
+    sql: string | QueryConfig | Cursor<unknown>,
     params?: readonly unknown[],
     options?: QueryOptions,
-  ): Promise<QueryResult<Row>> {
+  ): Promise<QueryResult<Row>> | Cursor<unknown> {
+    if (sql instanceof Cursor) return sql.attach({ host: this, release: noop });
     if (this.#state !== READY && !(this.#state === STARTUP && this.#early)) {
       return Promise.reject(
         new ConnectionError("CONNECTION_CLOSED", "Cannot run a query: the connection is closed"),
@@ -277,6 +291,35 @@ export class Connection implements AsyncDisposable {
       );
       if (timeout > 0) this.#watchTimeout(query, timeout);
     });
+  }
+
+  /**
+   * The rows of a query as an async iterable, fetched `batchSize` (1000) at a time through a
+   * portal, the next batch while the current one is read: memory holds about two batches,
+   * whatever the size of the result. `sql` is a string (with `params`) or an `sql` template
+   * (with its options in the place of `params`, or after them).
+   * Outside a transaction it runs in one of its own, committed when the rows are read (or the
+   * loop is left). Breaking out, throwing, or aborting with `options.signal` closes the portal;
+   * the connection stays usable. Queries issued on the connection while the loop runs go
+   * between its batches (inside its transaction).
+   *
+   * @example
+   * ```ts ignore
+   * import { connect } from "@edgepool/edgepool";
+   * await using conn = await connect("postgres://app:secret@localhost/app");
+   * let total = 0;
+   * for await (const row of conn.stream("select n from generate_series(1, 1000000) n")) {
+   *   total += row.n as number;
+   * }
+   * ```
+   */
+  stream<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
+    params?: readonly unknown[] | StreamOptions,
+    options?: StreamOptions,
+  ): RowStream<Row> {
+    const lease = Promise.resolve({ host: this, release: noop });
+    return new RowStream<Row>(() => lease, sql, params, options);
   }
 
   /**
@@ -341,8 +384,13 @@ export class Connection implements AsyncDisposable {
     );
     if (values === undefined) frontend.query(this.#writer, sql);
     else frontend.extendedQuery(this.#writer, sql, values, name, parse);
+    return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
+  }
+
+  /** Queues `query`, whose messages are written, and sends them with what joins them. */
+  #enqueue(query: PendingQuery, mayCopyIn: boolean, signal: AbortSignal | undefined): PendingQuery {
     this.#queue.push(query);
-    if (MAY_COPY_IN.test(sql)) this.#copyGuards.push({ query, end: this.#writer.length });
+    if (mayCopyIn) this.#copyGuards.push({ query, end: this.#writer.length });
     this.#scheduleFlush();
     if (signal) {
       const onAbort = () => this.#abort(query, signal.reason);
@@ -350,6 +398,54 @@ export class Connection implements AsyncDisposable {
       query.cleanup = () => signal.removeEventListener("abort", onAbort);
     }
     return query;
+  }
+
+  /**
+   * A step of the portal `portal` a {@link Cursor} reads: `start` binds the statement and
+   * fetches the first `rows` rows, `next` the next ones, `close` closes it. Each step ends with
+   * a Sync, so the portal outlives it only inside a transaction block (the cursor opens one);
+   * it has a name, since every other query replaces the unnamed portal.
+   *
+   * @internal
+   */
+  [PORTAL](
+    step: PortalStep,
+    portal: string,
+    sql: string,
+    params: readonly unknown[] | undefined,
+    rows: number,
+    options: QueryOptions | undefined,
+  ): Promise<Batch> {
+    if (this.#state !== READY && !(this.#state === STARTUP && this.#early)) {
+      return Promise.reject(
+        new ConnectionError("CONNECTION_CLOSED", "Cannot read rows: the connection is closed"),
+      );
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let values: (string | null)[] | undefined;
+    try {
+      if (step === "start") values = encodeParams(params ?? []);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      const query: PendingQuery = new PendingQuery(
+        options?.rowMode ?? "object",
+        options?.types ?? this.#types,
+        this.#columns,
+        true,
+        ({ rows, fields }) => resolve({ rows, fields, done: !query.suspended }),
+        reject,
+      );
+      const w = this.#writer;
+      if (step === "start") frontend.extendedQuery(w, sql, values!, "", true, rows, portal);
+      else if (step === "next") frontend.portalNext(w, rows, portal);
+      else frontend.portalClose(w, portal);
+      this.#enqueue(query, false, signal);
+      const timeout = options?.queryTimeout ?? this.#config.queryTimeout;
+      if (timeout > 0) this.#watchTimeout(query, timeout);
+    });
   }
 
   /** pg_type's rows of `oids` (see _column_types.ts), read as text, behind the queries sent. */
@@ -841,6 +937,8 @@ const MAY_COPY_IN = /stdin/i;
 const TEXT_ONLY: TypeParsers = { getTypeParser: () => String };
 
 const NO_STATUS = "ReadyForQuery has no transaction status";
+
+function noop(): void {}
 
 function status(byte: number): TransactionStatus {
   return byte === 0x54 ? "transaction" : byte === 0x45 ? "failed" : "idle";

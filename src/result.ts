@@ -63,8 +63,8 @@ export interface QueryConfig extends QueryOptions {
 
 /**
  * A cursor object, as pg-cursor's and Kysely's `.stream()` hand one to `query(cursor)`: rows
- * are read from it a batch at a time. edgepool does not stream through cursors yet: such a
- * call throws a TypeError.
+ * are read from it a batch at a time. edgepool reads its own `Cursor`'s; another
+ * library's cursor (pg-cursor's) throws a TypeError.
  */
 export interface QueryCursor {
   /** The next `rows` rows; fewer (none) at the end. */
@@ -73,11 +73,11 @@ export interface QueryCursor {
   close(): Promise<void>;
 }
 
-/** The TypeError of `query(cursor)`: edgepool does not stream through cursors yet. */
+/** The TypeError of `query(cursor)` with a cursor that is not edgepool's own. */
 export function cursorUnsupported(): TypeError {
   return new TypeError(
-    "query(cursor): edgepool does not stream rows through a cursor yet; run the query " +
-      "without one (Kysely: execute() instead of stream())",
+    "query(cursor): this cursor is not edgepool's; pass edgepool's Cursor (import { Cursor } " +
+      "from edgepool; Kysely: new PostgresDialect({ pool, cursor: Cursor })), or use stream()",
   );
 }
 

@@ -56,6 +56,16 @@ export default {
           });
           return Response.json(result);
         }
+        case "/stream": {
+          // A portal read in batches, on the request's own connection, returned at the end.
+          let sum = 0;
+          for await (
+            const row of pool.stream("select n from generate_series(1, 2500) n", [], {
+              batchSize: 1000,
+            })
+          ) sum += row.n as number;
+          return Response.json({ sum, stats: pool.stats() });
+        }
         case "/listen": {
           // No connection can outlive its request here: listen() says so.
           await pool.listen("orders", () => {});

@@ -340,13 +340,14 @@ test("HttpPool.connect() gives a checkout whose queries are one request each", T
   assert.equal(http.stats().requestsInFlight, 0);
 });
 
-test("A cursor on an HttpPool checkout throws the cursor TypeError", T, async () => {
+test("A cursor on an HttpPool checkout throws UNSUPPORTED: no session over HTTP", T, async () => {
   await using http = await httpPool();
   await using conn = await http.connect();
   const cursor = { read: () => Promise.resolve([]), close: () => Promise.resolve() };
   assert.throws(() => conn.query(cursor), {
-    name: "TypeError",
-    message: /query\(cursor\): edgepool does not stream rows through a cursor yet/,
+    name: "ConnectionError",
+    code: "UNSUPPORTED",
+    message: /Cannot stream rows over HTTP/,
   });
 });
 

@@ -2,7 +2,7 @@
 // PostgreSQL 15 of tests/_server.ts: `new PostgresDialect({ pool: createPool(url) })` exactly as
 // a user writes it (this file is type-checked by `deno task check`, so it also proves the pool
 // fits Kysely's `PostgresPool` type with no cast), then issue 13's ORM workload through the
-// query builder, transactions, `stream()` refused clearly until cursors land (issue 14), and
+// query builder, transactions, `stream()` through edgepool's `Cursor` (issue 14), and
 // `db.destroy()`; and over the HTTP transport through edgepool's gateway, where plain queries
 // run and a transaction fails clearly. README.md's "With Kysely" snippet runs as written, on
 // Deno and Node.
@@ -26,6 +26,7 @@ import {
   connect,
   type Connection,
   createPool,
+  Cursor,
   type Pool,
   PoolError,
   type QueryResult,
@@ -250,45 +251,67 @@ test("Kysely runs 50 concurrent queries on a pool of 5", T, async () => {
   });
 });
 
+test("Kysely's stream() reads through edgepool's Cursor, and releases", T, async () => {
+  const pool = createPool(await url(), { poolSize: 1, maxOverflow: 0 });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: Cursor }) });
+  try {
+    const numbers: number[] = [];
+    const stream = db.selectFrom(sql<{ n: number }>`generate_series(1, 250)`.as("g"))
+      .select(sql<number>`g`.as("n"))
+      .stream(100);
+    for await (const row of stream) numbers.push(row.n);
+    assert.deepEqual(numbers, Array.from({ length: 250 }, (_, i) => i + 1));
+    // Breaking out closes the cursor and returns the connection.
+    for await (
+      const _ of db.selectNoFrom(sql<number>`generate_series(1, 1000)`.as("n")).stream(10)
+    ) {
+      break;
+    }
+    await eventually("the checkout back", () => pool.stats().checkedOut === 0);
+    // The pool's one connection is idle, outside any transaction, and runs the next query.
+    const { rows } = await sql<{ one: number }>`select 1 as one`.execute(db);
+    assert.deepEqual(rows, [{ one: 1 }]);
+    assert.equal(pool.stats().connectionsNum, 1);
+  } finally {
+    await db.destroy();
+  }
+});
+
+test(
+  "Kysely's stream() with pg-cursor's cursor object says to pass edgepool's Cursor",
+  T,
+  async () => {
+    const pool = createPool(await url(), { poolSize: 1, maxOverflow: 0 });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: TestCursor }) });
+    try {
+      const stream = db.selectNoFrom(sql<number>`1`.as("one")).stream(10);
+      await assert.rejects(
+        (async () => {
+          for await (const _ of stream) assert.fail("a row came through a foreign cursor");
+        })(),
+        (error) => {
+          assert.ok(error instanceof TypeError, String(error));
+          assert.match(error.message, /pass edgepool's Cursor/);
+          return true;
+        },
+      );
+      await eventually("the checkout back", () => pool.stats().checkedOut === 0);
+    } finally {
+      await db.destroy();
+    }
+  },
+);
+
 /** A cursor as pg-cursor's (not installed here): what Kysely's `stream()` hands to `query()`. */
 class TestCursor<T> implements PostgresCursor<T> {
-  closed = false;
   constructor(readonly text: string, readonly values: unknown[]) {}
   read(_rows: number): Promise<T[]> {
     return Promise.reject(new Error("edgepool must not read the cursor itself"));
   }
   close(): Promise<void> {
-    this.closed = true;
     return Promise.resolve();
   }
 }
-
-test("Kysely's stream() rejects with edgepool's cursor TypeError, and releases", T, async () => {
-  const pool = createPool(await url(), { poolSize: 1, maxOverflow: 0 });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool, cursor: TestCursor }) });
-  try {
-    const stream = db.selectNoFrom(sql<number>`1`.as("one")).stream(10);
-    await assert.rejects(
-      (async () => {
-        for await (const _ of stream) assert.fail("a row came through a cursor");
-      })(),
-      (error) => {
-        assert.ok(error instanceof TypeError, String(error));
-        assert.match(
-          error.message,
-          /query\(cursor\): edgepool does not stream rows through a cursor yet.*Kysely: execute\(\) instead of stream\(\)/,
-        );
-        return true;
-      },
-    );
-    // The checkout went back: the pool's one connection runs the next query.
-    await eventually("the checkout back", () => pool.stats().checkedOut === 0);
-    const { rows } = await sql<{ one: number }>`select 1 as one`.execute(db);
-    assert.deepEqual(rows, [{ one: 1 }]);
-  } finally {
-    await db.destroy();
-  }
-});
 
 test("A checkout's query result fits Kysely's PostgresQueryResult", T, async () => {
   // What Kysely reads of a result: command (to tell COMMIT and ROLLBACK apart), rowCount, rows.

@@ -165,11 +165,14 @@ test("end() closes the pool, as pg's does", T, async () => {
   assert.equal(codeOf(await errorOf(pool.query("select 1"))), "POOL_CLOSED");
 });
 
-test("query(cursor) says that edgepool does not stream through cursors yet", T, async () => {
+test("query(cursor) with another library's cursor says to pass edgepool's Cursor", T, async () => {
   await using pool = createPool(await url(), { poolSize: 1 });
   await using conn = await pool.connect();
   const cursor = { read: () => Promise.resolve([]), close: () => Promise.resolve() };
-  assert.throws(() => conn.query(cursor), /does not stream rows through a cursor yet/);
+  assert.throws(() => conn.query(cursor), {
+    name: "TypeError",
+    message: /this cursor is not edgepool's; pass edgepool's Cursor/,
+  });
 });
 
 test(

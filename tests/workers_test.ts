@@ -229,6 +229,17 @@ test("pool.scope gives a request its own pool and closes it after the request", 
   }, "./_worker_pool.ts");
 });
 
+test("pool.stream in workerd reads every batch and returns the connection", {
+  timeout: 60_000,
+}, async () => {
+  await withWorker(async (fetch) => {
+    const body = await fetch("/stream");
+    assert.equal(body.failed, undefined, String(body.message));
+    assert.equal(body.sum, 2500 * 2501 / 2);
+    assert.equal((body.stats as { checkedOut: number }).checkedOut, 0);
+  }, "./_worker_pool.ts");
+});
+
 test("pool.listen in workerd is a TypeError that says why", { timeout: 60_000 }, async () => {
   await withWorker(async (fetch) => {
     const body = await fetch("/listen");

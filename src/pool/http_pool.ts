@@ -12,13 +12,8 @@ import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import { ConnectionError, PoolError, PoolEventError } from "../errors.ts";
 import { HttpClient, type HttpClientOptions } from "../http_client.ts";
-import {
-  cursorUnsupported,
-  fromConfig,
-  type QueryConfig,
-  type QueryCursor,
-  type QueryResult,
-} from "../result.ts";
+import { fromConfig, type QueryConfig, type QueryCursor, type QueryResult } from "../result.ts";
+import { type RowStream, type StreamOptions, streamUnsupported } from "../cursor.ts";
 import { runTemplate } from "../sql.ts";
 import { redactUrl } from "../url.ts";
 import type { BatchOptions, BatchQuery } from "./batch.ts";
@@ -185,6 +180,19 @@ export class HttpPool implements Queryable {
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
     return this.#query<Row>("pool.query()", sql, params, options);
+  }
+
+  /**
+   * Throws a `ConnectionError` `UNSUPPORTED`: rows are streamed through a portal, which lives
+   * in a session, and over HTTP each query is a request of its own. Stream over a socket pool
+   * (TCP or WebSocket), or read the rows whole with `query()`.
+   */
+  stream<Row = Record<string, unknown>>(
+    _sql: string | QueryConfig,
+    _params?: readonly unknown[] | StreamOptions,
+    _options?: StreamOptions,
+  ): RowStream<Row> {
+    throw streamUnsupported(OVER_HTTP);
   }
 
   /**
@@ -458,14 +466,17 @@ export class HttpCheckout implements AsyncDisposable {
     config: QueryConfig,
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
-  /** A cursor (pg-cursor's, Kysely's `stream()`): not supported yet, throws a TypeError. */
+  /**
+   * A cursor (edgepool's `Cursor`, as Kysely's `stream()` passes one): throws a
+   * `ConnectionError` `UNSUPPORTED`: over HTTP there is no session for its portal to live in.
+   */
   query<T extends QueryCursor>(cursor: T): T;
   query<Row = Record<string, unknown>>(
     sql: string | QueryConfig | QueryCursor,
     params?: readonly unknown[],
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>> {
-    if (typeof (sql as QueryCursor)?.read === "function") throw cursorUnsupported();
+    if (typeof (sql as QueryCursor)?.read === "function") throw streamUnsupported(OVER_HTTP);
     if (this.#released) return Promise.reject(released("run a query on"));
     return this.#query<Row>(
       "a connection from HttpPool.connect()",
@@ -473,6 +484,15 @@ export class HttpCheckout implements AsyncDisposable {
       params,
       options,
     );
+  }
+
+  /** Throws a `ConnectionError` `UNSUPPORTED`, as `HttpPool.stream()` does. */
+  stream<Row = Record<string, unknown>>(
+    _sql: string | QueryConfig,
+    _params?: readonly unknown[] | StreamOptions,
+    _options?: StreamOptions,
+  ): RowStream<Row> {
+    throw streamUnsupported(OVER_HTTP);
   }
 
   /**
@@ -521,3 +541,5 @@ function released(action: string): PoolError {
     `Cannot ${action} a connection that was already released to the pool`,
   );
 }
+
+const OVER_HTTP = "over HTTP (HttpPool)";

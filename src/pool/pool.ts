@@ -27,7 +27,8 @@ import {
   type PoolOptions,
   type ResolvedOptions,
 } from "./options.ts";
-import { handleSlot, type PooledConnection } from "./pooled_connection.ts";
+import { handleSlot, type PooledConnection, portalHost } from "./pooled_connection.ts";
+import { RowStream, type StreamOptions } from "../cursor.ts";
 import type { Queryable } from "./queryable.ts";
 import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from "./stats.ts";
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
@@ -265,6 +266,44 @@ export abstract class Pool<C> implements Queryable {
     ...values: unknown[]
   ): Promise<QueryResult<Row>> {
     return runTemplate(strings, values, (template) => this.query<Row>(template));
+  }
+
+  /**
+   * The rows of a query as an async iterable, fetched `batchSize` (1000) at a time through a
+   * portal (see `Connection.stream()`): a connection is checked out when the iteration starts
+   * (`options` holds the checkout's too: `timeout`) and returned when it ends, on every path:
+   * the last row read, a `break`, an error thrown in the loop or by the server, an abort.
+   *
+   * @example
+   * ```ts ignore
+   * import { createPool } from "@edgepool/edgepool";
+   * await using pool = createPool("postgres://app:secret@localhost/app");
+   * for await (const row of pool.stream("select * from events where day = $1", ["2026-12-07"])) {
+   *   console.log(row);
+   * }
+   * ```
+   */
+  stream<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
+    params?: readonly unknown[] | StreamOptions,
+    options?: StreamOptions & CheckoutOptions,
+  ): RowStream<Row> {
+    // A template's options may stand in the place of parameters.
+    const checkout = options ?? (Array.isArray(params) ? undefined : params as CheckoutOptions);
+    return new RowStream<Row>(
+      async () => {
+        const conn = await this.checkOut(checkout, "alone");
+        try {
+          return { host: portalHost(conn), release: () => conn.release() };
+        } catch (error) {
+          await conn.release();
+          throw error;
+        }
+      },
+      sql,
+      params,
+      options,
+    );
   }
 
   /**

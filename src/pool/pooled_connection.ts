@@ -15,6 +15,14 @@ import {
   type QueryResult,
 } from "../result.ts";
 import { runTemplate } from "../sql.ts";
+import {
+  Cursor,
+  PORTAL,
+  type PortalHost,
+  RowStream,
+  type StreamOptions,
+  streamUnsupported,
+} from "../cursor.ts";
 import type { Emitter } from "../_emitter.ts";
 import type { PoolAdapter, PoolTransactionStatus } from "./adapter.ts";
 import type { PoolEvents } from "./events.ts";
@@ -117,14 +125,19 @@ export class PooledConnection<C> implements AsyncDisposable {
     config: QueryConfig,
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
-  /** A cursor (pg-cursor's, Kysely's `stream()`): not supported yet, throws a TypeError. */
+  /**
+   * A {@link Cursor} (pg-cursor's shape, as Kysely's `stream()` passes one): binds it to this
+   * connection and returns it, to `read(n)` rows from (see `stream()`). Another library's
+   * cursor object (pg-cursor's own) throws a TypeError: it needs pg's connection.
+   */
   query<T extends QueryCursor>(cursor: T): T;
   query<Row = Record<string, unknown>>(
     sql: string | QueryConfig | QueryCursor,
     params?: readonly unknown[],
     options?: QueryOptions,
-  ): Promise<QueryResult<Row>> {
+  ): Promise<QueryResult<Row>> | QueryCursor {
     if (typeof sql !== "string") {
+      if (sql instanceof Cursor) return sql.attach({ host: this.#portalHost(), release: noop });
       if (typeof (sql as QueryCursor)?.read === "function") throw cursorUnsupported();
       try {
         ({ sql, params, options } = fromConfig(sql as QueryConfig, params, options));
@@ -170,6 +183,35 @@ export class PooledConnection<C> implements AsyncDisposable {
       });
       throw error;
     }
+  }
+
+  /**
+   * The rows of a query as an async iterable, fetched `batchSize` (1000) at a time through a
+   * portal: see `Connection.stream()`. The connection stays checked out to this handle.
+   *
+   * @example
+   * ```ts ignore
+   * await using conn = await pool.connect();
+   * for await (const row of conn.stream("select * from events", [], { batchSize: 500 })) {
+   *   console.log(row);
+   * }
+   * ```
+   */
+  stream<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
+    params?: readonly unknown[] | StreamOptions,
+    options?: StreamOptions,
+  ): RowStream<Row> {
+    return new RowStream<Row>(
+      () => Promise.resolve({ host: this.#portalHost(), release: noop }),
+      sql,
+      params,
+      options,
+    );
+  }
+
+  #portalHost(): PortalHost {
+    return portalHost(this);
   }
 
   /**
@@ -315,11 +357,23 @@ export function sharedInternals<C, S extends HandleSlot<C>>(
 
 const RESOLVED: Promise<void> = /* @__PURE__ */ Promise.resolve();
 
+function noop(): void {}
+
 /** The slot behind a handle (for the pool only, which knows the type of its slots). */
 export function handleSlot<C, S extends HandleSlot<C> = HandleSlot<C>>(
   handle: PooledConnection<C>,
 ): S {
   return slotOf!(handle) as S;
+}
+
+/** The connection behind `handle` to read a portal from: edgepool's own, while it is held. */
+export function portalHost<C>(handle: PooledConnection<C>): PortalHost {
+  if (handle.released) throw released("stream from");
+  const connection = handle.connection as unknown as PortalHost;
+  if (typeof connection?.[PORTAL] !== "function") {
+    throw streamUnsupported("on another driver's connection");
+  }
+  return connection;
 }
 
 function released(action: string): PoolError {

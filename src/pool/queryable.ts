@@ -6,7 +6,8 @@
  */
 
 import type { PoolDescription } from "../runtime.ts";
-import type { QueryResult } from "../result.ts";
+import type { QueryConfig, QueryResult } from "../result.ts";
+import type { RowStream, StreamOptions } from "../cursor.ts";
 import type { BatchOptions, BatchQuery } from "./batch.ts";
 import type { PoolQueryOptions } from "./pool.ts";
 
@@ -53,6 +54,15 @@ export interface Queryable extends AsyncDisposable {
     params?: readonly unknown[],
     options?: PoolQueryOptions,
   ): Promise<QueryResult<Row>>;
+  /**
+   * The rows of a query as an async iterable, a batch at a time (see `Pool.stream`); over HTTP
+   * (`HttpPool`) it throws a `ConnectionError` `UNSUPPORTED`: there is no session to read from.
+   */
+  stream<Row = Record<string, unknown>>(
+    sql: string | QueryConfig,
+    params?: readonly unknown[] | StreamOptions,
+    options?: StreamOptions,
+  ): RowStream<Row>;
   /** Runs an `sql` template as one statement, as `query(template)` does. */
   sql<Row = Record<string, unknown>>(
     strings: TemplateStringsArray,
