@@ -23,6 +23,7 @@ const benches = [
   "transport_bench",
   "round_trips_bench",
   "orm_bench",
+  "stream_bench",
 ];
 /** Those that also write their medians as JSON (`--json FILE`), for the chart. */
 const charted = new Set(["pool_query_bench", "transport_bench"]);
