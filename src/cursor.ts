@@ -58,6 +58,8 @@ export interface PortalHost {
 export interface Lease {
   host: PortalHost;
   release(): Promise<void> | void;
+  /** The pool's `queryTimeout`, for each step that has none of its own. */
+  queryTimeout?: number;
 }
 
 /** Cursors made so far, for their portals' names. */
@@ -97,7 +99,7 @@ const CLOSED = 4;
 export class Cursor<Row = Record<string, unknown>> {
   readonly #text: string;
   readonly #params: readonly unknown[] | undefined;
-  readonly #options: QueryOptions | undefined;
+  #options: QueryOptions | undefined;
   /** The portal's name: unique in the process, so in its connection. */
   readonly #portal = `edgepool_${++portals}`;
   #lease: Lease | null = null;
@@ -139,6 +141,9 @@ export class Cursor<Row = Record<string, unknown>> {
       throw new TypeError("This cursor was passed to query() already: a cursor runs once");
     }
     this.#lease = lease;
+    if (lease.queryTimeout && this.#options?.queryTimeout === undefined) {
+      this.#options = { ...this.#options, queryTimeout: lease.queryTimeout };
+    }
     return this;
   }
 

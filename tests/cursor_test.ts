@@ -466,3 +466,27 @@ test("README's Streaming rows snippet runs as written", T, async () => {
   await run(connect, sql, { env }, { log });
   assert.deepEqual(printed, [[5000050000], ["idle"]]);
 });
+
+test("pool.stream takes the pool's queryTimeout for each batch", T, async () => {
+  await using pool = createPool(await url(), { poolSize: 1, maxOverflow: 0, queryTimeout: 300 });
+  const seen: number[] = [];
+  const error = await (async () => {
+    try {
+      for await (
+        const row of pool.stream<{ n: number }>(
+          "select n, pg_sleep(case when n = 3 then 30 else 0 end) from generate_series(1, 4) n",
+          [],
+          { batchSize: 2 },
+        )
+      ) seen.push(row.n);
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  })();
+  assert.equal((error as ConnectionError)?.code, "QUERY_TIMEOUT", String(error));
+  assert.deepEqual(seen, [1, 2]);
+  // The timed-out connection was closed; the pool opens another and goes on.
+  await eventually("the connection back", () => pool.stats().checkedOut === 0);
+  assert.deepEqual((await pool.query("select 1 as one")).rows, [{ one: 1 }]);
+});

@@ -294,7 +294,11 @@ export abstract class Pool<C> implements Queryable {
       async () => {
         const conn = await this.checkOut(checkout, "alone");
         try {
-          return { host: portalHost(conn), release: () => conn.release() };
+          return {
+            host: portalHost(conn),
+            release: () => conn.release(),
+            queryTimeout: this.settings.queryTimeout,
+          };
         } catch (error) {
           await conn.release();
           throw error;

@@ -17,6 +17,7 @@ import {
 import { runTemplate } from "../sql.ts";
 import {
   Cursor,
+  type Lease,
   PORTAL,
   type PortalHost,
   RowStream,
@@ -137,7 +138,7 @@ export class PooledConnection<C> implements AsyncDisposable {
     options?: QueryOptions,
   ): Promise<QueryResult<Row>> | QueryCursor {
     if (typeof sql !== "string") {
-      if (sql instanceof Cursor) return sql.attach({ host: this.#portalHost(), release: noop });
+      if (sql instanceof Cursor) return sql.attach(this.#lease());
       if (typeof (sql as QueryCursor)?.read === "function") throw cursorUnsupported();
       try {
         ({ sql, params, options } = fromConfig(sql as QueryConfig, params, options));
@@ -203,15 +204,16 @@ export class PooledConnection<C> implements AsyncDisposable {
     options?: StreamOptions,
   ): RowStream<Row> {
     return new RowStream<Row>(
-      () => Promise.resolve({ host: this.#portalHost(), release: noop }),
+      () => Promise.resolve(this.#lease()),
       sql,
       params,
       options,
     );
   }
 
-  #portalHost(): PortalHost {
-    return portalHost(this);
+  /** This handle's connection to read a portal from; it stays checked out after. */
+  #lease(): Lease {
+    return { host: portalHost(this), release: noop, queryTimeout: this.#pool.queryTimeout };
   }
 
   /**
