@@ -11,7 +11,7 @@
 import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import { ConnectionError, PoolError, PoolEventError } from "../errors.ts";
-import { HttpClient, type HttpClientOptions } from "../http_client.ts";
+import { HttpClient, type HttpClientOptions, serializersOverHttp } from "../http_client.ts";
 import {
   cursorUnsupported,
   fromConfig,
@@ -137,6 +137,9 @@ export class HttpPool implements Queryable {
     if (o.name !== undefined && typeof o.name !== "string") {
       throw new TypeError("options.name must be a string");
     }
+    if ((o as { serializers?: unknown }).serializers !== undefined) {
+      throw serializersOverHttp("options.serializers");
+    }
     this.#client = new HttpClient(url, o);
     this.#name = o.name ?? "HttpPool";
     this.#logger = o.logger ?? {};
@@ -223,12 +226,13 @@ export class HttpPool implements Queryable {
     if (opensTransaction(text)) {
       return Promise.reject(transactionRefused(where));
     }
-    const { signal, rowMode, types, name } = options ?? {};
+    const { signal, rowMode, types, name, serializers } = options ?? {};
     return this.#run("query", 1, signal, async (aborted) => {
       const result = await this.#client.query<Row>(text, params, {
         rowMode,
         types,
         name,
+        serializers,
         signal: aborted,
       });
       // What the text check missed (a nested comment): the server began a transaction, which
