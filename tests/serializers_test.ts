@@ -23,6 +23,7 @@ import { getServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
 import { transports } from "./_transports.ts";
 import { errorOf, uniqueName } from "./_helpers.ts";
+import { readmeBlocks } from "./_readme.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -496,4 +497,25 @@ test("HttpPool refuses serializers, saying why", T, async () => {
     assert.ok(error instanceof TypeError, String(error));
     assert.match(String(error.message), why);
   }
+});
+
+// README's "Parameter serializers" snippet, as written, on a connection to the test server: plain
+// JavaScript but for its import, whose names are handed to it here.
+test("README's Parameter serializers snippet runs as written", T, async () => {
+  const snippet = readmeBlocks("Parameter serializers").find((b) => b.lang === "ts")?.code;
+  assert.ok(snippet, "the section has no ts snippet");
+  const body = snippet.replace(/^import .*\n/m, "");
+  assert.ok(!/^import /m.test(body), "the snippet has one import");
+  const printed: unknown[][] = [];
+  const env = { DATABASE_URL: await url() };
+  const log = (...args: unknown[]) => void printed.push(args);
+  const AsyncFunction = (async () => {}).constructor as new (
+    ...args: string[]
+  ) => (...args: unknown[]) => Promise<void>;
+  const run = new AsyncFunction("connect", "Oid", "process", "console", body);
+  await run(connect, Oid, { env }, { log });
+  assert.deepEqual(printed, [
+    [[{ tags: ["new", "sale"], days: ["2024-02-29", null] }]],
+    [[{ n: "1.50" }]],
+  ]);
 });
