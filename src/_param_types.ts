@@ -200,21 +200,28 @@ export class Describe extends PendingQuery {
   }
 }
 
+/** Parameter types learned for a text, and when they were last used. */
+interface Known {
+  oids: readonly number[];
+  used: number;
+}
+
 /** One connection's parameter types by SQL text, and the describes under way. */
 export class ParamTypes {
-  /** SQL → parameter types, least recently used first. */
-  readonly #known = new Map<string, readonly number[]>();
+  /** SQL → parameter types. */
+  readonly #known = new Map<string, Known>();
   readonly #describing = new Map<string, Describe>();
+  /** Counts uses, to tell the least recently used. */
+  #clock = 0;
 
   /** The parameter types of `sql`, if known. */
   get(sql: string): readonly number[] | undefined {
-    const known = this.#known;
-    const oids = known.get(sql);
-    if (oids !== undefined && known.size > 1) {
-      known.delete(sql); // most recently used last
-      known.set(sql, oids);
-    }
-    return oids;
+    const known = this.#known.get(sql);
+    if (known === undefined) return undefined;
+    // A stamp, not a reinsertion: a Map's delete and set on every query cost several times
+    // what serializing the parameters does. Evicting scans instead, once per describe.
+    known.used = ++this.#clock;
+    return known.oids;
   }
 
   /** The describe of `sql` under way, if any. */
@@ -232,8 +239,12 @@ export class ParamTypes {
     this.#describing.delete(sql);
     if (oids === null) return;
     const known = this.#known;
-    if (known.size >= MAX_TEXTS) known.delete(known.keys().next().value!);
-    known.set(sql, oids);
+    if (known.size >= MAX_TEXTS && !known.has(sql)) {
+      let oldest = "", least = Infinity;
+      for (const [text, { used }] of known) if (used < least) [oldest, least] = [text, used];
+      known.delete(oldest);
+    }
+    known.set(sql, { oids, used: ++this.#clock });
   }
 
   /**

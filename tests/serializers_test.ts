@@ -14,6 +14,7 @@ import {
   createPool,
   HttpPool,
   Oid,
+  PostgresError,
   type SerializersOption,
   sql,
   type Transport,
@@ -24,6 +25,7 @@ import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
 import { transports } from "./_transports.ts";
 import { errorOf, uniqueName } from "./_helpers.ts";
 import { readmeBlocks } from "./_readme.ts";
+import { ParamTypes } from "../src/_param_types.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -518,4 +520,21 @@ test("README's Parameter serializers snippet runs as written", T, async () => {
     [[{ tags: ["new", "sale"], days: ["2024-02-29", null] }]],
     [[{ n: "1.50" }]],
   ]);
+});
+
+test("ParamTypes keeps the 256 texts used last, and forgets a text whose types may have changed", () => {
+  const types = new ParamTypes();
+  for (let i = 0; i < 256; i++) types.ended(`select ${i}`, [i]);
+  assert.deepEqual(types.get("select 0"), [0]); // used again: now the newest
+  types.ended("select 256", [256]);
+  assert.deepEqual(types.get("select 0"), [0]);
+  assert.equal(types.get("select 1"), undefined, "the least recently used went");
+  assert.deepEqual(types.get("select 2"), [2]);
+  types.failed("select 2", new PostgresError({ severity: "ERROR", code: "23505", message: "dup" }));
+  assert.deepEqual(types.get("select 2"), [2], "a unique violation says nothing of types");
+  types.failed(
+    "select 2",
+    new PostgresError({ severity: "ERROR", code: "42804", message: "type" }),
+  );
+  assert.equal(types.get("select 2"), undefined);
 });
