@@ -133,11 +133,13 @@ export type { IsolationLevel, TransactionOptions } from "./src/pool/transaction.
 export type {
   CommandTag,
   FieldDescription,
+  ParamSerializer,
   QueryConfig,
   QueryCursor,
   QueryOptions,
   QueryResult,
   RowMode,
+  SerializersOption,
   TypeParser,
   TypeParsers,
 } from "./src/result.ts";

@@ -112,7 +112,7 @@ export class ColumnTypes {
 }
 
 // Built-in array types by element, as edgepool's own table has them.
-const ARRAY_OF = new Map<number, number>([
+export const ARRAY_OF = new Map<number, number>([
   [16, 1000],
   [17, 1001],
   [19, 1003],

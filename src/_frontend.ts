@@ -94,6 +94,17 @@ export function portalClose(w: Writer, portal: string): void {
   w.begin(S).end();
 }
 
+/**
+ * Parse (unless `parse` is false: the statement `name` is prepared already), Describe of the
+ * statement and Sync: the server answers with the statement's parameter types
+ * (ParameterDescription) and its rows' description, and runs nothing.
+ */
+export function describeStatement(w: Writer, sql: string, name: string, parse: boolean): void {
+  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
+  w.begin(D).byte(0x53).cstring(name).end();
+  w.begin(S).end();
+}
+
 /** Close of a prepared statement; answered by CloseComplete, even when there is no such one. */
 export function closeStatement(w: Writer, name: string): void {
   w.begin(C).byte(0x53).cstring(name).end();

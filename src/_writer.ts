@@ -109,6 +109,14 @@ export class Writer {
     return this;
   }
 
+  /** Inserts `bytes` (whole messages) at `at`, between messages written before. */
+  insert(at: number, bytes: Uint8Array): void {
+    this.#ensure(bytes.length);
+    this.#buf.copyWithin(at + bytes.length, at, this.#pos);
+    this.#buf.set(bytes, at);
+    this.#pos += bytes.length;
+  }
+
   /**
    * Returns a copy of everything written, or of its first `length` bytes (keeping the rest), and
    * resets the buffer for reuse.

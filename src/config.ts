@@ -7,6 +7,7 @@
 import type { SslMode, Transport } from "./transport.ts";
 import type { PostgresNotice } from "./errors.ts";
 import type { TypeParser, TypeParsers } from "./result.ts";
+import { checkSerializers, type Serializers, type SerializersOption } from "./_param_types.ts";
 import {
   checkHost,
   MAX_TIMEOUT,
@@ -101,6 +102,34 @@ export interface ConnectOptions {
     | TypeParsers
     | { readonly [oid: number]: TypeParser }
     | ReadonlyMap<number, TypeParser>;
+  /**
+   * The serializers of parameters for every query on the connection, by the type the server
+   * gives each parameter: `{ [oid]: (value) => text }` (or a Map). A parameter of a type with a
+   * serializer is sent as its text; one of a built-in array of such a type (`date[]` for
+   * `Oid.date`) has it applied to each element; the rest go as edgepool sends them
+   * (`serializeParam`). `null` and `undefined` stay NULL, the serializer not asked. A query's
+   * own `serializers` win, entry by entry. A serializer that throws or returns anything but a
+   * string fails its query with a TypeError naming the parameter (`$2`), nothing sent.
+   *
+   * The parameters' types are learned from the server once per connection and SQL text (a
+   * Describe, in the first query's flight: that query waits one round trip; the 256 texts last
+   * used are kept). Without serializers, nothing of this happens. Not over HTTP, which has no
+   * Describe. Default: none.
+   *
+   * @example
+   * ```ts
+   * import { Oid } from "@edgepool/edgepool";
+   * // A date parameter as the calendar day, whatever the time zone; jsonb as JSON, arrays too.
+   * const serializers = {
+   *   [Oid.date]: (d: Date) => d.toISOString().slice(0, 10),
+   *   [Oid.jsonb]: JSON.stringify,
+   * };
+   * // const conn = await connect(url, { serializers });
+   * // await conn.query("insert into t (day, doc) values ($1, $2)", [new Date(), [1, 2]]);
+   * console.assert(serializers[Oid.date](new Date(Date.UTC(2024, 1, 29, 23))) === "2024-02-29");
+   * ```
+   */
+  serializers?: SerializersOption;
   /**
    * Turn on TCP keepalive where the runtime allows it (Deno, Node, Bun), so that a connection
    * whose peer vanished without a word is found dead. Default `true`.
@@ -227,6 +256,8 @@ export interface ConnectionConfig {
   bigint: boolean;
   /** The connection's own parsers: pg's shape, a map by OID, or `undefined` for edgepool's. */
   types: TypeParsers | ReadonlyMap<number, TypeParser> | undefined;
+  /** The connection's parameter serializers by OID, or `undefined` for none. */
+  serializers: Serializers | undefined;
   /** TCP keepalive. */
   keepAlive: boolean;
   /** Idle ms before the first keepalive probe. */
@@ -423,6 +454,7 @@ export function parseConfig(
     options: startupOptions,
     bigint: o.bigint ?? false,
     types: checkTypes(o.types),
+    serializers: checkSerializers(o.serializers, "options.serializers"),
     keepAlive: o.keepAlive ?? fromUrl.keepAlive ?? true,
     keepAliveInitialDelay: o.keepAliveInitialDelay ?? fromUrl.keepAliveInitialDelay ?? 60_000,
     queryTimeout: o.queryTimeout ?? 0,

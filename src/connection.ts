@@ -20,6 +20,14 @@ import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { ColumnTypes, TYPE_LOOKUP, type TypeRow } from "./_column_types.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
+import {
+  checkSerializers,
+  Describe,
+  encodeTypedParams,
+  ParamTypes,
+  type Serializers,
+  type Waiter,
+} from "./_param_types.ts";
 import { StatementCache } from "./_statement_cache.ts";
 import { runTemplate } from "./sql.ts";
 import {
@@ -123,7 +131,8 @@ export class Connection implements AsyncDisposable {
   /**
    * A query that may run `COPY ... FROM STDIN`, sent and not yet answered: bytes written after
    * it wait for its ReadyForQuery, because a server in COPY-in mode would read them as COPY
-   * messages (and swallow the next query).
+   * messages (and swallow the next query). A describe of parameter types is held the same
+   * way: the queries waiting for it take their places right behind it (see `#sendDescribed`).
    */
   #copyGuard: PendingQuery | null = null;
   /** Such queries written and not yet sent, with where their bytes end in the writer. */
@@ -132,6 +141,16 @@ export class Connection implements AsyncDisposable {
   readonly #columns: ColumnTypes;
   /** The connection's `types` in pg's shape, which stand for a query's own. */
   readonly #types: TypeParsers | undefined;
+  /** The connection's `serializers`, by OID. */
+  readonly #serializers: Serializers | undefined;
+  /** Parameter types by SQL text, for serializers (see _param_types.ts); made on first use. */
+  #paramTypes: ParamTypes | null = null;
+  /**
+   * Queries that wait for their parameter types, in the order of their places in the writer:
+   * each one's bytes go there once the types are known (bytes after a describe wait for its
+   * answer, so no place is sent empty).
+   */
+  readonly #holes: Waiter[] = [];
 
   /** Use `connect()`; this constructor is internal. */
   constructor(
@@ -147,6 +166,7 @@ export class Connection implements AsyncDisposable {
     this.#statements = config.statementCache > 0
       ? new StatementCache(config.statementCache, config.statementCacheCautious)
       : null;
+    this.#serializers = config.serializers;
     const types = config.types;
     this.#types = types instanceof Map ? undefined : types as TypeParsers | undefined;
     this.#columns = new ColumnTypes(
@@ -254,8 +274,22 @@ export class Connection implements AsyncDisposable {
     let rowMode: RowMode;
     let timeout = this.#config.queryTimeout;
     const types = options?.types ?? this.#types;
+    // Serialized by the types of the parameters (`serializers`), learned from the server first
+    // if not known yet (`held`): only with serializers and parameters.
+    let typed = false;
+    let held = false;
+    let own: Serializers | undefined;
     try {
-      values = encodeParams(params);
+      own = checkSerializers(options?.serializers, "serializers");
+      if (
+        (own ?? this.#serializers) !== undefined && Array.isArray(params) && params.length > 0 &&
+        params.length <= 65535
+      ) {
+        typed = true;
+        const oids = this.#paramTypes?.get(sql);
+        if (oids === undefined) held = true;
+        else values = encodeTypedParams(params, oids, own, this.#serializers);
+      } else values = encodeParams(params);
       rowMode = checkRowMode(options?.rowMode);
       if (options?.queryTimeout !== undefined) timeout = checkTimeout(options.queryTimeout);
       if (types !== undefined && typeof types?.getTypeParser !== "function") {
@@ -273,22 +307,43 @@ export class Connection implements AsyncDisposable {
               "prepared statement would not outlive its transaction); leave out name",
           );
         }
-        values ??= [];
+        if (!held) values ??= [];
       }
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      const query = this.#send(
-        sql as string,
-        values,
-        rowMode,
-        types,
-        signal,
-        resolve as (r: QueryResult) => void,
-        reject,
-        true,
-      );
+      const text = sql as string;
+      if (typed) {
+        const settle = reject;
+        reject = (error) => {
+          this.#paramTypes?.failed(text, error);
+          settle(error);
+        };
+      }
+      const query = held
+        ? this.#sendDescribed({
+          placeholder: null!,
+          at: 0,
+          sql: text,
+          params: params!,
+          own,
+          rowMode,
+          types,
+          signal,
+          resolve: resolve as (r: QueryResult) => void,
+          reject,
+        })
+        : this.#send(
+          text,
+          values,
+          rowMode,
+          types,
+          signal,
+          resolve as (r: QueryResult) => void,
+          reject,
+          true,
+        );
       if (timeout > 0) this.#watchTimeout(query, timeout);
     });
   }
@@ -344,6 +399,7 @@ export class Connection implements AsyncDisposable {
    * Writes a query and queues its handler. With parameters and a `statementCache`, a named
    * statement: prepared on first use, reused after; a statement the server no longer has is
    * sent again unprepared, once (`retry`), when the session is not inside a transaction.
+   * With `held`, the query takes the place kept for it (see `#sendDescribed`).
    */
   #send(
     sql: string,
@@ -354,15 +410,17 @@ export class Connection implements AsyncDisposable {
     resolve: (result: QueryResult) => void,
     reject: (error: unknown) => void,
     retry: boolean,
+    held?: Waiter,
   ): PendingQuery {
     let name = "";
     let parse = true;
     const statements = this.#statements;
+    const w = held === undefined ? this.#writer : new Writer(256);
     if (values !== undefined && statements !== null) {
       if (retry && statements.usable(this.#transactionStatus === "idle")) {
         [name, parse] = statements.use(sql);
       }
-      statements.closeUnwanted(this.#writer);
+      statements.closeUnwanted(w);
     }
     const query = new PendingQuery(
       rowMode,
@@ -382,14 +440,25 @@ export class Connection implements AsyncDisposable {
         reject(error);
       },
     );
-    if (values === undefined) frontend.query(this.#writer, sql);
-    else frontend.extendedQuery(this.#writer, sql, values, name, parse);
-    return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
+    if (values === undefined) frontend.query(w, sql);
+    else frontend.extendedQuery(w, sql, values, name, parse);
+    if (held === undefined) return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
+    // A held query has parameters, which no COPY statement takes: it cannot enter COPY mode.
+    this.#fill(held, query, w.take());
+    return this.#enqueue(query, false, signal, true);
   }
 
-  /** Queues `query`, whose messages are written, and sends them with what joins them. */
-  #enqueue(query: PendingQuery, mayCopyIn: boolean, signal: AbortSignal | undefined): PendingQuery {
-    this.#queue.push(query);
+  /**
+   * Queues `query`, whose messages are written (and which is in the queue already when
+   * `placed`), and sends them with what joins them.
+   */
+  #enqueue(
+    query: PendingQuery,
+    mayCopyIn: boolean,
+    signal: AbortSignal | undefined,
+    placed = false,
+  ): PendingQuery {
+    if (!placed) this.#queue.push(query);
     if (mayCopyIn) this.#copyGuards.push({ query, end: this.#writer.length });
     this.#scheduleFlush();
     if (signal) {
@@ -424,10 +493,25 @@ export class Connection implements AsyncDisposable {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let values: (string | null)[] | undefined;
-    try {
-      if (step === "start") values = encodeParams(params ?? []);
-    } catch (error) {
-      return Promise.reject(error);
+    if (step === "start") {
+      // Parameters serialized by their types (`serializers`), learned first if not known yet.
+      const list = params ?? [];
+      try {
+        const own = checkSerializers(options?.serializers, "serializers");
+        if ((own ?? this.#serializers) === undefined || list.length === 0) {
+          values = encodeParams(list);
+        } else {
+          const oids = this.#paramTypes?.get(sql);
+          if (oids === undefined) {
+            return this.#learnParamTypes(sql).then(() =>
+              this[PORTAL](step, portal, sql, params, rows, options)
+            );
+          }
+          values = encodeTypedParams(list, oids, own, this.#serializers);
+        }
+      } catch (error) {
+        return Promise.reject(error);
+      }
     }
     return new Promise((resolve, reject) => {
       const query: PendingQuery = new PendingQuery(
@@ -446,6 +530,120 @@ export class Connection implements AsyncDisposable {
       const timeout = options?.queryTimeout ?? this.#config.queryTimeout;
       if (timeout > 0) this.#watchTimeout(query, timeout);
     });
+  }
+
+  /**
+   * Issues a query whose parameters wait for their types (`serializers`, see _param_types.ts):
+   * its statement is described (or the describe under way joined), and the query keeps its
+   * place in the queue (a placeholder) and in the writer (a hole), filled once the types are
+   * known. Bytes written after the describe wait for its answer, so a query issued later, of
+   * any kind, cannot overtake this one. Returns the placeholder.
+   */
+  #sendDescribed(waiter: Waiter): PendingQuery {
+    const paramTypes = this.#paramTypes ??= new ParamTypes();
+    const describe = paramTypes.describing(waiter.sql) ?? this.#describe(waiter.sql, paramTypes);
+    const { rowMode, types, resolve, reject, signal } = waiter;
+    const placeholder = new PendingQuery(rowMode, types, this.#columns, true, resolve, reject);
+    waiter.placeholder = placeholder;
+    waiter.at = this.#writer.length;
+    this.#queue.push(placeholder);
+    this.#holes.push(waiter);
+    describe.waiters.push(waiter);
+    if (signal) {
+      const onAbort = () => this.#abort(placeholder, signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      placeholder.cleanup = () => signal.removeEventListener("abort", onAbort);
+    }
+    return placeholder;
+  }
+
+  /** Learns the parameter types of `sql` (a describe, or the one under way), for a cursor. */
+  #learnParamTypes(sql: string): Promise<void> {
+    const paramTypes = this.#paramTypes ??= new ParamTypes();
+    const describe = paramTypes.describing(sql) ?? this.#describe(sql, paramTypes);
+    return new Promise((resolve, reject) => {
+      describe.listeners.push((error) => error === null ? resolve() : reject(error));
+    });
+  }
+
+  /** Writes Parse + Describe statement + Sync of `sql`, answered as any query. */
+  #describe(sql: string, paramTypes: ParamTypes): Describe {
+    let name = "";
+    const statements = this.#statements;
+    if (statements !== null) {
+      // A cached statement's first use is prepared here, in the describe's flight: the query
+      // then only binds it. One prepared already is described unnamed, sparing a round trip
+      // for a statement the server might have lost.
+      if (statements.usable(this.#transactionStatus === "idle")) {
+        const [cached, parse] = statements.use(sql);
+        if (parse) name = cached;
+      }
+      statements.closeUnwanted(this.#writer);
+    }
+    const describe: Describe = new Describe(
+      this.#columns,
+      () => this.#described(sql, describe, describe.oids, null),
+      (error) => {
+        if (name !== "") this.#statements!.failed(sql, name, !describe.parsed, error);
+        this.#described(sql, describe, null, error);
+      },
+    );
+    frontend.describeStatement(this.#writer, sql, name, true);
+    this.#queue.push(describe);
+    this.#copyGuards.push({ query: describe, end: this.#writer.length });
+    paramTypes.started(sql, describe);
+    this.#scheduleFlush();
+    return describe;
+  }
+
+  /**
+   * The describe of `sql` ended (at its ReadyForQuery, or with the connection): its queries are
+   * serialized and written in their places, or fail with its error.
+   */
+  #described(sql: string, describe: Describe, oids: number[] | null, error: unknown): void {
+    if (oids === null && error === null) {
+      error = protocolError("no ParameterDescription answered a Describe");
+    }
+    this.#paramTypes!.ended(sql, oids);
+    for (const listener of describe.listeners) listener(error);
+    for (const waiter of describe.waiters) {
+      const placeholder = waiter.placeholder;
+      let values: (string | null)[] | undefined;
+      let failure = error;
+      if (oids !== null && !placeholder.settled && this.#state !== CLOSED) {
+        try {
+          values = encodeTypedParams(waiter.params, oids, waiter.own, this.#serializers);
+        } catch (thrown) {
+          failure = thrown;
+        }
+      }
+      if (values === undefined) {
+        // Nothing of it was written: its places go.
+        this.#holes.splice(this.#holes.indexOf(waiter), 1);
+        const at = this.#queue.indexOf(placeholder);
+        if (at !== -1) this.#queue.splice(at, 1);
+        placeholder.fail(failure);
+        continue;
+      }
+      placeholder.cleanup?.();
+      const { rowMode, types, signal, resolve, reject } = waiter;
+      const query = this.#send(sql, values, rowMode, types, signal, resolve, reject, true, waiter);
+      if (placeholder.timeout > 0) {
+        this.#watchTimeout(query, placeholder.timeout, placeholder.deadline);
+      }
+    }
+  }
+
+  /** Puts `query`, written as `bytes`, in the places `held` kept for it. */
+  #fill(held: Waiter, query: PendingQuery, bytes: Uint8Array): void {
+    this.#queue[this.#queue.indexOf(held.placeholder)] = query;
+    this.#writer.insert(held.at, bytes);
+    for (const guard of this.#copyGuards) if (guard.end > held.at) guard.end += bytes.length;
+    // The holes behind it are those after it in the list (one at the same place too).
+    const holes = this.#holes;
+    const i = holes.indexOf(held);
+    holes.splice(i, 1);
+    for (let j = i; j < holes.length; j++) holes[j].at += bytes.length;
   }
 
   /** pg_type's rows of `oids` (see _column_types.ts), read as text, behind the queries sent. */
@@ -757,6 +955,7 @@ export class Connection implements AsyncDisposable {
     if (guard === undefined) return this.#stream.write(this.#writer.take());
     this.#stream.write(this.#writer.take(guard.end));
     for (const later of this.#copyGuards) later.end -= guard.end;
+    for (const hole of this.#holes) hole.at -= guard.end;
     this.#copyGuard = guard.query;
   }
 

@@ -93,6 +93,7 @@ const CONNECT_KEYS = new Set<string>([
   "options",
   "bigint",
   "types",
+  "serializers",
   "keepAlive",
   "keepAliveInitialDelay",
   "maxMessageSize",

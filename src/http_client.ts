@@ -127,6 +127,7 @@ export class HttpClient {
     const values = encodeParams(params) ?? [];
     const rowMode = checkRowMode(options?.rowMode);
     const types = options?.types;
+    if (options?.serializers !== undefined) throw serializersOverHttp("serializers");
     if (types !== undefined && typeof types?.getTypeParser !== "function") {
       throw new TypeError("types must be an object with a getTypeParser(oid) function");
     }
@@ -156,6 +157,7 @@ export class HttpClient {
   ): Promise<QueryResult<Row>[]> {
     const statements = batchStatements(queries);
     beginStatement(options); // the same checks as on a socket pool
+    if (options?.serializers !== undefined) throw serializersOverHttp("serializers");
     const rowMode = checkRowMode(options?.rowMode);
     if (statements.length === 0) return [];
     const headers = this.#headers();
@@ -292,4 +294,16 @@ function safeDecode(text: string): string {
   } catch {
     return text;
   }
+}
+
+/**
+ * The TypeError of `serializers` over HTTP (`what` names the option): they are picked by the
+ * parameters' types, which only a Describe on a session tells.
+ */
+export function serializersOverHttp(what: string): TypeError {
+  return new TypeError(
+    `${what} cannot be used over HTTP: a serializer is picked by the type the server gives ` +
+      "each parameter, which only a Describe on a session tells, and Neon's HTTP protocol has " +
+      "none; serialize those values yourself (JSON.stringify, toISOString...) before passing them",
+  );
 }

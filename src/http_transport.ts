@@ -7,7 +7,11 @@
  */
 
 import type { CreatePoolOptions } from "./create_pool.ts";
-import { checkTransportOptions, type HttpTransportOptions } from "./http_client.ts";
+import {
+  checkTransportOptions,
+  type HttpTransportOptions,
+  serializersOverHttp,
+} from "./http_client.ts";
 import { HttpPool } from "./pool/http_pool.ts";
 import type { PoolOrigin } from "./runtime.ts";
 
@@ -85,6 +89,7 @@ const makeHttpPool: MakeHttpPool = (transport, url, given, origin) => {
         "(query({ text, types }))",
     );
   }
+  if (given.serializers !== undefined) throw serializersOverHttp("options.serializers");
   const misplaced = URL_KEYS.filter((key) => given[key as keyof CreatePoolOptions] !== undefined);
   if (misplaced.length > 0) {
     throw new TypeError(

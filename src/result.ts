@@ -4,6 +4,9 @@
  * @module
  */
 
+import type { SerializersOption } from "./_param_types.ts";
+export type { ParamSerializer, SerializersOption } from "./_param_types.ts";
+
 /** How rows are shaped: objects keyed by column name (default) or arrays in column order. */
 export type RowMode = "object" | "array";
 
@@ -31,6 +34,20 @@ export interface QueryOptions {
    * edgepool's own (see {@link typeParsers}).
    */
   types?: TypeParsers;
+  /**
+   * This query's parameter serializers by type OID, `{ [oid]: (value) => text }` or a Map, over
+   * the connection's (`serializers` of `connect()` and `createPool()`): entry by entry, this
+   * query's win. See `ConnectOptions.serializers`. Not over HTTP.
+   *
+   * @example
+   * ```ts
+   * import { Oid, type QueryOptions } from "@edgepool/edgepool";
+   * const options: QueryOptions = { serializers: { [Oid.numeric]: (n: number) => n.toFixed(2) } };
+   * // await pool.query("select $1::numeric as price", [1.5], options); // { price: "1.50" }
+   * console.assert(options.serializers !== undefined);
+   * ```
+   */
+  serializers?: SerializersOption;
   /**
    * pg's prepared statement name: the statement is prepared once per connection and reused
    * (edgepool prepares repeated statements anyway, through its `statementCache`, and keys them

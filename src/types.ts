@@ -378,14 +378,21 @@ function quoteElement(text: string): string {
   return out + text.slice(start) + '"';
 }
 
-function serializeArray(values: readonly unknown[]): string {
+/**
+ * The array literal of `values`, nested arrays as nested braces, `null` and `undefined` as
+ * `NULL`, each other element's text by `element` (default: {@link serializeParam}).
+ */
+export function serializeArray(
+  values: readonly unknown[],
+  element: (value: unknown) => string | null = serializeParam,
+): string {
   let out = "{";
   for (let i = 0; i < values.length; i++) {
     if (i > 0) out += ",";
     const value = values[i];
     if (value === null || value === undefined) out += "NULL";
-    else if (Array.isArray(value)) out += serializeArray(value);
-    else out += quoteElement(serializeParam(value)!);
+    else if (Array.isArray(value)) out += serializeArray(value, element);
+    else out += quoteElement(element(value)!);
   }
   return out + "}";
 }

@@ -490,3 +490,37 @@ test("pool.stream takes the pool's queryTimeout for each batch", T, async () => 
   await eventually("the connection back", () => pool.stats().checkedOut === 0);
   assert.deepEqual((await pool.query("select 1 as one")).rows, [{ one: 1 }]);
 });
+
+test("stream serializes its parameters with the serializers of their types", T, async () => {
+  await using conn = await connect(await url(), {
+    serializers: { 1082: (d: { day: string }) => d.day }, // date
+  });
+  const rows = await collect(
+    conn.stream<{ d: string; n: number }>(
+      "select $1::date::text as d, $2::int as n from generate_series(1, 3)",
+      [{ day: "2024-02-29" }, 7],
+      { batchSize: 2 },
+    ),
+  );
+  assert.deepEqual(rows, Array(3).fill({ d: "2024-02-29", n: 7 }));
+  // Per stream, over the connection's; the types are known by now (no second describe).
+  const own = await collect(
+    conn.stream<{ n: string }>("select $1::int::text as n", [{ v: 5 }], {
+      serializers: { 23: (x: { v: number }) => String(x.v * 2) },
+    }),
+  );
+  assert.deepEqual(own, [{ n: "10" }]);
+  // A serializer that throws: a TypeError naming the parameter; the connection stays usable.
+  await assert.rejects(
+    collect(conn.stream("select $1::date", [{ day: null }], {
+      serializers: {
+        1082: () => {
+          throw new Error("no day");
+        },
+      },
+    })),
+    /\$1.*no day/,
+  );
+  assert.equal(conn.transactionStatus, "idle");
+  assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+});

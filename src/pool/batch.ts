@@ -7,7 +7,7 @@
  */
 
 import { PoolError, PostgresError } from "../errors.ts";
-import type { QueryResult, RowMode } from "../result.ts";
+import type { QueryResult, RowMode, SerializersOption } from "../result.ts";
 import { isSqlTemplate, type SqlTemplate } from "../sql.ts";
 import type { PooledConnection } from "./pooled_connection.ts";
 import type { TransactionOptions } from "./transaction.ts";
@@ -38,6 +38,11 @@ export interface BatchOptions extends TransactionOptions {
   rowMode?: RowMode;
   /** Socket pools only: the checkout deadline in ms, instead of the pool's `timeout`. */
   timeout?: number;
+  /**
+   * Socket pools only: parameter serializers of every statement, over the connection's (see
+   * `QueryOptions.serializers`). Over HTTP, a TypeError.
+   */
+  serializers?: SerializersOption;
 }
 
 /**
@@ -83,7 +88,7 @@ export async function runBatch<C, Row>(
   options?: BatchOptions,
 ): Promise<QueryResult<Row>[]> {
   const signal = options?.signal;
-  const queryOptions = { signal, rowMode: options?.rowMode };
+  const queryOptions = { signal, rowMode: options?.rowMode, serializers: options?.serializers };
   // BEGIN and COMMIT go without the signal: an abort cancels the running statement, which
   // fails the transaction, and the COMMIT then rolls it back.
   const sent = [

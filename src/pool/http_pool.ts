@@ -11,7 +11,7 @@
 import type { PoolDescription, PoolOrigin } from "../runtime.ts";
 import { Emitter } from "../_emitter.ts";
 import { ConnectionError, PoolError, PoolEventError } from "../errors.ts";
-import { HttpClient, type HttpClientOptions } from "../http_client.ts";
+import { HttpClient, type HttpClientOptions, serializersOverHttp } from "../http_client.ts";
 import { fromConfig, type QueryConfig, type QueryCursor, type QueryResult } from "../result.ts";
 import { type RowStream, type StreamOptions, streamUnsupported } from "../cursor.ts";
 import { runTemplate } from "../sql.ts";
@@ -132,6 +132,9 @@ export class HttpPool implements Queryable {
     if (o.name !== undefined && typeof o.name !== "string") {
       throw new TypeError("options.name must be a string");
     }
+    if ((o as { serializers?: unknown }).serializers !== undefined) {
+      throw serializersOverHttp("options.serializers");
+    }
     this.#client = new HttpClient(url, o);
     this.#name = o.name ?? "HttpPool";
     this.#logger = o.logger ?? {};
@@ -231,12 +234,13 @@ export class HttpPool implements Queryable {
     if (opensTransaction(text)) {
       return Promise.reject(transactionRefused(where));
     }
-    const { signal, rowMode, types, name } = options ?? {};
+    const { signal, rowMode, types, name, serializers } = options ?? {};
     return this.#run("query", 1, signal, async (aborted) => {
       const result = await this.#client.query<Row>(text, params, {
         rowMode,
         types,
         name,
+        serializers,
         signal: aborted,
       });
       // What the text check missed (a nested comment): the server began a transaction, which
