@@ -79,6 +79,7 @@ export { Connection } from "./src/connection.ts";
 export { Cursor, type RowStream, type StreamOptions } from "./src/cursor.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
 export type { ConnectOptions, Pooler } from "./src/config.ts";
+export type { TargetSessionAttrs } from "./src/url.ts";
 export { redactUrl } from "./src/url.ts";
 export {
   ConnectionError,

@@ -76,6 +76,14 @@ export function readConnectionString(text: string, upstream: Target): ClientLogi
   } catch (error) {
     throw new RequestError(400, "08P01", `Invalid Neon-Connection-String: ${errorMessage(error)}`);
   }
+  if ((settings.hosts?.length ?? 0) > 1) {
+    // A client names one server (which the allowlist then judges), never a list to try.
+    throw new RequestError(
+      400,
+      "08P01",
+      "Invalid Neon-Connection-String: a host list is not accepted; name one host",
+    );
+  }
   if (!settings.user) {
     throw new RequestError(
       400,

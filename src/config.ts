@@ -15,15 +15,29 @@ import {
   parseUrl,
   redactUrl,
   sslMode,
+  TARGET_SESSION_ATTRS,
+  type TargetSessionAttrs,
   type UrlSettings,
 } from "./url.ts";
 
 /** Options for `connect(url, options)`. They override what the URL says. */
 export interface ConnectOptions {
-  /** Host name or IP address (an IPv6 address may be in brackets). Default `"localhost"`. */
+  /**
+   * Host name or IP address (an IPv6 address may be in brackets), or several, comma-separated
+   * (`"db1,db2"`), tried in order (see `targetSessionAttrs`). Default `"localhost"`.
+   */
   host?: string;
-  /** TCP port. Default `5432`. */
+  /** TCP port, for every host. Default `5432` (or each host's port from the URL). */
   port?: number;
+  /**
+   * Which server of the hosts a connection may stay with, as libpq's `target_session_attrs`:
+   * `"any"` (default), `"read-write"`, `"read-only"`, `"primary"`, `"standby"`,
+   * `"prefer-standby"`. Read from the `in_hot_standby` and `default_transaction_read_only`
+   * settings the server reports (PostgreSQL 14 and later), else asked with a query.
+   */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /** `"random"`: try the hosts in a random order on each connect. Default `"disable"`. */
+  loadBalanceHosts?: "disable" | "random";
   /** User name. Required, here or in the URL. */
   user?: string;
   /**
@@ -219,10 +233,16 @@ export type Pooler = "none" | "transaction" | "session";
 
 /** Fully resolved connection settings: {@link ConnectOptions} over the URL over the defaults. */
 export interface ConnectionConfig {
-  /** Host name or IP address, without brackets. */
+  /** Host name or IP address, without brackets: the first of `hosts`, or the one connected to. */
   host: string;
-  /** TCP port, 1 to 65535. */
+  /** TCP port, 1 to 65535, of `host`. */
   port: number;
+  /** Every host to try, in order, each with its port. */
+  hosts: readonly { host: string; port: number }[];
+  /** Which server a connection may stay with (libpq's `target_session_attrs`). */
+  targetSessionAttrs: TargetSessionAttrs;
+  /** Try the hosts in a random order. */
+  loadBalanceHosts: boolean;
   /** User name. */
   user: string;
   /** Password, or a function that returns one when connecting; `undefined` when none. */
@@ -388,7 +408,34 @@ export function parseConfig(
     "auto",
   ]);
 
-  const host = o.host === undefined ? fromUrl.host ?? "localhost" : checkHost(o.host, "");
+  // The hosts, each with its port: one port for all, or one each (libpq).
+  if (o.host !== undefined && o.host.trim() === "") {
+    throw new TypeError("options.host must not be empty");
+  }
+  const hostList = o.host === undefined
+    ? fromUrl.hosts ?? [""]
+    : o.host.split(",").map((host) => checkHost(host.trim(), ""));
+  const portList = o.port !== undefined ? [o.port] : fromUrl.ports ?? [];
+  if (portList.length > 1 && portList.length !== hostList.length) {
+    throw new TypeError(
+      `${portList.length} ports do not match ${hostList.length} hosts${
+        where || " (options.host)"
+      }: give one port for all hosts, or one for each`,
+    );
+  }
+  const hosts = hostList.map((host, i) => ({
+    host: host || "localhost",
+    port: (portList.length > 1 ? portList[i] : portList[0]) ?? 5432,
+  }));
+  const host = hosts[0].host;
+  const targetSessionAttrs = o.targetSessionAttrs ?? fromUrl.targetSessionAttrs ?? "any";
+  if (!TARGET_SESSION_ATTRS.includes(targetSessionAttrs)) {
+    throw wrong("targetSessionAttrs", or(TARGET_SESSION_ATTRS.map((v) => JSON.stringify(v))), true);
+  }
+  const balance = o.loadBalanceHosts ?? fromUrl.loadBalanceHosts ?? "disable";
+  if (balance !== "disable" && balance !== "random") {
+    throw wrong("loadBalanceHosts", '"disable" or "random"', true);
+  }
   const user = o.user || fromUrl.user;
   if (!user) {
     throw new TypeError(
@@ -411,7 +458,7 @@ export function parseConfig(
     }
   }
 
-  const port = o.port ?? fromUrl.port ?? 5432;
+  const port = hosts[0].port;
   const guessed = givenPooler === undefined || givenPooler === "auto";
   const [pooler, poolerSign] = guessed
     ? guessPooler(host, port, fromUrl.pgbouncer)
@@ -442,6 +489,9 @@ export function parseConfig(
   return {
     host,
     port,
+    hosts,
+    targetSessionAttrs,
+    loadBalanceHosts: balance === "random",
     user,
     password: o.password ?? fromUrl.password,
     database: o.database || fromUrl.database || user,

@@ -12,7 +12,8 @@ import {
   parseConfig,
 } from "./config.ts";
 import { Connection } from "./connection.ts";
-import { ConnectionError } from "./errors.ts";
+import { ConnectionError, errorMessage } from "./errors.ts";
+import { isTransientConnectError } from "./pool/_connector.ts";
 import type { TlsSettings, Transport } from "./transport.ts";
 
 /** Opens a connection: `connect(url?, options?)`. */
@@ -49,7 +50,129 @@ export function createConnect(
 const cleartext = new WeakMap<Transport, Map<string, boolean>>();
 const CLEARTEXT_MAX = 1000;
 
-async function openConnection(
+/**
+ * Opens a connection to the one host of `config`, or, given several hosts or session
+ * attributes to look for, to the first host that takes it and has them (see `openAny`).
+ */
+function openConnection(
+  config: ConnectionConfig,
+  transport: Transport,
+  options: ConnectOptions | undefined,
+): Promise<Connection> {
+  return config.hosts.length === 1 && config.targetSessionAttrs === "any"
+    ? openHost(config, transport, options)
+    : openAny(config, transport, options);
+}
+
+/**
+ * libpq's multi-host connect: tries the hosts in order (shuffled with `loadBalanceHosts`), each
+ * within its own `connectTimeout`, and keeps the first connection whose server has the
+ * `targetSessionAttrs` asked for (`prefer-standby`: a standby, else the first that took the
+ * connection). Fails, once every host was tried, with an error that names each one and why it
+ * was passed over: the first host's own error when none could have worked by trying again (a
+ * wrong password everywhere), else `CONNECT_FAILED`, which a pool retries within its callers'
+ * deadlines (a failover under way: the old primary down, the standby not yet promoted).
+ */
+async function openAny(
+  config: ConnectionConfig,
+  transport: Transport,
+  options: ConnectOptions | undefined,
+): Promise<Connection> {
+  const attrs = config.targetSessionAttrs;
+  const hosts = config.loadBalanceHosts ? shuffled(config.hosts) : config.hosts;
+  const refusals: string[] = [];
+  const errors: unknown[] = [];
+  let fallback: Connection | null = null;
+  for (const { host, port } of hosts) {
+    options?.signal?.throwIfAborted();
+    const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    let connection: Connection | null = null;
+    let why: string | null;
+    try {
+      connection = await openHost(
+        { ...config, host, port, hosts: [{ host, port }] },
+        transport,
+        options,
+      );
+      await connection.whenReady();
+      why = await refusal(connection, attrs === "prefer-standby" ? "standby" : attrs);
+    } catch (error) {
+      connection?.destroy(error);
+      // The caller's abort ends the search; any other failure passes on to the next host.
+      if (options?.signal?.aborted) throw error;
+      errors.push(error);
+      refusals.push(`${where}: ${errorMessage(error)}`);
+      continue;
+    }
+    if (why === null) {
+      fallback?.close().catch(() => {});
+      return connection;
+    }
+    if (attrs === "prefer-standby" && fallback === null) {
+      fallback = connection;
+      continue;
+    }
+    connection.close().catch(() => {});
+    refusals.push(`${where}: ${why}`);
+    errors.push(new ConnectionError("CONNECT_FAILED", `${where} ${why}`));
+  }
+  if (fallback !== null) return fallback;
+  // Nothing retrying could fix (a wrong password, a missing database on every host): that error.
+  if (errors.length > 0 && !errors.some(isTransientConnectError)) throw errors[0];
+  const wanted = attrs === "any"
+    ? `any of ${hosts.length} hosts`
+    : `a ${attrs} server (target_session_attrs=${attrs}) among ${hosts.length} hosts`;
+  throw new ConnectionError(
+    "CONNECT_FAILED",
+    `Could not connect to ${wanted}: ${refusals.join("; ")}`,
+    {
+      cause: new AggregateError(errors, "every host was passed over"),
+    },
+  );
+}
+
+/**
+ * Why the server of `connection` does not have the session attributes `want` (`null`: it has
+ * them), from the settings it reports at login (PostgreSQL 14 and later), else by a query.
+ */
+async function refusal(connection: Connection, want: string): Promise<string | null> {
+  if (want === "any") return null;
+  let standby = connection.parameters.in_hot_standby;
+  let readOnly = connection.parameters.default_transaction_read_only;
+  if (standby === undefined || readOnly === undefined) {
+    const { rows } = await connection.query<{ standby: string; read_only: string }>(
+      "select case when pg_is_in_recovery() then 'on' else 'off' end as standby, " +
+        "current_setting('transaction_read_only') as read_only",
+    );
+    ({ standby, read_only: readOnly } = rows[0]);
+  }
+  const hot = standby === "on";
+  switch (want) {
+    case "read-write":
+      return hot
+        ? "is a hot standby (read-only)"
+        : readOnly === "on"
+        ? "is read-only (default_transaction_read_only on)"
+        : null;
+    case "read-only":
+      return hot || readOnly === "on" ? null : "takes writes (not read-only)";
+    case "primary":
+      return hot ? "is a hot standby, not a primary" : null;
+    default: // standby
+      return hot ? null : "is not a hot standby";
+  }
+}
+
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+async function openHost(
   given: ConnectionConfig,
   transport: Transport,
   options: ConnectOptions | undefined,

@@ -11,8 +11,16 @@ const AUTHORITY_END = /[/?]|$/;
 
 /** What a URL says, before options and defaults. */
 export interface UrlSettings {
+  /** The first host of the list, if any. */
   host?: string;
+  /** The first port of the list, if any. */
   port?: number;
+  /** Every host, in order (`h1,h2` in the authority or `host=h1,h2`); `""` for the default. */
+  hosts?: string[];
+  /** Every port, in order; one applies to every host; `undefined` for the default. */
+  ports?: (number | undefined)[];
+  targetSessionAttrs?: TargetSessionAttrs;
+  loadBalanceHosts?: "disable" | "random";
   user?: string;
   password?: string;
   database?: string;
@@ -152,13 +160,20 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
     settings.user = decode(user) || undefined;
     if (password.length) settings.password = decode(password.join(":")) || undefined;
   }
-  // Host lists first: "h1:5432,h2" must not read as a port.
-  checkHost(hostPort, where);
-  // `[IPv6]:port` or `host:port`, each part optional.
-  const parts = /^(?:\[([^\]]+)\]|(?!\[)([^:]*))(?::([^]*))?$/.exec(hostPort);
-  if (parts === null) throw fail("Malformed IPv6 address", "expected [address] or [address]:port");
-  settings.host = checkHost(decode(parts[1] ?? parts[2]), where) || undefined;
-  if (parts[3]) settings.port = portNumber(decode(parts[3]), where);
+  // A host list, `h1:5432,[::1]:5433,h3`: each entry `[IPv6]:port` or `host:port`, each part
+  // optional, each host with its own port.
+  let hosts: string[] = [];
+  let ports: (number | undefined)[] = [];
+  if (hostPort !== "") {
+    for (const entry of hostPort.split(",")) {
+      const parts = /^(?:\[([^\]]+)\]|(?!\[)([^:]*))(?::([^]*))?$/.exec(entry);
+      if (parts === null) {
+        throw fail("Malformed IPv6 address", "expected [address] or [address]:port");
+      }
+      hosts.push(checkHost(decode(parts[1] ?? parts[2]), where));
+      ports.push(parts[3] ? portNumber(decode(parts[3]), where) : undefined);
+    }
+  }
   if (path) settings.database = decode(path.slice(1)) || undefined;
   for (const piece of query.split("&")) {
     if (piece === "") continue;
@@ -177,10 +192,19 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
     };
     switch (key) {
       case "host":
-        settings.host = checkHost(value, where) || undefined;
+        hosts = value.split(",").map((host) => checkHost(host, where));
         break;
       case "port":
-        settings.port = value === "" ? undefined : portNumber(value, where);
+        ports = value.split(",").map((port) => port === "" ? undefined : portNumber(port, where));
+        break;
+      case "target_session_attrs":
+        if (!(TARGET_SESSION_ATTRS as string[]).includes(value)) {
+          throw invalid(or(TARGET_SESSION_ATTRS));
+        }
+        settings.targetSessionAttrs = value as TargetSessionAttrs;
+        break;
+      case "load_balance_hosts":
+        settings.loadBalanceHosts = choice("random", "disable") ? "random" : "disable";
         break;
       case "user":
       case "password":
@@ -235,23 +259,60 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
         throw fail(`Unknown connection parameter '${key}'`);
     }
   }
+  if (ports.length > 1 && ports.length !== Math.max(hosts.length, 1)) {
+    throw fail(
+      `${ports.length} ports do not match ${hosts.length} hosts`,
+      "give one port for all hosts, or one for each",
+    );
+  }
+  if (hosts.length > 0) {
+    settings.hosts = hosts;
+    settings.host = hosts[0] || undefined;
+  }
+  if (ports.length > 0) {
+    settings.ports = ports;
+    settings.port = ports[0];
+  }
   return settings;
 }
 
 /**
- * Strips IPv6 brackets; rejects Unix sockets and host lists. `""` stays `""` (the default).
- * `where` is `""` for `options.host`.
+ * libpq's `target_session_attrs`: which server of a host list a connection may stay with.
+ *
+ * - `any`: the first that takes the connection;
+ * - `read-write`: one that takes writes by default (not a hot standby, and
+ *   `default_transaction_read_only` off); `read-only`: one that does not;
+ * - `primary`: not a hot standby; `standby`: a hot standby;
+ * - `prefer-standby`: a hot standby if any is reachable, else any.
+ */
+export type TargetSessionAttrs =
+  | "any"
+  | "read-write"
+  | "read-only"
+  | "primary"
+  | "standby"
+  | "prefer-standby";
+
+/** Every `target_session_attrs`, the default first. */
+export const TARGET_SESSION_ATTRS: TargetSessionAttrs[] = [
+  "any",
+  "read-write",
+  "read-only",
+  "primary",
+  "standby",
+  "prefer-standby",
+];
+
+/**
+ * Checks one host of a list: strips IPv6 brackets; rejects Unix sockets. `""` stays `""` (the
+ * default). `where` is `""` for `options.host`.
  */
 export function checkHost(host: string, where: string): string {
   const context = where || " (options.host)";
   if (host[0] === "/") {
     throw new TypeError(`Unix-domain sockets are not supported${context}: give a TCP host name`);
   }
-  if (host.includes(",")) {
-    throw new TypeError(`Multiple hosts are not supported${context}: give a single host`);
-  }
   if (host[0] === "[" && host.endsWith("]")) host = host.slice(1, -1);
-  if (!where && !host) throw new TypeError("options.host must not be empty");
   return host;
 }
 

@@ -17,6 +17,9 @@ test("parseConfig applies every default, when the URL has only a user and host",
   assert.deepEqual(parseConfig("postgres://alice@db.example.com"), {
     host: "db.example.com",
     port: 5432,
+    hosts: [{ host: "db.example.com", port: 5432 }],
+    targetSessionAttrs: "any",
+    loadBalanceHosts: false,
     user: "alice",
     password: undefined,
     database: "alice",
@@ -246,14 +249,57 @@ test("parseConfig throws TypeError naming the scheme, when it is not postgres: o
   assert.throws(() => parseConfig(42 as unknown as string), TypeError);
 });
 
-test("parseConfig throws TypeError, when the host is a Unix socket or a list", () => {
+test("parseConfig throws TypeError, when the host is a Unix socket", () => {
   throwsType("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", /Unix-domain sockets/);
   throwsType("postgres://u@h/d?host=/tmp", /Unix-domain sockets/);
   throwsType(undefined, /Unix-domain sockets/, { user: "u", host: "/tmp" });
-  throwsType("postgres://u@h1,h2/d", /Multiple hosts/);
-  throwsType("postgres://u@h1:5432,h2:5433/d", /Multiple hosts/);
-  throwsType("postgres://u@h/d?host=a,b", /Multiple hosts/);
   throwsType(undefined, /must not be empty/, { user: "u", host: "" });
+});
+
+test("parseConfig reads host lists as libpq does, each host with its port", () => {
+  const hosts = (url: string, options?: ConnectOptions) => parseConfig(url, options).hosts;
+  assert.deepEqual(hosts("postgres://u@h1:5432,h2:5433/d"), [
+    { host: "h1", port: 5432 },
+    { host: "h2", port: 5433 },
+  ]);
+  assert.deepEqual(hosts("postgres://u@h1,[::1]:6000,/d"), [
+    { host: "h1", port: 5432 },
+    { host: "::1", port: 6000 },
+    { host: "localhost", port: 5432 },
+  ]);
+  assert.deepEqual(hosts("postgres://u@/d?host=a,b&port=1,2"), [
+    { host: "a", port: 1 },
+    { host: "b", port: 2 },
+  ]);
+  assert.deepEqual(hosts("postgres://u@/d?host=a,b&port=7"), [
+    { host: "a", port: 7 },
+    { host: "b", port: 7 },
+  ]);
+  assert.deepEqual(hosts("postgres://u@/d?host=a,b&port=,9"), [
+    { host: "a", port: 5432 },
+    { host: "b", port: 9 },
+  ]);
+  assert.deepEqual(hosts("postgres://u@x/d", { host: "p, q", port: 6 }), [
+    { host: "p", port: 6 },
+    { host: "q", port: 6 },
+  ]);
+  const config = parseConfig(
+    "postgres://u@a,b/d?target_session_attrs=read-write&load_balance_hosts=random",
+  );
+  assert.equal(config.host, "a");
+  assert.equal(config.targetSessionAttrs, "read-write");
+  assert.equal(config.loadBalanceHosts, true);
+  assert.equal(
+    parseConfig("postgres://u@a/d", { targetSessionAttrs: "standby" }).targetSessionAttrs,
+    "standby",
+  );
+  throwsType("postgres://u@/d?host=a,b,c&port=1,2", /2 ports do not match 3 hosts/);
+  throwsType(
+    "postgres://u@a,b/d?target_session_attrs=master",
+    /Invalid target_session_attrs 'master'.*read-write/,
+  );
+  throwsType("postgres://u@a/d?load_balance_hosts=yes", /Invalid load_balance_hosts/);
+  throwsType(undefined, /targetSessionAttrs/, { user: "u", targetSessionAttrs: "rw" as "any" });
 });
 
 test("parseConfig throws RangeError or TypeError, when the port is not 1..65535", () => {
@@ -321,7 +367,7 @@ test("parseConfig never shows the password, when it throws for a bad URL", () =>
     [`postgres://u:${PW}@h/d?sslmode=verify-ca`],
     [`postgres://u:${PW}@h/d?connect_timeout=-1`],
     [`postgres://u:${PW}@h:0/d`],
-    [`postgres://u:${PW}@h1,h2/d`],
+    [`postgres://u:${PW}@h1,[::1/d`],
     [`postgres://u:${PW}@%2Ftmp/d`],
     [`postgres://u:${PW}@h/d?client_encoding=LATIN1`],
     [`postgres://u:${PW}@h/d?sslrootcert=system&sslmode=prefer`],

@@ -5,8 +5,12 @@
 export interface Clock {
   /** Milliseconds since some fixed point. */
   now(): number;
-  /** Runs `fn` after `ms` milliseconds; returns a handle for `clearTimeout`. */
-  setTimeout(fn: () => void, ms: number): unknown;
+  /**
+   * Runs `fn` after `ms` milliseconds; returns a handle for `clearTimeout`. Only a timer that
+   * someone awaits (`keepAlive`: a caller waiting for a checkout) keeps a Node or Bun process
+   * alive; the pool's upkeep alone does not.
+   */
+  setTimeout(fn: () => void, ms: number, keepAlive?: boolean): unknown;
   /** Cancels a `setTimeout`. */
   clearTimeout(handle: unknown): void;
   /** A number in [0, 1), for lifetime jitter and backoff. */
@@ -16,10 +20,11 @@ export interface Clock {
 /** The real clock: `Date.now`, the global timers, `Math.random`. */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout(fn, ms) {
+  setTimeout(fn, ms, keepAlive) {
     const handle = setTimeout(fn, ms);
-    // Node and Bun: pool timers alone must not keep the process alive.
-    (handle as { unref?: () => void }).unref?.();
+    // Node and Bun: pool timers alone must not keep the process alive; a caller's wait does
+    // (or a script awaiting a checkout during an outage would exit mid-await).
+    if (!keepAlive) (handle as { unref?: () => void }).unref?.();
     return handle;
   },
   clearTimeout: (handle) => clearTimeout(handle as number),

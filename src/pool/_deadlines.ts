@@ -40,7 +40,7 @@ export class Deadlines<T> {
     const clock = this.#clock;
     if (this.#timer !== null) clock.clearTimeout(this.#timer);
     this.#at = at;
-    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#time.now()));
+    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#time.now()), true);
   }
 
   /** The shared timer fired: expire every waiter that is due, re-arm for the next one. */

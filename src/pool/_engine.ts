@@ -655,7 +655,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
     this.#retryTimer = this.#settings.clock.setTimeout(() => {
       this.#retryTimer = null;
       this.#fill();
-    }, wait);
+    }, wait, this.#waiting.queue.length > 0);
   }
 
   /** Starts one connection attempt. */
@@ -897,7 +897,7 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
             { cause: this.#connector.lastError },
           ),
         );
-      }, timeout);
+      }, timeout, true);
       this.#ready.push(entry);
     });
     this.#connector.gaveUp = false;

@@ -182,7 +182,7 @@ class RequestEngine<C> implements PoolEngine<C>, PoolInternals<C, RequestSlot<C>
       // A deadline timer of its own: one shared by every checkout would die with the request
       // that set it.
       const clock = this.#settings.clock;
-      const timer = clock.setTimeout(() => waiting.expire(waiter), timeout);
+      const timer = clock.setTimeout(() => waiting.expire(waiter), timeout, true);
       const previous = waiter.cleanup;
       waiter.cleanup = () => {
         clock.clearTimeout(timer);
