@@ -20,6 +20,7 @@ import {
   appendFileSync,
   chmodSync,
   chownSync,
+  copyFileSync,
   existsSync,
   mkdtempSync,
   readFileSync,
@@ -85,6 +86,14 @@ export interface OwnServer extends TestServer {
   start(): Promise<void>;
   /** Stops the server at once and removes its dir; idempotent. */
   close(): void;
+  /** The temp dir that holds the data dir, the log and the certificates; removed by close(). */
+  readonly dir: string;
+  /** The data dir (`pg_ctl -D`), inside `dir`. */
+  readonly dataDir: string;
+  /** The last `lines` lines of the server's log, for error messages. */
+  logTail(lines?: number): string;
+  /** Runs a program of the PostgreSQL bindir as the server's OS user (`pg_ctl promote`). */
+  runProgram(name: string, args: string[]): Promise<string>;
 }
 
 /** Options of {@link startOwnServer}. */
@@ -94,6 +103,27 @@ export interface OwnServerOptions {
    * which loses the last acknowledged commits in an `immediate` shutdown; a test of durability
    * turns it back on here.
    */
+  config?: string;
+  /**
+   * Lines appended to pg_hba.conf, after the harness's (first match wins), e.g.
+   * `host replication postgres 127.0.0.1/32 trust`.
+   */
+  hba?: string;
+}
+
+/** Runs a program of the PostgreSQL bindir (`pg_basebackup`) as the servers' OS user. */
+export type RunProgram = (name: string, args: string[]) => Promise<string>;
+
+/** Options of {@link startOwnServerFrom}. */
+export interface OwnServerFromOptions {
+  /** The server whose CA, certificate and key the new one uses: one CA verifies both. */
+  certificatesOf: OwnServer;
+  /**
+   * Makes the data dir, e.g. `pg_basebackup -D dataDir -R` from another server. The harness then
+   * appends its settings (port, socket dir, TLS files) and `config`, and starts the server.
+   */
+  makeDataDir(dataDir: string, run: RunProgram): Promise<void>;
+  /** Lines appended to postgresql.conf after the harness's. */
   config?: string;
 }
 
@@ -236,6 +266,10 @@ class HarnessServer implements TestServer {
     await runAsOwner(this.#layout, join(bindir, "pg_ctl"), args);
   }
 
+  runProgram(name: string, args: string[]): Promise<string> {
+    return runAsOwner(this.#layout, join(this.#layout.bindir, name), args);
+  }
+
   async shutdown(mode: ShutdownMode = "fast"): Promise<void> {
     const { bindir, dataDir } = this.#layout;
     const args = [...words(`stop -m ${mode} -w -t 60 -D`), dataDir];
@@ -297,7 +331,17 @@ function installExitHandlers(): void {
  * when the process exits, if `close()` was not called before.
  */
 export async function startOwnServer(options: OwnServerOptions = {}): Promise<OwnServer> {
-  return await startServer({ config: options.config ?? "" }) as OwnHarnessServer;
+  const own = { config: options.config ?? "", hba: options.hba ?? "" };
+  return await startServer(own) as OwnHarnessServer;
+}
+
+/**
+ * Starts a server of the caller's own, as {@link startOwnServer}, from a data dir that
+ * `options.makeDataDir` makes instead of initdb, such as a standby's base backup (see
+ * tests/_replication.ts). Its roles, database and pg_hba.conf are whatever that data dir holds.
+ */
+export async function startOwnServerFrom(options: OwnServerFromOptions): Promise<OwnServer> {
+  return await startServer({ config: options.config ?? "", from: options }) as OwnHarnessServer;
 }
 
 /** The stop functions of every own server still running, for the exit handlers. */
@@ -305,10 +349,20 @@ const ownServers = new Set<() => void>();
 
 class OwnHarnessServer extends HarnessServer implements OwnServer {
   #stop: (() => void) | undefined;
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly #logFile: string;
 
   constructor(layout: Layout, stop: () => void) {
     super(layout);
     this.#stop = stop;
+    this.dir = layout.dir;
+    this.dataDir = layout.dataDir;
+    this.#logFile = layout.logFile;
+  }
+
+  logTail(lines?: number): string {
+    return logTail(this.#logFile, lines);
   }
 
   close(): void {
@@ -320,8 +374,13 @@ class OwnHarnessServer extends HarnessServer implements OwnServer {
   }
 }
 
-/** Starts the shared server, or with `own` one of the caller's own (see startOwnServer). */
-async function startServer(own?: { config: string }): Promise<HarnessServer> {
+/**
+ * Starts the shared server, or with `own` one of the caller's own (see startOwnServer), made by
+ * initdb or, with `own.from`, from a data dir of the caller's making (see startOwnServerFrom).
+ */
+async function startServer(
+  own?: { config: string; hba?: string; from?: OwnServerFromOptions },
+): Promise<HarnessServer> {
   const bindir = findBindir();
   const runAs = process.getuid?.() === 0 ? "postgres" : null;
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
@@ -341,15 +400,24 @@ async function startServer(own?: { config: string }): Promise<HarnessServer> {
   try {
     if (runAs) chownSync(dir, ...ids(runAs));
     startWatchdog(layout);
-    await allSettled([
-      runAsOwner(layout, join(bindir, "initdb"), [
-        ...words("-A trust --auth-host=scram-sha-256 -U postgres -E UTF8 --locale=C"),
-        ...words("--no-sync --no-instructions -D"),
+    const from = own?.from;
+    if (from) {
+      copyCertificates(from.certificatesOf.dir, layout);
+      await from.makeDataDir(
         layout.dataDir,
-      ]),
-      makeCertificates(layout),
-    ]);
-    writeFileSync(join(layout.dataDir, "pg_hba.conf"), HBA);
+        (name, args) => runAsOwner(layout, join(bindir, name), args),
+      );
+    } else {
+      await allSettled([
+        runAsOwner(layout, join(bindir, "initdb"), [
+          ...words("-A trust --auth-host=scram-sha-256 -U postgres -E UTF8 --locale=C"),
+          ...words("--no-sync --no-instructions -D"),
+          layout.dataDir,
+        ]),
+        makeCertificates(layout),
+      ]);
+      writeFileSync(join(layout.dataDir, "pg_hba.conf"), HBA + (own?.hba ?? ""));
+    }
     for (let attempt = 1;; attempt++) {
       layout.port = await freePort();
       appendFileSync(
@@ -367,6 +435,8 @@ async function startServer(own?: { config: string }): Promise<HarnessServer> {
         throw new Error(`Cannot start the test server: ${errorText(e)}\n--- log tail ---\n${log}`);
       }
     }
+    // A copied data dir brings its roles and database along.
+    if (from) return new OwnHarnessServer(layout, stop);
     // Over the unix socket, which pg_hba.conf lets only postgres use.
     const socket = ["-h", dir, "-p", String(layout.port), "-U", "postgres"];
     await runPsql(bindir, socket, "", SETUP);
@@ -465,6 +535,17 @@ async function makeCertificates(layout: Layout): Promise<void> {
       chownSync(file(name), ...ids(layout.runAs));
     }
   }
+}
+
+// Another own server's certificates, for a server made from its data dir (a standby), so that
+// one CA verifies both.
+function copyCertificates(sourceDir: string, layout: Layout): void {
+  for (const name of ["ca.crt", "server.crt", "server.key"]) {
+    const target = join(layout.dir, name);
+    copyFileSync(join(sourceDir, name), target);
+    if (layout.runAs) chownSync(target, ...ids(layout.runAs));
+  }
+  chmodSync(join(layout.dir, "server.key"), 0o600);
 }
 
 const OPENSSL_CONFIG = `[req]
