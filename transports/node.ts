@@ -152,7 +152,17 @@ class NodeStream implements ByteStream {
     socket.on("error", (error) => {
       if (!this.#closing) this.#error ??= error;
     });
-    socket.once("close", () => handlers.close(this.#error));
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      handlers.close(this.#error);
+    };
+    // The server ended its side: the session is over (a PostgreSQL server never half-closes).
+    // Said at once, not at "close", which waits for this side to end too: a query written
+    // in between would fail with EPIPE instead of being refused as on a closed connection.
+    socket.once("end", end);
+    socket.once("close", end);
     socket.resume();
   }
 

@@ -66,6 +66,10 @@ export class Sharing<C> {
     for (const slot of slots) {
       if (slot.state !== "out" || slot.soft || slot.generation < generation) {
         slots.delete(slot); // going to be closed when returned
+      } else if (slot.suspect) {
+        // Another connection was lost, and this one may be too (a server gone down): nothing
+        // joins it before it is pinged at its next checkout.
+        continue;
       } else if (best === undefined || slot.share!.count < best.share!.count) best = slot;
     }
     if (best === undefined || best.share!.count >= target.settings.queryPipeline) return undefined;
