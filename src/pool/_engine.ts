@@ -652,10 +652,14 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
 
   #retryIn(wait: number): void {
     if (this.#retryTimer !== null) return;
-    this.#retryTimer = this.#settings.clock.setTimeout(() => {
-      this.#retryTimer = null;
-      this.#fill();
-    }, wait, this.#waiting.queue.length > 0);
+    this.#retryTimer = this.#settings.clock.setTimeout(
+      () => {
+        this.#retryTimer = null;
+        this.#fill();
+      },
+      wait,
+      this.#waiting.queue.length > 0,
+    );
   }
 
   /** Starts one connection attempt. */
@@ -887,17 +891,21 @@ export class Engine<C> implements PoolEngine<C>, PoolInternals<C, Slot<C>> {
           reject(error);
         },
       };
-      const timer = clock.setTimeout(() => {
-        this.#ready.splice(this.#ready.indexOf(entry), 1);
-        reject(
-          new PoolError(
-            "POOL_TIMEOUT",
-            `The pool is not ready: ${this.#live.size} of ${this.policy.min} connections open ` +
-              `after ${timeout} ms`,
-            { cause: this.#connector.lastError },
-          ),
-        );
-      }, timeout, true);
+      const timer = clock.setTimeout(
+        () => {
+          this.#ready.splice(this.#ready.indexOf(entry), 1);
+          reject(
+            new PoolError(
+              "POOL_TIMEOUT",
+              `The pool is not ready: ${this.#live.size} of ${this.policy.min} connections open ` +
+                `after ${timeout} ms`,
+              { cause: this.#connector.lastError },
+            ),
+          );
+        },
+        timeout,
+        true,
+      );
       this.#ready.push(entry);
     });
     this.#connector.gaveUp = false;
