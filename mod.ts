@@ -76,6 +76,12 @@ export const createPool: CreatePool = /* @__PURE__ */ makeCreatePool({
 export type { ConnectFunction } from "./src/connect.ts";
 export type { CreatePool, CreatePoolOptions, PoolClassName } from "./src/create_pool.ts";
 export { Connection } from "./src/connection.ts";
+export {
+  type CopyFromOptions,
+  type CopySource,
+  type CopyToOptions,
+  CopyToStream,
+} from "./src/copy.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
 export type { ConnectOptions, Pooler } from "./src/config.ts";
 export { redactUrl } from "./src/url.ts";
