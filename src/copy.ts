@@ -46,6 +46,12 @@ export interface CopyToOptions {
 
 /** The largest CopyData message `copyFrom` writes, and the largest chunk `copyTo` hands out. */
 const MAX_CHUNK = 65536;
+/**
+ * Bytes `copyFrom` writes between turns of the event loop. A source that answers in microtasks
+ * and a transport that writes at once (both TCP transports, on a fast network) would otherwise
+ * never let a read in: the server's error would be seen only at the source's end.
+ */
+const YIELD_EVERY = 1048576;
 export const FROM_HIGH_WATER = 262144;
 export const TO_HIGH_WATER = 1048576;
 /** SQLSTATE of a statement cancelled on request: how a cancelled `copyTo` ends. */
@@ -139,6 +145,8 @@ export class CopyIn extends PendingQuery {
   #wake: (() => void) | null = null;
   /** The pump's end (its source closed). */
   #pumped: Promise<void> = Promise.resolve();
+  /** Bytes written since the pump last let the event loop turn. */
+  #sinceYield = 0;
 
   constructor(
     stream: ByteStream,
@@ -266,17 +274,20 @@ export class CopyIn extends PendingQuery {
     await this.#closeSource();
   }
 
-  /** Waits while more than the high-water mark waits in the transport. */
+  /**
+   * Waits while more than the high-water mark waits in the transport, and lets the event loop
+   * turn every YIELD_EVERY bytes (a transport that cannot say how much waits: every time).
+   */
   async #backpressure(): Promise<void> {
     const stream = this.#stream;
     let wait: Promise<unknown>;
-    if (stream.drained !== undefined) {
-      if (!((stream.bufferedAmount ?? Infinity) > this.#highWater)) return;
+    this.#sinceYield += MAX_CHUNK;
+    if (stream.drained !== undefined && (stream.bufferedAmount ?? Infinity) > this.#highWater) {
       wait = stream.drained();
-    } else {
-      // A transport that cannot say: at least let the event loop read (an error, say).
+    } else if (stream.drained === undefined || this.#sinceYield >= YIELD_EVERY) {
       wait = new Promise((resolve) => setTimeout(resolve, 0));
-    }
+    } else return;
+    this.#sinceYield = 0;
     if (!this.#open) return;
     await new Promise<unknown>((resolve) => {
       this.#wake = () => resolve(undefined);
