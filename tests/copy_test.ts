@@ -22,6 +22,7 @@ import {
 import { gatewayWebSocket, transports } from "./_transports.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
+import { readmeBlocks } from "./_readme.ts";
 import {
   assertConnectionError,
   assertPostgresError,
@@ -468,13 +469,8 @@ test(
       poolSize: 1,
       maxOverflow: 0,
     });
-    const table = await newTable(
-      await pool.connect().then(async (c) => {
-        const conn = c.connection as Connection;
-        c.release();
-        return conn;
-      }),
-    );
+    await using setup = await connect(server.url("scram", PLAIN));
+    const table = await newTable(setup);
     assert.equal(await pool.copyFrom(`copy ${table} from stdin`, lines(100)), 100);
     assertIdle(pool as Pool<unknown>);
     async function* failing() {
@@ -697,7 +693,7 @@ test(
       buffered <= HIGH_WATER + largestRead + 200,
       `${buffered} buffered, read ${largestRead}`,
     );
-      for (let step = await iterator.next(); !step.done; step = await iterator.next()) {
+    for (let step = await iterator.next(); !step.done; step = await iterator.next()) {
       bytes += step.value.length;
       for (const byte of step.value) if (byte === 10) lines++;
     }
@@ -711,3 +707,20 @@ test(
     await assertUsable(conn);
   },
 );
+
+// README's "COPY" snippet, as written, on a connection to the test server: plain JavaScript but
+// for its import, whose names are handed to it here.
+test("README's COPY snippet runs as written", T, async () => {
+  const snippet = readmeBlocks("COPY").find((b) => b.lang === "ts")?.code;
+  assert.ok(snippet, "the section has no ts snippet");
+  const body = snippet.replace(/^import .*\n/m, "");
+  assert.ok(!/^import /m.test(body), "the snippet has one import");
+  const printed: unknown[][] = [];
+  const env = { DATABASE_URL: server.url("scram", PLAIN) };
+  const log = (...args: unknown[]) => void printed.push(args);
+  const AsyncFunction = (async () => {}).constructor as new (
+    ...args: string[]
+  ) => (...args: unknown[]) => Promise<void>;
+  await new AsyncFunction("connect", "process", "console", body)(connect, { env }, { log });
+  assert.deepEqual(printed, [[1000], ["1,item 1\n2,item 2\n"]]);
+});
