@@ -386,8 +386,9 @@ export abstract class Pool<C> implements Queryable {
    * ```ts ignore
    * import { createPool } from "@edgepool/edgepool";
    * await using pool = createPool("postgres://app:secret@localhost/app");
-   * const file = await Deno.open("items.csv", { write: true, create: true });
-   * await pool.copyTo("copy items to stdout (format csv)").readable.pipeTo(file.writable);
+   * // In a request handler: the table as a CSV download, streamed.
+   * const body = pool.copyTo("copy items to stdout (format csv)").readable;
+   * return new Response(body, { headers: { "content-type": "text/csv" } });
    * ```
    */
   copyTo(sql: string, options?: CopyToOptions & CheckoutOptions): CopyToStream {
