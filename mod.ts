@@ -77,6 +77,12 @@ export type { ConnectFunction } from "./src/connect.ts";
 export type { CreatePool, CreatePoolOptions, PoolClassName } from "./src/create_pool.ts";
 export { Connection } from "./src/connection.ts";
 export { Cursor, type RowStream, type StreamOptions } from "./src/cursor.ts";
+export {
+  type CopyFromOptions,
+  type CopySource,
+  type CopyToOptions,
+  CopyToStream,
+} from "./src/copy.ts";
 export type { ConnectionEvents, Notification, TransactionStatus } from "./src/connection.ts";
 export type { ConnectOptions, Pooler } from "./src/config.ts";
 export type { TargetSessionAttrs } from "./src/url.ts";

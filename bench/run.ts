@@ -20,6 +20,7 @@ const benches = [
   "pool_query_bench",
   "pool_overhead_bench",
   "memory_bench",
+  "copy_bench",
   "transport_bench",
   "round_trips_bench",
   "orm_bench",

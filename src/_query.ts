@@ -98,7 +98,7 @@ export class PendingQuery {
   /** Its `queryTimeout` in ms (0: none), and the clock time (`Date.now()`) it ends at. */
   timeout = 0;
   deadline = 0;
-  /** The server entered COPY mode for this query, which edgepool does not support yet. */
+  /** The server entered COPY mode for this query, which `query()` does not take part in. */
   #copy: "in" | "out" | null = null;
 
   #fields: FieldDescription[] = NO_FIELDS;
@@ -312,6 +312,20 @@ export class PendingQuery {
     this.#copy ??= direction;
   }
 
+  /**
+   * The server waits for COPY data: `true` if this query sends it itself (`copyFrom`), `false`
+   * for the connection to end the COPY with CopyFail.
+   */
+  copyIn(): boolean {
+    return false;
+  }
+
+  /** A transport read of `bytes` bytes (with what the reader held) is about to be parsed. */
+  readStarts(_bytes: number): void {}
+
+  /** That read's messages have all been handled. */
+  readEnds(): void {}
+
   /** ReadyForQuery arrived: deliver the result or the error. */
   finish(): void {
     this.cleanup?.();
@@ -374,14 +388,13 @@ function copyUnsupported(direction: "in" | "out", cause: unknown): ConnectionErr
     ? [
       "FROM STDIN",
       "nothing was copied",
-      "Insert the rows with INSERT (many in one statement: INSERT ... SELECT * FROM " +
-      "unnest($1::int[], $2::text[])), or COPY ... FROM a server-side file",
+      "Use copyFrom(sql, source)",
     ]
-    : ["TO STDOUT", "its data was discarded", "Run the query inside the COPY (...) as a SELECT"];
+    : ["TO STDOUT", "its data was discarded", "Use copyTo(sql)"];
   return new ConnectionError(
     "UNSUPPORTED",
-    `COPY ... ${what} is not supported by edgepool yet: ${done}, and the connection stays ` +
-      `usable. ${instead} instead, or use psql's \\copy`,
+    `COPY ... ${what} is not supported by query(): ${done}, and the connection stays ` +
+      `usable. ${instead} instead`,
     cause === null ? undefined : { cause },
   );
 }

@@ -101,7 +101,8 @@ async function openAny(
       // The caller's abort ends the search; any other failure passes on to the next host.
       if (options?.signal?.aborted) throw error;
       errors.push(error);
-      refusals.push(`${where}: ${errorMessage(error)}`);
+      const message = errorMessage(error);
+      refusals.push(message.includes(where) ? message : `${where}: ${message}`);
       continue;
     }
     if (why === null) {

@@ -28,6 +28,18 @@ import {
   type Serializers,
   type Waiter,
 } from "./_param_types.ts";
+import {
+  checkCopy,
+  checkSource,
+  type CopyFromOptions,
+  CopyIn,
+  CopyOut,
+  type CopySource,
+  type CopyToOptions,
+  CopyToStream,
+  FROM_HIGH_WATER,
+  TO_HIGH_WATER,
+} from "./copy.ts";
 import { StatementCache } from "./_statement_cache.ts";
 import { runTemplate } from "./sql.ts";
 import {
@@ -533,6 +545,51 @@ export class Connection implements AsyncDisposable {
   }
 
   /**
+   * Runs `COPY ... FROM STDIN` (`sql`) with the data of `source`: an async or sync iterable, or
+   * a `ReadableStream`, of `Uint8Array` or string chunks (strings as UTF-8; chunks need not be
+   * whole rows). Resolves to the number of rows copied. The source is pulled only as fast as
+   * the transport sends (see `highWaterMark`), and its small chunks leave together in CopyData
+   * messages of up to 64 KiB. Queries issued meanwhile wait for the COPY to end.
+   *
+   * - The source throws: the COPY ends with CopyFail (nothing is copied) and this rejects with
+   *   the source's error.
+   * - The server fails the COPY (a malformed row): the source is not pulled again and is
+   *   closed (`return()`, or `cancel()` of a stream), and this rejects with the `PostgresError`.
+   * - `signal` aborts: CopyFail, the source closed, and this rejects with the signal's reason.
+   * - A statement that is not `COPY ... FROM STDIN` rejects with `UNSUPPORTED` (a COPY TO is
+   *   drained and dropped); a source the COPY never started on is left as it is.
+   *
+   * The connection stays usable in every case. `queryTimeout` does not apply.
+   *
+   * @example
+   * ```ts ignore
+   * import { connect } from "@edgepool/edgepool";
+   * await using conn = await connect("postgres://app:secret@localhost/app");
+   * async function* rows() {
+   *   for (let i = 0; i < 1000; i++) yield `${i}\titem ${i}\n`;
+   * }
+   * const count = await conn.copyFrom("copy items (id, name) from stdin", rows());
+   * console.log(count); // 1000
+   * ```
+   */
+  copyFrom(sql: string, source: CopySource, options?: CopyFromOptions): Promise<number> {
+    let highWater: number;
+    try {
+      highWater = checkCopy("copyFrom", sql, options, FROM_HIGH_WATER);
+      checkSource(source);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#state !== READY) return Promise.reject(closedFor("run a COPY"));
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const query = new CopyIn(this.#stream, source, highWater, this.#columns, resolve, reject);
+      this.#sendCopy(query, sql, signal, (reason) => query.abort(reason));
+    });
+  }
+
+  /**
    * Issues a query whose parameters wait for their types (`serializers`, see _param_types.ts):
    * its statement is described (or the describe under way joined), and the query keeps its
    * place in the queue (a placeholder) and in the writer (a hole), filled once the types are
@@ -644,6 +701,59 @@ export class Connection implements AsyncDisposable {
     const i = holes.indexOf(held);
     holes.splice(i, 1);
     for (let j = i; j < holes.length; j++) holes[j].at += bytes.length;
+  }
+
+  /**
+   * Runs `COPY ... TO STDOUT` (`sql`) and returns its data: an async iterable of `Uint8Array`
+   * chunks, or, as `.readable`, a `ReadableStream` (one of the two, once). The COPY starts
+   * when the consumption does. The rows that arrive in one transport read come as one chunk,
+   * the consumer's own; past `highWaterMark` bytes not yet consumed the transport stops
+   * reading (where it can: `ByteStream.pause`), so memory stays bounded by it.
+   *
+   * Leaving early (`break`, a consumer that throws, a cancelled stream) or `signal` cancels
+   * the COPY (a CancelRequest; the rest of the data is dropped) and leaves the connection
+   * usable; with `signal` the iteration rejects with its reason. A statement that is not
+   * `COPY ... TO STDOUT` rejects with `UNSUPPORTED`. `queryTimeout` does not apply.
+   *
+   * @example
+   * ```ts ignore
+   * import { connect } from "@edgepool/edgepool";
+   * await using conn = await connect("postgres://app:secret@localhost/app");
+   * const out = conn.copyTo("copy items to stdout (format csv)");
+   * await out.readable.pipeTo(someWritableStream);
+   * ```
+   */
+  copyTo(sql: string, options?: CopyToOptions): CopyToStream {
+    const highWater = checkCopy("copyTo", sql, options, TO_HIGH_WATER);
+    return new CopyToStream(() => {
+      if (this.#state !== READY) throw closedFor("run a COPY");
+      const signal = options?.signal;
+      signal?.throwIfAborted();
+      const query: CopyOut = new CopyOut(this.#stream, highWater, this.#columns, () => {
+        if (this.#queue[0] === query) this.#cancelQuietly(query);
+        else query.cancelWanted = true;
+      });
+      this.#sendCopy(query, sql, signal, (reason) => query.abort(reason));
+      return query;
+    });
+  }
+
+  /** Writes a COPY's simple Query and queues `query`, its handler. */
+  #sendCopy(
+    query: PendingQuery,
+    sql: string,
+    signal: AbortSignal | undefined,
+    abort: (reason: unknown) => void,
+  ): void {
+    frontend.query(this.#writer, sql);
+    this.#queue.push(query);
+    if (MAY_COPY_IN.test(sql)) this.#copyGuards.push({ query, end: this.#writer.length });
+    this.#scheduleFlush();
+    if (signal) {
+      const onAbort = () => abort(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      query.cleanup = () => signal.removeEventListener("abort", onAbort);
+    }
   }
 
   /** pg_type's rows of `oids` (see _column_types.ts), read as text, behind the queries sent. */
@@ -818,8 +928,12 @@ export class Connection implements AsyncDisposable {
       this.#startup = { resolve, reject };
       this.#stream.start({
         data: (chunk) => {
+          // The query whose answer arrives: COPY TO gathers each read's rows in one chunk.
+          const head = this.#queue[0];
           try {
+            head?.readStarts(chunk.length + this.#reader.buffered);
             this.#reader.push(chunk);
+            head?.readEnds();
           } catch (error) {
             this.#failHard(error);
           }
@@ -998,11 +1112,13 @@ export class Connection implements AsyncDisposable {
           throw protocolError("CopyInResponse to a query that has no STDIN in it");
         }
         query.copying("in");
+        // copyFrom's query sends its data itself.
+        if (query.copyIn()) return;
         // Straight to the stream: the writer may hold later queries, which wait for the
         // ReadyForQuery. In copy-in mode the server ignored the Sync of an extended query: the
         // second one ends the error that CopyFail causes.
         const w = new Writer(64);
-        frontend.copyFail(w, "COPY FROM STDIN is not supported by edgepool");
+        frontend.copyFail(w, "COPY FROM STDIN is not supported by query(); use copyFrom()");
         if (query.extended) frontend.sync(w);
         this.#stream.write(w.take());
         return;
@@ -1115,6 +1231,10 @@ export class Connection implements AsyncDisposable {
     );
     this.#resolveClosed();
   }
+}
+
+function closedFor(action: string): ConnectionError {
+  return new ConnectionError("CONNECTION_CLOSED", `Cannot ${action}: the connection is closed`);
 }
 
 function checkTimeout(value: unknown): number {

@@ -61,6 +61,27 @@ export interface ByteStream {
   write(data: Uint8Array): void;
   /** Closes the stream. Idempotent. `close` handlers still fire once. */
   close(): void;
+  /**
+   * Optional, for backpressure (`copyFrom`): bytes handed to `write()` that have not been
+   * taken by the operating system (or the network library) yet. Without it, and without
+   * `drained`, a writer cannot tell a slow peer from a fast one and memory grows with the
+   * source.
+   */
+  readonly bufferedAmount?: number;
+  /**
+   * Optional, for backpressure (`copyFrom`): resolves once the bytes written so far have been
+   * taken by the operating system (`bufferedAmount` back to about 0), at once when nothing
+   * waits, and when the stream closes. Never rejects.
+   */
+  drained?(): Promise<void>;
+  /**
+   * Optional, for backpressure (`copyTo`): stops reading after the chunk being delivered, so
+   * that the peer is held back by TCP's flow control while the reader is behind. A transport
+   * that cannot stop reading (the web WebSocket API has no such thing) leaves it out.
+   */
+  pause?(): void;
+  /** Optional, with `pause()`: reads again. Harmless when not paused. */
+  resume?(): void;
 }
 
 /** A way to reach a PostgreSQL server. */

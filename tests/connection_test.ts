@@ -992,7 +992,7 @@ for (const { transport, tcp, gateway } of connectionTransports) {
         "postgres://user:hunter2@localhost/db?nonsense=1",
         "postgres://user:hunter2@localhost/db?password=hunter2&nonsense=1",
         "postgres://user:hunter2%zz@localhost/db",
-        "postgres://user:hunter2@host1,host2/db",
+        "postgres://user:hunter2@host1,[::1/db",
         "mysql://user:hunter2@localhost/db",
         "postgres:user:hunter2@localhost/db",
       ];

@@ -44,7 +44,7 @@ test("connect names every host and why, when none takes the connection", T, asyn
   const error = await connect(url).then(() => undefined, (e) => e);
   assert.ok(error instanceof ConnectionError, String(error));
   assert.equal(error.code, "CONNECT_FAILED");
-  assert.match(error.message, new RegExp(`any of 2 hosts: ${HOST}:${a}: .*; ${HOST}:${b}: `));
+  assert.match(error.message, new RegExp(`any of 2 hosts: .*${HOST}:${a}: .*; .*${HOST}:${b}: `));
   assert.ok(error.cause instanceof AggregateError);
   assert.equal((error.cause as AggregateError).errors.length, 2);
   assert.ok(!error.message.includes("scram_pw"), "no password in the message");

@@ -112,6 +112,8 @@ class DenoStream implements ByteStream {
   /** Reading stops after the current chunk while set; `resume()` calls it to go on. */
   #paused = false;
   #resumeRead: (() => void) | null = null;
+  /** `drained()` callers, told once no write is in flight (or the stream closed). */
+  #drainWaiters: (() => void)[] = [];
   // Bound once: a write costs one promise, the conn's own, and no closure.
   readonly #onWritten = (n: number) => this.#written(n);
   readonly #onWriteFailed = (error: unknown) => this.#writeFailed(error);
@@ -129,6 +131,19 @@ class DenoStream implements ByteStream {
   start(handlers: StreamHandlers): void {
     this.#handlers = handlers;
     this.#readLoop();
+  }
+
+  /** Resolves once every byte written so far was taken by the operating system. */
+  drained(): Promise<void> {
+    if (this.#writing === null || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #wakeDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   /** Stops reading after the chunk being delivered (a relay whose reader is behind). */
@@ -195,6 +210,7 @@ class DenoStream implements ByteStream {
       return this.#send(next);
     }
     this.#writing = null;
+    this.#wakeDrainWaiters();
     if (this.#closing) closeQuietly(this.#conn);
   }
 
@@ -204,6 +220,7 @@ class DenoStream implements ByteStream {
     this.#queued = 0;
     this.#finish(asError(error));
     closeQuietly(this.#conn);
+    this.#wakeDrainWaiters();
   }
 
   close(): void {
@@ -221,6 +238,7 @@ class DenoStream implements ByteStream {
     closeQuietly(this.#conn);
     // A paused read loop has nothing more to read.
     this.resume();
+    this.#wakeDrainWaiters();
     this.#handlers?.close(error);
   }
 }

@@ -171,7 +171,21 @@ class NodeStream implements ByteStream {
     return this.#socket.writableLength;
   }
 
-  /** Stops reading (a relay whose reader is behind). */
+  /** Resolves once Node's write buffer has drained (or the socket closed). */
+  drained(): Promise<void> {
+    const socket = this.#socket;
+    // Below its highWaterMark Node asked for no drain and will not emit one.
+    if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        socket.off("drain", done).off("close", done);
+        resolve();
+      };
+      socket.on("drain", done).on("close", done);
+    });
+  }
+
+  /** Stops reading (a relay whose reader is behind, a `copyTo` whose consumer is). */
   pause(): void {
     this.#socket.pause();
   }

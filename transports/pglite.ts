@@ -17,7 +17,9 @@
  * - Cancelling cannot interrupt anything: PGlite runs each statement synchronously on the
  *   JavaScript thread, so by the time a CancelRequest is read nothing is running. The request
  *   is accepted and ignored.
- * - COPY FROM STDIN fails with SQLSTATE 57014 and leaves the session usable.
+ * - COPY FROM STDIN fails with SQLSTATE 57014 and leaves the session usable. COPY TO STDOUT
+ *   works; PGlite answers a statement whole, in memory, so the stream has no `pause()`: there
+ *   is nothing to hold back. `drained()` resolves once PGlite has taken what was written.
  * - If PGlite itself fails (a WebAssembly trap, out of memory), every session of that
  *   database closes with the error and new sessions are refused: PGlite cannot go on.
  *
@@ -186,6 +188,7 @@ class PgliteStream implements ByteStream {
   #pumping = false;
   #closed = false;
   #error: Error | undefined;
+  #drainWaiters: (() => void)[] = [];
 
   constructor(backend: Backend, signal: AbortSignal | undefined, onEnd: () => void) {
     this.#backend = backend;
@@ -203,6 +206,25 @@ class PgliteStream implements ByteStream {
     if (this.#closed) return;
     this.#input.push(data);
     this.#schedule();
+  }
+
+  /** Bytes written that PGlite has not taken yet. */
+  get bufferedAmount(): number {
+    let n = 0;
+    for (const chunk of this.#input) n += chunk.length;
+    return n;
+  }
+
+  /** Resolves once PGlite has taken every byte written so far (or the stream closed). */
+  drained(): Promise<void> {
+    if (this.#closed || (!this.#pumping && this.#input.length === 0)) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  #wakeDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   close(): void {
@@ -241,6 +263,7 @@ class PgliteStream implements ByteStream {
       this.#end(error instanceof Error ? error : new Error(String(error)));
     } finally {
       this.#pumping = false;
+      this.#wakeDrainWaiters();
     }
   }
 
@@ -342,6 +365,7 @@ class PgliteStream implements ByteStream {
     this.#closed = true;
     this.#error = error;
     this.#input = [];
+    this.#wakeDrainWaiters();
     this.#backend.leave(this);
     this.#onEnd();
     const handlers = this.#handlers;

@@ -16,6 +16,12 @@
  * `keepAlive` does not apply: the WebSocket API cannot send pings (proxies send their own).
  * A CancelRequest goes over a new WebSocket, as any connect does.
  *
+ * Backpressure: writes wait on the socket's `bufferedAmount` (looked at every few ms, as no
+ * WebSocket API says when it drained), so `copyFrom` stays bounded. Reading can be paused with
+ * the `ws` package (Node) only: the web platform's WebSocket (Deno, Bun, Workers, browsers) has
+ * no way to stop reading, so a `copyTo` whose consumer is slower than the server buffers what
+ * the proxy sends, as far as the proxy sends it.
+ *
  * @example
  * ```ts ignore
  * import { connect } from "@edgepool/edgepool";
@@ -52,6 +58,12 @@ export interface WebSocketLike {
   ): void;
   /** Subscribes to `open` and `error` events. */
   addEventListener(type: "open" | "error", listener: (event: unknown) => void): void;
+  /** Bytes sent and not yet handed to the network (both APIs have it). */
+  readonly bufferedAmount?: number;
+  /** Stops reading (the `ws` package has it; the web API does not). */
+  pause?(): void;
+  /** Reads again after `pause()` (`ws`). */
+  resume?(): void;
 }
 
 /** A WebSocket constructor: the global `WebSocket`, or `ws`'s on Node 20. */
@@ -88,6 +100,8 @@ export interface WebSocketTransportOptions {
 }
 
 const CLOSE_GRACE_MS = 5_000;
+/** How often `drained()` looks at `bufferedAmount`: no WebSocket API says when it drained. */
+const DRAIN_CHECK_MS = 2;
 const NORMAL_CLOSURE = 1000;
 const NO_STATUS = 1005;
 
@@ -223,11 +237,21 @@ class WebSocketStream implements ByteStream {
   /** Settles the `opened()` promise. */
   #settle: ((error?: Error) => void) | null = null;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops reading: only where the WebSocket can (the `ws` package), else left out. */
+  readonly pause?: () => void;
+  /** Reads again after `pause()`. */
+  readonly resume?: () => void;
 
   constructor(socket: WebSocketLike, encrypted: boolean, where: string) {
     this.#socket = socket;
     this.encrypted = encrypted;
     this.#where = where;
+    if (typeof socket.pause === "function" && typeof socket.resume === "function") {
+      this.pause = () => socket.pause!();
+      this.resume = () => {
+        if (this.#phase !== "closed") socket.resume!();
+      };
+    }
     socket.addEventListener("open", () => {
       if (this.#phase !== "connecting") return;
       this.#phase = "open";
@@ -282,6 +306,22 @@ class WebSocketStream implements ByteStream {
     this.#early = [];
     for (const chunk of early) handlers.data(chunk);
     if (this.#phase === "closed") handlers.close(this.#error);
+  }
+
+  /** Bytes sent and not yet handed to the network. */
+  get bufferedAmount(): number {
+    return this.#socket.bufferedAmount ?? 0;
+  }
+
+  /** Resolves once `bufferedAmount` is back to 0, or the stream is closed. */
+  drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.#phase !== "open" || !(this.bufferedAmount > 0)) resolve();
+        else setTimeout(check, DRAIN_CHECK_MS);
+      };
+      check();
+    });
   }
 
   write(data: Uint8Array): void {

@@ -95,9 +95,28 @@ function stream(socket: CfSocket, encrypted: boolean, where: string): ByteStream
   let closed = false;
   let received = false;
   let handlers: StreamHandlers | undefined;
+  /** Bytes of writes not yet done, and who waits for them to be (`drained()`). */
+  let unwritten = 0;
+  let drainWaiters: (() => void)[] = [];
+  const wakeDrainWaiters = () => {
+    const waiters = drainWaiters;
+    drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  };
+  /** Set while paused: reading waits for it to be called. */
+  let paused = false;
+  let resumeRead: (() => void) | null = null;
+  const resume = () => {
+    paused = false;
+    const go = resumeRead;
+    resumeRead = null;
+    go?.();
+  };
   const finish = (error?: unknown) => {
     if (closed) return;
     closed = true;
+    resume();
+    wakeDrainWaiters();
     handlers?.close(
       error === undefined
         ? undefined
@@ -119,6 +138,7 @@ function stream(socket: CfSocket, encrypted: boolean, where: string): ByteStream
         for (let chunk; !(chunk = await reader.read()).done;) {
           received = true;
           given.data(chunk.value);
+          if (paused) await new Promise<void>((resolve) => resumeRead = resolve);
         }
         finish();
       } catch (error) {
@@ -127,14 +147,30 @@ function stream(socket: CfSocket, encrypted: boolean, where: string): ByteStream
     },
     write(data) {
       if (closing || closed) return;
-      writer.write(data).catch((error) => {
+      unwritten += data.length;
+      writer.write(data).then(() => {
+        unwritten -= data.length;
+        if (unwritten === 0) wakeDrainWaiters();
+      }, (error) => {
         finish(error);
         closeSocket();
       });
     },
+    get bufferedAmount() {
+      return unwritten;
+    },
+    drained() {
+      if (unwritten === 0 || closed) return Promise.resolve();
+      return new Promise<void>((resolve) => drainWaiters.push(resolve));
+    },
+    pause() {
+      paused = true;
+    },
+    resume,
     close() {
       if (closing || closed) return;
       closing = true;
+      resume();
       // Closing the writer waits for queued writes; then the socket goes.
       writer.close().catch(() => {}).finally(closeSocket);
     },

@@ -294,6 +294,16 @@ export class HttpPool implements Queryable {
     return Promise.resolve(new HttpCheckout(query));
   }
 
+  /** Rejects with `UNSUPPORTED`: over HTTP there is no session to COPY on. */
+  copyFrom(_sql: string, _source: unknown, _options?: unknown): Promise<number> {
+    return Promise.reject(copyOverHttp());
+  }
+
+  /** Throws `UNSUPPORTED`: over HTTP there is no session to COPY on. */
+  copyTo(_sql: string, _options?: unknown): never {
+    throw copyOverHttp();
+  }
+
   /** Rejects with `UNSUPPORTED`: HTTP has no session to hold a transaction. Use `batch()`. */
   transaction(_fn: unknown, _options?: unknown): Promise<never> {
     return Promise.reject(
@@ -516,6 +526,16 @@ export class HttpCheckout implements AsyncDisposable {
     return runTemplate(strings, values, (template) => this.query<Row>(template));
   }
 
+  /** Rejects with `UNSUPPORTED`: over HTTP there is no session to COPY on. */
+  copyFrom(_sql: string, _source: unknown, _options?: unknown): Promise<number> {
+    return Promise.reject(copyOverHttp());
+  }
+
+  /** Throws `UNSUPPORTED`: over HTTP there is no session to COPY on. */
+  copyTo(_sql: string, _options?: unknown): never {
+    throw copyOverHttp();
+  }
+
   /**
    * Ends the checkout; queries on it then reject with `RELEASED`, and a second release throws
    * `RELEASED`. There is no connection to return or to close, so `error` (pg's "this
@@ -537,6 +557,14 @@ export class HttpCheckout implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function copyOverHttp(): ConnectionError {
+  return new ConnectionError(
+    "UNSUPPORTED",
+    "COPY is not available over HTTP: each statement is a request of its own, with no session " +
+      "to stream COPY data on; use a socket transport (TCP or WebSocket)",
+  );
 }
 
 function released(action: string): PoolError {

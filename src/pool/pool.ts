@@ -34,6 +34,14 @@ import { newCounters, type PoolCounters, type PoolGauges, type PoolStats } from 
 import { beginStatement, runTransaction, type TransactionOptions } from "./transaction.ts";
 import { fromConfig, type QueryConfig, type QueryOptions } from "../result.ts";
 import { runTemplate } from "../sql.ts";
+import {
+  checkCopy,
+  checkSource,
+  type CopyFromOptions,
+  type CopySource,
+  type CopyToOptions,
+  CopyToStream,
+} from "../copy.ts";
 import { type BatchOptions, type BatchQuery, batchStatements, runBatch } from "./batch.ts";
 
 export { type CheckoutOptions } from "./options.ts";
@@ -386,6 +394,51 @@ export abstract class Pool<C> implements Queryable {
     });
   }
 
+  /**
+   * Checks out a connection, runs `COPY ... FROM STDIN` on it with the data of `source` (see
+   * `Connection.copyFrom`), and returns the connection, on every path. Resolves to the number
+   * of rows copied.
+   *
+   * @example
+   * ```ts ignore
+   * import { createPool } from "@edgepool/edgepool";
+   * await using pool = createPool("postgres://app:secret@localhost/app");
+   * const rows = await pool.copyFrom(
+   *   "copy items (id, name) from stdin (format csv)",
+   *   ["1,one\n", "2,two\n"],
+   * );
+   * ```
+   */
+  async copyFrom(
+    sql: string,
+    source: CopySource,
+    options?: CopyFromOptions & CheckoutOptions,
+  ): Promise<number> {
+    checkCopy("copyFrom", sql, options, 1);
+    checkSource(source);
+    const on = await this.checkOut(options);
+    return released(on, on.copyFrom(sql, source, options));
+  }
+
+  /**
+   * Runs `COPY ... TO STDOUT` on a connection of its own (see `Connection.copyTo`): checked
+   * out when the consumption starts, returned when it ends, on every path (the end, a
+   * `break`, a consumer that throws, an abort).
+   *
+   * @example
+   * ```ts ignore
+   * import { createPool } from "@edgepool/edgepool";
+   * await using pool = createPool("postgres://app:secret@localhost/app");
+   * // In a request handler: the table as a CSV download, streamed.
+   * const body = pool.copyTo("copy items to stdout (format csv)").readable;
+   * return new Response(body, { headers: { "content-type": "text/csv" } });
+   * ```
+   */
+  copyTo(sql: string, options?: CopyToOptions & CheckoutOptions): CopyToStream {
+    checkCopy("copyTo", sql, options, 1);
+    return new CopyToStream(() => copyOnCheckout(this.checkOut(options), sql, options));
+  }
+
   /** Subscribes to a pool event; returns the function that unsubscribes. */
   on<K extends keyof PoolEvents<C>>(
     event: K,
@@ -608,6 +661,20 @@ async function releasedClosed<C, Row>(
 }
 
 /** `outcome`, once `connection` is released after it. */
+/** `copyTo` on the checkout `on`, which goes back to the pool when the iteration ends. */
+async function* copyOnCheckout<C>(
+  on: Promise<PooledConnection<C>>,
+  sql: string,
+  options: CopyToOptions | undefined,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const connection = await on;
+  try {
+    yield* connection.copyTo(sql, options);
+  } finally {
+    await connection.release();
+  }
+}
+
 async function released<C, T>(connection: PooledConnection<C>, outcome: Promise<T>): Promise<T> {
   try {
     return await outcome;

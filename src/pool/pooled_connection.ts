@@ -5,7 +5,8 @@
  * @module
  */
 
-import { errorMessage, PoolError } from "../errors.ts";
+import { ConnectionError, errorMessage, PoolError } from "../errors.ts";
+import type { CopyFromOptions, CopySource, CopyToOptions, CopyToStream } from "../copy.ts";
 import {
   cursorUnsupported,
   fromConfig,
@@ -274,6 +275,53 @@ export class PooledConnection<C> implements AsyncDisposable {
   }
 
   /**
+   * Runs `COPY ... FROM STDIN` on this connection with the data of `source`, as
+   * `Connection.copyFrom` does; resolves to the number of rows copied. Rejects with
+   * `UNSUPPORTED` on a pool of another driver's connections (`pgAdapter`).
+   *
+   * @example
+   * ```ts ignore
+   * await using conn = await pool.connect();
+   * const rows = await conn.copyFrom("copy items (id, name) from stdin", ["1\tone\n", "2\ttwo\n"]);
+   * ```
+   */
+  copyFrom(sql: string, source: CopySource, options?: CopyFromOptions): Promise<number> {
+    if (this.#released) return Promise.reject(released("run a COPY on"));
+    const connection = this.#slot.connection as {
+      copyFrom?(sql: string, source: CopySource, options?: CopyFromOptions): Promise<number>;
+    };
+    if (typeof connection.copyFrom !== "function") return Promise.reject(copyUnsupported());
+    return connection.copyFrom(sql, source, options).catch((error) => {
+      if (this.#slot.state === "out" && this.#pool.adapter.isDisconnect(error)) {
+        this.#pool.lost(this.#slot, error);
+      }
+      throw error;
+    });
+  }
+
+  /**
+   * Runs `COPY ... TO STDOUT` on this connection, as `Connection.copyTo` does: its data as an
+   * async iterable of chunks, or `.readable`. Throws `UNSUPPORTED` on a pool of another
+   * driver's connections (`pgAdapter`).
+   *
+   * @example
+   * ```ts ignore
+   * await using conn = await pool.connect();
+   * for await (const chunk of conn.copyTo("copy items to stdout (format csv)")) {
+   *   console.log(chunk.length);
+   * }
+   * ```
+   */
+  copyTo(sql: string, options?: CopyToOptions): CopyToStream {
+    if (this.#released) throw released("run a COPY on");
+    const connection = this.#slot.connection as {
+      copyTo?(sql: string, options?: CopyToOptions): CopyToStream;
+    };
+    if (typeof connection.copyTo !== "function") throw copyUnsupported();
+    return connection.copyTo(sql, options);
+  }
+
+  /**
    * Returns the connection to the pool. The promise resolves once the pool has it back (reset
    * done where needed) and never rejects. A second release throws `RELEASED`. As in pg, a
    * truthy `error` (an error, or `true`) says the connection is broken: it is closed instead
@@ -376,6 +424,13 @@ export function portalHost<C>(handle: PooledConnection<C>): PortalHost {
     throw streamUnsupported("on another driver's connection");
   }
   return connection;
+}
+
+function copyUnsupported(): ConnectionError {
+  return new ConnectionError(
+    "UNSUPPORTED",
+    "COPY needs edgepool's own connections: this pool's are another driver's (pgAdapter)",
+  );
 }
 
 function released(action: string): PoolError {
