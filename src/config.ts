@@ -20,7 +20,11 @@ import {
 
 /** Options for `connect(url, options)`. They override what the URL says. */
 export interface ConnectOptions {
-  /** Host name or IP address (an IPv6 address may be in brackets). Default `"localhost"`. */
+  /**
+   * Host name or IP address (an IPv6 address may be in brackets); or, starting with `/`, the
+   * directory of the server's Unix-domain socket, `.s.PGSQL.<port>` in it, as libpq reads it
+   * (Deno, Node and Bun; no TLS there, whatever `sslmode` says). Default `"localhost"`.
+   */
   host?: string;
   /** TCP port. Default `5432`. */
   port?: number;
@@ -297,7 +301,8 @@ const NUMBERS: Record<string, [number, number, 1?]> = {
  * parameters `sslmode`, `sslrootcert`, `application_name`, `fallback_application_name`,
  * `connect_timeout` (seconds), `options`, `host`, `port`, `user`, `password`, `dbname`,
  * `client_encoding` (UTF8 only), `keepalives`, `channel_binding`, `pgbouncer` and
- * `sslnegotiation`. Options override the URL.
+ * `sslnegotiation`. Options override the URL. A host that starts with `/` is the directory of
+ * a Unix-domain socket, as in libpq.
  *
  * @param url The connection URL, or `undefined` to take everything from `options`.
  * @param options Settings that override the URL.

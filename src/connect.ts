@@ -13,7 +13,7 @@ import {
 } from "./config.ts";
 import { Connection } from "./connection.ts";
 import { ConnectionError } from "./errors.ts";
-import type { TlsSettings, Transport } from "./transport.ts";
+import { serverAddress, type TlsSettings, type Transport } from "./transport.ts";
 
 /** Opens a connection: `connect(url?, options?)`. */
 export type ConnectFunction = (
@@ -72,9 +72,9 @@ async function openConnection(
       controller.abort(
         new ConnectionError(
           "CONNECT_TIMEOUT",
-          `Could not connect to ${host}:${port}: timed out after ${connectTimeout} ms while ${
-            phase || "opening the connection"
-          }`,
+          `Could not connect to ${
+            serverAddress(host, port)
+          }: timed out after ${connectTimeout} ms while ${phase || "opening the connection"}`,
         ),
       );
     }, connectTimeout)

@@ -114,6 +114,15 @@ export function redactUrl(url: string): string {
 /**
  * Reads a URL by libpq's rules. `where` (` in <the URL, redacted>`) goes into every message
  * that is about the URL.
+ *
+ * A host that starts with `/` (`?host=/var/run/postgresql`, or `%2Fvar%2Frun%2Fpostgresql` in
+ * place of the host) is the directory of the server's Unix-domain socket, as in libpq.
+ *
+ * @example
+ * ```ts
+ * import { parseUrl } from "./url.ts";
+ * console.assert(parseUrl("postgres://u@%2Ftmp/db").host === "/tmp");
+ * ```
  */
 export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSettings {
   const scheme = URL_START.exec(text);
@@ -239,13 +248,18 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
 }
 
 /**
- * Strips IPv6 brackets; rejects Unix sockets and host lists. `""` stays `""` (the default).
- * `where` is `""` for `options.host`.
+ * Strips IPv6 brackets; rejects host lists and abstract sockets. `""` stays `""` (the default).
+ * A host that starts with `/` is the directory of a Unix-domain socket, as in libpq, and stays
+ * as it is. `where` is `""` for `options.host`.
  */
 export function checkHost(host: string, where: string): string {
   const context = where || " (options.host)";
-  if (host[0] === "/") {
-    throw new TypeError(`Unix-domain sockets are not supported${context}: give a TCP host name`);
+  if (host[0] === "@") {
+    // libpq on Linux: a socket in the abstract namespace. No runtime's API reaches those.
+    throw new TypeError(
+      `Abstract Unix-domain sockets ('@' hosts) are not supported${context}: give the ` +
+        "directory of a socket file (/var/run/postgresql) or a TCP host name",
+    );
   }
   if (host.includes(",")) {
     throw new TypeError(`Multiple hosts are not supported${context}: give a single host`);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ConnectOptions, parseConfig } from "../src/config.ts";
+import { serverAddress, unixSocketPath } from "../src/transport.ts";
 import { redactUrl } from "../src/url.ts";
 
 const PW = "Sup3rS3cretPW";
@@ -246,10 +247,53 @@ test("parseConfig throws TypeError naming the scheme, when it is not postgres: o
   assert.throws(() => parseConfig(42 as unknown as string), TypeError);
 });
 
-test("parseConfig throws TypeError, when the host is a Unix socket or a list", () => {
-  throwsType("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", /Unix-domain sockets/);
-  throwsType("postgres://u@h/d?host=/tmp", /Unix-domain sockets/);
-  throwsType(undefined, /Unix-domain sockets/, { user: "u", host: "/tmp" });
+test("parseConfig takes a host that starts with '/' as a Unix socket's directory, in each form", () => {
+  const forms: [string | undefined, ConnectOptions?][] = [
+    ["postgres://u@%2Fvar%2Frun%2Fpostgresql/d"],
+    ["postgres://u@%2fvar%2frun%2fpostgresql:5433/d"],
+    ["postgres:///d?host=/var/run/postgresql&user=u"],
+    ["postgres://u@/d?host=%2Fvar%2Frun%2Fpostgresql&port=5433"],
+    ["postgres://u@h:5433/d?host=/var/run/postgresql"],
+    ["postgres://u@h/d", { host: "/var/run/postgresql" }],
+    [undefined, { user: "u", database: "d", host: "/var/run/postgresql", port: 5433 }],
+  ];
+  for (const [url, options] of forms) {
+    const config = parseConfig(url, options);
+    assert.equal(config.host, "/var/run/postgresql", url);
+    assert.equal(config.database, "d", url);
+    assert.equal(config.pooler, "none", url);
+    // sslmode keeps its value; the transports leave TLS out on a socket, as libpq.
+    assert.equal(config.sslmode, "prefer", url);
+  }
+  assert.equal(parseConfig("postgres:///d?host=/var/run/postgresql&user=u").port, 5432);
+  assert.equal(parseConfig("postgres://u@%2Ftmp:5433/d").port, 5433);
+  assert.equal(unixSocketPath("/var/run/postgresql", 5433), "/var/run/postgresql/.s.PGSQL.5433");
+  assert.equal(unixSocketPath("/tmp/", 5432), "/tmp/.s.PGSQL.5432");
+  assert.equal(unixSocketPath("/", 5432), "/.s.PGSQL.5432");
+  assert.equal(unixSocketPath("db.example.com", 5432), undefined);
+  assert.equal(unixSocketPath("::1", 5432), undefined);
+  assert.equal(serverAddress("/tmp", 6432), "/tmp/.s.PGSQL.6432");
+  assert.equal(serverAddress("db", 6432), "db:6432");
+});
+
+test("parseConfig hides the password of a Unix socket URL in its messages", () => {
+  const url = `postgres://u:${PW}@%2Fvar%2Frun%2Fpostgresql/d`;
+  assert.equal(redactUrl(url), "postgres://u:***@%2Fvar%2Frun%2Fpostgresql/d");
+  throwsType(`${url}?nope=1`, /Unknown connection parameter 'nope' in postgres:\/\/u:\*\*\*@%2F/);
+  assert.throws(() => parseConfig(`${url}?nope=1`), (e: Error) => !e.message.includes(PW));
+});
+
+test("parseConfig throws TypeError, when the host is an abstract socket or a list", () => {
+  throwsType("postgres://u@%40pg/d", /Abstract Unix-domain sockets/);
+  throwsType("postgres://u@h/d?host=@pg", /Abstract Unix-domain sockets/);
+  throwsType(
+    undefined,
+    /Abstract Unix-domain sockets \('@' hosts\) are not supported \(options\.host\)/,
+    {
+      user: "u",
+      host: "@pg",
+    },
+  );
   throwsType("postgres://u@h1,h2/d", /Multiple hosts/);
   throwsType("postgres://u@h1:5432,h2:5433/d", /Multiple hosts/);
   throwsType("postgres://u@h/d?host=a,b", /Multiple hosts/);
@@ -322,7 +366,7 @@ test("parseConfig never shows the password, when it throws for a bad URL", () =>
     [`postgres://u:${PW}@h/d?connect_timeout=-1`],
     [`postgres://u:${PW}@h:0/d`],
     [`postgres://u:${PW}@h1,h2/d`],
-    [`postgres://u:${PW}@%2Ftmp/d`],
+    [`postgres://u:${PW}@%40abstract/d`],
     [`postgres://u:${PW}@h/d?client_encoding=LATIN1`],
     [`postgres://u:${PW}@h/d?sslrootcert=system&sslmode=prefer`],
     [`postgres://u:${PW}@h/%zz`],
