@@ -302,7 +302,9 @@ const NUMBERS: Record<string, [number, number, 1?]> = {
  * `connect_timeout` (seconds), `options`, `host`, `port`, `user`, `password`, `dbname`,
  * `client_encoding` (UTF8 only), `keepalives`, `channel_binding`, `pgbouncer` and
  * `sslnegotiation`. Options override the URL. A host that starts with `/` is the directory of
- * a Unix-domain socket, as in libpq.
+ * a Unix-domain socket, as in libpq. A `+` in the values of `application_name`,
+ * `fallback_application_name` and `options` is a space, as `URLSearchParams` writes one
+ * (a `+` itself is `%2B` there); elsewhere a `+` is a `+`, as in libpq.
  *
  * @param url The connection URL, or `undefined` to take everything from `options`.
  * @param options Settings that override the URL.

@@ -148,11 +148,63 @@ test("parseConfig reads the query parameters, when they are supported", () => {
   );
   assert.equal(config.sslmode, "require");
   assert.equal(config.sslrootcert, "/ca.pem");
-  assert.equal(config.applicationName, "my+app"); // '+' is not a space, as in libpq
+  assert.equal(config.applicationName, "my app"); // as URLSearchParams writes a space
   assert.equal(config.connectTimeout, 10_000);
   assert.equal(config.options, "-c search_path=app");
   assert.equal(config.keepAlive, false);
   assert.equal(config.pgbouncer, true);
+});
+
+test("parseConfig reads a URL built by URLSearchParams as it was built, '+' and all", () => {
+  const values = {
+    application_name: "my app + reports",
+    fallback_application_name: "the fallback",
+    options: "-c search_path=app,public -c statement_timeout=5s -c x.y=a+b",
+    password: "p a+s/s?&=#%",
+    user: "me+tag@example.com",
+    dbname: "my db+1",
+    host: "/var/run/postgresql",
+    sslmode: "require",
+  };
+  const query = new URLSearchParams(values).toString();
+  assert.match(query, /application_name=my\+app\+%2B\+reports/); // what is being read
+  const config = parseConfig(`postgres://ignored@h/ignored?${query}`);
+  assert.equal(config.applicationName, values.application_name);
+  assert.equal(config.options, values.options);
+  assert.equal(config.password, "p+a+s/s?&=#%"); // a space in a password: see below
+  assert.equal(config.user, values.user);
+  assert.equal(config.database, "my+db+1");
+  assert.equal(config.host, values.host);
+  assert.equal(config.sslmode, "require");
+  const fallback = new URLSearchParams({
+    fallback_application_name: values.fallback_application_name,
+  });
+  assert.equal(parseConfig(`postgres://u@h/d?${fallback}`).applicationName, "the fallback");
+  // The brief's examples.
+  assert.equal(parseConfig("postgres://u@h/d?application_name=my+app").applicationName, "my app");
+  assert.equal(
+    parseConfig("postgres://u@h/d?options=-c+search_path%3Dx", { pooler: "none" }).options,
+    "-c search_path=x",
+  );
+});
+
+test("parseConfig keeps '+' as typed outside application_name and options, as libpq", () => {
+  const config = parseConfig(
+    "postgres://a+b:p+w@h/d+b?password=pa+ss&user=u+v&dbname=x+y&sslrootcert=/etc/c++.pem",
+  );
+  assert.equal(config.password, "pa+ss");
+  assert.equal(config.user, "u+v");
+  assert.equal(config.database, "x+y");
+  assert.equal(config.sslrootcert, "/etc/c++.pem");
+  const parts = parseConfig("postgres://a+b:p+w@h/d+b");
+  assert.deepEqual([parts.user, parts.password, parts.database], ["a+b", "p+w", "d+b"]);
+  assert.equal(parseConfig("postgres://u@h/d?host=/tmp/a+b").host, "/tmp/a+b");
+  // A '+' itself in application_name and options: %2B, as URLSearchParams writes it.
+  assert.equal(parseConfig("postgres://u@h/d?application_name=c%2B%2B").applicationName, "c++");
+  assert.equal(
+    parseConfig("postgres://u@h/d?options=-c%20TimeZone%3DEtc/GMT%2B3").options,
+    "-c TimeZone=Etc/GMT+3",
+  );
 });
 
 test("parseConfig lets host, port, user, password and dbname parameters override the URL parts, when given", () => {
