@@ -84,6 +84,16 @@ export function readConnectionString(text: string, upstream: Target): ClientLogi
       "Invalid Neon-Connection-String: a host list is not accepted; name one host",
     );
   }
+  if (settings.host?.[0] === "/") {
+    // A socket file on the gateway's machine (its own database's, say): never a client's to
+    // name, whatever the allowlist admits. The path is not echoed.
+    throw new RequestError(
+      400,
+      "42501",
+      "The host of the connection string is not accepted by this gateway: a Unix-domain " +
+        "socket (a host that starts with '/') is on the gateway's machine; give host:port",
+    );
+  }
   if (!settings.user) {
     throw new RequestError(
       400,

@@ -54,7 +54,7 @@ export type Allowlist = (target: Target) => boolean;
 /**
  * The configured upstream is always allowed; `allow`, when given, admits every `host:port` it
  * matches in full (it is anchored at both ends, so `db\.internal:5432` cannot match
- * `evil-db.internal:5432.example`).
+ * `evil-db.internal:5432.example`). A Unix-domain socket (a host that starts with `/`) never is.
  */
 export function allowlist(upstream: Target, allow: RegExp | undefined): Allowlist {
   const home = formatTarget(upstream);
@@ -62,6 +62,9 @@ export function allowlist(upstream: Target, allow: RegExp | undefined): Allowlis
     ? undefined
     : new RegExp(`^(?:${allow.source})$`, allow.flags.replace(/[gy]/g, ""));
   return (target) => {
+    // Only TCP: a host that names a Unix-domain socket's directory is refused even when a
+    // broad pattern (`.*`) would match it.
+    if (target.host[0] === "/") return false;
     const text = formatTarget(target);
     return text === home || (pattern !== undefined && pattern.test(text));
   };

@@ -24,7 +24,9 @@ import {
 export interface ConnectOptions {
   /**
    * Host name or IP address (an IPv6 address may be in brackets), or several, comma-separated
-   * (`"db1,db2"`), tried in order (see `targetSessionAttrs`). Default `"localhost"`.
+   * (`"db1,db2"`), tried in order (see `targetSessionAttrs`); or, starting with `/`, the
+   * directory of the server's Unix-domain socket, `.s.PGSQL.<port>` in it, as libpq reads it
+   * (Deno, Node and Bun; no TLS there, whatever `sslmode` says). Default `"localhost"`.
    */
   host?: string;
   /** TCP port, for every host. Default `5432` (or each host's port from the URL). */
@@ -317,7 +319,10 @@ const NUMBERS: Record<string, [number, number, 1?]> = {
  * parameters `sslmode`, `sslrootcert`, `application_name`, `fallback_application_name`,
  * `connect_timeout` (seconds), `options`, `host`, `port`, `user`, `password`, `dbname`,
  * `client_encoding` (UTF8 only), `keepalives`, `channel_binding`, `pgbouncer` and
- * `sslnegotiation`. Options override the URL.
+ * `sslnegotiation`. Options override the URL. A host that starts with `/` is the directory of
+ * a Unix-domain socket, as in libpq. A `+` in the values of `application_name`,
+ * `fallback_application_name` and `options` is a space, as `URLSearchParams` writes one
+ * (a `+` itself is `%2B` there); elsewhere a `+` is a `+`, as in libpq.
  *
  * @param url The connection URL, or `undefined` to take everything from `options`.
  * @param options Settings that override the URL.

@@ -14,7 +14,7 @@ import {
 import { Connection } from "./connection.ts";
 import { ConnectionError, errorMessage } from "./errors.ts";
 import { isTransientConnectError } from "./pool/_connector.ts";
-import type { TlsSettings, Transport } from "./transport.ts";
+import { serverAddress, type TlsSettings, type Transport } from "./transport.ts";
 
 /** Opens a connection: `connect(url?, options?)`. */
 export type ConnectFunction = (
@@ -85,7 +85,7 @@ async function openAny(
   let fallback: Connection | null = null;
   for (const { host, port } of hosts) {
     options?.signal?.throwIfAborted();
-    const where = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    const where = host.includes(":") ? `[${host}]:${port}` : serverAddress(host, port);
     let connection: Connection | null = null;
     let why: string | null;
     try {
@@ -196,9 +196,9 @@ async function openHost(
       controller.abort(
         new ConnectionError(
           "CONNECT_TIMEOUT",
-          `Could not connect to ${host}:${port}: timed out after ${connectTimeout} ms while ${
-            phase || "opening the connection"
-          }`,
+          `Could not connect to ${
+            serverAddress(host, port)
+          }: timed out after ${connectTimeout} ms while ${phase || "opening the connection"}`,
         ),
       );
     }, connectTimeout)

@@ -14,6 +14,7 @@ import { ConnectionError, errorMessage } from "./errors.ts";
 import { type BatchOptions, type BatchQuery, batchStatements } from "./pool/batch.ts";
 import { beginStatement } from "./pool/transaction.ts";
 import type { QueryOptions, QueryResult } from "./result.ts";
+import { noUnixSockets } from "./transport.ts";
 import { CLIENT_SOCKET_SETTINGS, redactUrl } from "./url.ts";
 
 /** The `fetch` the client calls: the global one, or one you pass (a mock, a proxy agent, ...). */
@@ -89,6 +90,11 @@ export class HttpClient {
     // handles `channel_binding` itself): check the rest of the URL only.
     const query = text.indexOf("?");
     const config = parseConfig(query < 0 ? text : text.slice(0, query), { bigint: o.bigint });
+    // A Unix-domain socket is a file on this machine, which no endpoint can reach.
+    const queryHost = query < 0 ? null : new URLSearchParams(text.slice(query + 1)).get("host");
+    for (const host of [config.host, queryHost]) {
+      if (host?.[0] === "/") throw noUnixSockets("HTTP transport", host, config.port);
+    }
     this.#connectionString = query < 0 ? text : withoutClientSide(text, query);
     this.#bigint = config.bigint;
     const password = typeof config.password === "string" ? config.password : "";

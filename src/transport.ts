@@ -29,11 +29,19 @@ export interface TlsSettings {
 
 /** Where and how a transport connects. */
 export interface TransportConnectOptions {
-  /** Host name or IP address. */
+  /**
+   * Host name or IP address; or, starting with `/`, the directory that holds the server's
+   * Unix-domain socket (see {@link unixSocketPath}). Transports without Unix sockets reject
+   * such a host with a TypeError.
+   */
   host: string;
-  /** TCP port. */
+  /** TCP port; for a Unix-domain socket, the number in its file name. */
   port: number;
-  /** TLS negotiation (SSLRequest) to perform before returning, or `null` for none. */
+  /**
+   * TLS negotiation (SSLRequest) to perform before returning, or `null` for none. Ignored on a
+   * Unix-domain socket, as libpq does whatever `sslmode` says: the stream is local, and
+   * PostgreSQL offers no TLS there.
+   */
   tls: TlsSettings | null;
   /** Aborts connecting; the transport rejects with the signal's reason and closes. */
   signal?: AbortSignal;
@@ -107,6 +115,48 @@ export interface Transport {
    * `TLS_FAILED`) or with the signal's reason.
    */
   connect(options: TransportConnectOptions): Promise<ByteStream>;
+}
+
+/**
+ * The Unix-domain socket that `host` names, as libpq reads it: a host that starts with `/` is
+ * the directory holding the server's socket, `.s.PGSQL.<port>`. `undefined` for any other host
+ * (a TCP host name or address). Linux's abstract sockets (libpq's `@name`) are not supported.
+ *
+ * @example
+ * ```ts
+ * import { unixSocketPath } from "./transport.ts";
+ * console.assert(unixSocketPath("/var/run/postgresql", 5432) === "/var/run/postgresql/.s.PGSQL.5432");
+ * console.assert(unixSocketPath("db.example.com", 5432) === undefined);
+ * ```
+ */
+export function unixSocketPath(host: string, port: number): string | undefined {
+  return host[0] === "/" ? `${host.replace(/\/+$/, "")}/.s.PGSQL.${port}` : undefined;
+}
+
+/**
+ * Where a connection goes, for messages: the Unix-domain socket's path, or `host:port`.
+ *
+ * @example
+ * ```ts
+ * import { serverAddress } from "./transport.ts";
+ * console.assert(serverAddress("/tmp", 5433) === "/tmp/.s.PGSQL.5433");
+ * console.assert(serverAddress("db", 5432) === "db:5432");
+ * ```
+ */
+export function serverAddress(host: string, port: number): string {
+  return unixSocketPath(host, port) ?? `${host}:${port}`;
+}
+
+/**
+ * The TypeError of a transport that cannot reach a Unix-domain socket (WebSocket, HTTP,
+ * Workers): a setting that cannot work there, so a pool does not retry it.
+ */
+export function noUnixSockets(transport: string, host: string, port: number): TypeError {
+  return new TypeError(
+    `Cannot connect to the Unix-domain socket ${unixSocketPath(host, port)}: the ${transport} ` +
+      "has none; Unix-domain sockets need a runtime with sockets of its own (Deno, Node or Bun " +
+      "with their TCP transport). Give a TCP host name instead",
+  );
 }
 
 /** The 8-byte SSLRequest message: length 8, code 80877103. */

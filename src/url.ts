@@ -120,8 +120,37 @@ export function redactUrl(url: string): string {
 }
 
 /**
+ * The query parameters whose values read `+` as a space, as `URLSearchParams` writes one
+ * (`application/x-www-form-urlencoded`): free text, which holds spaces far more often than a
+ * `+` (`options` always does: `-c name=value`). A literal `+` there is `%2B`, as
+ * `URLSearchParams` writes it. Everywhere else `+` is a `+`, as libpq reads it: in a password,
+ * a user name (`me+tag`), a path.
+ */
+const SPACE_AS_PLUS: ReadonlySet<string> = new Set([
+  "application_name",
+  "fallback_application_name",
+  "options",
+]);
+
+/**
  * Reads a URL by libpq's rules. `where` (` in <the URL, redacted>`) goes into every message
  * that is about the URL.
+ *
+ * Percent-encoding is decoded everywhere. One departure from libpq, for URLs built with
+ * `URLSearchParams`: in the values of `application_name`, `fallback_application_name` and
+ * `options`, a `+` is a space (`?application_name=my+app` is `my app`; a `+` itself is
+ * `%2B`). Everywhere else, the password and user name included, `+` stays a `+`. A host that
+ * starts with `/` (`?host=/var/run/postgresql`, or `%2Fvar%2Frun%2Fpostgresql` in place of
+ * the host) is the directory of the server's Unix-domain socket, as in libpq.
+ *
+ * @example
+ * ```ts
+ * import { parseUrl } from "./url.ts";
+ * const query = new URLSearchParams({ application_name: "my app", options: "-c x.y=1+2" });
+ * const settings = parseUrl(`postgres://u@%2Ftmp/db?${query}`);
+ * console.assert(settings.applicationName === "my app" && settings.options === "-c x.y=1+2");
+ * console.assert(settings.host === "/tmp");
+ * ```
  */
 export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSettings {
   const scheme = URL_START.exec(text);
@@ -180,7 +209,8 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
     const eq = piece.indexOf("=");
     if (eq < 0) throw fail("A query parameter has no '=' and no value");
     const key = decode(piece.slice(0, eq));
-    const value = decode(piece.slice(eq + 1));
+    const raw = piece.slice(eq + 1);
+    const value = decode(SPACE_AS_PLUS.has(key) ? raw.replaceAll("+", " ") : raw);
     const invalid = (expected: string): TypeError =>
       fail(`Invalid ${key} '${value}'`, "expected " + expected);
     const unsupported = (instead: string): TypeError =>
@@ -304,13 +334,18 @@ export const TARGET_SESSION_ATTRS: TargetSessionAttrs[] = [
 ];
 
 /**
- * Checks one host of a list: strips IPv6 brackets; rejects Unix sockets. `""` stays `""` (the
- * default). `where` is `""` for `options.host`.
+ * Checks one host of a list: strips IPv6 brackets; rejects abstract sockets. `""` stays `""`
+ * (the default). A host that starts with `/` is the directory of a Unix-domain socket, as in
+ * libpq, and stays as it is. `where` is `""` for `options.host`.
  */
 export function checkHost(host: string, where: string): string {
   const context = where || " (options.host)";
-  if (host[0] === "/") {
-    throw new TypeError(`Unix-domain sockets are not supported${context}: give a TCP host name`);
+  if (host[0] === "@") {
+    // libpq on Linux: a socket in the abstract namespace. No runtime's API reaches those.
+    throw new TypeError(
+      `Abstract Unix-domain sockets ('@' hosts) are not supported${context}: give the ` +
+        "directory of a socket file (/var/run/postgresql) or a TCP host name",
+    );
   }
   if (host[0] === "[" && host.endsWith("]")) host = host.slice(1, -1);
   return host;

@@ -61,6 +61,11 @@ export interface TestServer {
   caPem: string | undefined;
   /** Path of that PEM. */
   caFile: string | undefined;
+  /**
+   * The directory of the server's Unix-domain socket (`.s.PGSQL.<port>` in it), where every
+   * harness user logs in as over TCP; undefined when TEST_DATABASE_URL is used.
+   */
+  socketDir: string | undefined;
   /** true when this harness owns the server (can restart/stop it), false for TEST_DATABASE_URL. */
   managed: boolean;
   /** Runs SQL as the superuser through psql and returns stdout, trimmed (unaligned, tuples only). */
@@ -221,6 +226,7 @@ function externalServer(url: string): TestServer {
     port: Number(parsed.port || 5432),
     caPem: undefined,
     caFile: undefined,
+    socketDir: undefined,
     managed: false,
     url: (_user?: TestUser, params?: Record<string, string>) => withParams(url, params),
     psql: (sql: string) => runPsql(findBindir(), ["-d", url], sql),
@@ -239,6 +245,7 @@ class HarnessServer implements TestServer {
   readonly port: number;
   readonly caPem: string;
   readonly caFile: string;
+  readonly socketDir: string;
   readonly managed = true;
   readonly #layout: Layout;
 
@@ -246,6 +253,7 @@ class HarnessServer implements TestServer {
     this.#layout = layout;
     this.port = layout.port;
     this.caFile = layout.caFile;
+    this.socketDir = layout.dir;
     this.caPem = readFileSync(layout.caFile, "utf8");
   }
 
@@ -437,7 +445,7 @@ async function startServer(
     }
     // A copied data dir brings its roles and database along.
     if (from) return new OwnHarnessServer(layout, stop);
-    // Over the unix socket, which pg_hba.conf lets only postgres use.
+    // Over the unix socket, where postgres needs no password.
     const socket = ["-h", dir, "-p", String(layout.port), "-U", "postgres"];
     await runPsql(bindir, socket, "", SETUP);
     // PostgreSQL 15 no longer lets every role create in schema public; tests want to.
@@ -477,10 +485,14 @@ ssl_key_file = '${join(layout.dir, "server.key")}'
 }
 
 // First match wins. Names are quoted so that "trust", "password" and "md5" are never read as
-// keywords.
+// keywords. Over the Unix socket each user logs in as over TCP (no TLS there: ssl_only cannot).
 const HBA = `# edgepool test harness
 # TYPE     DATABASE  USER        ADDRESS       METHOD
 local      all       postgres                  trust
+local      all       "trust"                   trust
+local      all       "password"                password
+local      all       "md5"                     md5
+local      all       "scram"                   scram-sha-256
 host       all       postgres    127.0.0.1/32  trust
 host       all       "trust"     127.0.0.1/32  trust
 host       all       "password"  127.0.0.1/32  password

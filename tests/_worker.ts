@@ -13,6 +13,8 @@ export default {
     const sslmode = url.searchParams.get("sslmode") ?? "disable";
     const target = new URL(env.DATABASE_URL);
     target.searchParams.set("sslmode", sslmode);
+    const host = url.searchParams.get("host");
+    if (host !== null) target.searchParams.set("host", host);
     try {
       await using conn = await connect(target.toString(), { connectTimeout: 5000 });
       const answer = await conn.query("select $1::int + 1 as n, current_user as who", [41]);

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type ConnectOptions, parseConfig } from "../src/config.ts";
+import { serverAddress, unixSocketPath } from "../src/transport.ts";
 import { redactUrl } from "../src/url.ts";
 
 const PW = "Sup3rS3cretPW";
@@ -150,11 +151,63 @@ test("parseConfig reads the query parameters, when they are supported", () => {
   );
   assert.equal(config.sslmode, "require");
   assert.equal(config.sslrootcert, "/ca.pem");
-  assert.equal(config.applicationName, "my+app"); // '+' is not a space, as in libpq
+  assert.equal(config.applicationName, "my app"); // as URLSearchParams writes a space
   assert.equal(config.connectTimeout, 10_000);
   assert.equal(config.options, "-c search_path=app");
   assert.equal(config.keepAlive, false);
   assert.equal(config.pgbouncer, true);
+});
+
+test("parseConfig reads a URL built by URLSearchParams as it was built, '+' and all", () => {
+  const values = {
+    application_name: "my app + reports",
+    fallback_application_name: "the fallback",
+    options: "-c search_path=app,public -c statement_timeout=5s -c x.y=a+b",
+    password: "p a+s/s?&=#%",
+    user: "me+tag@example.com",
+    dbname: "my db+1",
+    host: "/var/run/postgresql",
+    sslmode: "require",
+  };
+  const query = new URLSearchParams(values).toString();
+  assert.match(query, /application_name=my\+app\+%2B\+reports/); // what is being read
+  const config = parseConfig(`postgres://ignored@h/ignored?${query}`);
+  assert.equal(config.applicationName, values.application_name);
+  assert.equal(config.options, values.options);
+  assert.equal(config.password, "p+a+s/s?&=#%"); // a space in a password: see below
+  assert.equal(config.user, values.user);
+  assert.equal(config.database, "my+db+1");
+  assert.equal(config.host, values.host);
+  assert.equal(config.sslmode, "require");
+  const fallback = new URLSearchParams({
+    fallback_application_name: values.fallback_application_name,
+  });
+  assert.equal(parseConfig(`postgres://u@h/d?${fallback}`).applicationName, "the fallback");
+  // The brief's examples.
+  assert.equal(parseConfig("postgres://u@h/d?application_name=my+app").applicationName, "my app");
+  assert.equal(
+    parseConfig("postgres://u@h/d?options=-c+search_path%3Dx", { pooler: "none" }).options,
+    "-c search_path=x",
+  );
+});
+
+test("parseConfig keeps '+' as typed outside application_name and options, as libpq", () => {
+  const config = parseConfig(
+    "postgres://a+b:p+w@h/d+b?password=pa+ss&user=u+v&dbname=x+y&sslrootcert=/etc/c++.pem",
+  );
+  assert.equal(config.password, "pa+ss");
+  assert.equal(config.user, "u+v");
+  assert.equal(config.database, "x+y");
+  assert.equal(config.sslrootcert, "/etc/c++.pem");
+  const parts = parseConfig("postgres://a+b:p+w@h/d+b");
+  assert.deepEqual([parts.user, parts.password, parts.database], ["a+b", "p+w", "d+b"]);
+  assert.equal(parseConfig("postgres://u@h/d?host=/tmp/a+b").host, "/tmp/a+b");
+  // A '+' itself in application_name and options: %2B, as URLSearchParams writes it.
+  assert.equal(parseConfig("postgres://u@h/d?application_name=c%2B%2B").applicationName, "c++");
+  assert.equal(
+    parseConfig("postgres://u@h/d?options=-c%20TimeZone%3DEtc/GMT%2B3").options,
+    "-c TimeZone=Etc/GMT+3",
+  );
 });
 
 test("parseConfig lets host, port, user, password and dbname parameters override the URL parts, when given", () => {
@@ -249,10 +302,53 @@ test("parseConfig throws TypeError naming the scheme, when it is not postgres: o
   assert.throws(() => parseConfig(42 as unknown as string), TypeError);
 });
 
-test("parseConfig throws TypeError, when the host is a Unix socket", () => {
-  throwsType("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", /Unix-domain sockets/);
-  throwsType("postgres://u@h/d?host=/tmp", /Unix-domain sockets/);
-  throwsType(undefined, /Unix-domain sockets/, { user: "u", host: "/tmp" });
+test("parseConfig takes a host that starts with '/' as a Unix socket's directory, in each form", () => {
+  const forms: [string | undefined, ConnectOptions?][] = [
+    ["postgres://u@%2Fvar%2Frun%2Fpostgresql/d"],
+    ["postgres://u@%2fvar%2frun%2fpostgresql:5433/d"],
+    ["postgres:///d?host=/var/run/postgresql&user=u"],
+    ["postgres://u@/d?host=%2Fvar%2Frun%2Fpostgresql&port=5433"],
+    ["postgres://u@h:5433/d?host=/var/run/postgresql"],
+    ["postgres://u@h/d", { host: "/var/run/postgresql" }],
+    [undefined, { user: "u", database: "d", host: "/var/run/postgresql", port: 5433 }],
+  ];
+  for (const [url, options] of forms) {
+    const config = parseConfig(url, options);
+    assert.equal(config.host, "/var/run/postgresql", url);
+    assert.equal(config.database, "d", url);
+    assert.equal(config.pooler, "none", url);
+    // sslmode keeps its value; the transports leave TLS out on a socket, as libpq.
+    assert.equal(config.sslmode, "prefer", url);
+  }
+  assert.equal(parseConfig("postgres:///d?host=/var/run/postgresql&user=u").port, 5432);
+  assert.equal(parseConfig("postgres://u@%2Ftmp:5433/d").port, 5433);
+  assert.equal(unixSocketPath("/var/run/postgresql", 5433), "/var/run/postgresql/.s.PGSQL.5433");
+  assert.equal(unixSocketPath("/tmp/", 5432), "/tmp/.s.PGSQL.5432");
+  assert.equal(unixSocketPath("/", 5432), "/.s.PGSQL.5432");
+  assert.equal(unixSocketPath("db.example.com", 5432), undefined);
+  assert.equal(unixSocketPath("::1", 5432), undefined);
+  assert.equal(serverAddress("/tmp", 6432), "/tmp/.s.PGSQL.6432");
+  assert.equal(serverAddress("db", 6432), "db:6432");
+});
+
+test("parseConfig hides the password of a Unix socket URL in its messages", () => {
+  const url = `postgres://u:${PW}@%2Fvar%2Frun%2Fpostgresql/d`;
+  assert.equal(redactUrl(url), "postgres://u:***@%2Fvar%2Frun%2Fpostgresql/d");
+  throwsType(`${url}?nope=1`, /Unknown connection parameter 'nope' in postgres:\/\/u:\*\*\*@%2F/);
+  assert.throws(() => parseConfig(`${url}?nope=1`), (e: Error) => !e.message.includes(PW));
+});
+
+test("parseConfig throws TypeError, when the host is an abstract socket", () => {
+  throwsType("postgres://u@%40pg/d", /Abstract Unix-domain sockets/);
+  throwsType("postgres://u@h/d?host=@pg", /Abstract Unix-domain sockets/);
+  throwsType(
+    undefined,
+    /Abstract Unix-domain sockets \('@' hosts\) are not supported \(options\.host\)/,
+    {
+      user: "u",
+      host: "@pg",
+    },
+  );
   throwsType(undefined, /must not be empty/, { user: "u", host: "" });
 });
 
@@ -368,7 +464,7 @@ test("parseConfig never shows the password, when it throws for a bad URL", () =>
     [`postgres://u:${PW}@h/d?connect_timeout=-1`],
     [`postgres://u:${PW}@h:0/d`],
     [`postgres://u:${PW}@h1,[::1/d`],
-    [`postgres://u:${PW}@%2Ftmp/d`],
+    [`postgres://u:${PW}@%40abstract/d`],
     [`postgres://u:${PW}@h/d?client_encoding=LATIN1`],
     [`postgres://u:${PW}@h/d?sslrootcert=system&sslmode=prefer`],
     [`postgres://u:${PW}@h/%zz`],

@@ -13,6 +13,7 @@ import process from "node:process";
 import { after, test } from "node:test";
 import { neon, neonConfig, Pool } from "@neondatabase/serverless";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
+import { allowlist } from "../gateway/_target.ts";
 import { concat, delay, errorOf, eventually, int32 } from "./_helpers.ts";
 import { getServer, passwordOf, type TestServer } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
@@ -518,3 +519,62 @@ test("gateway WebSocket refuses an address beyond the allowlist with 400", T, as
     client.destroy();
   }
 });
+
+test(
+  "the gateway never lets a client reach a Unix-domain socket, even with allow /.*/",
+  T,
+  async (t) => {
+    const server = await getServer();
+    if (server.socketDir === undefined) return t.skip("no socket directory (TEST_DATABASE_URL)");
+    // The server's real socket directory, where scram would log in: only the gateway's refusal
+    // stands between the client and it.
+    const gateway = await startGateway({
+      listen: "127.0.0.1:0",
+      upstream: `127.0.0.1:${server.port}`,
+      allow: /.*/,
+      headerTimeout: HEADER_TIMEOUT,
+    });
+    started.push(gateway);
+    assert.equal(allowlist({ host: "127.0.0.1", port: 1 }, /.*/)({ host: "/tmp", port: 1 }), false);
+    const bodies: string[] = [];
+    for (const dir of [server.socketDir, "/nonexistent/edgepool"]) {
+      for (const host of [`${encodeURIComponent(dir)}:${server.port}`, encodeURIComponent(dir)]) {
+        const url = `postgres://scram:${passwordOf("scram")}@${host}/edgepool_test`;
+        const response = await post(gateway, '{"query":"select 1"}', {
+          "Neon-Connection-String": url,
+        });
+        const body = await response.text();
+        assert.equal(response.status, 400, body);
+        assert.equal(JSON.parse(body).code, "42501", body);
+        assert.match(JSON.parse(body).message, /Unix-domain socket/);
+        assert.doesNotMatch(body, /edgepool-pg|nonexistent|scram_pw/);
+        bodies.push(body);
+      }
+    }
+    assert.equal(new Set(bodies).size, 1, "the answer tells whether a socket exists");
+    // ?host= is refused by name, before anything is parsed.
+    const byName = await post(gateway, '{"query":"select 1"}', {
+      "Neon-Connection-String": connectionString(server, `?host=${server.socketDir}`),
+    });
+    assert.equal(byName.status, 400);
+    assert.match((await byName.json()).message, /"host"/);
+    // WebSocket: the address is host:port, never a path.
+    for (
+      const address of [`${server.socketDir}:${server.port}`, encodeURIComponent(server.socketDir)]
+    ) {
+      const client = await RawClient.open(gateway.port);
+      try {
+        client.write(
+          `GET /v2?address=${address} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n` +
+            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n" +
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        );
+        await client.until(/\r\n\r\n[\s\S]*\}/);
+        assert.equal(statusOf(client.text), 400, address);
+      } finally {
+        client.destroy();
+      }
+    }
+    assert.equal(gateway.sessions, 0);
+  },
+);

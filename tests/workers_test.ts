@@ -118,6 +118,21 @@ test("connect() in workerd queries the real server over cloudflare:sockets", {
   });
 });
 
+test("connect() in workerd refuses a Unix-domain socket with a TypeError that says why", {
+  timeout: 60_000,
+}, async () => {
+  await withWorker(async (fetch) => {
+    const body = await fetch(`/?host=${encodeURIComponent("/var/run/postgresql")}`);
+    assert.equal(body.failed, true);
+    assert.equal(body.name, "TypeError");
+    assert.match(
+      String(body.message),
+      /Unix-domain socket \/var\/run\/postgresql\/\.s\.PGSQL\.\d+: the Workers TCP transport/,
+    );
+    assert.doesNotMatch(String(body.message), /scram_pw/);
+  });
+});
+
 test("a Workers bundle hashes MD5 with workerd's WebCrypto, when it carries MD5 authentication", async () => {
   const code = await workerBundle("./_connect_worker.ts");
   assert.match(code, /crypto\.subtle\.digest\("MD5"/);

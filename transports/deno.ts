@@ -1,5 +1,7 @@
 /**
  * TCP transport for Deno: `Deno.connect`, with `Deno.startTls` after an accepted SSLRequest.
+ * A host that starts with `/` is the directory of the server's Unix-domain socket
+ * (`.s.PGSQL.<port>` in it, as libpq reads it), reached without TLS.
  *
  * Deno always verifies the certificate chain (against `ca`/`sslrootcert` and the system roots);
  * `sslmode=require` skips only the host-name check, and `prefer` falls back to plain TCP when
@@ -23,6 +25,7 @@ import {
   type StreamHandlers,
   type Transport,
   type TransportConnectOptions,
+  unixSocketPath,
 } from "../src/transport.ts";
 
 /** The Deno TCP transport. */
@@ -34,6 +37,8 @@ export const denoTcp: Transport = {
 async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   const { host, port, tls, signal } = options;
   signal?.throwIfAborted();
+  const path = unixSocketPath(host, port);
+  if (path !== undefined) return await connectUnix(path, signal);
   let conn: Deno.TcpConn | Deno.TlsConn;
   try {
     conn = await Deno.connect({ hostname: host, port, transport: "tcp", signal });
@@ -92,6 +97,28 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * A Unix-domain socket: no TLS (PostgreSQL offers none there, and libpq asks for none), no
+ * keepalive or Nagle to set.
+ */
+async function connectUnix(path: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+  let conn: Deno.UnixConn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch (error) {
+    throw signal?.aborted ? signal.reason : new ConnectionError(
+      "CONNECT_FAILED",
+      `Could not connect to ${path}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  if (signal?.aborted) {
+    closeQuietly(conn);
+    throw signal.reason;
+  }
+  return new DenoStream(conn, false);
 }
 
 /** Read buffer sizes, in bytes (see `#readLoop`). */

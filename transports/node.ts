@@ -1,7 +1,9 @@
 /**
  * TCP transport for Node and Bun: `node:net` with TCP keepalive, and `node:tls` after an
  * accepted SSLRequest. `sslmode=require` encrypts without verifying the certificate (as libpq
- * does); `verify-full` verifies the chain and the host name.
+ * does); `verify-full` verifies the chain and the host name. A host that starts with `/` is the
+ * directory of the server's Unix-domain socket (`.s.PGSQL.<port>` in it, as libpq reads it),
+ * reached without TLS.
  *
  * @example
  * ```ts ignore
@@ -25,6 +27,7 @@ import {
   type TlsSettings,
   type Transport,
   type TransportConnectOptions,
+  unixSocketPath,
 } from "../src/transport.ts";
 
 const KEEPALIVE_DELAY_MS = 60_000;
@@ -39,7 +42,9 @@ export const nodeTcp: Transport = {
 async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   const { host, port, signal } = options;
   signal?.throwIfAborted();
-  let socket: net.Socket = net.connect({ host, port });
+  const path = unixSocketPath(host, port);
+  const where = path ?? `${host}:${port}`;
+  let socket: net.Socket = path === undefined ? net.connect({ host, port }) : net.connect({ path });
   const onAbort = () => socket.destroy();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
@@ -50,7 +55,7 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
         reject(
           new ConnectionError(
             "CONNECT_FAILED",
-            `Could not connect to ${host}:${port}: ${error.message}`,
+            `Could not connect to ${where}: ${error.message}`,
             { cause: error },
           ),
         );
@@ -59,14 +64,17 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
       const onClose = () => done(new Error("the socket closed"));
       socket.on("connect", onConnect).on("error", done).on("close", onClose);
     });
-    socket.setNoDelay(true);
-    if (options.keepAlive !== false) {
-      socket.setKeepAlive(true, options.keepAliveInitialDelay ?? KEEPALIVE_DELAY_MS);
-    }
     let encrypted = false;
-    if (options.tls !== null) {
-      if (readSslAnswer(await sslRequest(socket), options.tls, `${host}:${port}`)) {
-        socket = await upgrade(socket, options.tls, `${host}:${port}`);
+    if (path === undefined) {
+      socket.setNoDelay(true);
+      if (options.keepAlive !== false) {
+        socket.setKeepAlive(true, options.keepAliveInitialDelay ?? KEEPALIVE_DELAY_MS);
+      }
+    }
+    // No TLS on a Unix-domain socket: PostgreSQL offers none there, and libpq asks for none.
+    if (options.tls !== null && path === undefined) {
+      if (readSslAnswer(await sslRequest(socket), options.tls, where)) {
+        socket = await upgrade(socket, options.tls, where);
         encrypted = true;
       }
     }

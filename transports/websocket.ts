@@ -34,11 +34,13 @@
  */
 
 import { ConnectionError, errorMessage } from "../src/errors.ts";
-import type {
-  ByteStream,
-  StreamHandlers,
-  Transport,
-  TransportConnectOptions,
+import {
+  type ByteStream,
+  noUnixSockets,
+  type StreamHandlers,
+  type Transport,
+  type TransportConnectOptions,
+  unixSocketPath,
 } from "../src/transport.ts";
 
 /** What the transport uses of a WebSocket: the web platform's, or the `ws` package's. */
@@ -191,6 +193,10 @@ async function connect(
 ): Promise<ByteStream> {
   const { host, port, tls, signal } = options;
   signal?.throwIfAborted();
+  // A socket file on this machine: no proxy can reach it, and none should be asked to.
+  if (unixSocketPath(host, port) !== undefined) {
+    throw noUnixSockets("WebSocket transport", host, port);
+  }
   const url = urlFor(host, port);
   const where = `${host}:${port} through ${redact(url)}`;
   const secure = url.startsWith("wss:");

@@ -19,11 +19,13 @@ import { connect as cfConnect } from "cloudflare:sockets";
 import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
+  noUnixSockets,
   readSslAnswer,
   SSL_REQUEST,
   type StreamHandlers,
   type Transport,
   type TransportConnectOptions,
+  unixSocketPath,
 } from "../src/transport.ts";
 
 /** The subset of a `cloudflare:sockets` Socket that this transport uses. */
@@ -46,6 +48,9 @@ async function connect(
   { host, port, tls, signal }: TransportConnectOptions,
 ): Promise<ByteStream> {
   signal?.throwIfAborted();
+  if (unixSocketPath(host, port) !== undefined) {
+    throw noUnixSockets("Workers TCP transport", host, port);
+  }
   const where = `${host}:${port}`;
   let socket = (cfConnect as (address: string, options: unknown) => CfSocket)(
     // An IPv6 literal needs brackets in the address string.
