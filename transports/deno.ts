@@ -5,6 +5,11 @@
  * `sslmode=require` skips only the host-name check, and `prefer` falls back to plain TCP when
  * the handshake fails.
  *
+ * Refused with a TypeError, before anything is sent: `sslmode=verify-ca` (`Deno.startTls`
+ * trusts given CAs only in addition to its own roots, so a chain check without the host name
+ * would pass any publicly trusted certificate: no more than `require`), and client
+ * certificates (`Deno.startTls` takes no certificate or key).
+ *
  * @example
  * ```ts ignore
  * import { connect } from "@edgepool/edgepool";
@@ -18,6 +23,7 @@
 import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
+  hasClientCertificate,
   readSslAnswer,
   SSL_REQUEST,
   type StreamHandlers,
@@ -34,6 +40,19 @@ export const denoTcp: Transport = {
 async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   const { host, port, tls, signal } = options;
   signal?.throwIfAborted();
+  if (tls?.mode === "verify-ca") {
+    throw new TypeError(
+      "sslmode=verify-ca is not supported by the Deno transport: Deno.startTls trusts the " +
+        "given CAs only in addition to its built-in roots, so without the host-name check any " +
+        "publicly trusted certificate would pass; use verify-full",
+    );
+  }
+  if (hasClientCertificate(tls)) {
+    throw new TypeError(
+      "A client certificate (sslcert/sslkey, cert/key) cannot be presented by the Deno " +
+        "transport: Deno.startTls takes no certificate or key",
+    );
+  }
   let conn: Deno.TcpConn | Deno.TlsConn;
   try {
     conn = await Deno.connect({ hostname: host, port, transport: "tcp", signal });
