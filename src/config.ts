@@ -36,14 +36,16 @@ export interface ConnectOptions {
   /**
    * TLS mode, as libpq spells it. Default `"prefer"` (libpq's default): TLS when the server
    * offers it, unverified. `"verify-ca"` verifies the certificate chain against `ca` or
-   * `sslrootcert` (one is required) but not the host name: on Node and Bun; Deno and Workers
-   * refuse it when connecting (their TLS cannot verify a chain against given CAs alone).
+   * `sslrootcert` alone (one is required) but not the host name: with the `node:tls` transport
+   * (`nodeTcp`, Node, Bun and Deno); Deno's own transport and Workers refuse it when connecting
+   * (`Deno.startTls` adds its built-in roots to the given CAs; Workers check every name).
    * `"verify-full"` verifies the chain and the host name.
    */
   sslmode?: SslMode;
   /**
-   * Trusted CA certificates in PEM, for `verify-ca` and `verify-full`. Default: the runtime's
-   * own roots (Deno adds these to its own roots; Node trusts only these).
+   * Trusted CA certificates in PEM, for `verify-ca` and `verify-full` (and `require`, which
+   * then verifies the chain, as libpq's does). Default: the runtime's own roots. `node:tls`
+   * trusts these alone; `Deno.startTls` adds them to its own roots.
    */
   ca?: string | string[];
   /**
@@ -54,8 +56,9 @@ export interface ConnectOptions {
   /**
    * The client certificate in PEM (a chain may follow it), presented when the server asks for
    * one (`cert` authentication, `clientcert=verify-ca|verify-full` in pg_hba.conf). Needs
-   * `key` or `sslkey`. Node and Bun only: the Deno and Workers transports cannot present one
-   * and refuse when connecting. Default: none.
+   * `key` or `sslkey`. With the `node:tls` transport (`nodeTcp`: Node, Bun, and Deno); Deno's
+   * own transport, Workers and WebSocket cannot present one and refuse when connecting.
+   * Default: none.
    *
    * @example
    * ```ts ignore

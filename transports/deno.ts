@@ -8,7 +8,9 @@
  * Refused with a TypeError, before anything is sent: `sslmode=verify-ca` (`Deno.startTls`
  * trusts given CAs only in addition to its own roots, so a chain check without the host name
  * would pass any publicly trusted certificate: no more than `require`), and client
- * certificates (`Deno.startTls` takes no certificate or key).
+ * certificates (`Deno.startTls` takes no certificate or key). For either, use `nodeTcp` from
+ * `transports/node` on Deno: Deno's `node:tls` trusts the given CAs alone and presents a client
+ * certificate.
  *
  * @example
  * ```ts ignore
@@ -44,13 +46,15 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
     throw new TypeError(
       "sslmode=verify-ca is not supported by the Deno transport: Deno.startTls trusts the " +
         "given CAs only in addition to its built-in roots, so without the host-name check any " +
-        "publicly trusted certificate would pass; use verify-full",
+        "publicly trusted certificate would pass; use verify-full, or the node:tls transport " +
+        "(nodeTcp from transports/node), which trusts the given CAs alone on Deno too",
     );
   }
   if (hasClientCertificate(tls)) {
     throw new TypeError(
       "A client certificate (sslcert/sslkey, cert/key) cannot be presented by the Deno " +
-        "transport: Deno.startTls takes no certificate or key",
+        "transport: Deno.startTls takes no certificate or key; use the node:tls transport " +
+        "(nodeTcp from transports/node), which can on Deno too",
     );
   }
   let conn: Deno.TcpConn | Deno.TlsConn;
