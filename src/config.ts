@@ -51,16 +51,52 @@ export interface ConnectOptions {
   database?: string;
   /**
    * TLS mode, as libpq spells it. Default `"prefer"` (libpq's default): TLS when the server
-   * offers it, unverified.
+   * offers it, unverified. `"verify-ca"` verifies the certificate chain against `ca` or
+   * `sslrootcert` alone (one is required) but not the host name: with the `node:tls` transport
+   * (`nodeTcp`, Node, Bun and Deno); Deno's own transport and Workers refuse it when connecting
+   * (`Deno.startTls` adds its built-in roots to the given CAs; Workers check every name).
+   * `"verify-full"` verifies the chain and the host name.
    */
   sslmode?: SslMode;
-  /** Trusted CA certificates in PEM, for `verify-full`. Default: the runtime's own roots. */
+  /**
+   * Trusted CA certificates in PEM, for `verify-ca` and `verify-full` (and `require`, which
+   * then verifies the chain, as libpq's does). Default: the runtime's own roots. `node:tls`
+   * trusts these alone; `Deno.startTls` adds them to its own roots.
+   */
   ca?: string | string[];
   /**
    * Path of a PEM file of trusted CAs, read by the transport. `"system"` means the runtime's own
    * roots and implies `sslmode` `verify-full`, as in libpq. Default: none.
    */
   sslrootcert?: string;
+  /**
+   * The client certificate in PEM (a chain may follow it), presented when the server asks for
+   * one (`cert` authentication, `clientcert=verify-ca|verify-full` in pg_hba.conf). Needs
+   * `key` or `sslkey`. With the `node:tls` transport (`nodeTcp`: Node, Bun, and Deno); Deno's
+   * own transport, Workers and WebSocket cannot present one and refuse when connecting.
+   * Default: none.
+   *
+   * @example
+   * ```ts ignore
+   * const conn = await connect("postgres://app@db.internal/app?sslmode=verify-full", {
+   *   cert: await Deno.readTextFile("client.crt"),
+   *   key: await Deno.readTextFile("client.key"),
+   *   ca: await Deno.readTextFile("ca.crt"),
+   * });
+   * ```
+   */
+  cert?: string;
+  /** The client certificate's private key in PEM, possibly encrypted (`sslpassword`). */
+  key?: string;
+  /**
+   * Path of the client certificate's PEM file, read by the transport (as libpq's `sslcert`).
+   * Needs `key` or `sslkey`. Default: none (libpq's `~/.postgresql/postgresql.crt` is not read).
+   */
+  sslcert?: string;
+  /** Path of the client certificate's private key in PEM, read by the transport. */
+  sslkey?: string;
+  /** Passphrase of an encrypted private key. Never shown in a message. Default: none. */
+  sslpassword?: string;
   /**
    * The `application_name` reported to the server, which shows in `pg_stat_activity` and in
    * PgBouncer's logs. Default: the URL's `application_name`, else where the connection comes
@@ -257,6 +293,16 @@ export interface ConnectionConfig {
   ca: string[] | undefined;
   /** Path of a PEM file of trusted CAs, or `undefined`. */
   sslrootcert: string | undefined;
+  /** The client certificate in PEM, or `undefined`. */
+  cert: string | undefined;
+  /** The client certificate's private key in PEM, or `undefined`. */
+  key: string | undefined;
+  /** Path of the client certificate's PEM file, or `undefined`. */
+  sslcert: string | undefined;
+  /** Path of the client certificate's key file, or `undefined`. */
+  sslkey: string | undefined;
+  /** Passphrase of an encrypted private key, or `undefined`. */
+  sslpassword: string | undefined;
   /** The `application_name` reported to the server. */
   applicationName: string;
   /** The pooler in front of the server, given or guessed. */
@@ -296,7 +342,8 @@ export interface ConnectionConfig {
 
 /** The options checked by their type alone, by type. */
 const TYPED: Record<string, string> = {
-  string: "host user database sslmode sslrootcert applicationName options",
+  string:
+    "host user database sslmode sslrootcert cert key sslcert sslkey sslpassword applicationName options",
   boolean: "bigint keepAlive",
   function: "onNotice",
 };
@@ -316,7 +363,8 @@ const NUMBERS: Record<string, [number, number, 1?]> = {
 /**
  * Resolves a connection URL and options into complete settings. The URL follows libpq:
  * `postgres://user:password@host:port/database?param=value&...`, percent-encoded, with the
- * parameters `sslmode`, `sslrootcert`, `application_name`, `fallback_application_name`,
+ * parameters `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `sslpassword`, `application_name`,
+ * `fallback_application_name`,
  * `connect_timeout` (seconds), `options`, `host`, `port`, `user`, `password`, `dbname`,
  * `client_encoding` (UTF8 only), `keepalives`, `channel_binding`, `pgbouncer` and
  * `sslnegotiation`. Options override the URL. A host that starts with `/` is the directory of
@@ -461,6 +509,44 @@ export function parseConfig(
         `sslmode '${sslmode}' cannot be used with sslrootcert=system${where}: use verify-full`,
       );
     }
+    if (ca?.length) {
+      throw new TypeError(
+        `sslrootcert=system${where} and options.ca cannot be used together: system means the ` +
+          "runtime's own roots alone",
+      );
+    }
+  } else if (sslmode === "verify-ca" && sslrootcert === undefined && !ca?.length) {
+    // Any certificate a public CA issued, for any name, passes a chain check against the
+    // runtime's roots: libpq refuses this too.
+    throw new TypeError(
+      `sslmode=verify-ca needs the CA to verify against${where}: give sslrootcert (a PEM ` +
+        "file) or options.ca (PEM text), or use verify-full",
+    );
+  }
+  const sslcert = filePath("sslcert", o.sslcert ?? fromUrl.sslcert);
+  const sslkey = filePath("sslkey", o.sslkey ?? fromUrl.sslkey);
+  filePath("sslrootcert", sslrootcert);
+  const cert = o.cert || undefined;
+  const key = o.key || undefined;
+  if (cert !== undefined && sslcert !== undefined) {
+    throw new TypeError(`options.cert and sslcert${where} cannot both be given: give one`);
+  }
+  if (key !== undefined && sslkey !== undefined) {
+    throw new TypeError(`options.key and sslkey${where} cannot both be given: give one`);
+  }
+  if ((cert ?? sslcert) !== undefined && (key ?? sslkey) === undefined) {
+    throw new TypeError(
+      `A client certificate needs its private key${where}: give sslkey (a file) or options.key`,
+    );
+  }
+  if ((key ?? sslkey) !== undefined && (cert ?? sslcert) === undefined) {
+    throw new TypeError(
+      `A private key needs its client certificate${where}: give sslcert (a file) or ` +
+        "options.cert",
+    );
+  }
+  if ((cert ?? sslcert) !== undefined && sslmode === "disable") {
+    throw new TypeError(`A client certificate cannot be used with sslmode=disable${where}`);
   }
 
   const port = hosts[0].port;
@@ -503,6 +589,11 @@ export function parseConfig(
     sslmode: sslmode ?? "prefer",
     ca: ca?.length ? [...ca] : undefined,
     sslrootcert,
+    cert,
+    key,
+    sslcert,
+    sslkey,
+    sslpassword: o.sslpassword ?? fromUrl.sslpassword,
     applicationName: o.applicationName ?? fromUrl.applicationName ??
       fromUrl.fallbackApplicationName ?? defaults?.applicationName ?? "edgepool",
     connectTimeout: o.connectTimeout ?? fromUrl.connectTimeout ?? 30_000,
@@ -521,6 +612,21 @@ export function parseConfig(
     statementCache,
     statementCacheCautious: givenCache === undefined && guessed && statementCache > 0,
   };
+
+  /**
+   * A file path, checked not to be PEM text put where a path goes: its text would end up in a
+   * "no such file" message, and a key must never be in a message.
+   */
+  function filePath(name: string, path: string | undefined): string | undefined {
+    if (path !== undefined && /-----BEGIN|[\r\n]/.test(path)) {
+      const pem = name === "sslrootcert" ? "ca" : name.slice(3);
+      throw new TypeError(
+        `${name} takes the path of a PEM file, not PEM text${where}: give the text in ` +
+          `options.${pem}`,
+      );
+    }
+    return path || undefined;
+  }
 
   function wrong(name: string, what: string, quote?: boolean): TypeError {
     const value = o[name];

@@ -267,6 +267,11 @@ async function openHost(
     serverName: host,
     ca: config.ca,
     caFile: config.sslrootcert,
+    cert: config.cert,
+    certFile: config.sslcert,
+    key: config.key,
+    keyFile: config.sslkey,
+    keyPassword: config.sslpassword,
   };
   const setting = config.pipelineConnect ?? transport.pipelineConnect ?? false;
   let pipeline: "password" | false = (setting === "password" || setting === "query") &&

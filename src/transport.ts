@@ -8,7 +8,7 @@
 import { ConnectionError } from "./errors.ts";
 
 /** `sslmode` as libpq spells it, restricted to the modes edgepool implements. */
-export type SslMode = "disable" | "prefer" | "require" | "verify-full";
+export type SslMode = "disable" | "prefer" | "require" | "verify-ca" | "verify-full";
 
 /** TLS settings handed to a transport. */
 export interface TlsSettings {
@@ -16,15 +16,40 @@ export interface TlsSettings {
    * - `prefer`: ask for TLS; use it if the server agrees, plain TCP otherwise. No verification.
    * - `require`: TLS or fail. The certificate is not verified where the runtime allows that
    *   (Node, Bun); Deno and Workers always verify.
+   * - `verify-ca`: TLS or fail; the certificate chain is verified against `ca`/`caFile` alone
+   *   (always given: libpq's verify-ca without a CA of the user's own proves nothing), the host
+   *   name is not. A transport that cannot verify a chain without the name, or cannot trust
+   *   these CAs alone, refuses it with a TypeError (Deno, Workers) rather than doing more or
+   *   less than asked.
    * - `verify-full`: TLS or fail; the certificate chain and the host name are verified.
    */
-  mode: "prefer" | "require" | "verify-full";
+  mode: "prefer" | "require" | "verify-ca" | "verify-full";
   /** Host name for SNI and verification (the connection's host). */
   serverName: string;
   /** Trusted CA certificates in PEM; the runtime's own roots when absent. */
   ca?: string[];
   /** Path of a PEM file of trusted CAs (`sslrootcert`), read by the transport. */
   caFile?: string;
+  /**
+   * The client certificate (chain) in PEM, presented when the server asks for one. With `key`
+   * or `keyFile`. A transport that cannot present one refuses with a TypeError.
+   */
+  cert?: string;
+  /** Path of the client certificate's PEM file (`sslcert`), read by the transport. */
+  certFile?: string;
+  /** The client certificate's private key in PEM, possibly encrypted (see `keyPassword`). */
+  key?: string;
+  /** Path of the private key's PEM file (`sslkey`), read by the transport. */
+  keyFile?: string;
+  /** Passphrase of an encrypted private key (`sslpassword`). Never shown in a message. */
+  keyPassword?: string;
+}
+
+/** Whether `tls` asks the transport to present a client certificate. */
+export function hasClientCertificate(tls: TlsSettings | null): boolean {
+  return tls !== null &&
+    (tls.cert !== undefined || tls.certFile !== undefined || tls.key !== undefined ||
+      tls.keyFile !== undefined);
 }
 
 /** Where and how a transport connects. */

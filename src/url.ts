@@ -26,6 +26,9 @@ export interface UrlSettings {
   database?: string;
   sslmode?: SslMode;
   sslrootcert?: string;
+  sslcert?: string;
+  sslkey?: string;
+  sslpassword?: string;
   applicationName?: string;
   fallbackApplicationName?: string;
   connectTimeout?: number;
@@ -71,8 +74,9 @@ export const CLIENT_SOCKET_SETTINGS: ReadonlySet<string> = new Set([
 
 /**
  * The URL with its password replaced by `***`, for messages and logs: the password of the
- * user-info part and any `password=` query parameter. Works on strings that are not valid URLs
- * too (a password with an unencoded `/`, `?` or `#`), erring towards hiding too much.
+ * user-info part, any `password=` or `sslpassword=` query parameter, and any query value holding
+ * PEM text (`-----BEGIN`: a key where its file's path goes). Works on strings that are not
+ * valid URLs too (a password with an unencoded `/`, `?` or `#`), erring towards hiding too much.
  *
  * @param url The connection URL, valid or not.
  * @returns The same text with passwords hidden. Never throws.
@@ -106,17 +110,19 @@ export function redactUrl(url: string): string {
   if (at >= 0 && colon >= 0 && colon + 1 < at) {
     text = text.slice(0, start + colon + 1) + "***" + text.slice(start + at);
   }
-  text = text.replace(/([?&])([^&=]*)=([^&]*)/g, (piece, separator: string, key: string) => {
-    let name = key;
-    try {
-      name = decodeURIComponent(key);
-    } catch {
-      // keep the raw key
-    }
-    return name.trim().toLowerCase() === "password" ? `${separator}${key}=***` : piece;
-  });
+  text = text.replace(
+    /([?&])([^&=]*)=([^&]*)/g,
+    (piece, separator: string, key: string, value: string) => {
+      const name = safeDecode(key);
+      // PEM text (a key put where its path goes) is no more for messages than a password.
+      return /^(ssl)?password$/.test(name.trim().toLowerCase()) ||
+          /-----BEGIN/i.test(safeDecode(value))
+        ? `${separator}${key}=***`
+        : piece;
+    },
+  );
   // key=value connection strings (not supported, but they end up in messages).
-  return text.replace(/(^|\s)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)/gi, "$1$2***");
+  return text.replace(/(^|\s)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)/gi, "$1$2***");
 }
 
 /**
@@ -239,6 +245,9 @@ export function parseUrl(text: string, where = ` in ${redactUrl(text)}`): UrlSet
       case "user":
       case "password":
       case "sslrootcert":
+      case "sslcert":
+      case "sslkey":
+      case "sslpassword":
         settings[key] = value || undefined;
         break;
       case "dbname":
@@ -362,22 +371,26 @@ function portNumber(text: string, where: string): number {
   return +text;
 }
 
-const SSL_MODES: SslMode[] = ["disable", "prefer", "require", "verify-full"];
+const SSL_MODES: SslMode[] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
 
 /** `sslmode` from the URL or (`fromUrl` false, which does not take libpq's `no-verify`) options. */
 export function sslMode(value: string, where: string, fromUrl: boolean): SslMode {
   if (SSL_MODES.includes(value as SslMode)) return value as SslMode;
   if (fromUrl && value === "no-verify") return "require";
-  const instead = value === "allow"
-    ? "'prefer' (TLS when the server offers it) or 'disable'"
-    : value === "verify-ca"
-    ? "'verify-full', which also verifies the host name"
-    : "";
+  const instead = value === "allow" ? "'prefer' (TLS when the server offers it) or 'disable'" : "";
   throw new TypeError(
     instead
       ? `sslmode '${value}' is not supported${where}: use ${instead}`
       : `Invalid sslmode '${value}'${where}: expected ${or(SSL_MODES)}`,
   );
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** `a, b or c`, for messages. */

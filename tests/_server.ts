@@ -10,7 +10,8 @@
 //
 // The server certificate is for DNS:localhost only, with deliberately no IP SAN: TLS to
 // 127.0.0.1 with `verify-full` fails host-name verification while `localhost` succeeds, and
-// tests rely on that to check that verification really happens.
+// tests rely on that to check that verification really happens. The same CA signs a client
+// certificate for CERT_USER, whom pg_hba.conf lets in by `cert` alone (see TlsFiles).
 //
 // This file runs under Deno and, bundled by tests/run.ts, under Node 20, so it uses only
 // `node:` modules.
@@ -45,6 +46,24 @@ export const TEST_USERS: readonly TestUser[] = [
   "scram",
 ];
 
+/** The role that logs in by client certificate only (`hostssl ... cert`), with no password. */
+export const CERT_USER = "cert_user";
+
+/** Passphrase of the harness's encrypted client key. */
+export const CLIENT_KEY_PASSPHRASE = "client-key-passphrase";
+
+/** PEM files the harness makes beside the server's, for client-side TLS tests. */
+export interface TlsFiles {
+  /** Client certificate for CERT_USER, signed by the harness CA. */
+  certFile: string;
+  /** Its private key, unencrypted. */
+  keyFile: string;
+  /** The same key encrypted with CLIENT_KEY_PASSPHRASE (PKCS#8, AES-256-CBC). */
+  encryptedKeyFile: string;
+  /** A CA that signed nothing the server presents (for "wrong CA" tests). */
+  otherCaFile: string;
+}
+
 /** Database every harness URL points at. */
 export const TEST_DATABASE = "edgepool_test";
 
@@ -66,6 +85,8 @@ export interface TestServer {
    * harness user logs in as over TCP; undefined when TEST_DATABASE_URL is used.
    */
   socketDir: string | undefined;
+  /** Client certificate, keys and a second CA (undefined when TEST_DATABASE_URL is used). */
+  tls: TlsFiles | undefined;
   /** true when this harness owns the server (can restart/stop it), false for TEST_DATABASE_URL. */
   managed: boolean;
   /** Runs SQL as the superuser through psql and returns stdout, trimmed (unaligned, tuples only). */
@@ -227,6 +248,7 @@ function externalServer(url: string): TestServer {
     caPem: undefined,
     caFile: undefined,
     socketDir: undefined,
+    tls: undefined,
     managed: false,
     url: (_user?: TestUser, params?: Record<string, string>) => withParams(url, params),
     psql: (sql: string) => runPsql(findBindir(), ["-d", url], sql),
@@ -246,6 +268,7 @@ class HarnessServer implements TestServer {
   readonly caPem: string;
   readonly caFile: string;
   readonly socketDir: string;
+  readonly tls: TlsFiles;
   readonly managed = true;
   readonly #layout: Layout;
 
@@ -255,6 +278,7 @@ class HarnessServer implements TestServer {
     this.caFile = layout.caFile;
     this.socketDir = layout.dir;
     this.caPem = readFileSync(layout.caFile, "utf8");
+    this.tls = tlsFiles(layout.dir);
   }
 
   url(user: TestUser = "scram", params: Record<string, string> = {}): string {
@@ -481,6 +505,7 @@ log_min_messages = warning
 ssl = on
 ssl_cert_file = '${join(layout.dir, "server.crt")}'
 ssl_key_file = '${join(layout.dir, "server.key")}'
+ssl_ca_file = '${join(layout.dir, "ca.crt")}'
 `;
 }
 
@@ -489,6 +514,7 @@ ssl_key_file = '${join(layout.dir, "server.key")}'
 const HBA = `# edgepool test harness
 # TYPE     DATABASE  USER        ADDRESS       METHOD
 local      all       postgres                  trust
+hostssl    all       "${CERT_USER}"   127.0.0.1/32  cert
 local      all       "trust"                   trust
 local      all       "password"                password
 local      all       "md5"                     md5
@@ -512,9 +538,63 @@ const SETUP = [
   `RESET password_encryption`,
   `CREATE ROLE "ssl_only" LOGIN PASSWORD '${passwordOf("ssl_only")}'`,
   `CREATE ROLE "scram" LOGIN PASSWORD '${passwordOf("scram")}'`,
+  `CREATE ROLE "${CERT_USER}" LOGIN`,
   `CREATE DATABASE ${TEST_DATABASE} OWNER postgres`,
   `GRANT CONNECT ON DATABASE ${TEST_DATABASE} TO PUBLIC`,
 ];
+
+function tlsFiles(dir: string): TlsFiles {
+  return {
+    certFile: join(dir, "client.crt"),
+    keyFile: join(dir, "client.key"),
+    encryptedKeyFile: join(dir, "client.enc.key"),
+    otherCaFile: join(dir, "other-ca.crt"),
+  };
+}
+
+/** The client certificate for CERT_USER, its keys, and a CA of no use to the server. */
+async function makeClientFiles(
+  layout: Layout,
+  config: string[],
+  common: string[],
+): Promise<void> {
+  const { dir } = layout;
+  const file = (name: string) => join(dir, name);
+  const files = tlsFiles(dir);
+  // EC keys: made in milliseconds, where RSA takes a while on a busy machine.
+  const ec = words("-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes");
+  const options = { cwd: dir };
+  await Promise.all([
+    (async () => {
+      await run("openssl", [
+        "req",
+        "-new",
+        ...ec,
+        ...config,
+        ...["-subj", `/CN=${CERT_USER}`, "-keyout", files.keyFile, "-out", file("client.csr")],
+      ], options);
+      await run("openssl", [
+        ...words("x509 -req -extensions v3_client"),
+        ...common,
+        ...["-extfile", file("openssl.cnf"), "-in", file("client.csr"), "-out", files.certFile],
+        ...["-CA", file("ca.crt"), "-CAkey", file("ca.key"), "-set_serial", String(Date.now())],
+      ], options);
+      await run("openssl", [
+        ...words("pkcs8 -topk8 -v2 aes-256-cbc"),
+        ...["-in", files.keyFile, "-out", files.encryptedKeyFile],
+        ...["-passout", `pass:${CLIENT_KEY_PASSPHRASE}`],
+      ], options);
+    })(),
+    run("openssl", [
+      ...words("req -x509 -extensions v3_ca"),
+      ...ec,
+      ...config,
+      ...common,
+      ...["-subj", "/CN=edgepool other CA", "-keyout", file("other-ca.key")],
+      ...["-out", files.otherCaFile],
+    ], options),
+  ]);
+}
 
 async function makeCertificates(layout: Layout): Promise<void> {
   const { dir } = layout;
@@ -540,6 +620,7 @@ async function makeCertificates(layout: Layout): Promise<void> {
     ...["-extfile", file("openssl.cnf"), "-in", file("server.csr"), "-out", file("server.crt")],
     ...["-CA", file("ca.crt"), "-CAkey", file("ca.key"), "-set_serial", String(Date.now())],
   ], options);
+  await makeClientFiles(layout, config, common);
   chmodSync(file("server.key"), 0o600);
   chmodSync(file("ca.crt"), 0o644);
   if (layout.runAs) {
@@ -574,6 +655,12 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
 `;

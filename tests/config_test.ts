@@ -27,6 +27,11 @@ test("parseConfig applies every default, when the URL has only a user and host",
     sslmode: "prefer",
     ca: undefined,
     sslrootcert: undefined,
+    cert: undefined,
+    key: undefined,
+    sslcert: undefined,
+    sslkey: undefined,
+    sslpassword: undefined,
     applicationName: "edgepool",
     connectTimeout: 30_000,
     options: undefined,
@@ -252,16 +257,73 @@ test("parseConfig maps sslmode values, when they are supported", () => {
   assert.equal(mode("require"), "require");
   assert.equal(mode("verify-full"), "verify-full");
   assert.equal(mode("no-verify"), "require");
+  assert.equal(mode("verify-ca&sslrootcert=%2Fca.pem"), "verify-ca");
+  assert.equal(
+    parseConfig("postgres://u@h", { sslmode: "verify-ca", ca: "PEM" }).sslmode,
+    "verify-ca",
+  );
 });
 
-test("parseConfig throws TypeError saying what to use, when sslmode is allow or verify-ca", () => {
-  throwsType("postgres://u@h?sslmode=allow", /'allow' is not supported.*prefer/);
-  throwsType("postgres://u@h?sslmode=verify-ca", /'verify-ca' is not supported.*verify-full/);
-  throwsType("postgres://u@h?sslmode=bogus", /Invalid sslmode 'bogus'/);
-  throwsType(undefined, /'verify-ca' is not supported/, {
+test("parseConfig throws TypeError, when verify-ca has no CA of its own to verify against", () => {
+  throwsType(
+    "postgres://u@h?sslmode=verify-ca",
+    /verify-ca needs the CA.*sslrootcert.*options\.ca/,
+  );
+  throwsType(
+    "postgres://u@h?sslmode=verify-ca&sslrootcert=system",
+    /cannot be used with sslrootcert=system/,
+  );
+});
+
+test("parseConfig reads sslcert, sslkey and sslpassword, from the URL or options", () => {
+  const config = parseConfig(
+    "postgres://u@h?sslcert=%2Fc.pem&sslkey=%2Fk.pem&sslpassword=S3cretPW&sslmode=verify-full",
+  );
+  assert.equal(config.sslcert, "/c.pem");
+  assert.equal(config.sslkey, "/k.pem");
+  assert.equal(config.sslpassword, "S3cretPW");
+  const pem = parseConfig("postgres://u@h", { cert: "CERT", key: "KEY", sslpassword: "x" });
+  assert.deepEqual([pem.cert, pem.key, pem.sslcert, pem.sslpassword], [
+    "CERT",
+    "KEY",
+    undefined,
+    "x",
+  ]);
+  const over = parseConfig("postgres://u@h?sslcert=%2Fc&sslkey=%2Fk", { sslkey: "/other" });
+  assert.equal(over.sslkey, "/other");
+});
+
+test("parseConfig throws TypeError, when a client certificate comes without its key", () => {
+  throwsType("postgres://u@h?sslcert=%2Fc.pem", /needs its private key/);
+  throwsType("postgres://u@h?sslkey=%2Fk.pem", /needs its client certificate/);
+  throwsType(undefined, /needs its private key/, { user: "u", cert: "CERT" });
+  throwsType("postgres://u@h?sslcert=%2Fc&sslkey=%2Fk", /cannot both be given/, { cert: "C" });
+  throwsType("postgres://u@h?sslcert=%2Fc&sslkey=%2Fk&sslmode=disable", /sslmode=disable/);
+  throwsType(undefined, /options\.key must be a string/, {
     user: "u",
-    sslmode: "verify-ca" as ConnectOptions["sslmode"],
+    key: 1 as unknown as string,
   });
+});
+
+test("parseConfig throws TypeError without the text, when PEM is given where a path goes", () => {
+  const key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAS3cretKeyMaterial\n-----END PRIVATE KEY-----\n";
+  for (const name of ["sslkey", "sslcert", "sslrootcert"] as const) {
+    let caught: unknown;
+    try {
+      parseConfig(`postgres://u@h?${name}=${encodeURIComponent(key)}`, { cert: undefined });
+    } catch (error) {
+      caught = error;
+    }
+    assert.ok(caught instanceof TypeError, name);
+    assert.match(caught.message, new RegExp(`${name} takes the path of a PEM file, not PEM text`));
+    assert.ok(!caught.message.includes("S3cretKey"), caught.message);
+    throwsType(undefined, /not PEM text/, { user: "u", [name]: key, cert: "c", key: "k" });
+  }
+});
+
+test("parseConfig throws TypeError saying what to use, when sslmode is allow", () => {
+  throwsType("postgres://u@h?sslmode=allow", /'allow' is not supported.*prefer/);
+  throwsType("postgres://u@h?sslmode=bogus", /Invalid sslmode 'bogus'/);
   throwsType(undefined, /Invalid sslmode/, {
     user: "u",
     sslmode: "no-verify" as ConnectOptions["sslmode"],
@@ -273,6 +335,9 @@ test("parseConfig uses the runtime's roots with verify-full, when sslrootcert=sy
   assert.equal(config.sslrootcert, undefined);
   assert.equal(config.sslmode, "verify-full");
   throwsType("postgres://u@h?sslrootcert=system&sslmode=require", /sslrootcert=system/);
+  throwsType("postgres://u@h?sslrootcert=system", /options\.ca cannot be used together/, {
+    ca: "PEM",
+  });
 });
 
 test("parseConfig throws TypeError, when a parameter has an unsupported value", () => {
@@ -461,6 +526,8 @@ test("parseConfig never shows the password, when it throws for a bad URL", () =>
     [`postgres://u:${PW}@h/d?foo=1`],
     [`postgres://u:${PW}@h/d?sslmode=allow`],
     [`postgres://u:${PW}@h/d?sslmode=verify-ca`],
+    [`postgres://u@h/d?sslpassword=${PW}&sslcert=%2Fc`],
+    [`postgres://u@h/d?sslpassword=${PW}&foo=1`],
     [`postgres://u:${PW}@h/d?connect_timeout=-1`],
     [`postgres://u:${PW}@h:0/d`],
     [`postgres://u:${PW}@h1,[::1/d`],
@@ -503,6 +570,10 @@ test("redactUrl replaces the password with ***, when the URL has one", () => {
   assert.equal(
     redactUrl(`postgres://u@h/d?sslmode=require&password=${PW}&x=1`),
     "postgres://u@h/d?sslmode=require&password=***&x=1",
+  );
+  assert.equal(
+    redactUrl(`postgres://u@h/d?sslkey=%2Fk&sslpassword=${PW}`),
+    "postgres://u@h/d?sslkey=%2Fk&sslpassword=***",
   );
   assert.equal(redactUrl(`postgres://u:Sup3r/S3cret@h/d`), "postgres://u:***@h/d");
   assert.equal(redactUrl(`u:${PW}@h`), "u:***@h");

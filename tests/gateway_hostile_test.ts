@@ -189,6 +189,27 @@ test("gateway /sql answers sslrootcert=/dev/zero with 400 and no memory growth",
 });
 
 test(
+  "gateway /sql refuses a client key or its passphrase with 400, never echoing either",
+  T,
+  async () => {
+    const { server, gateway } = await env();
+    const secret = "-----BEGIN PRIVATE KEY-----\nS3cretKeyMaterial\n-----END PRIVATE KEY-----";
+    for (const name of ["sslkey", "sslcert", "sslpassword"]) {
+      const response = await post(gateway, '{"query":"select 1"}', {
+        "Neon-Connection-String": connectionString(
+          server,
+          `?${name}=${encodeURIComponent(secret)}`,
+        ),
+      });
+      assert.equal(response.status, 400, name);
+      const body = await response.text();
+      assert.ok(body.includes(`\\"${name}\\"`), `${name}: ${body}`);
+      assert.doesNotMatch(body, /S3cret|BEGIN/, name);
+    }
+  },
+);
+
+test(
   "gateway /sql takes a connection string without a port as the upstream's port",
   T,
   async () => {
@@ -487,7 +508,8 @@ async function startup(gateway: RunningGateway, params: Record<string, string>) 
 
 test("gateway WebSocket refuses libpq's client-side startup parameters by name", T, async () => {
   const { gateway } = await env();
-  for (const name of ["sslrootcert", "sslkey", "host", "port", "passfile"]) {
+  const names = ["sslrootcert", "sslcert", "sslkey", "sslpassword", "host", "port", "passfile"];
+  for (const name of names) {
     const answers: string[] = [];
     for (const path of ["/etc/passwd", "/nonexistent/edgepool"]) {
       answers.push(
@@ -498,6 +520,7 @@ test("gateway WebSocket refuses libpq's client-side startup parameters by name",
     assert.ok(answers[0].startsWith("E"), `${name}: an ErrorResponse`);
     assert.ok(answers[0].includes(`"${name}"`), `${name}: ${answers[0]}`);
     assert.ok(answers[0].includes("42501"), name);
+    assert.doesNotMatch(answers[0], /passwd|nonexistent/, `${name}: the value is echoed`);
   }
 });
 

@@ -1,9 +1,12 @@
 /**
  * TCP transport for Node and Bun: `node:net` with TCP keepalive, and `node:tls` after an
- * accepted SSLRequest. `sslmode=require` encrypts without verifying the certificate (as libpq
- * does); `verify-full` verifies the chain and the host name. A host that starts with `/` is the
- * directory of the server's Unix-domain socket (`.s.PGSQL.<port>` in it, as libpq reads it),
- * reached without TLS.
+ * accepted SSLRequest. As libpq: `sslmode=require` encrypts without verifying the certificate,
+ * unless a CA is given (`ca`, `sslrootcert`), which makes it `verify-ca`; `verify-ca` verifies
+ * the chain against the given CAs alone, not the host name; `verify-full` verifies both. A
+ * client certificate (`cert`/`sslcert` with `key`/`sslkey`, `sslpassword` for an encrypted
+ * key) is presented when the server asks for one. A host that starts with `/` is the directory
+ * of the server's Unix-domain socket (`.s.PGSQL.<port>` in it, as libpq reads it), reached
+ * without TLS.
  *
  * @example
  * ```ts ignore
@@ -15,6 +18,7 @@
  * @module
  */
 
+import { createPrivateKey } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -72,9 +76,13 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
       }
     }
     // No TLS on a Unix-domain socket: PostgreSQL offers none there, and libpq asks for none.
-    if (options.tls !== null && path === undefined) {
-      if (readSslAnswer(await sslRequest(socket), options.tls, where)) {
-        socket = await upgrade(socket, options.tls, where);
+    const tls = path === undefined ? options.tls : null;
+    // Files and keys are loaded before anything is sent: a bad one is the caller's to fix, and
+    // must not look like a handshake failure (which `prefer` answers by going on without TLS).
+    const files = tls === null ? null : await readTlsFiles(tls);
+    if (tls !== null) {
+      if (readSslAnswer(await sslRequest(socket), tls, where)) {
+        socket = await upgrade(socket, tls, files!, where);
         encrypted = true;
       }
     }
@@ -108,25 +116,99 @@ function sslRequest(socket: net.Socket): Promise<Uint8Array | undefined> {
   });
 }
 
+/** The PEM texts of `settings`, files read; a TypeError naming the file if one cannot be. */
+async function readTlsFiles(settings: TlsSettings): Promise<TlsFiles> {
+  const read = async (setting: string, path: string): Promise<string> => {
+    try {
+      return await readFile(path, "utf8");
+    } catch (error) {
+      throw new TypeError(
+        `Cannot read the ${setting} file '${path}': ${(error as { code?: string }).code ?? error}`,
+        { cause: error },
+      );
+    }
+  };
+  const ca = [...(settings.ca ?? [])];
+  if (settings.caFile !== undefined) ca.push(await read("sslrootcert", settings.caFile));
+  const key = settings.keyFile === undefined
+    ? settings.key
+    : await read("sslkey", settings.keyFile);
+  if (key !== undefined) {
+    // Loaded here, as node:tls would: Deno's node:tls leaves out a key it cannot load (a
+    // wrong passphrase) and connects without a certificate, for the server to refuse.
+    try {
+      createPrivateKey({ key, format: "pem", passphrase: settings.keyPassword ?? "" });
+    } catch (error) {
+      throw keyNotLoaded(settings, error);
+    }
+  }
+  return {
+    ca: ca.length > 0 ? ca : undefined,
+    cert: settings.certFile === undefined
+      ? settings.cert
+      : await read("sslcert", settings.certFile),
+    key,
+  };
+}
+
+/** The key did not load: the reason ("bad decrypt"), never the key or the passphrase. */
+function keyNotLoaded(settings: TlsSettings, error: unknown): TypeError {
+  const where = settings.keyFile === undefined ? "options.key" : `sslkey '${settings.keyFile}'`;
+  const reason = settings.keyPassword === undefined ? " (no sslpassword given)" : "";
+  return new TypeError(
+    `Cannot load the TLS client key (${where})${reason}: ${(error as Error).message}`,
+    { cause: error },
+  );
+}
+
+interface TlsFiles {
+  ca: string[] | undefined;
+  cert: string | undefined;
+  key: string | undefined;
+}
+
 async function upgrade(
   socket: net.Socket,
   settings: TlsSettings,
+  { ca, cert, key }: TlsFiles,
   where: string,
 ): Promise<tls.TLSSocket> {
-  const ca = [...(settings.ca ?? [])];
-  if (settings.caFile !== undefined) ca.push(await readFile(settings.caFile, "utf8"));
-  const verify = settings.mode === "verify-full";
+  // libpq's require verifies the chain when a root CA is given, as verify-ca does.
+  const checkChain = settings.mode === "verify-full" || settings.mode === "verify-ca" ||
+    (settings.mode === "require" && ca !== undefined);
   const serverName = settings.serverName;
   return await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const secure = tls.connect({
-      socket,
-      host: serverName,
-      // SNI takes host names only.
-      servername: net.isIP(serverName) ? undefined : serverName,
-      ca: ca.length > 0 ? ca : undefined,
-      rejectUnauthorized: verify,
-      checkServerIdentity: verify ? tls.checkServerIdentity : () => undefined,
-    });
+    let secure: tls.TLSSocket;
+    try {
+      secure = tls.connect({
+        socket,
+        host: serverName,
+        // SNI takes host names only.
+        servername: net.isIP(serverName) ? undefined : serverName,
+        // Given CAs replace the runtime's roots: verify-ca trusts them alone, as libpq does.
+        ca,
+        cert,
+        key,
+        // An encrypted key without a passphrase fails to load rather than prompting.
+        passphrase: key === undefined ? undefined : settings.keyPassword ?? "",
+        rejectUnauthorized: checkChain,
+        checkServerIdentity: settings.mode === "verify-full"
+          ? tls.checkServerIdentity
+          : () => undefined,
+      });
+    } catch (error) {
+      // The certificates or key did not load: OpenSSL's reason ("bad decrypt", "key values
+      // mismatch"), never the key or passphrase. The caller's to fix, so not a TLS_FAILED,
+      // which `prefer` would answer by going on without TLS.
+      return reject(
+        new TypeError(
+          `Cannot load the TLS ${
+            key === undefined ? "CA certificates" : "client certificate and key"
+          } for ${where}: ${(error as Error).message}`,
+          { cause: error },
+        ),
+      );
+    }
     const onError = (error: Error) => {
       secure.destroy();
       reject(

@@ -6,9 +6,11 @@
  *
  * There is no PostgreSQL-level TLS inside the WebSocket: a `wss:` proxy URL protects the
  * stream to the proxy, with the certificate verified by the runtime against its own roots.
- * `sslmode=require` and `verify-full` are satisfied by `wss:` only; `prefer` goes on without
- * TLS over `ws:`. `ca`/`sslrootcert` do not apply, and the PostgreSQL server's own certificate
- * is not seen: the proxy is trusted with the stream.
+ * `sslmode=require`, `verify-ca` and `verify-full` are satisfied by `wss:` only; `prefer` goes
+ * on without TLS over `ws:`. `ca`/`sslrootcert` do not apply, and the PostgreSQL server's own
+ * certificate is not seen: the proxy is trusted with the stream. A client certificate
+ * (`sslcert`/`sslkey`, `cert`/`key`) cannot reach the server through the proxy: it is refused
+ * with a TypeError.
  *
  * Each write is one binary frame (the connection writes everything issued in one tick at
  * once). The password is sent right behind the StartupMessage by default (`pipelineConnect`),
@@ -36,6 +38,7 @@
 import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
+  hasClientCertificate,
   noUnixSockets,
   type StreamHandlers,
   type Transport,
@@ -200,6 +203,12 @@ async function connect(
   const url = urlFor(host, port);
   const where = `${host}:${port} through ${redact(url)}`;
   const secure = url.startsWith("wss:");
+  if (hasClientCertificate(tls)) {
+    throw new TypeError(
+      `A client certificate (sslcert/sslkey, cert/key) cannot be presented to ${where}: the ` +
+        "WebSocket transport has no TLS of its own with the server",
+    );
+  }
   if (tls !== null && tls.mode !== "prefer" && !secure) {
     throw new ConnectionError(
       "TLS_UNAVAILABLE",

@@ -3,7 +3,10 @@
  * `secureTransport: "starttls"` so the SSLRequest is answered before the TLS upgrade.
  *
  * Workers verify certificates against public roots only (no custom CA), and a socket cannot
- * outlive the request that opened it: open connections inside the handler.
+ * outlive the request that opened it: open connections inside the handler. Refused with a
+ * TypeError, before anything is sent: `sslmode=verify-ca` (`startTls` always checks the host
+ * name, so it would do more than asked) and client certificates (`startTls` takes none; mTLS on
+ * Workers is a binding for `fetch`, not for sockets).
  *
  * @example
  * ```ts ignore
@@ -19,6 +22,7 @@ import { connect as cfConnect } from "cloudflare:sockets";
 import { ConnectionError, errorMessage } from "../src/errors.ts";
 import {
   type ByteStream,
+  hasClientCertificate,
   noUnixSockets,
   readSslAnswer,
   SSL_REQUEST,
@@ -50,6 +54,18 @@ async function connect(
   signal?.throwIfAborted();
   if (unixSocketPath(host, port) !== undefined) {
     throw noUnixSockets("Workers TCP transport", host, port);
+  }
+  if (tls?.mode === "verify-ca") {
+    throw new TypeError(
+      "sslmode=verify-ca is not supported by the Workers transport: cloudflare:sockets " +
+        "startTls always verifies the host name and takes no CA; use verify-full",
+    );
+  }
+  if (hasClientCertificate(tls)) {
+    throw new TypeError(
+      "A client certificate (sslcert/sslkey, cert/key) cannot be presented by the Workers " +
+        "transport: cloudflare:sockets startTls takes no certificate or key",
+    );
   }
   const where = `${host}:${port}`;
   let socket = (cfConnect as (address: string, options: unknown) => CfSocket)(
