@@ -62,6 +62,7 @@ import {
   type TypeParsers,
 } from "./result.ts";
 import type { ByteStream, TlsSettings, Transport } from "./transport.ts";
+import type { TargetSessionAttrs } from "./url.ts";
 import type { ConnectionEvents, TransactionStatus } from "./connection_events.ts";
 
 export type { ConnectionEvents, Notification, TransactionStatus } from "./connection_events.ts";
@@ -202,6 +203,14 @@ export class Connection implements AsyncDisposable {
   /** Settings the server reported with ParameterStatus (`server_version`, `TimeZone`, ...). */
   get parameters(): Readonly<Record<string, string>> {
     return this.#parameters;
+  }
+
+  /**
+   * The server this connection was asked for (`targetSessionAttrs`): a pool whose connections
+   * want one that takes writes retires them all when one finds its server read-only.
+   */
+  get targetSessionAttrs(): TargetSessionAttrs {
+    return this.#config.targetSessionAttrs;
   }
 
   /** Backend process ID (from BackendKeyData), 0 if the server sent none. */

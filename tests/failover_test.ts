@@ -10,8 +10,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, createPool } from "../mod.ts";
+import { connect, createPool, type PoolError, type PostgresError } from "../mod.ts";
 import { startReplicatedPair } from "./_replication.ts";
+import { startOwnServer } from "./_server.ts";
 
 const CALLERS = 50;
 /** Acknowledged writes before the primary is stopped, and per caller after the promotion. */
@@ -119,3 +120,48 @@ test(
     }
   },
 );
+
+test("a read-write pool retires every connection when its server turns read-only", {
+  timeout: 120_000,
+}, async () => {
+  const server = await startOwnServer();
+  try {
+    const url = server.url("scram", { sslmode: "disable", target_session_attrs: "read-write" });
+    await using pool = createPool(url, { poolSize: 3, maxOverflow: 0, timeout: 2000 });
+    await pool.query("create table t (n int)");
+    // Three connections, each checked out at once (pool.query would pipeline onto one).
+    const pids = async () => {
+      const held = await Promise.all([1, 2, 3].map(() => pool.connect()));
+      const found = await Promise.all(
+        held.map(async (c) =>
+          (await c.query<{ pid: number }>("select pg_backend_pid() as pid")).rows[0].pid
+        ),
+      );
+      await Promise.all(held.map((c) => c.release()));
+      return new Set(found);
+    };
+    const before = await pids();
+    assert.equal(before.size, 3);
+    await server.psql("alter system set default_transaction_read_only = on");
+    await server.psql("select pg_reload_conf()");
+    // The first write refused as read-only retires them all; connecting again is refused too.
+    // (A backend reads the reloaded setting at its next statement once signalled: bounded tries.)
+    let refused: unknown;
+    for (let i = 0; i < 100 && refused === undefined; i++) {
+      refused = await pool.query("insert into t values (1)").then(() => undefined, (e) => e);
+      if (refused === undefined) await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal((refused as PostgresError)?.code, "25006", String(refused));
+    const timedOut = await pool.query("insert into t values (2)").then(() => undefined, (e) => e);
+    assert.equal((timedOut as PoolError)?.code, "POOL_TIMEOUT", String(timedOut));
+    assert.match(String((timedOut as PoolError).cause), /is read-only/);
+    // Writable again: new connections, none of the old ones.
+    await server.psql("alter system reset default_transaction_read_only");
+    await server.psql("select pg_reload_conf()");
+    await pool.query("insert into t values (3)", [], { timeout: 30_000 });
+    const after = await pids();
+    for (const p of after) assert.ok(!before.has(p), `connection ${p} outlived the demotion`);
+  } finally {
+    server.close();
+  }
+});

@@ -7,9 +7,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
-import { connect, type Connection, type ConnectOptions, type Transport } from "../mod.ts";
+import { connect, type Connection, type ConnectOptions } from "../mod.ts";
 import { websocketTransport } from "../transports/websocket.ts";
-import { denoTcp, transports, WebSocketImpl } from "./_transports.ts";
+import { transports, WebSocketImpl } from "./_transports.ts";
 import { CERT_USER, CLIENT_KEY_PASSPHRASE, getServer, type TestServer } from "./_server.ts";
 import { assertConnectionError, assertPostgresError, rejection, show } from "./_helpers.ts";
 
@@ -52,10 +52,6 @@ for (const transport of transports) {
   const open = (url: string, options: ConnectOptions = {}) =>
     connect(url, { transport, connectTimeout: 10_000, ...options });
 
-  if (transport === denoTcp) {
-    denoRefusals(transport, name);
-    continue;
-  }
 
   test(
     name("connect with verify-ca and the right CA encrypts, also to 127.0.0.1 (no IP SAN)"),
@@ -121,8 +117,10 @@ for (const transport of transports) {
   });
 
   test(name("connect as the cert user without a certificate fails with 28000"), T, async () => {
-    const url = certUserUrl(await getServer(), { sslmode: "require" });
-    const error = await rejection(open(url));
+    const server = await getServer();
+    const url = certUserUrl(server, { sslmode: "require" });
+    // With the CA: Deno's own TLS verifies the chain even for `require`.
+    const error = await rejection(open(url, { ca: server.caPem }));
     assertPostgresError(error, "28000");
     assert.match(error.message, /certificate authentication failed|connection requires a valid/);
   });
@@ -186,35 +184,6 @@ for (const transport of transports) {
 }
 
 /** Deno.startTls can neither verify a chain against given CAs alone nor present a certificate. */
-function denoRefusals(transport: Transport, name: (text: string) => string): void {
-  test(name("connect with verify-ca throws TypeError saying why"), T, async () => {
-    const server = await getServer();
-    const error = await rejection(
-      connect(server.url("scram", { sslmode: "verify-ca", sslrootcert: server.caFile! }), {
-        transport,
-      }),
-    );
-    assertTypeError(
-      error,
-      /verify-ca is not supported by the Deno transport.*built-in roots.*nodeTcp/,
-    );
-  });
-
-  test(name("connect with a client certificate throws TypeError saying why"), T, async () => {
-    const server = await getServer();
-    const url = certUserUrl(server, { sslmode: "require" });
-    for (
-      const options of [
-        { sslcert: server.tls!.certFile, sslkey: server.tls!.keyFile },
-        { cert: readFileSync(server.tls!.certFile, "utf8"), key: "k" },
-      ]
-    ) {
-      const error = await rejection(connect(url, { transport, ...options }));
-      assertTypeError(error, /cannot be presented by the Deno transport/, ["PRIVATE KEY"]);
-    }
-  });
-}
-
 test("websocket transport refuses a client certificate with a TypeError", async () => {
   // Refused before the WebSocket opens: nothing listens on this address.
   const transport = websocketTransport({ proxy: "ws://127.0.0.1:9/v2", WebSocket: WebSocketImpl });

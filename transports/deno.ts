@@ -7,12 +7,10 @@
  * `sslmode=require` skips only the host-name check, and `prefer` falls back to plain TCP when
  * the handshake fails.
  *
- * Refused with a TypeError, before anything is sent: `sslmode=verify-ca` (`Deno.startTls`
- * trusts given CAs only in addition to its own roots, so a chain check without the host name
- * would pass any publicly trusted certificate: no more than `require`), and client
- * certificates (`Deno.startTls` takes no certificate or key). For either, use `nodeTcp` from
- * `transports/node` on Deno: Deno's `node:tls` trusts the given CAs alone and presents a client
- * certificate.
+ * `sslmode=verify-ca` and client certificates go through Deno's `node:tls` instead (the
+ * `nodeTcp` transport): `Deno.startTls` trusts its built-in roots beside the given CAs, so a
+ * chain check without the host name would pass any publicly trusted certificate, and it takes
+ * no client certificate or key.
  *
  * @example
  * ```ts ignore
@@ -47,20 +45,12 @@ async function connect(options: TransportConnectOptions): Promise<ByteStream> {
   signal?.throwIfAborted();
   const path = unixSocketPath(host, port);
   if (path !== undefined) return await connectUnix(path, signal);
-  if (tls?.mode === "verify-ca") {
-    throw new TypeError(
-      "sslmode=verify-ca is not supported by the Deno transport: Deno.startTls trusts the " +
-        "given CAs only in addition to its built-in roots, so without the host-name check any " +
-        "publicly trusted certificate would pass; use verify-full, or the node:tls transport " +
-        "(nodeTcp from transports/node), which trusts the given CAs alone on Deno too",
-    );
-  }
-  if (hasClientCertificate(tls)) {
-    throw new TypeError(
-      "A client certificate (sslcert/sslkey, cert/key) cannot be presented by the Deno " +
-        "transport: Deno.startTls takes no certificate or key; use the node:tls transport " +
-        "(nodeTcp from transports/node), which can on Deno too",
-    );
+  if (tls?.mode === "verify-ca" || hasClientCertificate(tls)) {
+    // Deno.startTls cannot do either as libpq does: it trusts its built-in roots beside the
+    // given CAs (so a chain check without the host name would pass any publicly trusted
+    // certificate), and it presents no client certificate. Deno's node:tls does both.
+    const { nodeTcp } = await import("./node.ts");
+    return await nodeTcp.connect(options);
   }
   let conn: Deno.TcpConn | Deno.TlsConn;
   try {

@@ -40,7 +40,10 @@ export class Deadlines<T> {
     const clock = this.#clock;
     if (this.#timer !== null) clock.clearTimeout(this.#timer);
     this.#at = at;
-    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#time.now()), true);
+    // Not one that keeps a process alive: it stays armed after its waiter is served, and would
+    // hold a finished script for up to a checkout timeout. While callers wait, what they wait
+    // for does (a connect under way, a busy connection, the backoff's retry timer).
+    this.#timer = clock.setTimeout(() => this.#due(), Math.max(0, at - this.#time.now()));
   }
 
   /** The shared timer fired: expire every waiter that is due, re-arm for the next one. */

@@ -35,6 +35,14 @@ export interface PoolAdapter<C> {
   ping(connection: C, signal: AbortSignal): Promise<void>;
   /** Whether an error means the connection is unusable (SQLAlchemy's `is_disconnect`). */
   isDisconnect(error: unknown): boolean;
+  /**
+   * Whether `error` says that the connection's server is no longer one it may stay with: a
+   * write refused as read-only (25006) on a connection asked for a server that takes writes
+   * (`targetSessionAttrs` `read-write` or `primary`), whose server now reports itself a hot
+   * standby or read-only (a primary demoted, a switchover). The pool then retires every
+   * connection it has (they went to the same server) and connects anew. Optional.
+   */
+  wrongServer?(connection: C, error: unknown): boolean;
   /** Calls `listener` when the connection closes by itself; returns the unsubscribe function. */
   onClose(connection: C, listener: (error?: Error) => void): () => void;
   /**
@@ -91,6 +99,13 @@ export const connectionAdapter: PoolAdapter<Connection> = {
       return error.severity === "FATAL" || error.severity === "PANIC";
     }
     return false;
+  },
+  wrongServer(connection, error) {
+    if (!(error instanceof PostgresError) || error.code !== "25006") return false;
+    const attrs = connection.targetSessionAttrs;
+    const parameters = connection.parameters;
+    return (attrs === "read-write" || attrs === "primary") &&
+      (parameters.in_hot_standby === "on" || parameters.default_transaction_read_only === "on");
   },
   onClose: (connection, listener) => connection.on("close", listener),
   pipelines: true,

@@ -58,6 +58,8 @@ export interface PoolInternals<C, S extends HandleSlot<C> = HandleSlot<C>> {
   lost(slot: S, error: unknown): void;
   /** A query was aborted or timed out: the connection may be stuck; close it, free its place. */
   stuck(slot: S, error: unknown): void;
+  /** Retires every connection (a new generation): their server is not the one wanted. */
+  dispose(): void;
   /** The pool's `queryTimeout` (0: none). */
   readonly queryTimeout: number;
 }
@@ -261,6 +263,12 @@ export class PooledConnection<C> implements AsyncDisposable {
         this.#pool.stuck(this.#slot, error);
         throw error;
       }
+      if (adapter.wrongServer?.(this.#slot.connection, error)) {
+        // The server was demoted: this connection goes now, the others at their next turn.
+        this.#pool.invalidate(this.#slot, error, false);
+        this.#pool.dispose();
+        throw error;
+      }
       if (adapter.isDisconnect(error)) {
         this.#pool.lost(this.#slot, error);
         const code = (error as { code?: unknown })?.code;
@@ -402,6 +410,7 @@ export function sharedInternals<C, S extends HandleSlot<C>>(
     closeDetached: (slot) => pool.closeDetached(slot),
     lost: (slot, error) => pool.lost(slot, error),
     stuck: (slot, error) => pool.stuck(slot, error),
+    dispose: () => pool.dispose(),
   };
 }
 
