@@ -52,7 +52,6 @@ for (const transport of transports) {
   const open = (url: string, options: ConnectOptions = {}) =>
     connect(url, { transport, connectTimeout: 10_000, ...options });
 
-
   test(
     name("connect with verify-ca and the right CA encrypts, also to 127.0.0.1 (no IP SAN)"),
     T,
