@@ -6,7 +6,7 @@
 // for `sslrootcert=/nonexistent` is the same, byte for byte.
 
 import { errorMessage } from "../src/errors.ts";
-import { CLIENT_SOCKET_SETTINGS, parseUrl } from "../src/url.ts";
+import { CLIENT_SOCKET_SETTINGS, parseUrl, type TargetSessionAttrs } from "../src/url.ts";
 import { RequestError } from "./_request_error.ts";
 import { formatTarget, type Target } from "./_target.ts";
 
@@ -39,10 +39,25 @@ const CLIENT_SIDE_PARAMETERS: ReadonlySet<string> = new Set([
   "load_balance_hosts",
 ]);
 
+/** The gateway's upstream, as the `/sql` face connects to it. */
+export interface UpstreamHosts {
+  /** Its hosts, in the order to try them. */
+  hosts: readonly Target[];
+  /** Which of them a connection may stay with (libpq's `target_session_attrs`). */
+  targetSessionAttrs: TargetSessionAttrs;
+  /** Try them in a random order. */
+  loadBalance: "disable" | "random";
+}
+
 /** What a `/sql` request's connection string asks for, checked. */
 export interface ClientLogin {
   /** Where to connect (not yet checked against the allowlist). */
   target: Target;
+  /**
+   * Whether `target` is the upstream (no host given, or one of its hosts): the connection is
+   * then made to the upstream's host list, with its session attributes.
+   */
+  upstream: boolean;
   user: string;
   password: string | undefined;
   database: string;
@@ -57,10 +72,11 @@ export interface ClientLogin {
 /**
  * Reads a `Neon-Connection-String`: user, password, host (port), database, `application_name`,
  * and Neon's `options=endpoint=...`. Any other parameter is refused with a 400 naming it. A
- * missing port means the upstream's, as a missing host means the upstream itself (Neon's proxy
- * does not read the port; its clients often leave it out).
+ * missing port means the upstream's (the port of the upstream host of that name, else of its
+ * first host), as a missing host means the upstream itself (Neon's proxy does not read the port;
+ * its clients often leave it out). A host of the upstream means the upstream, all of it.
  */
-export function readConnectionString(text: string, upstream: Target): ClientLogin {
+export function readConnectionString(text: string, upstream: UpstreamHosts): ClientLogin {
   if (text.length > MAX_CONNECTION_STRING) {
     throw new RequestError(
       400,
@@ -101,19 +117,30 @@ export function readConnectionString(text: string, upstream: Target): ClientLogi
       "Invalid Neon-Connection-String: no user name (postgres://user:password@host/database)",
     );
   }
+  const hosts = upstream.hosts;
+  const host = (settings.host ?? hosts[0].host).toLowerCase();
   const target = {
-    host: (settings.host ?? upstream.host).toLowerCase(),
-    port: settings.port ?? upstream.port,
+    host,
+    port: settings.port ?? (hosts.find((h) => h.host === host) ?? hosts[0]).port,
   };
+  const home = hosts.some((h) => formatTarget(h) === formatTarget(target));
   const database = settings.database ?? settings.user;
   const applicationName = settings.applicationName;
   const e = encodeURIComponent;
+  const query: string[] = [];
+  if (applicationName !== undefined) query.push(`application_name=${e(applicationName)}`);
+  // The upstream's list and attributes are the operator's, never the client's (refused above).
+  if (home && upstream.targetSessionAttrs !== "any") {
+    query.push(`target_session_attrs=${upstream.targetSessionAttrs}`);
+  }
+  if (home && upstream.loadBalance === "random") query.push("load_balance_hosts=random");
   const key = `postgres://${e(settings.user)}` +
     (settings.password === undefined ? "" : `:${e(settings.password)}`) +
-    `@${formatTarget(target)}/${e(database)}` +
-    (applicationName === undefined ? "" : `?application_name=${e(applicationName)}`);
+    `@${home ? hosts.map(formatTarget).join(",") : formatTarget(target)}/${e(database)}` +
+    (query.length === 0 ? "" : `?${query.join("&")}`);
   return {
     target,
+    upstream: home,
     user: settings.user,
     password: settings.password,
     database,

@@ -75,6 +75,11 @@ export class Upstream {
   #raw = false;
   #closed = false;
   #login: { resolve: () => void; reject: (error: unknown) => void } | null = null;
+  /**
+   * The settings the server reported during login (ParameterStatus): what tells a primary from
+   * a standby (`in_hot_standby`, `default_transaction_read_only`, PostgreSQL 14 and later).
+   */
+  readonly parameters: Record<string, string> = {};
 
   constructor(stream: ByteStream, config: ConnectionConfig, handlers: UpstreamHandlers) {
     this.#stream = stream;
@@ -154,6 +159,7 @@ export class Upstream {
     if (this.#phase !== "auth") {
       this.#handlers.data(message);
       if (this.#phase === "session") {
+        if (type === 0x53) this.#parameter(message);
         if (type === 0x5a) { // Z: ReadyForQuery — the session is the client's now
           this.#phase = "relay";
           this.#login?.resolve();
@@ -185,6 +191,17 @@ export class Upstream {
       default:
         throw protocolError(`unexpected message '${typeName(type)}' during authentication`);
     }
+  }
+
+  /** Keeps a ParameterStatus' name and value (two NUL-terminated strings after the header). */
+  #parameter(message: Uint8Array): void {
+    const nameEnd = message.indexOf(0, 5);
+    const valueEnd = message.indexOf(0, nameEnd + 1);
+    if (nameEnd < 0 || valueEnd < 0) return;
+    const text = new TextDecoder();
+    this.parameters[text.decode(message.subarray(5, nameEnd))] = text.decode(
+      message.subarray(nameEnd + 1, valueEnd),
+    );
   }
 
   #onClose(error?: Error): void {

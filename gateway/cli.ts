@@ -2,6 +2,8 @@
 // gateway/options.ts's GATEWAY_OPTIONS, one per option of startGateway):
 //
 //   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream 127.0.0.1:5432 [options]
+//   deno run -A gateway/cli.ts --listen 127.0.0.1:4444 --upstream db1:5432,db2:5432 \
+//     --upstream-target-session-attrs read-write
 //
 // One line on stdout once it listens; logs on stderr, never with a password. SIGINT/SIGTERM
 // close it cleanly.
@@ -27,7 +29,10 @@ const flagName = (spec: OptionSpec) => spec.flag.split(" ")[0];
 const USAGE = usage();
 
 function usage(): string {
-  const lines = ["usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT [options]", ""];
+  const lines = [
+    "usage: edgepool-gateway --listen HOST:PORT --upstream HOST:PORT[,...] [options]",
+    "",
+  ];
   const entries: [string, string][] = OPTIONS.map(([, spec]) => {
     const given = "default" in spec && spec.kind !== "boolean" ? ` (default ${spec.default})` : "";
     return [`--${spec.flag}`, spec.help + given];
@@ -148,6 +153,7 @@ async function main(): Promise<void> {
   console.log(
     `edgepool gateway listening on ${gateway.url} (SQL: ${gateway.url}/sql, WebSocket: ` +
       `${gateway.wsUrl}/v2), upstream ${o.upstream}` +
+      (o.upstreamTargetSessionAttrs === "any" ? "" : ` (${o.upstreamTargetSessionAttrs})`) +
       (o.allow ? `, also allowing /${o.allow.source}/` : "") +
       (o.relay ? ", WebSocket relay-only mode" : ""),
   );

@@ -8,7 +8,14 @@
 import type { Transport } from "../src/transport.ts";
 import { errorJson } from "./_neon_json.ts";
 import type { ResolvedGatewayOptions } from "./options.ts";
-import { allowlist, formatTarget, parseTarget, type Target } from "./_target.ts";
+import {
+  allowlist,
+  formatTarget,
+  isUpstream,
+  parseTarget,
+  parseTargets,
+  type Target,
+} from "./_target.ts";
 import { createSqlHandler, respond } from "./sql.ts";
 import { type GatewaySocket, serveWebSocket, type WebSocketSession } from "./websocket.ts";
 
@@ -20,12 +27,17 @@ export interface Gateway {
   /** Answers an HTTP request that is not a WebSocket upgrade. */
   fetch(request: Request): Promise<Response>;
   /**
-   * Where an upgrade request wants to go: `?address=host:port`, else the upstream. A `Response`
+   * Where an upgrade request wants to go: `?address=host:port`, else the upstream (its first
+   * host, standing for the whole list: see `serveWebSocket`). A `Response`
    * (400 for a malformed or refused address, 503 at `maxSessions` or when shutting down) when
    * it may not: send it instead of upgrading.
    */
   webSocketTarget(url: string): Target | Response;
-  /** Serves an upgraded WebSocket whose target `webSocketTarget` allowed. */
+  /**
+   * Serves an upgraded WebSocket whose target `webSocketTarget` allowed. A target that is any
+   * host of the upstream is served by the upstream: its hosts tried in order for one with
+   * `upstreamTargetSessionAttrs`.
+   */
   serveWebSocket(socket: GatewaySocket, target: Target): void;
   /** WebSocket sessions and `/sql` requests being served now. */
   readonly sessions: number;
@@ -48,10 +60,16 @@ export interface Gateway {
  * ```
  */
 export function createGateway(options: ResolvedGatewayOptions, transport: Transport): Gateway {
-  const upstream = parseTarget(options.upstream, "upstream");
+  const upstream = parseTargets(options.upstream, "upstream");
   const allowed = allowlist(upstream, options.allow);
   const { logger, maxSessions } = options;
   const sql = createSqlHandler({ ...options, transport, upstream, isAllowed: allowed });
+  const upstreamFace = {
+    ...options,
+    transport,
+    targetSessionAttrs: options.upstreamTargetSessionAttrs,
+    loadBalance: options.upstreamLoadBalance,
+  };
   const sessions = new Set<WebSocketSession>();
   let requests = 0;
   let closed = false;
@@ -90,7 +108,7 @@ export function createGateway(options: ResolvedGatewayOptions, transport: Transp
       } catch {
         return respond(400, errorJson("The request URL is malformed", undefined, "08P01"));
       }
-      let target = upstream;
+      let target = upstream[0];
       if (address !== null) {
         try {
           target = parseTarget(address, "The address parameter");
@@ -111,7 +129,9 @@ export function createGateway(options: ResolvedGatewayOptions, transport: Transp
       if (closed) return socket.close(1001, "the gateway is shutting down");
       // Upgrades checked at once may all have passed webSocketTarget: the cap holds here.
       if (full()) return socket.close(1013, "the gateway is full (maxSessions): try again later");
-      const session = serveWebSocket(socket, target, { ...options, transport });
+      const session = isUpstream(upstream, target)
+        ? serveWebSocket(socket, upstream, upstreamFace)
+        : serveWebSocket(socket, target, { ...options, transport });
       sessions.add(session);
       session.done.then(() => sessions.delete(session));
     },

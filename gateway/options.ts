@@ -9,14 +9,32 @@
 
 import type { PoolLogger } from "../src/pool/options.ts";
 import type { SslMode } from "../src/transport.ts";
-import { parseTarget } from "./_target.ts";
+import { TARGET_SESSION_ATTRS, type TargetSessionAttrs } from "../src/url.ts";
+import { parseTarget, parseTargets } from "./_target.ts";
 
 /** Options of `startGateway`. The defaults are {@link GATEWAY_OPTIONS}' `default`s. */
 export interface GatewayOptions {
   /** Address to listen on, `host:port`; port 0 picks a free one. E.g. `"127.0.0.1:4444"`. */
   listen: string;
-  /** The PostgreSQL server, `host:port`: the WebSocket default and always allowed. */
+  /**
+   * The PostgreSQL server, `host:port`, or several, comma-separated (`"db1:5432,db2:5432"`,
+   * `[::1]:5432` for IPv6): what a client that names no host (or any one host of the list)
+   * is served by, trying the hosts in order for a server with `upstreamTargetSessionAttrs`.
+   * Every host of it is always allowed.
+   */
   upstream: string;
+  /**
+   * Which server of the upstream a session may stay with, as libpq's `target_session_attrs`:
+   * `"any"`, `"read-write"`, `"read-only"`, `"primary"`, `"standby"`, `"prefer-standby"`.
+   * Default: `"read-write"` when `upstream` lists more than one host (a list is given for
+   * failover, and writes must not land on a standby), else `"any"`.
+   */
+  upstreamTargetSessionAttrs?: TargetSessionAttrs;
+  /**
+   * `"random"`: try the upstream's hosts in a random order for each new server connection
+   * (libpq's `load_balance_hosts`). Default `"disable"`.
+   */
+  upstreamLoadBalance?: "disable" | "random";
   /**
    * More `host:port` targets clients may name (`?address=` or a connection string's host), matched
    * in full. Default: only `upstream`.
@@ -53,6 +71,8 @@ export interface GatewayOptions {
 export interface ResolvedGatewayOptions {
   listen: string;
   upstream: string;
+  upstreamTargetSessionAttrs: TargetSessionAttrs;
+  upstreamLoadBalance: "disable" | "random";
   allow: RegExp | undefined;
   relay: boolean;
   tls: { cert: string; key: string } | undefined;
@@ -80,9 +100,11 @@ export type OptionSpec =
   }
   & (
     | { kind: "target"; minPort: 0 | 1 }
+    | { kind: "targets" }
     | { kind: "whole"; min: number; default: number }
     | { kind: "boolean"; default: boolean }
     | { kind: "choice"; choices: readonly string[]; default: string }
+    | { kind: "attrs"; choices: readonly string[] }
     | { kind: "regexp" | "tls" | "logger" }
   );
 
@@ -100,11 +122,25 @@ export const GATEWAY_OPTIONS: { readonly [K in keyof GatewayOptions]-?: OptionSp
     help: "where to listen, e.g. 127.0.0.1:4444 (port 0: any free port)",
   },
   upstream: {
-    kind: "target",
-    minPort: 1,
+    kind: "targets",
     required: true,
-    flag: "upstream HOST:PORT",
-    help: "the PostgreSQL server, e.g. 127.0.0.1:5432 (always allowed)",
+    flag: "upstream HOST:PORT[,HOST:PORT...]",
+    help: "the PostgreSQL server, e.g. 127.0.0.1:5432, or a list tried in order for one with " +
+      "--upstream-target-session-attrs (every host always allowed)",
+  },
+  upstreamTargetSessionAttrs: {
+    kind: "attrs",
+    choices: TARGET_SESSION_ATTRS,
+    flag: "upstream-target-session-attrs ATTRS",
+    help: `which upstream server to use: ${TARGET_SESSION_ATTRS.join(", ")} ` +
+      "(default read-write for a list, else any)",
+  },
+  upstreamLoadBalance: {
+    kind: "choice",
+    choices: ["disable", "random"],
+    default: "disable",
+    flag: "upstream-load-balance MODE",
+    help: "random: try the upstream's hosts in a random order for each connection",
   },
   allow: {
     kind: "regexp",
@@ -199,6 +235,9 @@ export function resolveOptions(
       case "target":
         parseTarget(value as string, what, spec.minPort);
         break;
+      case "targets":
+        parseTargets(value as string, what);
+        break;
       case "whole":
         if (
           !(Number.isInteger(value) && (value as number) >= spec.min &&
@@ -212,6 +251,7 @@ export function resolveOptions(
       case "boolean":
         if (typeof value !== "boolean") throw new TypeError(`${what} must be true or false`);
         break;
+      case "attrs":
       case "choice":
         if (!spec.choices.includes(value as string)) {
           throw new TypeError(`${what} must be one of ${spec.choices.join(", ")}`);
@@ -234,5 +274,17 @@ export function resolveOptions(
     }
     out[key] = value;
   }
-  return out as unknown as ResolvedGatewayOptions;
+  const resolved = out as unknown as ResolvedGatewayOptions;
+  const hosts = parseTargets(resolved.upstream, name("upstream")).length;
+  resolved.upstreamTargetSessionAttrs ??= hosts > 1 ? "read-write" : "any";
+  if (resolved.relay && resolved.upstreamTargetSessionAttrs !== "any") {
+    // A relay passes bytes it does not read: it cannot see what the server is.
+    throw new TypeError(
+      `${name("relay")} cannot check ${name("upstreamTargetSessionAttrs")} ` +
+        `(${resolved.upstreamTargetSessionAttrs}) on the WebSocket face: the gateway does not ` +
+        `read the session it relays; set ${name("upstreamTargetSessionAttrs")} to any ` +
+        "(the first host that takes the connection), or drop relay",
+    );
+  }
+  return resolved;
 }

@@ -66,11 +66,16 @@ export interface SqlHandlerOptions extends
   Pick<
     ResolvedGatewayOptions,
     "upstreamSslmode" | "poolSize" | "maxPools" | "connectTimeout" | "logger"
-  > {
+  >,
+  Partial<Pick<ResolvedGatewayOptions, "upstreamTargetSessionAttrs" | "upstreamLoadBalance">> {
   /** How to reach PostgreSQL (the runtime's TCP transport). */
   transport: Transport;
-  /** The upstream: a connection string without a host means it, and one without a port its port. */
-  upstream: Target;
+  /**
+   * The upstream, one host or a list: a connection string without a host (or naming any host
+   * of it) means it, one without a port its port. A list's pools connect to the first host
+   * that has `upstreamTargetSessionAttrs` (default `"any"`).
+   */
+  upstream: Target | readonly Target[];
   /** Whether a connection string may name `host:port`: the gateway is no open proxy. */
   isAllowed: (target: Target) => boolean;
   /** Largest request body, in bytes; larger ones get 400 (54000). Default 10 MiB. */
@@ -104,7 +109,7 @@ interface QueryData {
  * const upstream = { host: "127.0.0.1", port: 5432 };
  * const sql = createSqlHandler({
  *   transport: denoTcp,
- *   upstream,
+ *   upstream, // or a host list: [{ host: "db1", port: 5432 }, { host: "db2", port: 5432 }]
  *   isAllowed: (target) => target.host === upstream.host && target.port === upstream.port,
  *   upstreamSslmode: "prefer",
  *   poolSize: 10,
@@ -116,7 +121,12 @@ interface QueryData {
  * ```
  */
 export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
-  const { transport, isAllowed, upstream, logger, maxPools } = options;
+  const { transport, isAllowed, logger, maxPools } = options;
+  const upstream = {
+    hosts: Array.isArray(options.upstream) ? options.upstream : [options.upstream as Target],
+    targetSessionAttrs: options.upstreamTargetSessionAttrs ?? "any",
+    loadBalance: options.upstreamLoadBalance ?? "disable",
+  };
   const maxRequest = options.maxRequestBytes ?? 10 * MiB;
   const maxResponse = options.maxResponseBytes ?? 10 * MiB;
   const taps = new WeakMap<Connection, RawTextTap>();
@@ -137,6 +147,8 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
       statementCache: 0,
       // A row past the response limit is refused anyway; do not buffer a huge one whole.
       maxMessageSize: 2 * maxResponse + MiB,
+    }).catch((error) => {
+      throw loginRefusal(error) ?? error;
     });
     taps.set(connection, tap);
     return connection;
@@ -266,6 +278,30 @@ export function createSqlHandler(options: SqlHandlerOptions): SqlHandler {
         recent.delete(url);
         logins.delete(url);
         await pools.delete(url).catch(() => {});
+      }
+      if (
+        login.upstream && upstream.hosts.length > 1 &&
+        (error instanceof ConnectionError || error instanceof PoolError)
+      ) {
+        // The message names every host of the list and why it was passed over: the
+        // operator's to read, not the client's.
+        logger.warn?.(`gateway /sql: ${who}: ${errorMessage(error)}`);
+        const attrs = upstream.targetSessionAttrs;
+        const which = attrs === "any"
+          ? ""
+          : ` as a ${attrs} server (target_session_attrs=${attrs})`;
+        throw error instanceof PoolError
+          ? new RequestError(
+            503,
+            "53300",
+            `Cannot check out a connection to the upstream (${error.code}): no server of it ` +
+              `took the connection${which} in time`,
+          )
+          : new RequestError(
+            502,
+            "08001",
+            `Cannot reach the database: no server of the upstream took the connection${which}`,
+          );
       }
       throw error;
     }
@@ -547,6 +583,20 @@ function describe(login: ClientLogin | undefined): string {
 /** A client's text, cut short for a message. */
 function truncate(text: string): string {
   return text.length > 100 ? text.slice(0, 100) + "..." : text;
+}
+
+/**
+ * A host list's server that refused the login itself (a wrong password, no such database:
+ * SQLSTATE class 28, 3D000), when another host was down: that answer, which waiting for the
+ * other host would not change (the servers of one upstream share their roles), rather than
+ * the list's CONNECT_FAILED, which the pool would retry until its deadline.
+ */
+function loginRefusal(error: unknown): PostgresError | undefined {
+  if (!(error instanceof ConnectionError) || error.code !== "CONNECT_FAILED") return undefined;
+  const errors = error.cause instanceof AggregateError ? error.cause.errors : [];
+  return errors.find((e): e is PostgresError =>
+    e instanceof PostgresError && (e.code.startsWith("28") || e.code === "3D000")
+  );
 }
 
 function postgresErrorIn(error: unknown): PostgresError | undefined {

@@ -12,10 +12,12 @@
  * @module
  */
 
+import { sessionRefusal } from "../src/_session_attrs.ts";
 import { parseConfig } from "../src/config.ts";
-import { errorMessage, PostgresError } from "../src/errors.ts";
+import { ConnectionError, errorMessage, PostgresError } from "../src/errors.ts";
 import type { PoolLogger } from "../src/pool/options.ts";
 import type { ByteStream, Transport } from "../src/transport.ts";
+import type { TargetSessionAttrs } from "../src/url.ts";
 import {
   cleartextPasswordRequest,
   ClientProtocolError,
@@ -54,12 +56,23 @@ export interface GatewaySocket {
 
 /**
  * Options of {@link serveWebSocket}: the gateway's own (`relay`, `upstreamSslmode`,
- * `connectTimeout` — the time limit for connecting and logging in —, `logger`) and how to reach
- * PostgreSQL (the runtime's TCP transport).
+ * `connectTimeout` — the time limit for connecting and logging in, per host —, `logger`), how
+ * to reach PostgreSQL (the runtime's TCP transport), and, for a target that is a host list,
+ * which of its servers a session may stay with.
  */
 export type WebSocketFaceOptions =
   & Pick<ResolvedGatewayOptions, "relay" | "upstreamSslmode" | "connectTimeout" | "logger">
-  & { transport: Transport };
+  & {
+    transport: Transport;
+    /**
+     * libpq's `target_session_attrs`, checked from the `in_hot_standby` and
+     * `default_transaction_read_only` settings the server reports at login (PostgreSQL 14 and
+     * later). Default `"any"`.
+     */
+    targetSessionAttrs?: TargetSessionAttrs;
+    /** `"random"`: try the hosts in a random order. Default `"disable"`. */
+    loadBalance?: "disable" | "random";
+  };
 
 /** A running WebSocket session. */
 export interface WebSocketSession {
@@ -88,7 +101,12 @@ const MAX_PASSWORD_MESSAGE = 64 * 1024;
 const CANCEL_WAIT_MS = 10_000;
 
 /**
- * Serves one WebSocket whose destination (`target`) was already checked against the allowlist.
+ * Serves one WebSocket whose destination (`target`) was already checked against the allowlist:
+ * one server, or a host list (the gateway's upstream) tried in order until one takes the login
+ * and has `targetSessionAttrs`. What a server says during a login that is not kept (a refused
+ * standby, a host that fails) never reaches the client; when no host is kept, the client gets
+ * the first server's own error if one answered the login with one (a wrong password), else a
+ * FATAL 08001 that names none of the hosts.
  *
  * @example
  * ```ts ignore
@@ -121,7 +139,7 @@ const CANCEL_WAIT_MS = 10_000;
  */
 export function serveWebSocket(
   socket: GatewaySocket,
-  target: Target,
+  target: Target | readonly Target[],
   options: WebSocketFaceOptions,
 ): WebSocketSession {
   return new Session(socket, target, options);
@@ -129,10 +147,26 @@ export function serveWebSocket(
 
 type Phase = "startup" | "password" | "connecting" | "relay" | "closed";
 
+/** A server logged in for the session, and what it said (`null` once it goes to the client). */
+interface Attempt {
+  upstream: Upstream;
+  said: Uint8Array[] | null;
+}
+
+/** A login that failed, and what the server said to it. */
+interface Failure {
+  error: unknown;
+  said: Uint8Array[];
+  timedOut?: boolean;
+}
+
 class Session implements WebSocketSession {
   readonly done: Promise<void>;
   readonly #socket: GatewaySocket;
-  readonly #target: Target;
+  /** Where to connect: one host, or the upstream's list in the order to try it. */
+  readonly #targets: readonly Target[];
+  /** How messages and logs name the target: `host:port`, or "the upstream" for a list. */
+  readonly #where: string;
   readonly #options: WebSocketFaceOptions;
   readonly #logger: PoolLogger;
   readonly #abort = new AbortController();
@@ -153,9 +187,15 @@ class Session implements WebSocketSession {
   #closeUpstream: (() => void) | null = null;
   #resolveDone!: () => void;
 
-  constructor(socket: GatewaySocket, target: Target, options: WebSocketFaceOptions) {
+  constructor(
+    socket: GatewaySocket,
+    target: Target | readonly Target[],
+    options: WebSocketFaceOptions,
+  ) {
     this.#socket = socket;
-    this.#target = target;
+    const targets: readonly Target[] = Array.isArray(target) ? target : [target as Target];
+    this.#targets = options.loadBalance === "random" ? shuffled(targets) : targets;
+    this.#where = targets.length === 1 ? formatTarget(targets[0]) : "the upstream";
     this.#options = options;
     this.#logger = options.logger;
     this.done = new Promise((resolve) => this.#resolveDone = resolve);
@@ -265,84 +305,193 @@ class Session implements WebSocketSession {
     this.#login(password);
   }
 
-  /** Logs in to the server for the client; then relays, starting with what it pipelined. */
+  /**
+   * Logs in to the server for the client, trying each host in turn; then relays, starting with
+   * what the client pipelined. A session opened while no host qualifies (a failover under way)
+   * fails at once, after one pass over the hosts, as libpq's connect does: the client's own
+   * retry or pool decides how long to wait.
+   */
   async #login(password: string): Promise<void> {
     const params = this.#params;
-    const who = `${params.user}@${formatTarget(this.#target)}/${params.database ?? params.user}`;
+    const who = `${params.user}@${this.#where}/${params.database ?? params.user}`;
+    const attrs = this.#options.targetSessionAttrs ?? "any";
     this.#logger.debug?.(`gateway ws: login for ${who}`);
+    // One host and no attributes to check: the server's words go to the client as they come.
+    const hold = this.#targets.length > 1 || attrs !== "any";
+    const refusals: string[] = [];
+    /** The first server's own refusal of the login, with what it said, for the client. */
+    let answered: { error: PostgresError; said: Uint8Array[] } | null = null;
+    let fallback: Attempt | null = null;
+    let lastReason = "";
+    let lastCode = "08001";
+    for (const target of this.#targets) {
+      const where = formatTarget(target);
+      const outcome = await this.#attempt(target, password, hold);
+      if (this.#ended()) {
+        fallback?.upstream.close();
+        if ("upstream" in outcome) outcome.upstream.close();
+        return;
+      }
+      if (!("upstream" in outcome)) {
+        const failure = outcome;
+        if (failure.error instanceof PostgresError) {
+          if (!hold) {
+            // The client has the server's ErrorResponse already (28P01 for a wrong password).
+            this.#logger.debug?.(`gateway ws: login for ${who} refused: ${failure.error.message}`);
+            return this.#end(1000, "login failed");
+          }
+          answered ??= { error: failure.error, said: failure.said };
+        }
+        lastReason = failure.timedOut
+          ? `timed out after ${this.#options.connectTimeout} ms`
+          : errorMessage(failure.error);
+        lastCode = (failure.error as { code?: unknown })?.code === "AUTH_FAILED"
+          ? "28000"
+          : "08001";
+        refusals.push(`${where}: ${lastReason}`);
+        continue;
+      }
+      const attempt = outcome;
+      const { parameters } = attempt.upstream;
+      const standby = parameters.in_hot_standby;
+      const readOnly = parameters.default_transaction_read_only;
+      const why = attrs === "any"
+        ? null
+        : standby === undefined || readOnly === undefined
+        ? "does not report in_hot_standby (PostgreSQL 14 or later is needed to check " +
+          "upstreamTargetSessionAttrs on the WebSocket face)"
+        : sessionRefusal(attrs === "prefer-standby" ? "standby" : attrs, standby, readOnly);
+      if (why === null) {
+        fallback?.upstream.close();
+        return this.#take(attempt);
+      }
+      if (attrs === "prefer-standby" && fallback === null) {
+        fallback = attempt;
+        continue;
+      }
+      attempt.upstream.close();
+      refusals.push(`${where}: ${why}`);
+      lastReason = why;
+    }
+    if (fallback !== null) return this.#take(fallback);
+    this.#logger.warn?.(`gateway ws: login for ${who} failed: ${refusals.join("; ")}`);
+    if (answered !== null) {
+      // What the server said to this login (its ErrorResponse) is the client's to read.
+      for (const bytes of answered.said) this.#send(bytes);
+      this.#logger.debug?.(`gateway ws: login for ${who} refused: ${answered.error.message}`);
+      return this.#end(1000, "login failed");
+    }
+    if (this.#targets.length === 1) {
+      return this.#fatal(lastCode, `the gateway could not log in to ${this.#where}: ${lastReason}`);
+    }
+    // The hosts of the list are the operator's: the client learns none of them (the log does).
+    this.#fatal(
+      "08001",
+      "the gateway could not log in to the upstream: no server of it took the connection" +
+        (attrs === "any" ? "" : ` as a ${attrs} server (target_session_attrs=${attrs})`),
+    );
+  }
+
+  /**
+   * Logs in to one server. With `hold`, what it says is kept (`said`, of the attempt or of the
+   * failure) until the session takes it; without, it goes to the client as it comes.
+   */
+  async #attempt(target: Target, password: string, hold: boolean): Promise<Attempt | Failure> {
+    const params = this.#params;
+    const said: Uint8Array[] = [];
     let upstream: Upstream | undefined;
     const signal = this.#connectSignal();
     const onTimeout = () => upstream?.close(signal.reason);
     signal.addEventListener("abort", onTimeout, { once: true });
+    const attempt: Attempt = { upstream: undefined!, said: hold ? said : null };
     try {
       const stream = await openUpstream(
         this.#options.transport,
-        this.#target,
+        target,
         this.#options.upstreamSslmode,
         signal,
       );
-      if (this.#phase === "closed") return stream.close();
+      if (this.#ended()) {
+        stream.close();
+        return { error: new ConnectionError("CONNECTION_CLOSED", "The client went away"), said };
+      }
       const config = parseConfig(undefined, {
-        host: this.#target.host,
-        port: this.#target.port,
+        host: target.host,
+        port: target.port,
         user: params.user,
         password,
         database: params.database,
       });
-      upstream = new Upstream(stream, config, {
-        data: (bytes) => this.#deliver(bytes),
-        // During login the rejected promise below reports the failure.
+      upstream = attempt.upstream = new Upstream(stream, config, {
+        // Borrowed bytes: kept ones are copied.
+        data: (bytes) => attempt.said ? attempt.said.push(bytes.slice()) : this.#deliver(bytes),
+        // During login the rejected promise below reports the failure; a server the session
+        // did not take closes without ending it.
         close: () =>
-          this.#phase === "relay" && this.#end(1000, "the database closed the connection"),
+          this.#server === upstream && this.#end(1000, "the database closed the connection"),
       });
       this.#closeUpstream = () => upstream!.close();
       await upstream.login(params);
-      if (this.#ended()) return;
-      this.#startRelay(upstream, upstream.flow);
+      return attempt;
     } catch (error) {
-      if (this.#phase === "closed") return;
-      if (error instanceof PostgresError) {
-        // The client has the server's ErrorResponse already (28P01 for a wrong password).
-        this.#logger.debug?.(`gateway ws: login for ${who} refused: ${error.message}`);
-        return this.#end(1000, "login failed");
-      }
-      const reason = signal.aborted && !this.#abort.signal.aborted
-        ? `timed out after ${this.#options.connectTimeout} ms`
-        : errorMessage(error);
-      this.#logger.warn?.(`gateway ws: login for ${who} failed: ${reason}`);
-      const code = (error as { code?: unknown })?.code === "AUTH_FAILED" ? "28000" : "08001";
-      this.#fatal(code, `the gateway could not log in to ${formatTarget(this.#target)}: ${reason}`);
+      return { error, said, timedOut: signal.aborted && !this.#abort.signal.aborted };
     } finally {
       signal.removeEventListener("abort", onTimeout);
     }
   }
 
-  /** Relay-only mode: connect, then pass bytes both ways untouched. */
-  async #relay(): Promise<void> {
-    const where = formatTarget(this.#target);
-    this.#logger.debug?.(`gateway ws: relay to ${where}`);
-    try {
-      const stream = await openUpstream(
-        this.#options.transport,
-        this.#target,
-        "disable",
-        this.#connectSignal(),
-      );
-      if (this.#phase === "closed") return stream.close();
-      this.#pipe(stream);
-    } catch (error) {
-      if (this.#phase === "closed") return;
-      this.#logger.warn?.(`gateway ws: relay to ${where} failed: ${errorMessage(error)}`);
-      this.#end(1011, "could not connect to the database");
-    }
+  /** The session keeps this server: what it said so far goes to the client, then the relay. */
+  #take(attempt: Attempt): void {
+    const upstream = attempt.upstream;
+    const said = attempt.said ?? [];
+    attempt.said = null;
+    this.#closeUpstream = () => upstream.close();
+    // The login's messages first: the answers to what the client pipelined come after them.
+    for (const bytes of said) this.#deliver(bytes);
+    this.#startRelay(upstream, upstream.flow);
   }
 
-  /** Forwards a CancelRequest on a new server connection; closes when the server has read it. */
+  /**
+   * Relay-only mode: connect (to the first host of a list that takes a TCP connection: the
+   * session is not read, so no attributes are checked), then pass bytes both ways untouched.
+   */
+  async #relay(): Promise<void> {
+    this.#logger.debug?.(`gateway ws: relay to ${this.#where}`);
+    const failures: string[] = [];
+    for (const target of this.#targets) {
+      try {
+        const stream = await openUpstream(
+          this.#options.transport,
+          target,
+          "disable",
+          this.#connectSignal(),
+        );
+        if (this.#phase === "closed") return stream.close();
+        return this.#pipe(stream);
+      } catch (error) {
+        if (this.#phase === "closed") return;
+        failures.push(`${formatTarget(target)}: ${errorMessage(error)}`);
+      }
+    }
+    this.#logger.warn?.(`gateway ws: relay to ${this.#where} failed: ${failures.join("; ")}`);
+    this.#end(1011, "could not connect to the database");
+  }
+
+  /**
+   * Forwards a CancelRequest on a new server connection; closes when the server has read it.
+   * To a host list, it goes to every host: the gateway does not know which one holds the
+   * session, and a server ignores a key that is not one of its own.
+   */
   async #cancel(request: Uint8Array): Promise<void> {
+    await Promise.all(this.#targets.map((target) => this.#cancelAt(target, request)));
+    this.#end(1000, "cancel request forwarded");
+  }
+
+  async #cancelAt(target: Target, request: Uint8Array): Promise<void> {
     try {
       const stream = await openUpstream(
         this.#options.transport,
-        this.#target,
+        target,
         this.#options.upstreamSslmode,
         this.#connectSignal(),
       );
@@ -360,12 +509,9 @@ class Session implements WebSocketSession {
       });
     } catch (error) {
       this.#logger.warn?.(
-        `gateway ws: cancel request to ${formatTarget(this.#target)} failed: ${
-          errorMessage(error)
-        }`,
+        `gateway ws: cancel request to ${formatTarget(target)} failed: ${errorMessage(error)}`,
       );
     }
-    this.#end(1000, "cancel request forwarded");
   }
 
   #pipe(stream: ByteStream & StreamFlow): void {
@@ -489,6 +635,15 @@ class Session implements WebSocketSession {
     }
     this.#resolveDone();
   }
+}
+
+function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

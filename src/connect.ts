@@ -5,6 +5,7 @@
  */
 
 import { PipelineRejected } from "./_auth.ts";
+import { sessionRefusal } from "./_session_attrs.ts";
 import {
   type ConfigDefaults,
   type ConnectionConfig,
@@ -15,6 +16,7 @@ import { Connection } from "./connection.ts";
 import { ConnectionError, errorMessage } from "./errors.ts";
 import { isTransientConnectError } from "./pool/_connector.ts";
 import { serverAddress, type TlsSettings, type Transport } from "./transport.ts";
+import type { TargetSessionAttrs } from "./url.ts";
 
 /** Opens a connection: `connect(url?, options?)`. */
 export type ConnectFunction = (
@@ -136,7 +138,10 @@ async function openAny(
  * Why the server of `connection` does not have the session attributes `want` (`null`: it has
  * them), from the settings it reports at login (PostgreSQL 14 and later), else by a query.
  */
-async function refusal(connection: Connection, want: string): Promise<string | null> {
+async function refusal(
+  connection: Connection,
+  want: TargetSessionAttrs,
+): Promise<string | null> {
   if (want === "any") return null;
   let standby = connection.parameters.in_hot_standby;
   let readOnly = connection.parameters.default_transaction_read_only;
@@ -147,21 +152,7 @@ async function refusal(connection: Connection, want: string): Promise<string | n
     );
     ({ standby, read_only: readOnly } = rows[0]);
   }
-  const hot = standby === "on";
-  switch (want) {
-    case "read-write":
-      return hot
-        ? "is a hot standby (read-only)"
-        : readOnly === "on"
-        ? "is read-only (default_transaction_read_only on)"
-        : null;
-    case "read-only":
-      return hot || readOnly === "on" ? null : "takes writes (not read-only)";
-    case "primary":
-      return hot ? "is a hot standby, not a primary" : null;
-    default: // standby
-      return hot ? null : "is not a hot standby";
-  }
+  return sessionRefusal(want, standby, readOnly);
 }
 
 function shuffled<T>(items: readonly T[]): T[] {
