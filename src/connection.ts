@@ -564,7 +564,9 @@ export class Connection implements AsyncDisposable {
    *   the source's error.
    * - The server fails the COPY (a malformed row): the source is not pulled again and is
    *   closed (`return()`, or `cancel()` of a stream), and this rejects with the `PostgresError`.
-   * - `signal` aborts: CopyFail, the source closed, and this rejects with the signal's reason.
+   * - `signal` aborts: CopyFail, the source closed, and this rejects with the signal's reason;
+   *   an abort after the source's last chunk and CopyDone were sent comes too late to call the
+   *   COPY off, and this resolves with the rows the server copied.
    * - A statement that is not `COPY ... FROM STDIN` rejects with `UNSUPPORTED` (a COPY TO is
    *   drained and dropped); a source the COPY never started on is left as it is.
    *

@@ -147,6 +147,8 @@ export class CopyIn extends PendingQuery {
   #pumped: Promise<void> = Promise.resolve();
   /** Bytes written since the pump last let the event loop turn. */
   #sinceYield = 0;
+  /** All the data and CopyDone were sent: the COPY can no longer be called off. */
+  #doneSent = false;
 
   constructor(
     stream: ByteStream,
@@ -169,9 +171,12 @@ export class CopyIn extends PendingQuery {
     this.#highWater = highWater;
   }
 
-  /** The signal aborted: end the COPY with CopyFail, now or as soon as it starts. */
+  /**
+   * The signal aborted: end the COPY with CopyFail, now or as soon as it starts. Once CopyDone
+   * is sent it is too late: the server decides, and the outcome (rows committed) is reported.
+   */
   abort(reason: unknown): void {
-    if (this.settled) return;
+    if (this.settled || this.#doneSent) return;
     this.#fail(reason, `COPY aborted by the client: ${errorMessage(reason)}`);
   }
 
@@ -257,6 +262,7 @@ export class CopyIn extends PendingQuery {
         if (step.done) {
           this.#iterator = null;
           this.#open = false;
+          this.#doneSent = true;
           stream.write(out.finish(true));
           return;
         }

@@ -261,6 +261,27 @@ for (const target of targets) {
   );
 
   test(
+    name("copyFrom resolves with the rows copied, when the signal aborts after all was sent"),
+    T,
+    async () => {
+      await using conn = await target.open();
+      const table = await newTable(conn);
+      const controller = new AbortController();
+      async function* source() {
+        for (let i = 1; i <= 100; i++) yield line(i);
+        // Once the pump has sent the last chunk and CopyDone: too late to call the COPY off.
+        setTimeout(() => controller.abort(new Error("too late")), 0);
+      }
+      const copied = await conn.copyFrom(`copy ${table} from stdin`, source(), {
+        signal: controller.signal,
+      });
+      assert.equal(copied, 100);
+      assert.equal(await count(conn, table), 100, "what was reported copied was committed");
+      await assertUsable(conn);
+    },
+  );
+
+  test(
     name(
       "copyFrom holds the queries issued meanwhile until it ends, when they are issued together",
     ),
