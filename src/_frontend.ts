@@ -79,6 +79,19 @@ export function extendedQuery(
 }
 
 /**
+ * Bind (text in, text out), Execute and Sync of the prepared statement `name`, whose result's
+ * columns are known already: no Describe, so the server sends no RowDescription.
+ */
+export function boundQuery(w: Writer, name: string, params: (string | null)[]): void {
+  const n = params.length;
+  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
+  for (let i = 0; i < n; i++) w.value(params[i]);
+  w.int16(0).end();
+  w.begin(E).byte(0).int32(0).end();
+  w.begin(S).end();
+}
+
+/**
  * Describe, Execute (`rows` more rows) and Sync of a portal: the next batch of a portal that
  * a transaction block keeps open across Syncs.
  */

@@ -175,34 +175,51 @@ export class PendingQuery {
     if (count < 0) throw protocolError(`RowDescription has a negative column count ${count}`);
     const fields: FieldDescription[] = new Array(count);
     const names: string[] = new Array(count);
-    const parsers: (TextParser | undefined)[] = new Array(count);
-    const types = this.#types;
-    const columns = this.#columns;
     let pos = start + 2;
     for (let i = 0; i < count; i++) {
       const stop = cstringEnd(buf, pos, end);
       if (stop + 19 > end) throw truncated("RowDescription");
       const name = decodeText(buf, pos, stop);
       pos = stop + 1;
-      const dataTypeID = readInt32(buf, pos + 6) >>> 0;
       fields[i] = {
         name,
         tableID: readInt32(buf, pos) >>> 0,
         columnID: readInt16(buf, pos + 4),
-        dataTypeID,
+        dataTypeID: readInt32(buf, pos + 6) >>> 0,
         dataTypeSize: readInt16(buf, pos + 10),
         dataTypeModifier: readInt32(buf, pos + 12),
         format: readInt16(buf, pos + 16) === 1 ? "binary" : "text",
       };
       names[i] = name;
+      pos += 18;
+    }
+    this.describe(fields, names);
+  }
+
+  /**
+   * The columns of the result to come, `names` being their names: from its RowDescription, or
+   * known from an earlier run of the same prepared statement (which the connection then does
+   * not ask the server to describe again). Picks each column's parser.
+   */
+  describe(fields: FieldDescription[], names: string[]): void {
+    const count = fields.length;
+    const parsers: (TextParser | undefined)[] = new Array(count);
+    const types = this.#types;
+    const columns = this.#columns;
+    for (let i = 0; i < count; i++) {
+      const dataTypeID = fields[i].dataTypeID;
       if (types !== undefined) parsers[i] = this.#ownParser(types, dataTypeID);
       else {
         const parse = columns.parser(dataTypeID);
         if (parse === null) {
-          (this.#deferred ??= []).push({ rows: this.#rows, key: i, name, oid: dataTypeID });
+          (this.#deferred ??= []).push({
+            rows: this.#rows,
+            key: i,
+            name: names[i],
+            oid: dataTypeID,
+          });
         } else parsers[i] = parse;
       }
-      pos += 18;
     }
     this.#fields = fields;
     this.#names = names;

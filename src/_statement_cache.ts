@@ -6,6 +6,15 @@
 import * as frontend from "./_frontend.ts";
 import type { Writer } from "./_writer.ts";
 import { PostgresError } from "./errors.ts";
+import type { FieldDescription } from "./result.ts";
+
+/** A prepared statement: its name, and its result's columns once a run has shown them. */
+export interface Statement {
+  name: string;
+  fields: FieldDescription[] | null;
+  /** The names of `fields`. */
+  names: string[];
+}
 
 /** One connection's prepared statements. */
 export class StatementCache {
@@ -15,8 +24,8 @@ export class StatementCache {
   readonly #prefix = `edgepool_${Math.random().toString(36).slice(2, 8)}_`;
   /** Turned off: the cautious cache met a statement the server did not have. */
   #off = false;
-  /** SQL → statement name, least recently used first. */
-  readonly #names = new Map<string, string>();
+  /** SQL → statement, least recently used first. */
+  readonly #names = new Map<string, Statement>();
   #count = 0;
   /** Statements to close with the next extended query (evicted, or of a failed Parse). */
   readonly #unwanted: string[] = [];
@@ -36,23 +45,38 @@ export class StatementCache {
     return !this.#off && (idle || !this.#cautious);
   }
 
-  /** The statement for `sql`, and whether it still has to be parsed. */
-  use(sql: string): [string, boolean] {
+  /**
+   * The statement for `sql`, whether it still has to be parsed, and its result's columns when
+   * a run of it has shown them (the query then need not ask for them: no Describe).
+   */
+  use(sql: string): [string, boolean, Statement | null] {
     const cache = this.#names;
     const known = cache.get(sql);
     if (known !== undefined) {
       cache.delete(sql); // most recently used last
       cache.set(sql, known);
-      return [known, false];
+      return [known.name, false, known.fields === null ? null : known];
     }
     if (cache.size >= this.#size) {
-      const [oldest, oldName] = cache.entries().next().value!;
+      const [oldest, old] = cache.entries().next().value!;
       cache.delete(oldest);
-      this.#unwanted.push(oldName);
+      this.#unwanted.push(old.name);
     }
     const name = this.#prefix + ++this.#count;
-    cache.set(sql, name);
-    return [name, true];
+    cache.set(sql, { name, fields: null, names: [] });
+    return [name, true, null];
+  }
+
+  /**
+   * A run of statement `name` (for `sql`) returned `fields`: later runs take them as known. A
+   * statement whose result changes shape fails with 0A000 (a cached plan must not change its
+   * result type) and is dropped (see `failed`), so they cannot go stale.
+   */
+  described(sql: string, name: string, fields: FieldDescription[]): void {
+    const statement = this.#names.get(sql);
+    if (statement === undefined || statement.name !== name || statement.fields !== null) return;
+    statement.fields = fields;
+    statement.names = fields.map((field) => field.name);
   }
 
   /**
@@ -83,7 +107,7 @@ export class StatementCache {
       this.#names.clear();
     }
     if (stale || parseFailed) {
-      if (this.#names.get(sql) === name) this.#names.delete(sql);
+      if (this.#names.get(sql)?.name === name) this.#names.delete(sql);
       this.#unwanted.push(name);
     }
     return stale;

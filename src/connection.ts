@@ -40,7 +40,7 @@ import {
   FROM_HIGH_WATER,
   TO_HIGH_WATER,
 } from "./copy.ts";
-import { StatementCache } from "./_statement_cache.ts";
+import { type Statement, StatementCache } from "./_statement_cache.ts";
 import { runTemplate } from "./sql.ts";
 import {
   type Batch,
@@ -435,11 +435,12 @@ export class Connection implements AsyncDisposable {
   ): PendingQuery {
     let name = "";
     let parse = true;
+    let known: Statement | null = null;
     const statements = this.#statements;
     const w = held === undefined ? this.#writer : new Writer(256);
     if (values !== undefined && statements !== null) {
       if (retry && statements.usable(this.#transactionStatus === "idle")) {
-        [name, parse] = statements.use(sql);
+        [name, parse, known] = statements.use(sql);
       }
       statements.closeUnwanted(w);
     }
@@ -448,7 +449,11 @@ export class Connection implements AsyncDisposable {
       types,
       this.#columns,
       values !== undefined,
-      resolve,
+      // A prepared statement's first run shows its result's columns, which later runs reuse.
+      name === "" || known !== null ? resolve : (result) => {
+        this.#statements!.described(sql, name, result.fields);
+        resolve(result);
+      },
       name === "" ? reject : (error) => {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === READY) {
@@ -462,7 +467,12 @@ export class Connection implements AsyncDisposable {
       },
     );
     if (values === undefined) frontend.query(w, sql);
-    else frontend.extendedQuery(w, sql, values, name, parse);
+    else if (known === null) frontend.extendedQuery(w, sql, values, name, parse);
+    else {
+      // Its columns are known: the server is not asked to describe them again.
+      frontend.boundQuery(w, name, values);
+      query.describe(known.fields!, known.names);
+    }
     if (held === undefined) return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
     // A held query has parameters, which no COPY statement takes: it cannot enter COPY mode.
     this.#fill(held, query, w.take());

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { connect, type Connection, PostgresError } from "../mod.ts";
 import { getServer } from "./_server.ts";
+import { transports } from "./_transports.ts";
+import type { ByteStream, Transport } from "../src/transport.ts";
 
 const T = { timeout: 30_000 };
 
@@ -171,5 +173,80 @@ test(
     assert.deepEqual((await conn.query("select $1::int as n", [3])).rows, [{ n: 3 }]);
     assert.deepEqual((await conn.query("select $1::text as t", ["x"])).rows, [{ t: "x" }]);
     assert.deepEqual(await prepared(conn), {});
+  },
+);
+
+/** A transport that counts the Describe messages its streams write. */
+function countingDescribes(base: Transport): Transport & { describes: number } {
+  const wrapper = {
+    name: `${base.name}+describes`,
+    describes: 0,
+    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
+      const stream = await base.connect(options);
+      return {
+        get encrypted() {
+          return stream.encrypted;
+        },
+        start: (handlers) => stream.start(handlers),
+        write(data) {
+          // Walk the messages (the startup message has no type byte: its length's first byte
+          // is 0, not 'D').
+          for (let pos = 0; pos + 5 <= data.length;) {
+            const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
+            if (data[pos] === 0x44 /* D */) wrapper.describes++;
+            pos += 1 + length;
+          }
+          stream.write(data);
+        },
+        close: () => stream.close(),
+      };
+    },
+  };
+  return wrapper;
+}
+
+test(
+  "statementCache asks the server to describe a statement's result once, not each run",
+  T,
+  async () => {
+    const server = await getServer();
+    const transport = countingDescribes(transports[0]);
+    await using conn = await connect(server.url("scram", { sslmode: "disable" }), {
+      transport,
+      statementCache: 10,
+    });
+    const mood = `mood_${Date.now()}`;
+    await conn.query(`create type ${mood} as enum ('sad', 'happy')`);
+    try {
+      const sql = `select $1::int as n, 'x'::text as t, array['happy']::${mood}[] as m`;
+      const first = await conn.query(sql, [1]);
+      // The first run was described (and the enum's array type looked up); from here, none.
+      transport.describes = 0;
+      for (let i = 2; i <= 5; i++) {
+        const again = await conn.query(sql, [i]);
+        assert.deepEqual(again.rows, [{ n: i, t: "x", m: ["happy"] }]);
+        assert.deepEqual(again.fields, first.fields);
+      }
+      // Rows as arrays, and pg's per-query parsers, from the same known columns.
+      const arrays = await conn.query({ text: sql, values: [6], rowMode: "array" });
+      assert.deepEqual(arrays.rows, [[6, "x", ["happy"]]]);
+      const own = await conn.query({
+        text: sql,
+        values: [7],
+        types: { getTypeParser: () => (text: string) => `<${text}>` },
+      });
+      assert.deepEqual(own.rows, [{ n: "<7>", t: "<x>", m: "<{happy}>" }]);
+      assert.equal(transport.describes, 0, "only the first run asked for the columns");
+      // A statement with no result (NoData) too.
+      await conn.query("create temp table nodata (n int)");
+      for (let i = 0; i < 3; i++) {
+        const r = await conn.query("insert into nodata values ($1)", [i]);
+        assert.equal(r.rowCount, 1);
+        assert.deepEqual(r.fields, []);
+      }
+      assert.equal(transport.describes, 1);
+    } finally {
+      await conn.query(`drop type ${mood}`);
+    }
   },
 );
