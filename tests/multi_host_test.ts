@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, ConnectionError, createPool, PoolError, PostgresError } from "../mod.ts";
 import { getServer } from "./_server.ts";
-import { closedPort, HOST } from "./_net.ts";
+import { closedPort, HOST, silentServer } from "./_net.ts";
 import { startRelay } from "./_relay.ts";
 
 const T = { timeout: 60_000 };
@@ -156,3 +156,23 @@ test(
     assert.match(cause.message, /is not a hot standby/);
   },
 );
+
+test("connect_timeout applies per host: a host that never answers is passed over", T, async () => {
+  await using silent = await silentServer();
+  // connect_timeout=2 (seconds) for each host: the silent one costs 2 s, then the next serves.
+  const url = await urlWith(
+    (port) => `${HOST}:${silent.port},${HOST}:${port}`,
+    "&connect_timeout=2",
+  );
+  await using conn = await connect(url);
+  assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
+  // Both silent: the error names the timeout of each.
+  const both = await connect(
+    await urlWith(() => `${HOST}:${silent.port},${HOST}:${silent.port}`, "&connect_timeout=2"),
+  ).then(() => undefined, (e) => e);
+  assert.equal((both as ConnectionError)?.code, "CONNECT_FAILED", String(both));
+  assert.equal(((both as ConnectionError).cause as AggregateError).errors.length, 2);
+  for (const error of ((both as ConnectionError).cause as AggregateError).errors) {
+    assert.equal((error as ConnectionError).code, "CONNECT_TIMEOUT");
+  }
+});
