@@ -6,7 +6,7 @@
 // a measured window. The tree's time is, over every live process of it, its own time plus what
 // its reaped children used (`cutime` + `cstime`), so a child that exits during the window (a
 // pgbench connection, a websockify worker) still counts, through its parent. A process's own
-// time comes from /proc/<pid>/schedstat (nanoseconds, when the kernel keeps it) or else
+// time comes from /proc/<pid>/task/*/schedstat (nanoseconds, when the kernel keeps it) or else
 // utime + stime of /proc/<pid>/stat (clock ticks, `getconf CLK_TCK`, usually 100 a second:
 // 10 ms steps per process, too coarse for a window of a few hundred ms); reaped children's time
 // exists in ticks only. Both files are world-readable, so this works as root or not, with the
@@ -70,10 +70,22 @@ function readStat(pid: number): Stat | undefined {
   };
 }
 
-/** Time on the CPU from /proc/<pid>/schedstat, µs, or undefined where the kernel has none. */
+/**
+ * Time on the CPU from schedstat, µs, summed over the process's threads (/proc/<pid>/schedstat
+ * is the main thread's alone: a Deno or Node process also runs GC and I/O threads, a fifth of
+ * its time or more); undefined where the kernel keeps none. A thread that exits during a window
+ * takes its time with it: runtimes keep their threads for the process's life.
+ */
 function readSchedstat(pid: number): number | undefined {
   try {
-    const ns = Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]);
+    let ns = 0;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // the thread exited
+      }
+    }
     return Number.isFinite(ns) ? ns / 1000 : undefined;
   } catch {
     return undefined;
