@@ -107,7 +107,8 @@ const report = [
   `- Command: \`deno task bench\`; total run time ${seconds} s`,
   "",
   "Ratios are edgepool's figure over the peer's: above 1 is edgepool faster for q/s, slower for",
-  "ns per cycle. WS / TCP is edgepool over WebSocket over edgepool over TCP.",
+  "ns per cycle. CPU per query is µs of user + system time: the client's own, the server's",
+  "(every PostgreSQL process, from /proc) and the proxy's (its process, from /proc).",
   "",
   ...tables.flatMap((table) => [table, ""]),
 ].join("\n");

@@ -4,8 +4,9 @@
 // - WebSocket, pool of 10: edgepool's QueuePool over its WebSocket transport through
 //   edgepool's gateway and through websockify (a third-party relay that passes bytes
 //   untouched), @neondatabase/serverless `Pool` through the same two (neonConfig's defaults;
-//   once more without coalesceWrites, to show what that default costs), and edgepool's
-//   QueuePool over TCP in the same run, for the "WS / TCP" ratio.
+//   once more without coalesceWrites, to show what that default costs), edgepool's QueuePool
+//   through a bare relay (bench/_bare_relay.ts: Deno.upgradeWebSocket + Deno.connect, nothing
+//   else), and edgepool's QueuePool over TCP in the same run.
 // - HTTP: edgepool's HttpPool and Neon's `neon()` against the gateway's `/sql`, which runs the
 //   queries on its own pool of 10 per connection string.
 //
@@ -14,7 +15,12 @@
 // free loopback ports, and stops them at the end. The gateway talks to the server without TLS
 // (`--upstream-sslmode disable`), as websockify's relayed stream does: both sit on loopback.
 // Besides throughput and latency it reports the client process's CPU time per query, which
-// tells the client's own cost apart from the proxy hop's. No measurement runs past 2 s.
+// tells the client's own cost apart from the proxy hop's, and the proxy's: the CPU time per
+// relayed query of the gateway's process, of websockify's (with its per-connection children)
+// and of the bare relay's, from /proc (bench/_server_cpu.ts), each under the same load; and
+// the latency a proxy adds at 1 caller (median per-query latency through it minus over TCP).
+// On 2 cores the proxy competes with client and server for the cores, so its throughput says
+// little about it: its CPU per query does. No measurement runs past 2 s.
 //
 // Usage: `deno task bench` (runs this on Deno and on Node 20), or directly with a URL:
 //   deno run -A bench/transport_bench.ts postgres://... [--json FILE]
@@ -28,6 +34,7 @@ import { CLIENT_SOCKET_SETTINGS } from "../src/url.ts";
 import { HttpPool } from "../transports/http.ts";
 import { type WebSocketConstructor, websocketTransport } from "../transports/websocket.ts";
 import { startWebsockify } from "../tests/_websockify.ts";
+import { childProcess, type CpuMeter, perQuery, processTreeCpu } from "./_server_cpu.ts";
 import {
   benchArgs,
   type BenchRecord,
@@ -64,10 +71,15 @@ const statements: { name: string; run: (db: Queryable) => Run }[] = [
   { name: "select $1::int + 1", run: (db) => (i) => db.query("select $1::int + 1", [i]) },
 ];
 
+/** The processes between client and server, by name. */
+type Proxy = "gateway" | "websockify" | "bare relay";
+
 interface Contender {
   /** Column head: who, through what. */
   name: string;
   transport: "TCP" | "WebSocket" | "HTTP";
+  /** What it goes through, whose CPU is measured with it. */
+  proxy?: Proxy;
   open(): { db: Queryable; close(): Promise<void> };
 }
 
@@ -76,6 +88,8 @@ interface Proxies {
   gateway: string;
   /** websockify's `ws://127.0.0.1:port/` (it ignores the path and query). */
   websockify: string;
+  /** The bare relay's `ws://127.0.0.1:port/` (it ignores the path and query too). */
+  bareRelay: string;
 }
 
 function edgepoolWs(url: string, proxy: string): Contender["open"] {
@@ -134,15 +148,28 @@ function socketClients(url: string, proxies: Proxies): Contender[] {
         return { db: pool, close: () => pool.close() };
       },
     },
-    { name: "edgepool gateway", transport: "WebSocket", open: edgepoolWs(url, gatewayWs) },
+    {
+      name: "edgepool gateway",
+      transport: "WebSocket",
+      proxy: "gateway",
+      open: edgepoolWs(url, gatewayWs),
+    },
     {
       name: "edgepool websockify",
       transport: "WebSocket",
+      proxy: "websockify",
       open: edgepoolWs(url, proxies.websockify),
+    },
+    {
+      name: "edgepool bare relay",
+      transport: "WebSocket",
+      proxy: "bare relay",
+      open: edgepoolWs(url, proxies.bareRelay),
     },
     {
       name: "Neon Pool gateway",
       transport: "WebSocket",
+      proxy: "gateway",
       open: neonWs(url, {
         proxy: noScheme(gatewayWs),
         pipelineConnect: "password",
@@ -152,6 +179,7 @@ function socketClients(url: string, proxies: Proxies): Contender[] {
     {
       name: "Neon Pool websockify",
       transport: "WebSocket",
+      proxy: "websockify",
       open: neonWs(url, {
         proxy: noScheme(proxies.websockify),
         pipelineConnect: false,
@@ -163,6 +191,7 @@ function socketClients(url: string, proxies: Proxies): Contender[] {
       // tick per round trip. This column shows the driver without that wait.
       name: "Neon Pool gateway, no coalesceWrites",
       transport: "WebSocket",
+      proxy: "gateway",
       open: neonWs(url, {
         proxy: noScheme(gatewayWs),
         pipelineConnect: "password",
@@ -178,6 +207,7 @@ function httpClients(url: string, proxies: Proxies): Contender[] {
     {
       name: "edgepool HttpPool",
       transport: "HTTP",
+      proxy: "gateway",
       open() {
         const pool = new HttpPool(url, { endpoint });
         return { db: pool, close: () => pool.close() };
@@ -186,6 +216,7 @@ function httpClients(url: string, proxies: Proxies): Contender[] {
     {
       name: "neon()",
       transport: "HTTP",
+      proxy: "gateway",
       open() {
         // neon() sends the connection string as given, and the gateway refuses a client's
         // socket settings (`sslmode`...): over HTTP the TLS is the endpoint's. edgepool's
@@ -221,21 +252,30 @@ const LIMIT_MS = 2_000;
 /** A measurement, with the client process's CPU time per query (user + system) in µs. */
 interface Measured extends Sample {
   cpuUs: number;
+  /** The proxy's CPU time per query, µs, when it has one and /proc shows it. */
+  proxyCpuUs?: number;
   /** Whether it hit LIMIT_MS before all its queries ran. */
   cut: boolean;
 }
 
 /** The medians of a client in one row; `cut` if any round was. */
-type Figures = BenchRecord & { cpuUs: number; cut: boolean };
+type Figures = BenchRecord & { cpuUs: number; proxyCpuUs?: number; cut: boolean };
 
 /**
  * pool_query_bench's `measure()` with a time limit: `queries` queries spread over `callers`
  * sequential loops, none started after `LIMIT_MS`; throughput and latency (ms) over those that
- * ran, and the CPU time this process spent per query.
+ * ran, and the CPU time this process (and `proxy`, if given) spent per query.
  */
-async function measure(run: Run, callers: number, queries: number): Promise<Measured> {
+async function measure(
+  run: Run,
+  callers: number,
+  queries: number,
+  proxy?: CpuMeter,
+): Promise<Measured> {
   const latencies = new Float64Array(queries);
   let next = 0;
+  // The proxy's /proc scan runs outside the client's CPU window and the clock.
+  const proxyBefore = proxy?.read();
   const before = process.cpuUsage();
   const start = performance.now();
   const deadline = start + LIMIT_MS;
@@ -250,18 +290,24 @@ async function measure(run: Run, callers: number, queries: number): Promise<Meas
   await Promise.all(Array.from({ length: callers }, caller));
   const seconds = (performance.now() - start) / 1000;
   const { user, system } = process.cpuUsage(before);
+  const proxyUs = proxy === undefined ? undefined : proxy.read() - proxyBefore!;
   const done = latencies.subarray(0, next).sort();
   return {
     qps: next / seconds,
     p50: done[Math.floor(next * 0.5)],
     p99: done[Math.floor(next * 0.99)],
     cpuUs: (user + system) / next,
+    proxyCpuUs: proxyUs === undefined ? undefined : proxyUs / next,
     cut: next < queries,
   };
 }
 
 /** Every statement at every concurrency on every client, 3 rounds interleaved: the medians. */
-async function run(clients: Contender[], concurrency: Concurrency): Promise<Figures[]> {
+async function run(
+  clients: Contender[],
+  concurrency: Concurrency,
+  meters: Partial<Record<Proxy, CpuMeter>>,
+): Promise<Figures[]> {
   const opened = clients.map((c) => c.open());
   const records: Figures[] = [];
   try {
@@ -274,7 +320,9 @@ async function run(clients: Contender[], concurrency: Concurrency): Promise<Figu
         for (let round = 0; round < 3; round++) {
           for (const [c, r] of runs.entries()) {
             await measure(r[s], callers, Math.max(100, 2 * callers)); // warm-up
-            samples[c].push(await measure(r[s], callers, queries));
+            const proxy = clients[c].proxy;
+            const meter = proxy === undefined ? undefined : meters[proxy];
+            samples[c].push(await measure(r[s], callers, queries, meter));
           }
         }
         for (const [c, client] of clients.entries()) {
@@ -285,6 +333,9 @@ async function run(clients: Contender[], concurrency: Concurrency): Promise<Figu
             callers,
             ...medianOf(samples[c]),
             cpuUs: median(samples[c].map((x) => x.cpuUs)),
+            proxyCpuUs: samples[c].every((x) => x.proxyCpuUs !== undefined)
+              ? median(samples[c].map((x) => x.proxyCpuUs!))
+              : undefined,
             cut: samples[c].some((x) => x.cut),
           });
         }
@@ -351,33 +402,32 @@ function head(columns: string[]): string[] {
 
 function socketTables(runtime: string, clients: Contender[], records: Figures[]): string {
   const names = clients.map((c) => c.name);
+  const relayed = clients.filter((c) => c.proxy !== undefined);
+  const byName = (row: Figures[], name: string) => row[names.indexOf(name)];
   return [
     `### WebSocket, pool of ${MAX}, ${runtime} (queries per second, median of 3)`,
     "",
-    "Through edgepool's gateway (a Deno process) and websockify, on loopback; edgepool TCP is its",
-    "QueuePool straight to the server, in the same run. Neon's Pool has neonConfig's defaults",
-    "(coalesceWrites on, pipelined connect) over ws://, and once more without coalesceWrites.",
-    "WS / TCP and edgepool / Neon compare through the same proxy.",
+    "Through edgepool's gateway (a Deno process), websockify and a bare relay (a Deno process of",
+    "Deno.upgradeWebSocket + Deno.connect), on loopback; edgepool TCP is its QueuePool straight to",
+    "the server, in the same run. Neon's Pool has neonConfig's defaults (coalesceWrites on,",
+    "pipelined connect) over ws://, and once more without coalesceWrites. edgepool / Neon compare",
+    "through the same proxy. On 2 cores the proxy takes its share of the cores from client and",
+    "server: throughput over WebSocket measures the hop, the proxy's CPU per query (below) the",
+    "proxy.",
     "",
     ...head([
       ...names,
-      "WS / TCP gateway",
-      "WS / TCP websockify",
       "edgepool / Neon gateway",
       "edgepool / Neon websockify",
       "edgepool / Neon no coalesceWrites",
     ]),
     ...rows(clients, records, (row) => {
-      const [tcp, gateway, websockify, neonGateway, neonWebsockify, neonPlain] = row.map((r) =>
-        r.qps
-      );
+      const qps = (name: string) => byName(row, name).qps;
       return [
         ...row.map(count),
-        ratio(gateway, tcp),
-        ratio(websockify, tcp),
-        ratio(gateway, neonGateway),
-        ratio(websockify, neonWebsockify),
-        ratio(gateway, neonPlain),
+        ratio(qps("edgepool gateway"), qps("Neon Pool gateway")),
+        ratio(qps("edgepool websockify"), qps("Neon Pool websockify")),
+        ratio(qps("edgepool gateway"), qps("Neon Pool gateway, no coalesceWrites")),
       ];
     }),
     ...cutNote(records),
@@ -392,6 +442,41 @@ function socketTables(runtime: string, clients: Contender[], records: Figures[])
     "",
     ...head(names),
     ...rows(clients, records, (row) => row.map(cpu)),
+    "",
+    `CPU time of the proxy per relayed query, ${runtime} (µs, user + system of its process and`,
+    "its children, from /proc, median of 3; each measured while the column's client ran through",
+    "it, the others idle; — where /proc does not show it):",
+    "",
+    ...head([
+      ...relayed.map((c) => c.name),
+      "gateway / websockify",
+      "gateway / bare relay",
+    ]),
+    ...rows(clients, records, (row) => {
+      const proxyUs = (name: string) => byName(row, name).proxyCpuUs;
+      const of = (a: number | undefined, b: number | undefined) =>
+        a === undefined || b === undefined ? "—" : ratio(a, b);
+      return [
+        ...relayed.map((c) => perQuery(byName(row, c.name).proxyCpuUs, 1)),
+        of(proxyUs("edgepool gateway"), proxyUs("edgepool websockify")),
+        of(proxyUs("edgepool gateway"), proxyUs("edgepool bare relay")),
+      ];
+    }),
+    "",
+    `Latency a proxy adds at 1 caller, ${runtime} (µs: edgepool's median per-query latency`,
+    "through it minus over TCP, medians of 3):",
+    "",
+    "| statement | gateway | websockify | bare relay |",
+    "|---|---:|---:|---:|",
+    ...statements.map((statement) => {
+      const at1 = (name: string) =>
+        records.find((r) => r.client === name && r.statement === statement.name && r.callers === 1)!
+          .p50;
+      const added = (name: string) =>
+        Math.round((at1(name) - at1("edgepool TCP")) * 1000).toString();
+      return `| ${statement.name} | ${added("edgepool gateway")} | ` +
+        `${added("edgepool websockify")} | ${added("edgepool bare relay")} |`;
+    }),
   ].join("\n");
 }
 
@@ -402,31 +487,68 @@ function httpTable(runtime: string, clients: Contender[], records: Figures[]): s
     "(queries per second and per-query latency p50 / p99 in ms, median of 3)",
     "",
     "Each query is one POST to edgepool's gateway, which runs it on its pool of " +
-    `${MAX} per connection string. Client CPU in µs per query, as above.`,
+    `${MAX} per connection string. Client CPU and the gateway's CPU in µs per query, as above.`,
     "",
     ...head([
       ...names.map((name) => `${name} q/s`),
       `${names[0]} / ${names[1]}`,
       ...names.map((name) => `${name} p50 / p99`),
       ...names.map((name) => `${name} CPU µs`),
+      ...names.map((name) => `gateway CPU µs, ${name}`),
     ]),
     ...rows(clients, records, (row) => [
       ...row.map(count),
       ratio(row[0].qps, row[1].qps),
       ...row.map(latency),
       ...row.map(cpu),
+      ...row.map((r) => perQuery(r.proxyCpuUs, 1)),
     ]),
     ...cutNote(records),
   ].join("\n");
 }
 
+/** A proxy in a process of its own. */
+interface ProxyProcess {
+  url: string;
+  /** Its process's CPU time, from /proc; undefined where /proc does not show it. */
+  meter: CpuMeter | undefined;
+  stop(): Promise<void>;
+}
+
 /** The gateway CLI on Deno, in a process of its own; resolves once it listens. */
-async function startGatewayProcess(
-  upstream: string,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  const deno = isDeno ? Deno.execPath() : `${ROOT}/node_modules/.bin/deno`;
+function startGatewayProcess(upstream: string): Promise<ProxyProcess> {
   const args = ["run", "-A", "--unstable-no-legacy-abort", "gateway/cli.ts"];
   args.push("--listen", "127.0.0.1:0", "--upstream", upstream, "--upstream-sslmode", "disable");
+  return startDenoProcess("the gateway", args);
+}
+
+/** bench/_bare_relay.ts on Deno, in a process of its own; resolves once it listens. */
+async function startBareRelay(upstream: string): Promise<ProxyProcess> {
+  const relay = await startDenoProcess("the bare relay", [
+    "run",
+    "-A",
+    "bench/_bare_relay.ts",
+    upstream,
+  ]);
+  return { ...relay, url: relay.url.replace(/^http/, "ws") + "/" };
+}
+
+/** websockify (tests/_websockify.ts), with a meter of its process found in /proc. */
+async function startWebsockifyProcess(upstream: string): Promise<ProxyProcess> {
+  const relay = await startWebsockify({ address: upstream });
+  // It is this process's child with its listening address among its arguments.
+  const listen = `127.0.0.1:${relay.port}`;
+  const pid = childProcess((argv) => argv.includes(listen));
+  return {
+    url: relay.url,
+    meter: pid === undefined ? undefined : processTreeCpu(pid),
+    stop: () => relay.stop(),
+  };
+}
+
+/** A Deno program that prints `listening on http://...␠`: resolves once it does. */
+async function startDenoProcess(what: string, args: string[]): Promise<ProxyProcess> {
+  const deno = isDeno ? Deno.execPath() : `${ROOT}/node_modules/.bin/deno`;
   const child: ChildProcess = spawn(deno, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const kill = () => child.kill("SIGTERM");
   process.on("exit", kill);
@@ -435,7 +557,7 @@ async function startGatewayProcess(
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       kill();
-      reject(new Error(`the gateway did not start within 30 s:\n${output}`));
+      reject(new Error(`${what} did not start within 30 s:\n${output}`));
     }, 30_000);
     const read = (chunk: Uint8Array) => {
       output = (output + new TextDecoder().decode(chunk)).slice(-4000);
@@ -449,11 +571,12 @@ async function startGatewayProcess(
     child.stderr!.on("data", read);
     exited.then(() => {
       clearTimeout(timer);
-      reject(new Error(`the gateway exited:\n${output}`));
+      reject(new Error(`${what} exited:\n${output}`));
     });
   });
   return {
     url,
+    meter: child.pid === undefined ? undefined : processTreeCpu(child.pid),
     async stop() {
       process.off("exit", kill);
       kill();
@@ -469,21 +592,28 @@ export async function benchTransports(
 ): Promise<{ table: string; records: BenchRecord[] }> {
   const { hostname, port } = new URL(url);
   const upstream = `${hostname}:${port || 5432}`;
-  const gateway = await startGatewayProcess(upstream);
-  const relay = await startWebsockify({ address: upstream }).catch(async (error) => {
-    await gateway.stop();
-    throw error;
-  });
+  const started: ProxyProcess[] = [];
   try {
+    const gateway = await startGatewayProcess(upstream);
+    started.push(gateway);
+    const websockify = await startWebsockifyProcess(upstream);
+    started.push(websockify);
+    const bareRelay = await startBareRelay(upstream);
+    started.push(bareRelay);
+    const meters = {
+      gateway: gateway.meter,
+      websockify: websockify.meter,
+      "bare relay": bareRelay.meter,
+    };
     neonConfig.useSecureWebSocket = false;
     neonConfig.webSocketConstructor =
       WebSocketImpl as unknown as typeof neonConfig.webSocketConstructor;
     neonConfig.fetchEndpoint = () => `${gateway.url}/sql`;
-    const proxies = { gateway: gateway.url, websockify: relay.url };
+    const proxies = { gateway: gateway.url, websockify: websockify.url, bareRelay: bareRelay.url };
     const sockets = socketClients(url, proxies);
-    const socketRecords = await run(sockets, socketConcurrency);
+    const socketRecords = await run(sockets, socketConcurrency, meters);
     const http = httpClients(url, proxies);
-    const httpRecords = await run(http, httpConcurrency);
+    const httpRecords = await run(http, httpConcurrency, meters);
     return {
       table: [
         socketTables(runtime, sockets, socketRecords),
@@ -493,8 +623,7 @@ export async function benchTransports(
       records: [...socketRecords, ...httpRecords],
     };
   } finally {
-    await relay.stop();
-    await gateway.stop();
+    for (const proxy of started.reverse()) await proxy.stop();
   }
 }
 
