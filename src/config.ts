@@ -52,16 +52,16 @@ export interface ConnectOptions {
   /**
    * TLS mode, as libpq spells it. Default `"prefer"` (libpq's default): TLS when the server
    * offers it, unverified. `"verify-ca"` verifies the certificate chain against `ca` or
-   * `sslrootcert` alone (one is required) but not the host name: with the `node:tls` transport
-   * (`nodeTcp`, Node, Bun and Deno); Deno's own transport and Workers refuse it when connecting
-   * (`Deno.startTls` adds its built-in roots to the given CAs; Workers check every name).
-   * `"verify-full"` verifies the chain and the host name.
+   * `sslrootcert` alone (one is required) but not the host name: through `node:tls` (Node, Bun,
+   * and Deno, whose own TLS would add its built-in roots to the given CAs: the Deno transport
+   * hands such a connection to `node:tls`); Workers refuse it when connecting (their TLS checks
+   * every name). `"verify-full"` verifies the chain and the host name.
    */
   sslmode?: SslMode;
   /**
    * Trusted CA certificates in PEM, for `verify-ca` and `verify-full` (and `require`, which
    * then verifies the chain, as libpq's does). Default: the runtime's own roots. `node:tls`
-   * trusts these alone; `Deno.startTls` adds them to its own roots.
+   * trusts these alone; Deno's own TLS (its `verify-full` and `require`) adds them to its roots.
    */
   ca?: string | string[];
   /**
@@ -72,16 +72,17 @@ export interface ConnectOptions {
   /**
    * The client certificate in PEM (a chain may follow it), presented when the server asks for
    * one (`cert` authentication, `clientcert=verify-ca|verify-full` in pg_hba.conf). Needs
-   * `key` or `sslkey`. With the `node:tls` transport (`nodeTcp`: Node, Bun, and Deno); Deno's
-   * own transport, Workers and WebSocket cannot present one and refuse when connecting.
-   * Default: none.
+   * `key` or `sslkey`. Presented through `node:tls` (Node, Bun, and Deno, whose transport
+   * hands such a connection to it); Workers and WebSocket cannot present one and refuse when
+   * connecting. Default: none.
    *
    * @example
    * ```ts ignore
+   * // The PEM texts, from wherever the application keeps secrets.
    * const conn = await connect("postgres://app@db.internal/app?sslmode=verify-full", {
-   *   cert: await Deno.readTextFile("client.crt"),
-   *   key: await Deno.readTextFile("client.key"),
-   *   ca: await Deno.readTextFile("ca.crt"),
+   *   cert: secrets.clientCertificate,
+   *   key: secrets.clientKey,
+   *   ca: secrets.caCertificate,
    * });
    * ```
    */

@@ -8,6 +8,7 @@ import type { Socket } from "node:net";
 import { inspect } from "node:util";
 import { ConnectionError, type ConnectionErrorCode, PostgresError } from "../mod.ts";
 import type { TestServer } from "./_server.ts";
+import type { ByteStream, Transport } from "../src/transport.ts";
 
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -227,4 +228,39 @@ export function assertConnectionError(
 export function assertPostgresError(error: unknown, code: string): asserts error is PostgresError {
   assert.ok(error instanceof PostgresError, `expected PostgresError ${code}, got ${show(error)}`);
   assert.equal(error.code, code, `expected SQLSTATE ${code}: ${error.message}`);
+}
+
+/**
+ * A transport whose streams count the frontend messages of type `type` (a char code: 0x45
+ * Execute, 0x44 Describe) they write, in `count`. The startup message, which has no type byte,
+ * is walked over without counting (its length's first byte is 0).
+ */
+export function countingMessages(
+  base: Transport,
+  type: number,
+): Transport & { count: number } {
+  const wrapper = {
+    name: `${base.name}+count`,
+    count: 0,
+    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
+      const stream = await base.connect(options);
+      return {
+        get encrypted() {
+          return stream.encrypted;
+        },
+        start: (handlers) => stream.start(handlers),
+        write(data) {
+          // Walk the messages: a type byte, then a length that counts itself.
+          for (let pos = 0; pos + 5 <= data.length;) {
+            const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
+            if (data[pos] === type) wrapper.count++;
+            pos += 1 + length;
+          }
+          stream.write(data);
+        },
+        close: () => stream.close(),
+      };
+    },
+  };
+  return wrapper;
 }

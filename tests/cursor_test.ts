@@ -17,12 +17,11 @@ import {
   PostgresError,
   sql,
 } from "../mod.ts";
-import type { ByteStream, Transport } from "../src/transport.ts";
 import { getServer } from "./_server.ts";
 import { startPgBouncer } from "./_pgbouncer.ts";
 import { connectionTransports, transports } from "./_transports.ts";
 import { pgliteTransport } from "../transports/pglite.ts";
-import { assertPostgresError, eventually, uniqueName } from "./_helpers.ts";
+import { assertPostgresError, countingMessages, eventually, uniqueName } from "./_helpers.ts";
 import { readmeBlocks } from "./_readme.ts";
 
 const T = { timeout: 60_000 };
@@ -30,34 +29,6 @@ const PLAIN = { sslmode: "disable" };
 
 async function url(): Promise<string> {
   return (await getServer()).url("scram", PLAIN);
-}
-
-/** A transport that counts the Execute messages its streams write (one per batch). */
-function counting(base: Transport): Transport & { executes: number } {
-  const wrapper = {
-    name: `${base.name}+count`,
-    executes: 0,
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          // Walk the messages: type byte, then a length that counts itself.
-          for (let pos = 0; pos + 5 <= data.length;) {
-            const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
-            if (data[pos] === 0x45 /* E */) wrapper.executes++;
-            pos += 1 + length;
-          }
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
-  return wrapper;
 }
 
 async function collect<T>(rows: AsyncIterable<T>): Promise<T[]> {
@@ -85,9 +56,9 @@ for (const { transport } of connectionTransports) {
     `stream reads every row a batch at a time and leaves no transaction, ${where}`,
     T,
     async () => {
-      const counter = counting(transport);
+      const counter = countingMessages(transport, 0x45); // Execute: one per batch
       await using conn = await connect(await url(), { transport: counter });
-      counter.executes = 0;
+      counter.count = 0;
       const rows = await collect(
         conn.stream<{ n: number }>("select n from generate_series(1, $1::int) n", [2500], {
           batchSize: 1000,
@@ -95,7 +66,7 @@ for (const { transport } of connectionTransports) {
       );
       assert.deepEqual(rows.map((r) => r.n), Array.from({ length: 2500 }, (_, i) => i + 1));
       // Three batches (BEGIN and COMMIT go as simple queries, without Execute).
-      assert.equal(counter.executes, 3);
+      assert.equal(counter.count, 3);
       assert.equal(conn.transactionStatus, "idle");
       assert.deepEqual((await conn.query("select 1 as one")).rows, [{ one: 1 }]);
     },

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { connect, type Connection, PostgresError } from "../mod.ts";
 import { getServer } from "./_server.ts";
 import { transports } from "./_transports.ts";
-import type { ByteStream, Transport } from "../src/transport.ts";
+import { countingMessages } from "./_helpers.ts";
 
 const T = { timeout: 30_000 };
 
@@ -176,41 +176,12 @@ test(
   },
 );
 
-/** A transport that counts the Describe messages its streams write. */
-function countingDescribes(base: Transport): Transport & { describes: number } {
-  const wrapper = {
-    name: `${base.name}+describes`,
-    describes: 0,
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          // Walk the messages (the startup message has no type byte: its length's first byte
-          // is 0, not 'D').
-          for (let pos = 0; pos + 5 <= data.length;) {
-            const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
-            if (data[pos] === 0x44 /* D */) wrapper.describes++;
-            pos += 1 + length;
-          }
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
-  return wrapper;
-}
-
 test(
   "statementCache asks the server to describe a statement's result once, not each run",
   T,
   async () => {
     const server = await getServer();
-    const transport = countingDescribes(transports[0]);
+    const transport = countingMessages(transports[0], 0x44); // Describe
     await using conn = await connect(server.url("scram", { sslmode: "disable" }), {
       transport,
       statementCache: 10,
@@ -221,7 +192,7 @@ test(
       const sql = `select $1::int as n, 'x'::text as t, array['happy']::${mood}[] as m`;
       const first = await conn.query(sql, [1]);
       // The first run was described (and the enum's array type looked up); from here, none.
-      transport.describes = 0;
+      transport.count = 0;
       for (let i = 2; i <= 5; i++) {
         const again = await conn.query(sql, [i]);
         assert.deepEqual(again.rows, [{ n: i, t: "x", m: ["happy"] }]);
@@ -236,7 +207,7 @@ test(
         types: { getTypeParser: () => (text: string) => `<${text}>` },
       });
       assert.deepEqual(own.rows, [{ n: "<7>", t: "<x>", m: "<{happy}>" }]);
-      assert.equal(transport.describes, 0, "only the first run asked for the columns");
+      assert.equal(transport.count, 0, "only the first run asked for the columns");
       // A statement with no result (NoData) too.
       await conn.query("create temp table nodata (n int)");
       for (let i = 0; i < 3; i++) {
@@ -244,7 +215,7 @@ test(
         assert.equal(r.rowCount, 1);
         assert.deepEqual(r.fields, []);
       }
-      assert.equal(transport.describes, 1);
+      assert.equal(transport.count, 1);
     } finally {
       await conn.query(`drop type ${mood}`);
     }
