@@ -44,3 +44,29 @@ export function readmeBlocks(heading: string): CodeBlock[] {
   if (level === 0) throw new Error(`README.md has no heading "${heading}"`);
   return blocks;
 }
+
+/**
+ * Runs the `ts` snippet of the README section headed `heading` as written: plain JavaScript but
+ * for its one import line, whose names come from `imports` (`{ connect, sql }`). `process.env`
+ * holds `env`, and `console.log` is captured: returns what it printed, one array per call.
+ * Throws if the section has no `ts` snippet, or more than one import.
+ */
+export async function runReadmeSnippet(
+  heading: string,
+  imports: Record<string, unknown>,
+  env: Record<string, string>,
+): Promise<unknown[][]> {
+  const snippet = readmeBlocks(heading).find((b) => b.lang === "ts")?.code;
+  if (snippet === undefined) throw new Error(`README's "${heading}" has no ts snippet`);
+  const body = snippet.replace(/^import .*\n/m, "");
+  if (/^import /m.test(body)) throw new Error(`README's "${heading}" snippet has two imports`);
+  const printed: unknown[][] = [];
+  const log = (...args: unknown[]) => void printed.push(args);
+  const AsyncFunction = (async () => {}).constructor as new (
+    ...args: string[]
+  ) => (...args: unknown[]) => Promise<void>;
+  const names = Object.keys(imports);
+  const run = new AsyncFunction(...names, "process", "console", body);
+  await run(...names.map((name) => imports[name]), { env }, { log });
+  return printed;
+}

@@ -22,7 +22,7 @@ import {
 import { gatewayWebSocket, transports } from "./_transports.ts";
 import { getServer, type TestServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
-import { readmeBlocks } from "./_readme.ts";
+import { runReadmeSnippet } from "./_readme.ts";
 import {
   assertConnectionError,
   assertPostgresError,
@@ -732,16 +732,8 @@ test(
 // README's "COPY" snippet, as written, on a connection to the test server: plain JavaScript but
 // for its import, whose names are handed to it here.
 test("README's COPY snippet runs as written", T, async () => {
-  const snippet = readmeBlocks("COPY").find((b) => b.lang === "ts")?.code;
-  assert.ok(snippet, "the section has no ts snippet");
-  const body = snippet.replace(/^import .*\n/m, "");
-  assert.ok(!/^import /m.test(body), "the snippet has one import");
-  const printed: unknown[][] = [];
-  const env = { DATABASE_URL: server.url("scram", PLAIN) };
-  const log = (...args: unknown[]) => void printed.push(args);
-  const AsyncFunction = (async () => {}).constructor as new (
-    ...args: string[]
-  ) => (...args: unknown[]) => Promise<void>;
-  await new AsyncFunction("connect", "process", "console", body)(connect, { env }, { log });
+  const printed = await runReadmeSnippet("COPY", { connect }, {
+    DATABASE_URL: server.url("scram", PLAIN),
+  });
   assert.deepEqual(printed, [[1000], ["1,item 1\n2,item 2\n"]]);
 });

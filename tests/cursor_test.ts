@@ -22,7 +22,7 @@ import { startPgBouncer } from "./_pgbouncer.ts";
 import { connectionTransports, transports } from "./_transports.ts";
 import { pgliteTransport } from "../transports/pglite.ts";
 import { assertPostgresError, countingMessages, eventually, uniqueName } from "./_helpers.ts";
-import { readmeBlocks } from "./_readme.ts";
+import { runReadmeSnippet } from "./_readme.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -423,18 +423,9 @@ test("stream of a million rows keeps under 32 MiB of heap", { timeout: 120_000 }
 // README's "Streaming rows" snippet, as written, on a connection to the test server: plain
 // JavaScript but for its import, whose names are handed to it here.
 test("README's Streaming rows snippet runs as written", T, async () => {
-  const snippet = readmeBlocks("Streaming rows").find((b) => b.lang === "ts")?.code;
-  assert.ok(snippet, "the section has no ts snippet");
-  const body = snippet.replace(/^import .*\n/m, "");
-  assert.ok(!/^import /m.test(body), "the snippet has one import");
-  const printed: unknown[][] = [];
-  const env = { DATABASE_URL: await url() };
-  const log = (...args: unknown[]) => void printed.push(args);
-  const AsyncFunction = (async () => {}).constructor as new (
-    ...args: string[]
-  ) => (...args: unknown[]) => Promise<void>;
-  const run = new AsyncFunction("connect", "sql", "process", "console", body);
-  await run(connect, sql, { env }, { log });
+  const printed = await runReadmeSnippet("Streaming rows", { connect, sql }, {
+    DATABASE_URL: await url(),
+  });
   assert.deepEqual(printed, [[5000050000], ["idle"]]);
 });
 

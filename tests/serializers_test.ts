@@ -24,7 +24,7 @@ import { getServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
 import { transports } from "./_transports.ts";
 import { errorOf, uniqueName } from "./_helpers.ts";
-import { readmeBlocks } from "./_readme.ts";
+import { runReadmeSnippet } from "./_readme.ts";
 import { ParamTypes } from "../src/_param_types.ts";
 
 const T = { timeout: 60_000 };
@@ -504,18 +504,9 @@ test("HttpPool refuses serializers, saying why", T, async () => {
 // README's "Parameter serializers" snippet, as written, on a connection to the test server: plain
 // JavaScript but for its import, whose names are handed to it here.
 test("README's Parameter serializers snippet runs as written", T, async () => {
-  const snippet = readmeBlocks("Parameter serializers").find((b) => b.lang === "ts")?.code;
-  assert.ok(snippet, "the section has no ts snippet");
-  const body = snippet.replace(/^import .*\n/m, "");
-  assert.ok(!/^import /m.test(body), "the snippet has one import");
-  const printed: unknown[][] = [];
-  const env = { DATABASE_URL: await url() };
-  const log = (...args: unknown[]) => void printed.push(args);
-  const AsyncFunction = (async () => {}).constructor as new (
-    ...args: string[]
-  ) => (...args: unknown[]) => Promise<void>;
-  const run = new AsyncFunction("connect", "Oid", "process", "console", body);
-  await run(connect, Oid, { env }, { log });
+  const printed = await runReadmeSnippet("Parameter serializers", { connect, Oid }, {
+    DATABASE_URL: await url(),
+  });
   assert.deepEqual(printed, [
     [[{ tags: ["new", "sale"], days: ["2024-02-29", null] }]],
     [[{ n: "1.50" }]],

@@ -18,7 +18,7 @@ import { HttpPool } from "../transports/http.ts";
 import { startGateway } from "../gateway/mod.ts";
 import { getServer } from "./_server.ts";
 import { errorOf, uniqueName } from "./_helpers.ts";
-import { readmeBlocks } from "./_readme.ts";
+import { runReadmeSnippet } from "./_readme.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -257,18 +257,9 @@ test(
 // README's "SQL templates" snippet, as written, on a connection to the test server: it is
 // plain JavaScript but for its import, whose names are handed to it here.
 test("README's SQL templates snippet runs as written", T, async () => {
-  const snippet = readmeBlocks("SQL templates").find((b) => b.lang === "ts")?.code;
-  assert.ok(snippet, "the section has no ts snippet");
-  const body = snippet.replace(/^import .*\n/m, "");
-  assert.ok(!/^import /m.test(body), "the snippet has one import");
-  const printed: unknown[][] = [];
-  const env = { DATABASE_URL: await url() };
-  const log = (...args: unknown[]) => void printed.push(args);
-  const AsyncFunction = (async () => {}).constructor as new (
-    ...args: string[]
-  ) => (...args: unknown[]) => Promise<void>;
-  const run = new AsyncFunction("connect", "sql", "process", "console", body);
-  await run(connect, sql, { env }, { log });
+  const printed = await runReadmeSnippet("SQL templates", { connect, sql }, {
+    DATABASE_URL: await url(),
+  });
   assert.deepEqual(printed, [
     [[{ name: "Rex'); drop table pets; --" }]],
     ["update pets set name = $1 where id = $2", ["Max", 1]],
