@@ -250,9 +250,13 @@ export class Connection implements AsyncDisposable {
   }
 
   /**
-   * Runs a query. Without `params` it uses the simple protocol (one string may hold several
-   * statements); with `params` (even `[]`) the extended protocol and the unnamed statement,
-   * `$1`, `$2`, ... standing for the parameters. pg's form, `query({ text, values, rowMode,
+   * Runs a query. With `params` (even `[]`) it uses the extended protocol, `$1`, `$2`, ...
+   * standing for the parameters, and a statement of the `statementCache` (prepared on first
+   * use, reused after), or the unnamed statement without that cache. Without `params`, one
+   * plannable statement (`select`, `with`, `insert`, `update`, `delete`, `values`, `table`,
+   * `merge`; a trailing `;` allowed) is prepared the same way, and anything else (several
+   * statements in one string, `set`, `begin`, DDL, COPY, a string that starts with a comment)
+   * runs on the simple protocol. pg's form, `query({ text, values, rowMode,
    * types, name }, values?)`, does the same (see {@link QueryConfig}), and so does a template
    * made by the `sql` tag (`query(template)`; `conn.sql` runs one directly).
    */
@@ -311,6 +315,15 @@ export class Connection implements AsyncDisposable {
         if (oids === undefined) held = true;
         else values = encodeTypedParams(params, oids, own, this.#serializers);
       } else values = encodeParams(params);
+      if (
+        values === undefined && options?.name === undefined && this.#statements !== null &&
+        this.#statements.usable(this.#transactionStatus === "idle") && preparable(sql)
+      ) {
+        // One plannable statement without parameters is prepared like one with them: its later
+        // runs skip the server's parse and plan (and Describe), where a simple Query pays both
+        // every time.
+        values = NO_VALUES;
+      }
       rowMode = checkRowMode(options?.rowMode);
       if (options?.queryTimeout !== undefined) timeout = checkTimeout(options.queryTimeout);
       if (types !== undefined && typeof types?.getTypeParser !== "function") {
@@ -1273,6 +1286,27 @@ function checkTimeout(value: unknown): number {
  * function). A false positive only costs that query its pipelining.
  */
 const MAY_COPY_IN = /stdin/i;
+
+const NO_VALUES: (string | null)[] = [];
+
+/** Statements worth preparing: ones the server plans (never COPY, SET, BEGIN, DISCARD...). */
+const PLANNED = /^\s*(?:select|with|insert|update|delete|values|table|merge)\b/i;
+
+/**
+ * Whether `sql` is one plannable statement (a trailing `;` allowed): a string holding several
+ * runs on the simple protocol, which alone takes them. A `;` anywhere else (even in a literal)
+ * keeps the string on the simple protocol: a wrong guess there costs only speed.
+ */
+function preparable(sql: string): boolean {
+  if (!PLANNED.test(sql)) return false;
+  const semicolon = sql.indexOf(";");
+  if (semicolon < 0) return true;
+  for (let i = semicolon + 1; i < sql.length; i++) {
+    const c = sql.charCodeAt(i);
+    if (c !== 0x20 && (c < 0x09 || c > 0x0d)) return false;
+  }
+  return true;
+}
 // The type lookup's parsers: its text as is, whatever the connection's own parsers do with oids.
 const TEXT_ONLY: TypeParsers = { getTypeParser: () => String };
 

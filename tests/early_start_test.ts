@@ -32,7 +32,10 @@ const LOGIN = concat(
   message("K", concat(int32(7), int32(9))),
   message("Z", new TextEncoder().encode("I")),
 );
+/** The answer to `select 1 as n`, prepared (the default statement cache): Parse to Sync. */
 const ANSWER = concat(
+  message("1", new Uint8Array(0)),
+  message("2", new Uint8Array(0)),
   message(
     "T",
     concat(
@@ -77,11 +80,10 @@ async function strictServer() {
         at += 1 + length;
       }
       if (answered) {
-        if (types.filter((t) => t === "Q").length > 1 || types.includes("X")) return;
         return;
       }
       const hasPassword = types.includes("p");
-      const hasQuery = types.includes("Q");
+      const hasQuery = types.includes("S"); // the query's Sync
       if (!hasPassword) return;
       if (n === 1 || hasQuery) {
         answered = true;

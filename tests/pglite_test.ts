@@ -234,7 +234,9 @@ test("each session starts clean: no transaction, settings or temp tables", T, as
     await conn.query("set role visitor");
     await conn.close(); // inside the transaction
   }
-  await using conn = await open();
+  // This session prepares nothing of its own (no statement cache): any prepared statement it
+  // sees is the last session's.
+  await using conn = await open({ statementCache: 0 });
   assert.equal(conn.transactionStatus, "idle");
   assert.deepEqual((await conn.query("show search_path")).rows, [{ search_path: "public" }]);
   assert.deepEqual((await conn.query("select current_user as u")).rows, [{ u: "postgres" }]);

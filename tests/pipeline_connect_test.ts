@@ -147,9 +147,17 @@ function passwordOf(body: Uint8Array): string {
 /** Ends the startup and answers one query with a row `{ a: "x" }`. */
 async function sessionAndOneQuery(peer: Peer): Promise<void> {
   peer.write(authOk, SESSION_START);
-  await peer.expect("Q");
+  // The default statement cache prepares the statement: Parse, Bind, Describe, Execute, Sync.
+  for (const type of "PBDES") await peer.expect(type);
   const row = message("D", int16(1), int32(1), text("x"));
-  peer.write(rowDescription, row, message("C", cstr("SELECT 1")), message("Z", text("I")));
+  peer.write(
+    message("1", new Uint8Array(0)),
+    message("2", new Uint8Array(0)),
+    rowDescription,
+    row,
+    message("C", cstr("SELECT 1")),
+    message("Z", text("I")),
+  );
 }
 
 /** Plays SCRAM-SHA-256 for `PASSWORD` from the SASL request on, checking the client's proof. */

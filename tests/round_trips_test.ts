@@ -109,6 +109,9 @@ function roundTrips(relay: Relay): number[] {
   return relay.connections().map((c) => c.roundTrips);
 }
 
+/** The messages of a statement's first run on the extended protocol, up to its Sync. */
+const EXTENDED = ["P", "B", "D", "E", "S"];
+
 /** The frontend message types of each flight of the relay's only connection. */
 function flightTypes(relay: Relay): string[][] {
   const [connection] = relay.connections();
@@ -232,13 +235,13 @@ for (const tcp of transports) {
 
   // [user, pipelineConnect, round trips to the first row, what each flight held]
   const cases: [TestUser, ConnectOptions["pipelineConnect"], number, string[][]][] = [
-    ["scram", false, 4, [["startup"], ["p"], ["p"], ["Q"]]],
-    ["scram", "auth", 3, [["startup"], ["p"], ["p", "Q"]]],
-    ["md5", false, 3, [["startup"], ["p"], ["Q"]]],
-    ["md5", "auth", 2, [["startup"], ["p", "Q"]]],
-    ["password", false, 3, [["startup"], ["p"], ["Q"]]],
-    ["password", "auth", 2, [["startup"], ["p", "Q"]]],
-    ["trust", "auth", 2, [["startup"], ["Q"]]],
+    ["scram", false, 4, [["startup"], ["p"], ["p"], [...EXTENDED]]],
+    ["scram", "auth", 3, [["startup"], ["p"], ["p", ...EXTENDED]]],
+    ["md5", false, 3, [["startup"], ["p"], [...EXTENDED]]],
+    ["md5", "auth", 2, [["startup"], ["p", ...EXTENDED]]],
+    ["password", false, 3, [["startup"], ["p"], [...EXTENDED]]],
+    ["password", "auth", 2, [["startup"], ["p", ...EXTENDED]]],
+    ["trust", "auth", 2, [["startup"], [...EXTENDED]]],
   ];
   for (const [user, pipelineConnect, expected, flights] of cases) {
     test(
@@ -276,14 +279,14 @@ for (const tcp of transports) {
       // The first connect learns that the server takes the password ahead...
       const first = await connect(urlOf(server, "password"), options);
       assert.deepEqual((await first.query("select 1 as n")).rows, [{ n: 1 }]);
-      assert.deepEqual(flightTypes(relay), [["startup", "p"], ["Q"]]);
+      assert.deepEqual(flightTypes(relay), [["startup", "p"], [...EXTENDED]]);
       await first.close();
       await nextRound(relay);
       // ...so the next sends startup, password and query in one flight.
       await using second = await connect(urlOf(server, "password"), options);
       assert.deepEqual((await second.query("select 1 as n")).rows, [{ n: 1 }]);
       assert.deepEqual(roundTrips(relay), [1]);
-      assert.deepEqual(flightTypes(relay), [["startup", "p", "Q"]]);
+      assert.deepEqual(flightTypes(relay), [["startup", "p", ...EXTENDED]]);
     },
   );
 
@@ -309,7 +312,7 @@ for (const tcp of transports) {
       await using second = await connect(urlOf(server, "scram"), options);
       assert.deepEqual((await second.query("select 1 as n")).rows, [{ n: 1 }]);
       assert.deepEqual(roundTrips(relay), [3]);
-      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", "Q"]]);
+      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", ...EXTENDED]]);
     },
   );
 
@@ -369,7 +372,7 @@ for (const tcp of transports) {
       await using pool = poolVia(relay, urlOf(server, "scram"), tcp);
       assert.deepEqual((await pool.query("select 42 as n")).rows, [{ n: 42 }]);
       assert.deepEqual(roundTrips(relay), [3]);
-      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", "Q"]]);
+      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", ...EXTENDED]]);
       assert.equal(pool.stats().connectionsErrors, 0);
     },
   );
@@ -535,7 +538,7 @@ for (const [what, edit, code, message] of forgeries) {
       assert.equal(forge.rowsHeld(), 1);
       await relay.settled();
       // The query left with the client-final message; nothing followed (no password either).
-      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", "Q"]]);
+      assert.deepEqual(flightTypes(relay), [["startup"], ["p"], ["p", ...EXTENDED]]);
     },
   );
 }
@@ -577,14 +580,14 @@ test(
     const first = await connect(urlOf(server, "scram"), options);
     assert.deepEqual((await first.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 2]);
-    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], ["Q"]]);
+    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], [...EXTENDED]]);
     await first.close();
     await nextRound(relay);
     // Every connect after it: startup, password and query in one flight.
     await using conn = await connect(urlOf(server, "scram"), options);
     assert.deepEqual((await conn.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 1]);
-    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", "Q"]]);
+    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", ...EXTENDED]]);
   },
 );
 
@@ -597,7 +600,7 @@ test(
     await using conn = await connect(urlOf(server, "scram"), { transport: webSocketVia(relay) });
     assert.deepEqual((await conn.query("select 1 as n")).rows, [{ n: 1 }]);
     assert.deepEqual(roundTrips(relay), [1 + 2]);
-    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], ["Q"]]);
+    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p"], [...EXTENDED]]);
   },
 );
 
@@ -617,7 +620,7 @@ test(
     await nextRound(relay);
     assert.deepEqual((await pool.query("select 2 as n")).rows, [{ n: 2 }]);
     assert.deepEqual(roundTrips(relay), [1 + 1]);
-    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", "Q"]]);
+    assert.deepEqual(webSocketFlightTypes(relay), [["startup", "p", ...EXTENDED]]);
   },
 );
 
@@ -652,8 +655,6 @@ const BATCH = [
 ];
 
 /** Parse, Bind, Describe, Execute, Sync: one statement with the extended protocol. */
-const EXTENDED = ["P", "B", "D", "E", "S"];
-
 /** The test `name`: a batch on a warm QueuePool connection takes 1 round trip, connecting with
  * `options` through the relay `relayFor` starts; `payload` takes the client's messages out of
  * a flight's bytes (a WebSocket's frames unwrapped). */

@@ -19,10 +19,14 @@ async function open(statementCache: number | undefined): Promise<Connection> {
 /** A connection's statement names: `edgepool_`, a prefix of its own, and a number. */
 const NAME = /^edgepool_[a-z0-9]+_(\d+)$/;
 
-/** The session's prepared statements, by name (`edgepool_<n>`: without the prefix). */
+/**
+ * The session's prepared statements, by name (`edgepool_<n>`: without the prefix). The query
+ * that lists them starts with a comment, which keeps it on the simple protocol: unprepared, it
+ * leaves the cache as it was.
+ */
 async function prepared(conn: Connection): Promise<Record<string, string>> {
   const { rows } = await conn.query<{ name: string; statement: string }>(
-    "select name, statement from pg_prepared_statements order by name",
+    "/* unprepared */ select name, statement from pg_prepared_statements order by name",
   );
   return Object.fromEntries(rows.map((r) => {
     const match = NAME.exec(r.name);
@@ -219,5 +223,96 @@ test(
     } finally {
       await conn.query(`drop type ${mood}`);
     }
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+// Statements without parameters
+
+test("statementCache prepares one plannable statement without parameters, once", T, async () => {
+  const server = await getServer();
+  const queries = countingMessages(transports[0], 0x51); // Query: the simple protocol
+  await using conn = await connect(server.url("scram", { sslmode: "disable" }), {
+    transport: queries,
+    statementCache: 10,
+  });
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual((await conn.query("select 42 as n")).rows, [{ n: 42 }]);
+    assert.deepEqual((await conn.query("select 'a' as s;")).rows, [{ s: "a" }]);
+  }
+  const values = "values (1), (2)  ;\n";
+  assert.deepEqual((await conn.query(values, undefined, { rowMode: "array" })).rows, [[1], [2]]);
+  assert.equal(queries.count, 0);
+  assert.deepEqual(Object.values(await prepared(conn)), [
+    "select 42 as n",
+    "select 'a' as s;",
+    values,
+  ]);
+  // The query listing them starts with a comment: simple, like every string below.
+  assert.equal(queries.count, 1);
+});
+
+test(
+  "statementCache leaves several statements, and all but plannable ones, unprepared",
+  T,
+  async () => {
+    const server = await getServer();
+    const queries = countingMessages(transports[0], 0x51);
+    await using conn = await connect(server.url("scram", { sslmode: "disable" }), {
+      transport: queries,
+      statementCache: 10,
+    });
+    // Several statements in one string: only the simple protocol takes them.
+    const [a, b] = (await conn.query("select 1 as a; select 2 as b")).results!;
+    assert.deepEqual([a.rows, b.rows], [[{ a: 1 }], [{ b: 2 }]]);
+    // A `;` inside a literal is taken for a second statement: unprepared, still right.
+    assert.deepEqual((await conn.query("select ';' as s; -- end")).rows, [{ s: ";" }]);
+    await conn.query("set application_name = 'unprepared'");
+    await conn.query("begin");
+    await conn.query("create temp table unprepared (n int) on commit drop");
+    await conn.query("commit");
+    await conn.query("  -- a comment first\nselect 1");
+    assert.equal(queries.count, 7);
+    assert.deepEqual(await prepared(conn), {});
+  },
+);
+
+test(
+  "statementCache re-runs a prepared statement without parameters whose table changed",
+  T,
+  async () => {
+    await using conn = await open(10);
+    await conn.query("create temp table stale_plain (a int)");
+    await conn.query("insert into stale_plain values (1)");
+    assert.deepEqual((await conn.query("select * from stale_plain")).rows, [{ a: 1 }]);
+    await conn.query("alter table stale_plain add column b text default 'x'");
+    const after = await conn.query("select * from stale_plain");
+    assert.deepEqual(after.rows, [{ a: 1, b: "x" }]);
+    assert.deepEqual(after.fields.map((f) => f.name), ["a", "b"]);
+    // Prepared again (the stale one was dropped); inside a transaction a stale statement's
+    // error is the caller's (no retry there).
+    assert.deepEqual((await conn.query("select * from stale_plain")).rows, [{ a: 1, b: "x" }]);
+    await conn.query("alter table stale_plain drop column b");
+    await conn.query("begin");
+    await assert.rejects(
+      conn.query("select * from stale_plain"),
+      (error: unknown) => error instanceof PostgresError && error.code === "0A000",
+    );
+    await conn.query("rollback");
+    assert.deepEqual((await conn.query("select * from stale_plain")).rows, [{ a: 1 }]);
+  },
+);
+
+test(
+  "the default cache leaves statements without parameters in explicit transactions unprepared under a guessed pooler",
+  T,
+  async () => {
+    await using conn = await open(undefined);
+    await conn.query("begin");
+    assert.deepEqual((await conn.query("select 7 as n")).rows, [{ n: 7 }]);
+    assert.deepEqual(await prepared(conn), {});
+    await conn.query("commit");
+    assert.deepEqual((await conn.query("select 7 as n")).rows, [{ n: 7 }]);
+    assert.deepEqual(Object.values(await prepared(conn)), ["select 7 as n"]);
   },
 );
