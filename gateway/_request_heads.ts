@@ -174,10 +174,13 @@ export interface BytePipe {
 }
 
 /**
- * Largest read of the pipe, in bytes. A pipe reads into one buffer per direction, reused once
- * what it read is written: no allocation per chunk, as many bytes per read as websockify's.
+ * Read sizes of the pipe, in bytes. A direction reads into one buffer, reused once what it read
+ * is written: no allocation per chunk. A pending read holds its buffer for as long as the
+ * connection sits idle (most of a WebSocket session's life), so it starts small, doubles while
+ * reads fill it, up to websockify's 64 KiB, and goes back to small after a small read.
  */
-const PIPE_BUFFER = 64 * 1024;
+const READ_MIN = 4096;
+const READ_MAX = 64 * 1024;
 
 /**
  * Passes a client's bytes to the server `connect` opens, and the server's back, calling `close`
@@ -223,11 +226,11 @@ export async function pipeTimingHeads(
   // The inner server ending the connection ends it for the client too.
   const toClient = copy(inner, client).catch(() => {}).finally(end);
   try {
-    const buffer = new Uint8Array(PIPE_BUFFER);
+    const reads = new Reads();
     while (true) {
-      const n = await client.read(buffer);
+      const n = await client.read(reads.buffer);
       if (n === null) break;
-      const bytes = buffer.subarray(0, n);
+      const bytes = reads.took(n);
       if (!heads.raw) {
         if (!heads.feed(bytes)) return end(); // a head past MAX_HEAD_BYTES
         if (heads.raw) clearTimeout(timer);
@@ -247,11 +250,25 @@ export async function pipeTimingHeads(
 
 /** Copies `from` to `to` until `from` ends. */
 async function copy(from: BytePipe, to: BytePipe): Promise<void> {
-  const buffer = new Uint8Array(PIPE_BUFFER);
+  const reads = new Reads();
   while (true) {
-    const n = await from.read(buffer);
+    const n = await from.read(reads.buffer);
     if (n === null) return;
-    await writeAll(to, buffer.subarray(0, n));
+    await writeAll(to, reads.took(n));
+  }
+}
+
+/** One direction's read buffer, sized as READ_MIN says. */
+class Reads {
+  /** Where the next read goes. */
+  buffer = new Uint8Array(READ_MIN);
+
+  /** The `n` bytes just read into `buffer` (valid until the next read); sizes the next one. */
+  took(n: number): Uint8Array {
+    const bytes = this.buffer.subarray(0, n);
+    if (n === this.buffer.length && n < READ_MAX) this.buffer = new Uint8Array(n * 2);
+    else if (n < READ_MIN && this.buffer.length > READ_MIN) this.buffer = new Uint8Array(READ_MIN);
+    return bytes;
   }
 }
 
