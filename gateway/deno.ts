@@ -9,7 +9,7 @@
  * temporary directory (loopback TCP on Windows). TLS ends at the front. After an upgrade the
  * front only pipes bytes. The price is a second hop inside the process: each chunk is read and
  * written once more each way (a relayed query costs 4 socket reads and 4 writes instead of 2
- * and 2), which makes about a third of the relay's CPU per query. With `headerTimeout` 0 there
+ * and 2), a quarter to two fifths of the relay's CPU per query. With `headerTimeout` 0 there
  * is no front.
  *
  * @module
