@@ -1,6 +1,6 @@
 // Where HTTP/1.1 request heads begin and end in what a client sends on one connection, so
 // that a front listener can time them (Deno.serve has no header timeout: gateway/deno.ts), and
-// the front's pipe that does (`pipeTimingHeads`), in web streams.
+// the front's pipe that does (`pipeTimingHeads`).
 // It follows only the request side: a head, then a body by Content-Length or chunked
 // encoding, then the next head; after an upgrade request, everything is someone else's bytes.
 // It judges nothing: a request it cannot frame (the server will refuse it) ends the tracking
@@ -160,11 +160,27 @@ export class RequestHeads {
   }
 }
 
-/** A byte stream both ways: a client's connection, or one to the server behind the front. */
+/**
+ * A byte stream both ways, as `Deno.Conn` reads and writes: a client's connection, or one to
+ * the server behind the front.
+ */
 export interface BytePipe {
-  readable: ReadableStream<Uint8Array>;
-  writable: WritableStream<Uint8Array>;
+  /** Reads into `buffer`: the bytes read, or null at the end of the stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `bytes` (at least one): how many. */
+  write(bytes: Uint8Array): Promise<number>;
+  /** Ends the writing side (the other side reads the end of the stream). */
+  closeWrite(): Promise<void>;
 }
+
+/**
+ * Read sizes of the pipe, in bytes. A direction reads into one buffer, reused once what it read
+ * is written: no allocation per chunk. A pending read holds its buffer for as long as the
+ * connection sits idle (most of a WebSocket session's life), so it starts small, doubles while
+ * reads fill it, up to websockify's 64 KiB, and goes back to small after a small read.
+ */
+const READ_MIN = 4096;
+const READ_MAX = 64 * 1024;
 
 /**
  * Passes a client's bytes to the server `connect` opens, and the server's back, calling `close`
@@ -172,6 +188,9 @@ export interface BytePipe {
  * than {@link MAX_HEAD_BYTES}, or when either side ends. A head's time counts from the
  * connection's start for the first, from its first byte for later ones; after an upgrade the
  * pipe only passes bytes.
+ *
+ * Each direction is a loop of a read and the writes of what it read: one read and usually one
+ * write per chunk, without a web stream's queue and promise hops in between.
  */
 export async function pipeTimingHeads(
   client: BytePipe,
@@ -205,29 +224,54 @@ export async function pipeTimingHeads(
     return end();
   }
   // The inner server ending the connection ends it for the client too.
-  const toClient = inner.readable.pipeTo(client.writable).catch(() => {}).finally(end);
-  const reader = client.readable.getReader();
-  const writer = inner.writable.getWriter();
+  const toClient = copy(inner, client).catch(() => {}).finally(end);
   try {
-    while (!heads.raw) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!heads.feed(value)) return end(); // a head past MAX_HEAD_BYTES
-      time();
-      await writer.write(value);
+    const reads = new Reads();
+    while (true) {
+      const n = await client.read(reads.buffer);
+      if (n === null) break;
+      const bytes = reads.took(n);
+      if (!heads.raw) {
+        if (!heads.feed(bytes)) return end(); // a head past MAX_HEAD_BYTES
+        if (heads.raw) clearTimeout(timer);
+        else time();
+      }
+      await writeAll(inner, bytes);
     }
-    if (heads.raw) {
-      clearTimeout(timer);
-      reader.releaseLock();
-      writer.releaseLock();
-      await client.readable.pipeTo(inner.writable);
-    } else {
-      await writer.close();
-    }
+    // The client is done sending: the server answers what it has, then ends too.
+    await inner.closeWrite();
     await toClient;
   } catch {
     // Either side went away.
   } finally {
     end();
   }
+}
+
+/** Copies `from` to `to` until `from` ends. */
+async function copy(from: BytePipe, to: BytePipe): Promise<void> {
+  const reads = new Reads();
+  while (true) {
+    const n = await from.read(reads.buffer);
+    if (n === null) return;
+    await writeAll(to, reads.took(n));
+  }
+}
+
+/** One direction's read buffer, sized as READ_MIN says. */
+class Reads {
+  /** Where the next read goes. */
+  buffer = new Uint8Array(READ_MIN);
+
+  /** The `n` bytes just read into `buffer` (valid until the next read); sizes the next one. */
+  took(n: number): Uint8Array {
+    const bytes = this.buffer.subarray(0, n);
+    if (n === this.buffer.length && n < READ_MAX) this.buffer = new Uint8Array(n * 2);
+    else if (n < READ_MIN && this.buffer.length > READ_MIN) this.buffer = new Uint8Array(READ_MIN);
+    return bytes;
+  }
+}
+
+async function writeAll(to: BytePipe, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await to.write(bytes.subarray(done));
 }

@@ -7,7 +7,10 @@
  * `_request_heads.ts` frames it, disconnects a client whose head is late or longer than
  * 16 KiB, and passes the bytes on to `Deno.serve` on a Unix socket in a private
  * temporary directory (loopback TCP on Windows). TLS ends at the front. After an upgrade the
- * front only pipes bytes. The price is one more copy of each byte in the process.
+ * front only pipes bytes. The price is a second hop inside the process: each chunk is read and
+ * written once more each way (a relayed query costs 4 socket reads and 4 writes instead of 2
+ * and 2), a quarter to two fifths of the relay's CPU per query. With `headerTimeout` 0 there
+ * is no front.
  *
  * @module
  */
