@@ -1291,6 +1291,7 @@ const NO_VALUES: (string | null)[] = [];
 
 /** Statements worth preparing: ones the server plans (never COPY, SET, BEGIN, DISCARD...). */
 const PLANNED = /^\s*(?:select|with|insert|update|delete|values|table|merge)\b/i;
+const PLACEHOLDER = /\$\d/;
 
 /**
  * Whether `sql` is one plannable statement (a trailing `;` allowed): a string holding several
@@ -1298,7 +1299,9 @@ const PLANNED = /^\s*(?:select|with|insert|update|delete|values|table|merge)\b/i
  * keeps the string on the simple protocol: a wrong guess there costs only speed.
  */
 function preparable(sql: string): boolean {
-  if (!PLANNED.test(sql)) return false;
+  // A `$1` with no parameters given: the simple protocol's error says so ("there is no
+  // parameter $1"), a Bind's would name the statement and a count.
+  if (!PLANNED.test(sql) || PLACEHOLDER.test(sql)) return false;
   const semicolon = sql.indexOf(";");
   if (semicolon < 0) return true;
   for (let i = semicolon + 1; i < sql.length; i++) {

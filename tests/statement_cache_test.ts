@@ -272,7 +272,13 @@ test(
     await conn.query("create temp table unprepared (n int) on commit drop");
     await conn.query("commit");
     await conn.query("  -- a comment first\nselect 1");
-    assert.equal(queries.count, 7);
+    // A placeholder without parameters: the simple protocol's error, which names it.
+    await assert.rejects(
+      conn.query("select $1::int as n"),
+      (error: unknown) =>
+        error instanceof PostgresError && error.code === "42P02" && /\$1/.test(error.message),
+    );
+    assert.equal(queries.count, 8);
     assert.deepEqual(await prepared(conn), {});
   },
 );
