@@ -1,5 +1,6 @@
 // The gateway's WebSocket face (gateway/websocket.ts) under a client that does not read: it
-// asks for a result of about 200 MB, then stops reading its socket. Against the real
+// asks for a result of about 200 MB, then stops reading its socket; and under a client that
+// sends while the database does not read (a query waits for a lock). Against the real
 // PostgreSQL 15 of tests/_server.ts and the real gateway, on Deno (Deno.serve, with and without
 // the front listener of gateway/deno.ts that times request heads) and on Node (node:http + ws).
 //
@@ -442,7 +443,7 @@ async function backendState(monitor: Connection, app: string): Promise<string> {
 const SERVINGS: { name: string; headerTimeout: number | undefined }[] = isDeno
   ? [
     { name: "Deno.serve without the front listener", headerTimeout: 0 },
-    { name: "behind the Deno front listener (the default)", headerTimeout: undefined },
+    { name: "Deno behind its front listener (the default)", headerTimeout: undefined },
   ]
   : [{ name: "node:http and ws", headerTimeout: undefined }];
 
