@@ -134,6 +134,13 @@ async function connectUnix(path: string, signal: AbortSignal | undefined): Promi
   return new DenoStream(conn, false);
 }
 
+/**
+ * How long `close()` lets queued writes go out (a Terminate, say) before it closes the
+ * connection anyway: a peer that does not read would otherwise hold it, and every byte queued
+ * for it, for as long as it stays connected.
+ */
+const CLOSE_GRACE_MS = 5_000;
+
 /** Read buffer sizes, in bytes (see `#readLoop`). */
 const READ_MIN = 4096;
 const READ_MAX = 65536;
@@ -149,6 +156,8 @@ class DenoStream implements ByteStream {
   #writing: Uint8Array | null = null;
   #closing = false;
   #closed = false;
+  /** Closes the connection once `close()`'s grace for queued writes is over. */
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
   /** Reading stops after the current chunk while set; `resume()` calls it to go on. */
   #paused = false;
   #resumeRead: (() => void) | null = null;
@@ -251,14 +260,18 @@ class DenoStream implements ByteStream {
     }
     this.#writing = null;
     this.#wakeDrainWaiters();
-    if (this.#closing) closeQuietly(this.#conn);
+    if (this.#closing) {
+      clearTimeout(this.#closeTimer);
+      closeQuietly(this.#conn);
+    }
   }
 
   #writeFailed(error: unknown): void {
     this.#writing = null;
     this.#queue = [];
     this.#queued = 0;
-    this.#finish(asError(error));
+    // Closed by close() once its grace was over: not a failure.
+    this.#finish(this.#closing ? undefined : asError(error));
     closeQuietly(this.#conn);
     this.#wakeDrainWaiters();
   }
@@ -268,13 +281,16 @@ class DenoStream implements ByteStream {
     this.#closing = true;
     // A paused read loop reads on, to see the end of the connection.
     this.resume();
-    // Queued writes (a Terminate, say) go out first.
-    if (this.#writing === null) closeQuietly(this.#conn);
+    // Queued writes (a Terminate, say) go out first, within CLOSE_GRACE_MS.
+    if (this.#writing === null) return closeQuietly(this.#conn);
+    this.#closeTimer = setTimeout(() => closeQuietly(this.#conn), CLOSE_GRACE_MS);
+    Deno.unrefTimer(this.#closeTimer);
   }
 
   #finish(error: Error | undefined): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#closeTimer);
     closeQuietly(this.#conn);
     // A paused read loop has nothing more to read.
     this.resume();
