@@ -127,7 +127,7 @@ function decodeTimestamp(buf: Uint8Array, start: number, end: number, zone: stri
   if (end - start !== 8) throw badLength("timestamp", end - start);
   const us = int64(buf, start);
   if (typeof us === "number") {
-    // Exact: % of integers below 2^53 is, and (us - rest) is a multiple of 1000.
+    // Exact: % is exact on integers below 2^53, and (us - rest) is a multiple of 1000.
     let rest = us % 1000;
     if (rest < 0) rest += 1000;
     const ms = (us - rest) / 1000 + POSTGRES_EPOCH_MS;
@@ -157,7 +157,7 @@ const DAYS_TO_2000 = 730425;
  * it in ISO DateStyle: `YYYYYY-MM-DD HH:MM:SS[.ffffff]`, the fraction without trailing zeros,
  * then `zone`, then ` BC` for years before 1.
  */
-export function timestampText(us: bigint, zone: string): string {
+function timestampText(us: bigint, zone: string): string {
   let days = us / US_PER_DAY;
   let rest = us - days * US_PER_DAY;
   if (rest < 0n) (rest += US_PER_DAY, days--);
