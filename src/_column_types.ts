@@ -13,6 +13,8 @@
 // trip later, after the queries pipelined behind it.
 
 import { arrayOf } from "./_array.ts";
+import { binaryDecoder, type BinaryPlan, sessionFlags } from "./_binary.ts";
+import type { Statement } from "./_statement_cache.ts";
 import type { TypeParser } from "./result.ts";
 import { textParser } from "./types.ts";
 
@@ -35,6 +37,9 @@ export class ColumnTypes {
   readonly #known = new Map<number, TypeParser | undefined>();
   /** Lookups under way, by OID. */
   readonly #pending = new Map<number, Promise<void>>();
+  /** The session settings last seen, and the flags they give (see _binary.ts). */
+  #session: Readonly<Record<string, string>> | null = null;
+  #flags = 0;
 
   constructor(
     own: ReadonlyMap<number, TypeParser> | undefined,
@@ -58,6 +63,42 @@ export class ColumnTypes {
       textParser(oid, { bigint: this.#bigint });
     this.#known.set(oid, parse);
     return parse;
+  }
+
+  /**
+   * Which columns of `statement` (whose fields are known) to read in binary in a session with
+   * settings `parameters`: those of a type with a binary decoder (see _binary.ts) and no parser
+   * in the connection's own map. null: none.
+   */
+  binaryPlan(
+    statement: Statement,
+    parameters: Readonly<Record<string, string>>,
+  ): BinaryPlan | null {
+    if (parameters !== this.#session) {
+      this.#session = parameters;
+      this.#flags = sessionFlags(parameters);
+    }
+    const flags = this.#flags;
+    const known = statement.plans[flags];
+    if (known !== undefined) return known;
+    const fields = statement.fields!;
+    let plan: BinaryPlan | null = null;
+    for (let i = 0; i < fields.length; i++) {
+      const oid = fields[i].dataTypeID;
+      if (this.#own?.has(oid) === true) continue;
+      const decode = binaryDecoder(oid, this.#bigint, flags);
+      if (decode === undefined) continue;
+      plan ??= {
+        formats: new Array(fields.length).fill(0),
+        fields: fields.slice(),
+        decoders: new Array(fields.length),
+      };
+      plan.formats[i] = 1;
+      plan.fields[i] = { ...fields[i], format: "binary" };
+      plan.decoders[i] = decode;
+    }
+    statement.plans[flags] = plan;
+    return plan;
   }
 
   /** A built-in array of an element the connection's own map parses: that array's parser. */

@@ -79,14 +79,22 @@ export function extendedQuery(
 }
 
 /**
- * Bind (text in, text out), Execute and Sync of the prepared statement `name`, whose result's
- * columns are known already: no Describe, so the server sends no RowDescription.
+ * Bind (text in; out, `formats`: a result format code per column, 1 binary, or none for all
+ * text), Execute and Sync of the prepared statement `name`, whose result's columns are known
+ * already: no Describe, so the server sends no RowDescription.
  */
-export function boundQuery(w: Writer, name: string, params: (string | null)[]): void {
+export function boundQuery(
+  w: Writer,
+  name: string,
+  params: (string | null)[],
+  formats: readonly number[] = [],
+): void {
   const n = params.length;
   w.begin(B).byte(0).cstring(name).int16(0).int16(n);
   for (let i = 0; i < n; i++) w.value(params[i]);
-  w.int16(0).end();
+  w.int16(formats.length);
+  for (let i = 0; i < formats.length; i++) w.int16(formats[i]);
+  w.end();
   w.begin(E).byte(0).int32(0).end();
   w.begin(S).end();
 }

@@ -13,8 +13,11 @@ import { ConnectionError } from "./errors.ts";
 import type { CommandTag, FieldDescription, QueryResult, RowMode, TypeParsers } from "./result.ts";
 import { serializeParam, type TextParser } from "./types.ts";
 import type { ColumnTypes } from "./_column_types.ts";
+import type { BinaryDecoder } from "./_binary.ts";
+import type { Statement } from "./_statement_cache.ts";
 
 const NO_FIELDS: FieldDescription[] = [];
+const NO_FORMATS: number[] = [];
 const MAX_PARAMETERS = 65535;
 
 /**
@@ -104,6 +107,8 @@ export class PendingQuery {
   #fields: FieldDescription[] = NO_FIELDS;
   #names: string[] = [];
   #parsers: (TextParser | undefined)[] = [];
+  /** Per column, the decoder of a column sent in binary; null when all are text. */
+  #decoders: (BinaryDecoder | undefined)[] | null = null;
   #rows: unknown[] = [];
   #results: QueryResult[] | null = null;
   #last: QueryResult | null = null;
@@ -142,6 +147,7 @@ export class PendingQuery {
         this.#fields = NO_FIELDS;
         this.#names = [];
         this.#parsers = [];
+        this.#decoders = null;
         break;
       case 0x49: // I: EmptyQueryResponse
         this.#complete("", null);
@@ -224,6 +230,7 @@ export class PendingQuery {
     this.#fields = fields;
     this.#names = names;
     this.#parsers = parsers;
+    this.#decoders = null;
     if (this.#deferred !== null && this.#rowMode === "object") {
       for (const column of this.#deferred) {
         if (column.rows !== this.#rows || typeof column.key !== "number") continue;
@@ -231,6 +238,24 @@ export class PendingQuery {
         column.key = names.lastIndexOf(names[column.key]) === column.key ? names[column.key] : -1;
       }
     }
+  }
+
+  /**
+   * A run of prepared statement `statement`, whose columns are known before its Bind: sets them
+   * up as {@link describe} does, asking for those of a type cheaper to read in binary in binary
+   * (see _binary.ts), unless the query has its own parsers (pg's `types` read text). `session`:
+   * the session's settings (ParameterStatus). Returns the Bind's result format codes (none: all
+   * text).
+   */
+  bound(statement: Statement, session: Readonly<Record<string, string>>): number[] {
+    const plan = this.#types === undefined ? this.#columns.binaryPlan(statement, session) : null;
+    if (plan === null) {
+      this.describe(statement.fields!, statement.names);
+      return NO_FORMATS;
+    }
+    this.describe(plan.fields, statement.names);
+    this.#decoders = plan.decoders;
+    return plan.formats;
   }
 
   /** The query's own parser for `oid`; one that is not a function fails the query. */
@@ -254,6 +279,7 @@ export class PendingQuery {
     if (end - start < 2) throw truncated("DataRow");
     const count = readInt16(buf, start);
     const parsers = this.#parsers;
+    const decoders = this.#decoders;
     if (count !== parsers.length) {
       throw protocolError(`DataRow has ${count} columns, RowDescription had ${parsers.length}`);
     }
@@ -271,9 +297,13 @@ export class PendingQuery {
         if (length < -1) throw protocolError(`DataRow has a value of length ${length}`);
         if (length >= 0) {
           if (pos + length > end) throw truncated("DataRow");
-          const text = decodeText(buf, pos, pos += length);
-          const parse = parsers[i];
-          value = parse === undefined ? text : parse(text);
+          const decode = decoders === null ? undefined : decoders[i];
+          if (decode !== undefined) value = decode(buf, pos, pos += length);
+          else {
+            const text = decodeText(buf, pos, pos += length);
+            const parse = parsers[i];
+            value = parse === undefined ? text : parse(text);
+          }
         }
         if (array) (row as unknown[])[i] = value;
         else if (names[i] === "__proto__") {

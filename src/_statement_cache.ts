@@ -7,6 +7,7 @@ import * as frontend from "./_frontend.ts";
 import type { Writer } from "./_writer.ts";
 import { PostgresError } from "./errors.ts";
 import type { FieldDescription } from "./result.ts";
+import type { BinaryPlan } from "./_binary.ts";
 
 /** A prepared statement: its name, and its result's columns once a run has shown them. */
 export interface Statement {
@@ -14,6 +15,11 @@ export interface Statement {
   fields: FieldDescription[] | null;
   /** The names of `fields`. */
   names: string[];
+  /**
+   * Its runs' binary columns by the session's flags (see _binary.ts `sessionFlags`), made on
+   * first use; null: all text.
+   */
+  plans: (BinaryPlan | null | undefined)[];
 }
 
 /** One connection's prepared statements. */
@@ -63,7 +69,7 @@ export class StatementCache {
       this.#unwanted.push(old.name);
     }
     const name = this.#prefix + ++this.#count;
-    cache.set(sql, { name, fields: null, names: [] });
+    cache.set(sql, { name, fields: null, names: [], plans: [] });
     return [name, true, null];
   }
 

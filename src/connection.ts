@@ -482,9 +482,9 @@ export class Connection implements AsyncDisposable {
     if (values === undefined) frontend.query(w, sql);
     else if (known === null) frontend.extendedQuery(w, sql, values, name, parse);
     else {
-      // Its columns are known: the server is not asked to describe them again.
-      frontend.boundQuery(w, name, values);
-      query.describe(known.fields!, known.names);
+      // Its columns are known: the server is not asked to describe them again, and those of
+      // some types come in binary.
+      frontend.boundQuery(w, name, values, query.bound(known, this.#parameters));
     }
     if (held === undefined) return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
     // A held query has parameters, which no COPY statement takes: it cannot enter COPY mode.

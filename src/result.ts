@@ -138,7 +138,11 @@ export interface FieldDescription {
   dataTypeSize: number;
   /** Type modifier (`atttypmod`), e.g. a varchar length; -1 when none. */
   dataTypeModifier: number;
-  /** Wire format of the values: always `"text"` for now. */
+  /**
+   * Wire format the server sent the values in: `"text"`, or `"binary"` for columns of some
+   * built-in types (int2, int4, int8, bytea, uuid, timestamp, timestamptz) on the second and
+   * later runs of a prepared statement, which read the same values their text would.
+   */
   format: "text" | "binary";
 }
 

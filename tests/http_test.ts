@@ -137,7 +137,9 @@ function comparable(result: QueryResult<unknown>) {
     command: result.command,
     rowCount: result.rowCount,
     rows: result.rows,
-    fields: result.fields,
+    // Without the wire format: a TCP pool's later runs of a statement read some columns in
+    // binary (see binary_results_test.ts), to the same values.
+    fields: result.fields.map(({ format: _, ...field }) => field),
   };
 }
 

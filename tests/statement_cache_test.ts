@@ -200,7 +200,11 @@ test(
       for (let i = 2; i <= 5; i++) {
         const again = await conn.query(sql, [i]);
         assert.deepEqual(again.rows, [{ n: i, t: "x", m: ["happy"] }]);
-        assert.deepEqual(again.fields, first.fields);
+        // The same columns; the int4 one comes in binary now (see binary_results_test.ts).
+        assert.deepEqual(
+          again.fields,
+          first.fields.map((f) => f.name === "n" ? { ...f, format: "binary" } : f),
+        );
       }
       // Rows as arrays, and pg's per-query parsers, from the same known columns.
       const arrays = await conn.query({ text: sql, values: [6], rowMode: "array" });
