@@ -76,6 +76,11 @@ export interface PoolEngine<C> {
     statement?: "shareable" | "alone",
   ): Promise<PooledConnection<C>>;
   /**
+   * The checkout `connect` would make at once (an idle connection that needs no check, nobody
+   * waiting), made now; `undefined` when there is none. Engines without one leave it out.
+   */
+  connectNow?(options: CheckoutOptions | undefined): PooledConnection<C> | undefined;
+  /**
    * Whether a `pool.query` statement may share a connection with other statements (engines
    * that pipeline them: see `Pool.query`); if so, `joinShared` runs it on a busy connection
    * with room, or, when there is none to join, `startShared` on a checkout of its own.
@@ -245,7 +250,9 @@ export abstract class Pool<C> implements Queryable {
       else {
         // The engine's checkout, not `this.checkOut`: the classes that override it
         // (ContextPool, AssertionPool) do not pipeline.
-        on = await engine.connect(options, "shareable");
+        // Checked out at once where it can be, so that the statements of the callers behind
+        // this one in the same tick join it and leave in one write with it.
+        on = engine.connectNow?.(options) ?? await engine.connect(options, "shareable");
         outcome = engine.startShared<Row>(on, sql, params, options);
       }
     } else {
