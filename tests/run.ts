@@ -6,7 +6,7 @@
 // 2.          one PostgreSQL server (tests/_server.ts), handed to every child in
 //             EDGEPOOL_TEST_SERVER so they all reuse it
 // 3. deno     deno test -A tests/
-// 4. node     each tests/*_test.ts bundled by esbuild into .tmp/node-tests/*.mjs, then
+// 4. node     each tests/*_test.ts bundled by esbuild into .tmp/node-tests-<pid>/*.mjs, then
 //             node --test on Node 20
 //
 // workerd runs inside both test phases: tests/workers_test.ts drives miniflare.
@@ -28,7 +28,9 @@ const PHASES = ["checks", "deno", "node"] as const;
 type Phase = (typeof PHASES)[number];
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NODE_OUT = join(ROOT, ".tmp", "node-tests");
+// One directory per run (removed at its end): two runs side by side in one tree, as the
+// landing rule's busy-CPU check does, must not replace each other's bundles.
+const NODE_OUT = join(ROOT, ".tmp", `node-tests-${Deno.pid}`);
 const DENO = Deno.execPath();
 
 interface StepResult {
@@ -96,7 +98,7 @@ const npmSpecifiers: Plugin = {
   },
 };
 
-// A bundle lives in .tmp/node-tests/, so import.meta.url and friends would point there; give
+// A bundle lives in .tmp/node-tests-<pid>/, so import.meta.url and friends would point there; give
 // each source file its own location instead, so fixtures found relative to it still resolve.
 const sourceLocations: Plugin = {
   name: "source-locations",
@@ -271,6 +273,7 @@ async function main(): Promise<number> {
     if (!(e instanceof StepFailed)) throw e;
     failed = true;
   } finally {
+    rmSync(NODE_OUT, { recursive: true, force: true });
     if (results.some((r) => r.name === "server start" && r.status !== "skipped")) {
       await step("server stop", () => Promise.resolve(stopServer())).catch(() => failed = true);
     }
