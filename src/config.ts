@@ -119,7 +119,9 @@ export interface ConnectOptions {
   pooler?: Pooler | "auto";
   /**
    * Named prepared statements kept per connection (an LRU of this many), so a repeated
-   * parameterised query skips parsing and planning. A statement the server no longer knows
+   * parameterised query, or a repeated single plannable statement without parameters (see
+   * `Connection.query`), skips parsing and planning; its later runs send only Bind, Execute and
+   * Sync, and read some column types in binary. A statement the server no longer knows
    * (`prepared statement ... does not exist`) is sent again unprepared, once. Not allowed with
    * a transaction pooler. Default: `100`, or `0` (off: every query uses the unnamed statement)
    * with a transaction pooler. When the pooler is guessed (`pooler: "auto"`, no sign of one in
