@@ -69,7 +69,7 @@ const decodeInt8BigInt: BinaryDecoder = (buf, start, end) => {
 };
 
 const decodeBytea: BinaryDecoder = (buf, start, end) => {
-  // A copy: `buf` is the transport's chunk (reused, and a Buffer on Node).
+  // A copy: `buf` is the transport's chunk (reused, and Node's own buffer type on Node).
   const out = new Uint8Array(end - start);
   out.set(buf.subarray(start, end));
   return out;

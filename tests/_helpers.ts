@@ -232,16 +232,18 @@ export function assertPostgresError(error: unknown, code: string): asserts error
 
 /**
  * A transport whose streams count the frontend messages of type `type` (a char code: 0x45
- * Execute, 0x44 Describe) they write, in `count`. The startup message, which has no type byte,
- * is walked over without counting (its length's first byte is 0).
+ * Execute, 0x44 Describe) they write, in `count`, and each write's count in `writes`. The
+ * startup message, which has no type byte, is walked over without counting (its length's first
+ * byte is 0).
  */
 export function countingMessages(
   base: Transport,
   type: number,
-): Transport & { count: number } {
+): Transport & { count: number; writes: number[] } {
   const wrapper = {
     name: `${base.name}+count`,
     count: 0,
+    writes: [] as number[],
     async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
       const stream = await base.connect(options);
       return {
@@ -251,11 +253,14 @@ export function countingMessages(
         start: (handlers) => stream.start(handlers),
         write(data) {
           // Walk the messages: a type byte, then a length that counts itself.
+          let count = 0;
           for (let pos = 0; pos + 5 <= data.length;) {
             const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
-            if (data[pos] === type) wrapper.count++;
+            if (data[pos] === type) count++;
             pos += 1 + length;
           }
+          wrapper.count += count;
+          wrapper.writes.push(count);
           stream.write(data);
         },
         close: () => stream.close(),

@@ -5,10 +5,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, type Connection, QueuePool, type Transport } from "../mod.ts";
+import { connect, type Connection, QueuePool } from "../mod.ts";
 import { pipelineable } from "../src/pool/_pipeline.ts";
 import { getServer } from "./_server.ts";
-import { codeOf, eventually } from "./_helpers.ts";
+import { codeOf, countingMessages, eventually } from "./_helpers.ts";
 import { transports } from "./_transports.ts";
 
 const T = { timeout: 60_000 };
@@ -98,35 +98,12 @@ test("pool.query shares busy connections, each statement getting its own result"
 
 test("statements issued in one tick on an idle pool leave in one write", T, async () => {
   // Each write's count of Syncs: one per statement.
-  const writes: number[] = [];
-  const base = transports[0];
-  const transport: Transport = {
-    name: `${base.name}+writes`,
-    async connect(options) {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          let syncs = 0;
-          for (let at = 0; at + 5 <= data.length;) {
-            if (data[at] === 0x53) syncs++;
-            at += 1 + new DataView(data.buffer, data.byteOffset + at + 1, 4).getInt32(0);
-          }
-          writes.push(syncs);
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
+  const transport = countingMessages(transports[0], 0x53);
   const url = (await getServer()).url("scram", { sslmode: "disable" });
   const p = new QueuePool(() => connect(url, { transport }), { poolSize: 1, maxOverflow: 0 });
   try {
     await p.query("select 1"); // the one connection is open, and idle
-    writes.length = 0;
+    transport.writes.length = 0;
     const queries = Array.from(
       { length: 10 },
       (_, i) => p.query<{ n: number }>("select $1::int as n", [i]),
@@ -136,7 +113,7 @@ test("statements issued in one tick on an idle pool leave in one write", T, asyn
     assert.equal(p.stats().requestsWaiting, 0);
     const results = await Promise.all(queries);
     assert.deepEqual(results.map((r) => r.rows[0].n), Array.from({ length: 10 }, (_, i) => i));
-    assert.deepEqual(writes, [10]);
+    assert.deepEqual(transport.writes, [10]);
   } finally {
     await p.close();
   }
