@@ -12,7 +12,7 @@
  * @module
  */
 
-import { sessionRefusal } from "../src/_session_attrs.ts";
+import { sessionRefusal, shuffled } from "../src/_session_attrs.ts";
 import { parseConfig } from "../src/config.ts";
 import { ConnectionError, errorMessage, PostgresError } from "../src/errors.ts";
 import type { PoolLogger } from "../src/pool/options.ts";
@@ -635,15 +635,6 @@ class Session implements WebSocketSession {
     }
     this.#resolveDone();
   }
-}
-
-function shuffled<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

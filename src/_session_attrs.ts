@@ -1,6 +1,7 @@
-// libpq's target_session_attrs, decided from what a server says about itself: shared by the
-// client's multi-host connect (connect.ts) and the gateway's WebSocket face, which logs in
-// upstream itself and reads the same two settings from the ParameterStatus messages.
+// libpq's choice among the hosts of a list, shared by the client's multi-host connect
+// (connect.ts) and the gateway's WebSocket face, which logs in upstream itself:
+// target_session_attrs, decided from what a server says about itself (the gateway reads the same
+// two settings from ParameterStatus messages), and load_balance_hosts' shuffle.
 
 import type { TargetSessionAttrs } from "./url.ts";
 
@@ -32,4 +33,14 @@ export function sessionRefusal(
     default: // standby, prefer-standby
       return hot ? null : "is not a hot standby";
   }
+}
+
+/** `load_balance_hosts=random`: a host list in random order (a Fisher–Yates shuffle). */
+export function shuffled<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }

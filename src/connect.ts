@@ -5,7 +5,7 @@
  */
 
 import { PipelineRejected } from "./_auth.ts";
-import { sessionRefusal } from "./_session_attrs.ts";
+import { sessionRefusal, shuffled } from "./_session_attrs.ts";
 import {
   type ConfigDefaults,
   type ConnectionConfig,
@@ -153,15 +153,6 @@ async function refusal(
     ({ standby, read_only: readOnly } = rows[0]);
   }
   return sessionRefusal(want, standby, readOnly);
-}
-
-function shuffled<T>(items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }
 
 async function openHost(

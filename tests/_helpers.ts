@@ -231,6 +231,34 @@ export function assertPostgresError(error: unknown, code: string): asserts error
 }
 
 /**
+ * `base`, named `base.name+suffix`, whose streams show `onWrite` each chunk they write, before it
+ * goes out: what the tests that count or record a connection's writes wrap a transport in.
+ */
+export function tapWrites(
+  base: Transport,
+  suffix: string,
+  onWrite: (data: Uint8Array) => void,
+): Transport {
+  return {
+    name: `${base.name}+${suffix}`,
+    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
+      const stream = await base.connect(options);
+      return {
+        get encrypted() {
+          return stream.encrypted;
+        },
+        start: (handlers) => stream.start(handlers),
+        write(data) {
+          onWrite(data);
+          stream.write(data);
+        },
+        close: () => stream.close(),
+      };
+    },
+  };
+}
+
+/**
  * A transport whose streams count the frontend messages of type `type` (a char code: 0x45
  * Execute, 0x44 Describe) they write, in `count`, and each write's count in `writes`. The
  * startup message, which has no type byte, is walked over without counting (its length's first
@@ -240,32 +268,19 @@ export function countingMessages(
   base: Transport,
   type: number,
 ): Transport & { count: number; writes: number[] } {
-  const wrapper = {
-    name: `${base.name}+count`,
-    count: 0,
-    writes: [] as number[],
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          // Walk the messages: a type byte, then a length that counts itself.
-          let count = 0;
-          for (let pos = 0; pos + 5 <= data.length;) {
-            const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
-            if (data[pos] === type) count++;
-            pos += 1 + length;
-          }
-          wrapper.count += count;
-          wrapper.writes.push(count);
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
+  const wrapper: Transport & { count: number; writes: number[] } = Object.assign(
+    tapWrites(base, "count", (data) => {
+      // Walk the messages: a type byte, then a length that counts itself.
+      let count = 0;
+      for (let pos = 0; pos + 5 <= data.length;) {
+        const length = new DataView(data.buffer, data.byteOffset + pos + 1, 4).getInt32(0);
+        if (data[pos] === type) count++;
+        pos += 1 + length;
+      }
+      wrapper.count += count;
+      wrapper.writes.push(count);
+    }),
+    { count: 0, writes: [] as number[] },
+  );
   return wrapper;
 }

@@ -4,17 +4,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  type ByteStream,
-  connect,
-  type Connection,
-  PostgresError,
-  QueuePool,
-  type Transport,
-} from "../mod.ts";
+import { connect, type Connection, PostgresError, QueuePool, type Transport } from "../mod.ts";
 import { getServer } from "./_server.ts";
 import { transports } from "./_transports.ts";
-import { errorOf, uniqueName, within } from "./_helpers.ts";
+import { errorOf, tapWrites, uniqueName, within } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -26,24 +19,10 @@ test("test server starts", { timeout: 120_000 }, async () => {
 
 /** A transport that counts the writes of every stream it opens. */
 function counting(base: Transport): Transport & { writes: number } {
-  const wrapper = {
-    name: `${base.name}+count`,
-    writes: 0,
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          wrapper.writes++;
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
+  const wrapper: Transport & { writes: number } = Object.assign(
+    tapWrites(base, "count", () => wrapper.writes++),
+    { writes: 0 },
+  );
   return wrapper;
 }
 

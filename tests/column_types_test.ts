@@ -7,7 +7,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  type ByteStream,
   connect,
   type ConnectOptions,
   createPool,
@@ -18,7 +17,7 @@ import {
 import { httpTransport } from "../transports/http.ts";
 import { getServer } from "./_server.ts";
 import { transports } from "./_transports.ts";
-import { errorOf, uniqueName } from "./_helpers.ts";
+import { errorOf, tapWrites, uniqueName } from "./_helpers.ts";
 
 const T = { timeout: 60_000 };
 const PLAIN = { sslmode: "disable" };
@@ -30,24 +29,10 @@ async function url(): Promise<string> {
 /** A transport that keeps the text of what each of its streams writes. */
 function recording(base: Transport): Transport & { written: string[] } {
   const decoder = new TextDecoder();
-  const wrapper = {
-    name: `${base.name}+record`,
-    written: [] as string[],
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          wrapper.written.push(decoder.decode(data));
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
+  const wrapper: Transport & { written: string[] } = Object.assign(
+    tapWrites(base, "record", (data) => wrapper.written.push(decoder.decode(data))),
+    { written: [] as string[] },
+  );
   return wrapper;
 }
 

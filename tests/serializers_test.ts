@@ -8,7 +8,6 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  type ByteStream,
   connect,
   type ConnectOptions,
   createPool,
@@ -23,7 +22,7 @@ import { httpTransport } from "../transports/http.ts";
 import { getServer } from "./_server.ts";
 import { type PgBouncer, startPgBouncer } from "./_pgbouncer.ts";
 import { transports } from "./_transports.ts";
-import { errorOf, uniqueName } from "./_helpers.ts";
+import { errorOf, tapWrites, uniqueName } from "./_helpers.ts";
 import { runReadmeSnippet } from "./_readme.ts";
 import { ParamTypes } from "../src/_param_types.ts";
 
@@ -47,14 +46,14 @@ interface Sent {
 
 /** A transport that keeps each write of its streams, to read back what was sent. */
 function recording(base: Transport): Transport & { writes: Uint8Array[]; sent(): Sent[] } {
-  const wrapper = {
-    name: `${base.name}+record`,
-    writes: [] as Uint8Array[],
+  const writes: Uint8Array[] = [];
+  return Object.assign(tapWrites(base, "record", (data) => writes.push(data.slice())), {
+    writes,
     /** Every message written, the untyped StartupMessage left out. */
     sent(): Sent[] {
-      const all = new Uint8Array(wrapper.writes.reduce((n, w) => n + w.length, 0));
+      const all = new Uint8Array(writes.reduce((n, w) => n + w.length, 0));
       let at = 0;
-      for (const w of wrapper.writes) all.set(w, (at += w.length) - w.length);
+      for (const w of writes) all.set(w, (at += w.length) - w.length);
       const view = new DataView(all.buffer);
       const out: Sent[] = [];
       let pos = view.getInt32(0); // the StartupMessage has no type byte
@@ -68,22 +67,7 @@ function recording(base: Transport): Transport & { writes: Uint8Array[]; sent():
       }
       return out;
     },
-    async connect(options: Parameters<Transport["connect"]>[0]): Promise<ByteStream> {
-      const stream = await base.connect(options);
-      return {
-        get encrypted() {
-          return stream.encrypted;
-        },
-        start: (handlers) => stream.start(handlers),
-        write(data) {
-          wrapper.writes.push(data.slice());
-          stream.write(data);
-        },
-        close: () => stream.close(),
-      };
-    },
-  };
-  return wrapper;
+  });
 }
 
 /** Describe statement messages among `sent`. */
