@@ -14,8 +14,9 @@
 // websockify: the proxies do not share the client's CPU time or event loop) and websockify on
 // free loopback ports, and stops them at the end. The gateway talks to the server without TLS
 // (`--upstream-sslmode disable`), as websockify's relayed stream does: both sit on loopback.
-// It runs with its defaults otherwise, so with its header timeout: behind its front listener
-// (gateway/deno.ts), one more hop inside its process that the bare relay does not have.
+// It runs with its defaults otherwise, so with its header timeout: its front listener
+// (gateway/deno.ts) serves the WebSocket sessions, framing them itself (the bare relay uses
+// Deno's own WebSocket).
 // Besides throughput and latency it reports the client process's CPU time per query, which
 // tells the client's own cost apart from the proxy hop's, and the proxy's: the CPU time per
 // relayed query of the gateway's process, of websockify's (with its per-connection children)

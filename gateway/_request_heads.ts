@@ -25,6 +25,10 @@ export class RequestHeads {
   #remaining = 0;
   /** Heads begun so far; the first counts from the connection's start. */
   #heads = 1;
+  /** Bytes fed before the current call of `feed`, while the first head is read. */
+  #fed = 0;
+  /** Where the first head ends: the number of bytes up to it, -1 until it has. */
+  firstEnd = -1;
 
   /** @param maxHead The longest head accepted, in bytes. */
   constructor(maxHead: number) {
@@ -60,7 +64,10 @@ export class RequestHeads {
           }
           this.#head.push(byte);
           if (this.#head.length > this.#maxHead) return false;
-          if (this.#endOfLines(byte)) this.#headDone();
+          if (this.#endOfLines(byte)) {
+            if (this.#heads === 1) this.firstEnd = this.#fed + i + 1;
+            this.#headDone();
+          }
           break;
         case "body": {
           const take = Math.min(this.#remaining, bytes.length - i);
@@ -105,6 +112,7 @@ export class RequestHeads {
           break;
       }
     }
+    if (this.firstEnd < 0) this.#fed += bytes.length;
     return true;
   }
 
@@ -189,6 +197,10 @@ const READ_MAX = 64 * 1024;
  * connection's start for the first, from its first byte for later ones; after an upgrade the
  * pipe only passes bytes.
  *
+ * With `take`, the first head is read before the server is connected to, and offered to
+ * `take` (the head's bytes, and those read after it): when it returns true, it has taken the
+ * client's connection, and nothing is piped.
+ *
  * Each direction is a loop of a read and the writes of what it read: one read and usually one
  * write per chunk, without a web stream's queue and promise hops in between.
  */
@@ -197,6 +209,7 @@ export async function pipeTimingHeads(
   connect: () => Promise<BytePipe>,
   headerTimeout: number,
   close: () => void,
+  take?: (head: Uint8Array, rest: Uint8Array) => boolean,
 ): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const end = () => {
@@ -217,16 +230,40 @@ export async function pipeTimingHeads(
     }
   };
   time();
+  const reads = new Reads();
+  let first: Uint8Array | undefined;
+  if (take !== undefined) {
+    let input = new Uint8Array(0);
+    try {
+      while (heads.firstEnd < 0) {
+        const n = await client.read(reads.buffer);
+        if (n === null) return end();
+        const bytes = reads.took(n);
+        const more = new Uint8Array(input.length + n);
+        more.set(input);
+        more.set(bytes, input.length);
+        input = more;
+        if (!heads.feed(bytes)) return end(); // a head past MAX_HEAD_BYTES
+      }
+    } catch {
+      return end();
+    }
+    const at = heads.firstEnd;
+    if (at > 0 && take(input.subarray(0, at), input.subarray(at))) return clearTimeout(timer);
+    if (heads.raw) clearTimeout(timer);
+    else time();
+    first = input;
+  }
   let inner: BytePipe;
   try {
     inner = await connect();
+    if (first !== undefined) await writeAll(inner, first);
   } catch {
     return end();
   }
   // The inner server ending the connection ends it for the client too.
   const toClient = copy(inner, client).catch(() => {}).finally(end);
   try {
-    const reads = new Reads();
     while (true) {
       const n = await client.read(reads.buffer);
       if (n === null) break;

@@ -1,16 +1,18 @@
 /**
  * The gateway served by Deno: `Deno.serve` for HTTP(S) and `Deno.upgradeWebSocket` for the
- * WebSocket face.
+ * WebSocket face, or, by default, a front listener of its own in front of them.
  *
  * `Deno.serve` has no header timeout, so with one set, clients do not reach it directly: a
  * front listener (`Deno.listen`/`Deno.listenTls`) accepts them, times each request head as
- * `_request_heads.ts` frames it, disconnects a client whose head is late or longer than
- * 16 KiB, and passes the bytes on to `Deno.serve` on a Unix socket in a private
- * temporary directory (loopback TCP on Windows). TLS ends at the front. After an upgrade the
- * front only pipes bytes. The price is a second hop inside the process: each chunk is read and
- * written once more each way (a relayed query costs 4 socket reads and 4 writes instead of 2
- * and 2), a quarter to two fifths of the relay's CPU per query. With `headerTimeout` 0 there
- * is no front.
+ * `_request_heads.ts` frames it, and disconnects a client whose head is late or longer than
+ * 16 KiB. TLS ends at the front. A connection whose first request is a clean WebSocket
+ * upgrade (`_websocket_server.ts` says which) stays with the front, which answers the
+ * handshake and serves the session's frames on the client's own connection. Any other is
+ * passed on to `Deno.serve` on a Unix socket in a private temporary directory (loopback TCP
+ * on Windows), which judges it: HTTP `/sql`, and upgrade requests that are not clean. That
+ * second hop costs each chunk one more read and write each way, which is why WebSocket
+ * sessions, the gateway's long-lived load, do not take it. With `headerTimeout` 0 there is no
+ * front.
  *
  * @module
  */
@@ -18,6 +20,10 @@
 import type { Gateway } from "./gateway.ts";
 import { acceptWebSocket, type ServedGateway, type ServeOptions } from "./_adapter.ts";
 import { pipeTimingHeads } from "./_request_heads.ts";
+import { acceptResponse, FramedWebSocket, upgradeRequest } from "./_websocket_server.ts";
+
+/** Ping a WebSocket client heard nothing from for this long, in ms (as `Deno.serve` does). */
+const IDLE_TIMEOUT = 120_000;
 
 /** Serves `gateway` on `options.hostname:options.port` (0 = any free port). */
 export async function serve(gateway: Gateway, options: ServeOptions): Promise<ServedGateway> {
@@ -62,7 +68,9 @@ export async function serve(gateway: Gateway, options: ServeOptions): Promise<Se
     : { hostname: "127.0.0.1", port: (inner.addr as Deno.NetAddr).port };
   const open = new Set<() => void>();
   (async () => {
-    for await (const conn of listener) front(conn, address, options.headerTimeout, open);
+    for await (const conn of listener) {
+      front(gateway, conn, address, options.headerTimeout, open);
+    }
   })().catch(() => {}); // the listener closed
   return {
     port: (listener.addr as Deno.NetAddr).port,
@@ -76,8 +84,12 @@ export async function serve(gateway: Gateway, options: ServeOptions): Promise<Se
   };
 }
 
-/** Passes one client connection to the inner server, timing its request heads. */
+/**
+ * Serves one client connection: a WebSocket session when its first request is a clean
+ * upgrade, else passed on to the inner server, timing its request heads.
+ */
 function front(
+  gateway: Gateway,
   conn: Deno.Conn,
   address: Deno.ConnectOptions | Deno.UnixConnectOptions,
   headerTimeout: number,
@@ -99,7 +111,50 @@ function front(
   // instead of waiting for the client's delayed ACK. A TlsConn has no such switch.
   if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
   const connect = async () => inner = await Deno.connect(address as Deno.ConnectOptions);
-  return pipeTimingHeads(conn, connect, headerTimeout, close);
+  const take = (head: Uint8Array, rest: Uint8Array) => {
+    const request = upgradeRequest(head);
+    if (request === null) return false;
+    const target = gateway.webSocketTarget(request.target);
+    (async () => {
+      if (target instanceof Response) {
+        await writeAll(conn, await responseBytes(target));
+        return close();
+      }
+      const preamble = await acceptResponse(request.key);
+      const socket = new FramedWebSocket(conn, close, preamble, rest, IDLE_TIMEOUT);
+      gateway.serveWebSocket(socket, target);
+      socket.start();
+    })().catch(close);
+    return true;
+  };
+  return pipeTimingHeads(conn, connect, headerTimeout, close, take);
+}
+
+/** `response` as HTTP/1.1 bytes, ending the connection after it. */
+async function responseBytes(response: Response): Promise<Uint8Array> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  let head = `HTTP/1.1 ${response.status} ${REASONS[response.status] ?? "Error"}\r\n`;
+  response.headers.forEach((value, name) => {
+    if (name !== "content-length" && name !== "connection") head += `${name}: ${value}\r\n`;
+  });
+  head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+  const head8 = new TextEncoder().encode(head);
+  const out = new Uint8Array(head8.length + body.length);
+  out.set(head8);
+  out.set(body, head8.length);
+  return out;
+}
+
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  403: "Forbidden",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
 }
 
 function handle(gateway: Gateway, request: Request): Response | Promise<Response> {
