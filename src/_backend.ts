@@ -197,6 +197,16 @@ export function parseErrorFields(buf: Uint8Array, start: number, end: number): P
   return fields as unknown as PostgresErrorFields;
 }
 
+/** Reads ParameterDescription: the type OID of each parameter. */
+export function readParameterTypes(buf: Uint8Array, start: number, end: number): number[] {
+  if (end - start < 2) throw truncated("ParameterDescription");
+  const count = readInt16(buf, start) & 0xffff; // up to 65535 parameters: unsigned
+  if (start + 2 + 4 * count > end) throw truncated("ParameterDescription");
+  const oids: number[] = new Array(count);
+  for (let i = 0; i < count; i++) oids[i] = readInt32(buf, start + 2 + 4 * i) >>> 0;
+  return oids;
+}
+
 /** A `PROTOCOL_ERROR` ConnectionError. */
 export function protocolError(detail: string): ConnectionError {
   return new ConnectionError("PROTOCOL_ERROR", `Protocol error: ${detail}`);

@@ -2,6 +2,7 @@
 
 import type { Writer } from "./_writer.ts";
 import type { ConnectionConfig } from "./config.ts";
+import type { BindValue } from "./_binary_params.ts";
 
 const PROTOCOL_3_0 = 196608;
 const CANCEL_REQUEST_CODE = 80877102;
@@ -79,18 +80,50 @@ export function extendedQuery(
 }
 
 /**
- * Bind (text in; out, `formats`: a result format code per column, 1 binary, or none for all
- * text), Execute and Sync of the prepared statement `name`, whose result's columns are known
- * already: no Describe, so the server sends no RowDescription.
+ * Parse (unless `parse` is false: the statement `name` is prepared already), Bind (text in,
+ * text out), Describe of the statement, Execute and Sync: a prepared statement's run before
+ * its types are known. The server answers the Describe with the parameters' types
+ * (ParameterDescription) and the result's columns (RowDescription, every format code 0, as this
+ * Bind asks, or NoData), which later runs reuse. After the Bind, so that the messages are those
+ * of any first run (Parse, Bind, Describe, Execute, Sync).
+ */
+export function preparedQuery(
+  w: Writer,
+  sql: string,
+  params: (string | null)[],
+  name: string,
+  parse: boolean,
+): void {
+  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
+  const n = params.length;
+  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
+  for (let i = 0; i < n; i++) w.value(params[i]);
+  w.int16(0).end();
+  w.begin(D).byte(0x53).cstring(name).end();
+  w.begin(E).byte(0).int32(0).end();
+  w.begin(S).end();
+}
+
+/**
+ * Bind (in: text, or with `binary` a format code per parameter, 1 for each `Uint8Array` of
+ * `params`; out, `formats`: a result format code per column, 1 binary, or none for all text),
+ * Execute and Sync of the prepared statement `name`, whose result's columns are known already:
+ * no Describe, so the server sends no RowDescription.
  */
 export function boundQuery(
   w: Writer,
   name: string,
-  params: (string | null)[],
+  params: readonly BindValue[],
   formats: readonly number[] = [],
+  binary = false,
 ): void {
   const n = params.length;
-  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
+  w.begin(B).byte(0).cstring(name);
+  if (binary) {
+    w.int16(n);
+    for (let i = 0; i < n; i++) w.int16(params[i] instanceof Uint8Array ? 1 : 0);
+  } else w.int16(0);
+  w.int16(n);
   for (let i = 0; i < n; i++) w.value(params[i]);
   w.int16(formats.length);
   for (let i = 0; i < formats.length; i++) w.int16(formats[i]);

@@ -9,7 +9,7 @@
 // describe anything. How a query that waits keeps its place among the queries pipelined behind
 // it is the connection's business (see `Connection`: its bytes go where it was issued).
 
-import { readInt16, readInt32, truncated } from "./_backend.ts";
+import { readParameterTypes } from "./_backend.ts";
 import { ARRAY_OF, type ColumnTypes } from "./_column_types.ts";
 import { PendingQuery } from "./_query.ts";
 import { PostgresError } from "./errors.ts";
@@ -140,16 +140,6 @@ function checked(serialize: ParamSerializer, oid: number, value: unknown): strin
     );
   }
   return serializeParam(text)!; // a lone surrogate is refused as in any string parameter
-}
-
-/** Reads ParameterDescription: the type OID of each parameter. */
-function readParameterTypes(buf: Uint8Array, start: number, end: number): number[] {
-  if (end - start < 2) throw truncated("ParameterDescription");
-  const count = readInt16(buf, start);
-  if (start + 2 + 4 * count > end) throw truncated("ParameterDescription");
-  const oids: number[] = new Array(count);
-  for (let i = 0; i < count; i++) oids[i] = readInt32(buf, start + 2 + 4 * i) >>> 0;
-  return oids;
 }
 
 /** A query that waits for its statement's parameter types, with what it needs to be sent. */

@@ -7,6 +7,7 @@ import {
   protocolError,
   readInt16,
   readInt32,
+  readParameterTypes,
   truncated,
 } from "./_backend.ts";
 import { ConnectionError } from "./errors.ts";
@@ -92,6 +93,8 @@ export class PendingQuery {
   error: unknown = null;
   /** A ParseComplete arrived: a named statement this query prepared exists now. */
   parsed = false;
+  /** Its statement's parameter types, when it was described (ParameterDescription). */
+  paramTypes: number[] | null = null;
   /** Its portal has rows left (an Execute with a row limit stopped short of the end). */
   suspended = false;
   /** Set by an abort that happened while an earlier query was still running. */
@@ -155,6 +158,9 @@ export class PendingQuery {
       case 0x31: // 1: ParseComplete
         this.parsed = true;
         break;
+      case 0x74: // t: ParameterDescription
+        this.paramTypes = readParameterTypes(buf, start, end);
+        break;
       case 0x48: // H: CopyOutResponse
         this.copying("out");
         break;
@@ -163,7 +169,6 @@ export class PendingQuery {
         // COPY TO STDOUT's data: consumed, not kept (the query rejects at ReadyForQuery).
       case 0x32: // 2: BindComplete
       case 0x33: // 3: CloseComplete
-      case 0x74: // t: ParameterDescription
         break;
       case 0x73: // s: PortalSuspended: the rows asked for came, and the portal has more
         this.suspended = true;

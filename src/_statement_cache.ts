@@ -8,11 +8,19 @@ import type { Writer } from "./_writer.ts";
 import { PostgresError } from "./errors.ts";
 import type { FieldDescription } from "./result.ts";
 import type { BinaryPlan } from "./_binary.ts";
+import { anyBinary } from "./_binary_params.ts";
 
-/** A prepared statement: its name, and its result's columns once a run has shown them. */
+/**
+ * A prepared statement: its name, and its result's columns and parameters' types once a run has
+ * shown them.
+ */
 export interface Statement {
   name: string;
   fields: FieldDescription[] | null;
+  /** Its parameters' type OIDs (with `fields`). */
+  params: number[] | null;
+  /** Some of `params` may be sent in binary (see _binary_params.ts). */
+  binary: boolean;
   /** The names of `fields`. */
   names: string[];
   /**
@@ -33,6 +41,8 @@ export class StatementCache {
   /** SQL → statement, least recently used first. */
   readonly #names = new Map<string, Statement>();
   #count = 0;
+  /** Statements whose parameters may go in binary: none, and queries need not look. */
+  #binary = 0;
   /** Statements to close with the next extended query (evicted, or of a failed Parse). */
   readonly #unwanted: string[] = [];
 
@@ -52,6 +62,17 @@ export class StatementCache {
   }
 
   /**
+   * The statement for `sql`, known (columns and parameter types) and with parameters that may
+   * go in binary, if a query sent now would use it; looked up only while there are such ones.
+   * It stays where it is among the least recently used: {@link use} moves it.
+   */
+  bindable(sql: string, idle: boolean): Statement | undefined {
+    if (this.#binary === 0 || !this.usable(idle)) return undefined;
+    const statement = this.#names.get(sql);
+    return statement?.binary === true ? statement : undefined;
+  }
+
+  /**
    * The statement for `sql`, whether it still has to be parsed, and its result's columns when
    * a run of it has shown them (the query then need not ask for them: no Describe).
    */
@@ -65,24 +86,36 @@ export class StatementCache {
     }
     if (cache.size >= this.#size) {
       const [oldest, old] = cache.entries().next().value!;
-      cache.delete(oldest);
+      this.#drop(oldest, old);
       this.#unwanted.push(old.name);
     }
     const name = this.#prefix + ++this.#count;
-    cache.set(sql, { name, fields: null, names: [], plans: [] });
+    cache.set(sql, { name, fields: null, params: null, binary: false, names: [], plans: [] });
     return [name, true, null];
   }
 
   /**
-   * A run of statement `name` (for `sql`) returned `fields`: later runs take them as known. A
-   * statement whose result changes shape fails with 0A000 (a cached plan must not change its
-   * result type) and is dropped (see `failed`), so they cannot go stale.
+   * A run of statement `name` (for `sql`) returned `fields`, its parameters being of the types
+   * `params` (null: not described): later runs take them as known. A statement whose result
+   * changes shape fails with 0A000 (a cached plan must not change its result type) and is
+   * dropped (see `failed`), so they cannot go stale; its parameters' types never change.
    */
-  described(sql: string, name: string, fields: FieldDescription[]): void {
+  described(sql: string, name: string, fields: FieldDescription[], params: number[] | null): void {
     const statement = this.#names.get(sql);
     if (statement === undefined || statement.name !== name || statement.fields !== null) return;
     statement.fields = fields;
     statement.names = fields.map((field) => field.name);
+    statement.params = params;
+    if (params !== null && anyBinary(params)) {
+      statement.binary = true;
+      this.#binary++;
+    }
+  }
+
+  /** Removes `sql`'s statement from the cache. */
+  #drop(sql: string, statement: Statement): void {
+    this.#names.delete(sql);
+    if (statement.binary) this.#binary--;
   }
 
   /**
@@ -111,9 +144,11 @@ export class StatementCache {
       // likely a transaction pooler hands each transaction another session. Stop preparing.
       this.#off = true;
       this.#names.clear();
+      this.#binary = 0;
     }
     if (stale || parseFailed) {
-      if (this.#names.get(sql)?.name === name) this.#names.delete(sql);
+      const statement = this.#names.get(sql);
+      if (statement?.name === name) this.#drop(sql, statement);
       this.#unwanted.push(name);
     }
     return stale;

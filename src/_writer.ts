@@ -98,9 +98,21 @@ export class Writer {
     return this;
   }
 
-  /** Writes a length-prefixed value (a Bind parameter, SASL data): -1 for null. */
-  value(value: string | null): this {
+  /** Writes `value`'s bytes as they are. */
+  bytes(value: Uint8Array): this {
+    this.#ensure(value.length);
+    this.#buf.set(value, this.#pos);
+    this.#pos += value.length;
+    return this;
+  }
+
+  /**
+   * Writes a length-prefixed value (a Bind parameter, SASL data): text as UTF-8, bytes (a
+   * binary parameter) as they are, -1 for null.
+   */
+  value(value: string | Uint8Array | null): this {
     if (value === null) return this.int32(-1);
+    if (typeof value !== "string") return this.int32(value.length).bytes(value);
     this.#ensure(4);
     const at = this.#pos;
     this.#pos += 4;

@@ -120,14 +120,18 @@ export interface ConnectOptions {
   /**
    * Named prepared statements kept per connection (an LRU of this many), so a repeated
    * parameterised query, or a repeated single plannable statement without parameters (see
-   * `Connection.query`), skips parsing and planning; its later runs send only Bind, Execute and
-   * Sync, and read some column types in binary. A statement the server no longer knows
-   * (`prepared statement ... does not exist`) is sent again unprepared, once. Not allowed with
-   * a transaction pooler. Default: `100`, or `0` (off: every query uses the unnamed statement)
-   * with a transaction pooler. When the pooler is guessed (`pooler: "auto"`, no sign of one in
-   * the URL) rather than given, the default cache stays out of explicit transactions, and a
-   * connection turns it off for good at the first statement the server does not have (the sign
-   * of a transaction pooler the URL did not show): that query is sent again unprepared.
+   * `Connection.query`), skips parsing and planning; its first run also learns its parameters'
+   * types, and its later runs send only Bind, Execute and Sync, read some column types in
+   * binary, and send in binary a `Uint8Array` (or ArrayBuffer, or other view) to a bytea
+   * parameter, a `Date` of the years 1 to 9999 to a timestamptz one and a canonical uuid string
+   * to a uuid one (others text; the server reads the same values). A statement the server no
+   * longer knows (`prepared statement ... does not exist`) is sent again unprepared, once. Not
+   * allowed with a transaction pooler. Default: `100`, or `0` (off: every query uses the
+   * unnamed statement) with a transaction pooler. When the pooler is guessed (`pooler:
+   * "auto"`, no sign of one in the URL) rather than given, the default cache stays out of
+   * explicit transactions, and a connection turns it off for good at the first statement the
+   * server does not have (the sign of a transaction pooler the URL did not show): that query is
+   * sent again unprepared.
    */
   statementCache?: number;
   /** Time limit in ms for connecting (transport, TLS, login). Default `30000`; `0` = none. */

@@ -20,6 +20,7 @@ import { Emitter } from "./_emitter.ts";
 import * as frontend from "./_frontend.ts";
 import { ColumnTypes, TYPE_LOOKUP, type TypeRow } from "./_column_types.ts";
 import { checkRowMode, encodeParams, PendingQuery } from "./_query.ts";
+import { type BindValue, encodeBound, textOnly } from "./_binary_params.ts";
 import {
   checkSerializers,
   Describe,
@@ -295,7 +296,9 @@ export class Connection implements AsyncDisposable {
     }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let values: (string | null)[] | undefined;
+    let values: BindValue[] | undefined;
+    /** The parameters, when some of `values` are binary (see _binary_params.ts). */
+    let binary: readonly unknown[] | undefined;
     let rowMode: RowMode;
     let timeout = this.#config.queryTimeout;
     const types = options?.types ?? this.#types;
@@ -313,8 +316,33 @@ export class Connection implements AsyncDisposable {
         typed = true;
         const oids = this.#paramTypes?.get(sql);
         if (oids === undefined) held = true;
-        else values = encodeTypedParams(params, oids, own, this.#serializers);
-      } else values = encodeParams(params);
+        else {
+          const shared = this.#serializers;
+          const statement = this.#statements?.bindable(sql, this.#transactionStatus === "idle");
+          if (statement === undefined) values = encodeTypedParams(params, oids, own, shared);
+          else {
+            values = encodeBound(
+              params,
+              statement.params!,
+              own,
+              shared,
+              (list) => encodeTypedParams(list, oids, own, shared),
+            );
+            binary = params;
+          }
+        }
+      } else {
+        // A cached statement with parameters of types sent in binary: looked up only while the
+        // connection has one.
+        const statement = Array.isArray(params)
+          ? this.#statements?.bindable(sql, this.#transactionStatus === "idle")
+          : undefined;
+        if (statement === undefined) values = encodeParams(params);
+        else {
+          values = encodeBound(params!, statement.params!, undefined, undefined, encodeText);
+          binary = params;
+        }
+      }
       if (
         values === undefined && options?.name === undefined && this.#statements !== null &&
         this.#statements.usable(this.#transactionStatus === "idle") && preparable(sql)
@@ -377,6 +405,8 @@ export class Connection implements AsyncDisposable {
           resolve as (r: QueryResult) => void,
           reject,
           true,
+          undefined,
+          binary,
         );
       if (timeout > 0) this.#watchTimeout(query, timeout);
     });
@@ -433,11 +463,12 @@ export class Connection implements AsyncDisposable {
    * Writes a query and queues its handler. With parameters and a `statementCache`, a named
    * statement: prepared on first use, reused after; a statement the server no longer has is
    * sent again unprepared, once (`retry`), when the session is not inside a transaction.
-   * With `held`, the query takes the place kept for it (see `#sendDescribed`).
+   * With `held`, the query takes the place kept for it (see `#sendDescribed`). `binary`: the
+   * parameters, when some `values` are binary (for the cached statement `sql` has now).
    */
   #send(
     sql: string,
-    values: (string | null)[] | undefined,
+    values: BindValue[] | undefined,
     rowMode: RowMode,
     types: TypeParsers | undefined,
     signal: AbortSignal | undefined,
@@ -445,6 +476,7 @@ export class Connection implements AsyncDisposable {
     reject: (error: unknown) => void,
     retry: boolean,
     held?: Waiter,
+    binary?: readonly unknown[],
   ): PendingQuery {
     let name = "";
     let parse = true;
@@ -462,16 +494,19 @@ export class Connection implements AsyncDisposable {
       types,
       this.#columns,
       values !== undefined,
-      // A prepared statement's first run shows its result's columns, which later runs reuse.
+      // A prepared statement's first run shows its result's columns and its parameters' types,
+      // which later runs reuse.
       name === "" || known !== null ? resolve : (result) => {
-        this.#statements!.described(sql, name, result.fields);
+        this.#statements!.described(sql, name, result.fields, query.paramTypes);
         resolve(result);
       },
       name === "" ? reject : (error) => {
         const stale = this.#statements!.failed(sql, name, parse && !query.parsed, error);
         if (stale && this.#transactionStatus === "idle" && this.#state === READY) {
           if (!signal?.aborted) {
-            const again = this.#send(sql, values, rowMode, types, signal, resolve, reject, false);
+            // Unprepared, its parameters' types are the server's to infer again: all text.
+            const text = binary === undefined ? values : textOnly(values!, binary);
+            const again = this.#send(sql, text, rowMode, types, signal, resolve, reject, false);
             if (query.timeout > 0) this.#watchTimeout(again, query.timeout, query.deadline);
             return;
           }
@@ -480,11 +515,16 @@ export class Connection implements AsyncDisposable {
       },
     );
     if (values === undefined) frontend.query(w, sql);
-    else if (known === null) frontend.extendedQuery(w, sql, values, name, parse);
-    else {
+    else if (known !== null) {
       // Its columns are known: the server is not asked to describe them again, and those of
-      // some types come in binary.
-      frontend.boundQuery(w, name, values, query.bound(known, this.#parameters));
+      // some types come in binary (some parameters go so too).
+      const formats = query.bound(known, this.#parameters);
+      frontend.boundQuery(w, name, values, formats, binary !== undefined);
+    } else {
+      // Binary values are for a known statement only; `query()` picked them with this one.
+      const text = binary === undefined ? values as (string | null)[] : textOnly(values, binary);
+      if (name === "") frontend.extendedQuery(w, sql, text, name, parse);
+      else frontend.preparedQuery(w, sql, text, name, parse);
     }
     if (held === undefined) return this.#enqueue(query, MAY_COPY_IN.test(sql), signal);
     // A held query has parameters, which no COPY statement takes: it cannot enter COPY mode.
@@ -1288,6 +1328,11 @@ function checkTimeout(value: unknown): number {
 const MAY_COPY_IN = /stdin/i;
 
 const NO_VALUES: (string | null)[] = [];
+
+/** Text values of a parameter list (an array). */
+function encodeText(params: readonly unknown[]): (string | null)[] {
+  return encodeParams(params)!;
+}
 
 /** Statements worth preparing: ones the server plans (never COPY, SET, BEGIN, DISCARD...). */
 const PLANNED = /^\s*(?:select|with|insert|update|delete|values|table|merge)\b/i;

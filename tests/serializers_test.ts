@@ -70,9 +70,14 @@ function recording(base: Transport): Transport & { writes: Uint8Array[]; sent():
   });
 }
 
-/** Describe statement messages among `sent`. */
+/**
+ * The describes of parameter types among `sent`: a Describe statement right before a Sync, which
+ * runs nothing. (A cached statement's first run describes its statement too, before its Execute:
+ * not counted.)
+ */
 function describes(sent: Sent[]): number {
-  return sent.filter((m) => m.type === "D" && m.body[0] === 0x53).length;
+  return sent.filter((m, i) => m.type === "D" && m.body[0] === 0x53 && sent[i + 1]?.type === "S")
+    .length;
 }
 
 /** Messages of `type` among `sent`. */
