@@ -280,6 +280,7 @@ for (const route of routes) {
       await scenario(route, options, async ({ proxy, pool }) => {
         await warm(pool, 3);
         const dead: Link[] = proxy.links;
+        const warmLinks = proxy.counts.linked;
         proxy.blackholeAll();
         const perQuery: TimeoutQueryOptions = { queryTimeout: 200 };
         const outcomes = await within(
@@ -302,6 +303,9 @@ for (const route of routes) {
             () => dead.every((l) => l.clientClosed),
           );
         }
+        // Each timed-out query's cancel goes out on a link of its own, when it gets to it: those
+        // are not the pool's new connections.
+        await eventually("the three cancels' links", () => proxy.counts.linked >= warmLinks + 3);
         const linked = proxy.counts.linked;
         await allSucceed(pool, 20, "queries once new links pass");
         assert.ok(proxy.counts.linked > linked, "served from new connections");
