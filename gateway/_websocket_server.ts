@@ -93,6 +93,11 @@ export async function acceptResponse(key: string): Promise<Uint8Array> {
 
 /** The longest text message gathered (the gateway refuses text anyway). */
 const MAX_TEXT = 64 * 1024;
+/**
+ * Past this many bytes waiting to be sent, a ping gets no pong (the RFC lets an endpoint answer
+ * only the latest): a client that pings and never reads cannot make the gateway hold its pongs.
+ */
+const MAX_PONG_BACKLOG = 1024 * 1024;
 /** Time after a close frame is sent for the client to end the connection, in ms. */
 const CLOSE_WAIT_MS = 5_000;
 /** Read buffer sizes, as the front's pipe (gateway/_request_heads.ts). */
@@ -399,7 +404,10 @@ export class FramedWebSocket implements GatewaySocket {
       return;
     }
     const payload = this.#take();
-    if (opcode === PING) return this.#queue(frame(PONG, payload));
+    if (opcode === PING) {
+      if (this.#buffered <= MAX_PONG_BACKLOG) this.#queue(frame(PONG, payload));
+      return;
+    }
     if (opcode === PONG) return;
     // CLOSE: answered with the client's code (when it gave a valid one), then the end.
     let code = 1000;

@@ -83,9 +83,16 @@ class MemoryPipe implements BytePipe {
   /** Called with each write: a client that answers at once. */
   onWrite: ((bytes: Uint8Array) => void) | null = null;
   writeClosed = false;
+  /** Writes wait (a client that does not read) while this is set. */
+  stalled: Promise<void> | null = null;
   reads = 0;
   readonly #input: (Uint8Array | null)[] = [];
   #waiting: (() => void) | null = null;
+
+  /** Everything pushed has been read. */
+  get drained(): boolean {
+    return this.#input.length === 0;
+  }
 
   push(bytes: Uint8Array | null): void {
     this.#input.push(bytes);
@@ -106,6 +113,7 @@ class MemoryPipe implements BytePipe {
   }
 
   write(bytes: Uint8Array): Promise<number> {
+    if (this.stalled !== null) return this.stalled.then(() => this.write(bytes));
     this.written.push(bytes.slice());
     this.onWrite?.(bytes);
     return Promise.resolve(bytes.length);
@@ -319,6 +327,27 @@ test("FramedWebSocket passes a text message on as a string, and refuses bad or l
     assert.equal(closeCode(), 1009);
     assert.deepEqual(got, []);
   }
+});
+
+test("FramedWebSocket stops answering pings of a client that does not read past 1 MiB", async () => {
+  const { pipe, socket, frames } = framed();
+  let release!: () => void;
+  pipe.stalled = new Promise((resolve) => release = resolve);
+  socket.send(new Uint8Array(10)); // the write that stalls
+  const ping = clientFrame(0x9, new Uint8Array(125).fill(1));
+  const pings = 20_000; // 2.6 MB of pongs, were each answered
+  for (let i = 0; i < pings; i += 1000) {
+    pipe.push(concat(...Array.from({ length: 1000 }, () => ping)));
+  }
+  await eventually("every ping read", () => pipe.drained);
+  for (let i = 0; i < 5; i++) await settle();
+  const held = socket.bufferedAmount;
+  assert.ok(held <= 1024 * 1024 + 200, `holds ${held} bytes`);
+  pipe.stalled = null;
+  release();
+  await eventually("written", () => socket.bufferedAmount === 0);
+  const pongs = frames().filter((f) => f.opcode === 0xa).length;
+  assert.ok(pongs < pings, `${pongs} pongs for ${pings} pings`);
 });
 
 test("FramedWebSocket reads nothing while paused, and reads on after resume", async () => {
