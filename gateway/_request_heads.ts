@@ -296,7 +296,7 @@ async function copy(from: BytePipe, to: BytePipe): Promise<void> {
 }
 
 /** One direction's read buffer, sized as READ_MIN says. */
-class Reads {
+export class Reads {
   /** Where the next read goes. */
   buffer = new Uint8Array(READ_MIN);
 
@@ -309,6 +309,7 @@ class Reads {
   }
 }
 
-async function writeAll(to: BytePipe, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes` to `to`. */
+export async function writeAll(to: BytePipe, bytes: Uint8Array): Promise<void> {
   for (let done = 0; done < bytes.length;) done += await to.write(bytes.subarray(done));
 }

@@ -12,7 +12,7 @@
 // Text frames (the gateway refuses them) are gathered up to MAX_TEXT bytes.
 
 import type { GatewaySocket } from "./websocket.ts";
-import type { BytePipe } from "./_request_heads.ts";
+import { type BytePipe, Reads, writeAll } from "./_request_heads.ts";
 
 /** A clean WebSocket upgrade request. */
 export interface UpgradeRequest {
@@ -100,9 +100,6 @@ const MAX_TEXT = 64 * 1024;
 const MAX_PONG_BACKLOG = 1024 * 1024;
 /** Time after a close frame is sent for the client to end the connection, in ms. */
 const CLOSE_WAIT_MS = 5_000;
-/** Read buffer sizes, as the front's pipe (gateway/_request_heads.ts). */
-const READ_MIN = 4096;
-const READ_MAX = 64 * 1024;
 
 const CONTINUATION = 0x0;
 const TEXT = 0x1;
@@ -258,11 +255,9 @@ export class FramedWebSocket implements GatewaySocket {
     try {
       while (this.#out.length > 0 && !this.#closed) {
         // What was queued while the last write was under way goes out in one write.
-        const bytes = this.#out.length === 1 ? this.#out[0] : concat(this.#out);
+        const bytes = concat(this.#out);
         this.#out = [];
-        for (let done = 0; done < bytes.length;) {
-          done += await this.#pipe.write(bytes.subarray(done));
-        }
+        await writeAll(this.#pipe, bytes);
         this.#buffered -= bytes.length;
       }
       // A close frame sent: the client is told no more bytes come.
@@ -275,7 +270,8 @@ export class FramedWebSocket implements GatewaySocket {
   }
 
   async #read(first: Uint8Array): Promise<void> {
-    let buffer = new Uint8Array(READ_MIN);
+    // Handed-on payloads are copies (see `unmask`): the read buffer is reused.
+    const reads = new Reads();
     try {
       this.#frames(first);
       while (!this.#closed) {
@@ -283,14 +279,12 @@ export class FramedWebSocket implements GatewaySocket {
           await this.#paused.promise;
           continue;
         }
-        const n = await this.#pipe.read(buffer);
+        const n = await this.#pipe.read(reads.buffer);
         if (n === null) break;
         this.#heard = true;
+        const bytes = reads.took(n);
         // After a close frame, the client's bytes are only waited out (to its end).
-        if (!this.#closing) this.#frames(buffer.subarray(0, n));
-        // Handed-on payloads are copies: the buffer is reused, grown while reads fill it.
-        if (n === buffer.length && n < READ_MAX) buffer = new Uint8Array(n * 2);
-        else if (n < READ_MIN && buffer.length > READ_MIN) buffer = new Uint8Array(READ_MIN);
+        if (!this.#closing) this.#frames(bytes);
       }
     } catch {
       // The connection went away.

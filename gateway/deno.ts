@@ -19,7 +19,7 @@
 
 import type { Gateway } from "./gateway.ts";
 import { acceptWebSocket, type ServedGateway, type ServeOptions } from "./_adapter.ts";
-import { pipeTimingHeads } from "./_request_heads.ts";
+import { pipeTimingHeads, writeAll } from "./_request_heads.ts";
 import { acceptResponse, FramedWebSocket, upgradeRequest } from "./_websocket_server.ts";
 
 /** Ping a WebSocket client heard nothing from for this long, in ms (as `Deno.serve` does). */
@@ -152,10 +152,6 @@ const REASONS: Record<number, string> = {
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
-}
 
 function handle(gateway: Gateway, request: Request): Response | Promise<Response> {
   if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return gateway.fetch(request);

@@ -467,15 +467,20 @@ async function withCleanups(body: (cleanups: Cleanups) => Promise<void>): Promis
   }
 }
 
-/** The stalled-client test, served as `serving` says. */
-async function stalledClient(
+/**
+ * The server, a counting relay in front of it, the gateway served as `serving` says with the
+ * relay as its upstream, and a monitoring connection, all closed by `cleanups`.
+ */
+async function setUp(
   serving: { name: string; headerTimeout: number | undefined },
   cleanups: Cleanups,
-): Promise<void> {
-  const server: TestServer = await getServer();
+): Promise<
+  { server: TestServer; relay: CountingRelay; gateway: RunningGateway; monitor: Connection }
+> {
+  const server = await getServer();
   const relay = await countingRelay({ host: "127.0.0.1", port: server.port });
   cleanups.add(() => relay.close());
-  const gateway: RunningGateway = await startGateway({
+  const gateway = await startGateway({
     listen: "127.0.0.1:0",
     upstream: `127.0.0.1:${relay.port}`,
     ...(serving.headerTimeout === undefined ? {} : { headerTimeout: serving.headerTimeout }),
@@ -483,6 +488,15 @@ async function stalledClient(
   cleanups.add(() => gateway.close());
   const monitor = await connect(server.url("scram"));
   cleanups.add(() => monitor.close());
+  return { server, relay, gateway, monitor };
+}
+
+/** The stalled-client test, served as `serving` says. */
+async function stalledClient(
+  serving: { name: string; headerTimeout: number | undefined },
+  cleanups: Cleanups,
+): Promise<void> {
+  const { server, relay, gateway, monitor } = await setUp(serving, cleanups);
   const app = `${RUN}_stall_${serving.headerTimeout ?? "front"}`;
   const bound = HIGH_WATER + socketAllowance();
 
@@ -597,17 +611,7 @@ async function floodingClient(
   pausable: boolean,
   cleanups: Cleanups,
 ): Promise<void> {
-  const server = await getServer();
-  const relay = await countingRelay({ host: "127.0.0.1", port: server.port });
-  cleanups.add(() => relay.close());
-  const gateway = await startGateway({
-    listen: "127.0.0.1:0",
-    upstream: `127.0.0.1:${relay.port}`,
-    ...(serving.headerTimeout === undefined ? {} : { headerTimeout: serving.headerTimeout }),
-  });
-  cleanups.add(() => gateway.close());
-  const monitor = await connect(server.url("scram"));
-  cleanups.add(() => monitor.close());
+  const { relay, gateway, monitor } = await setUp(serving, cleanups);
   const lock = Math.floor(Math.random() * 2 ** 31);
   await monitor.query("select pg_advisory_lock($1)", [lock]);
   const app = `${RUN}_flood_${serving.headerTimeout ?? "default"}`;
