@@ -3,7 +3,8 @@
 // byte pipe the test drives (every split of the input, each breach of the protocol, pause,
 // idle pings); and through the real gateway with a raw client (node:net), where the same
 // frames get the same answers on Deno (the front) and on Node (node:http + ws), and on Deno an
-// upgrade the front does not take gets the answer Deno.serve alone gives.
+// upgrade the front does not take gets the answer Deno.serve alone gives; and wss://, with TLS
+// ended on the front.
 
 import assert from "node:assert/strict";
 import * as net from "node:net";
@@ -11,7 +12,13 @@ import { test } from "node:test";
 import { type RunningGateway, startGateway } from "../gateway/mod.ts";
 import type { BytePipe } from "../gateway/_request_heads.ts";
 import { acceptResponse, FramedWebSocket, upgradeRequest } from "../gateway/_websocket_server.ts";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { WebSocket as Ws } from "ws";
+import { connect } from "../mod.ts";
+import { websocketTransport } from "../transports/websocket.ts";
 import { concat, eventually, int32, text, within } from "./_helpers.ts";
+import { getServer } from "./_server.ts";
 import { isDeno } from "./_transports.ts";
 
 const T = { timeout: 60_000 };
@@ -641,5 +648,52 @@ test(
         assert.equal(await statusOf(gateway, head), alone[name], name);
       }
     });
+  },
+);
+
+test(
+  "the gateway serves wss:// with TLS ended on its own listener, login, queries and close",
+  T,
+  async (t) => {
+    const server = await getServer();
+    if (server.caFile === undefined) return t.skip("no certificate (TEST_DATABASE_URL)");
+    const dir = dirname(server.caFile);
+    const gateway = await startGateway({
+      listen: "127.0.0.1:0",
+      upstream: `127.0.0.1:${server.port}`,
+      tls: {
+        cert: readFileSync(join(dir, "server.crt"), "utf8"),
+        key: readFileSync(join(dir, "server.key"), "utf8"),
+      },
+    });
+    try {
+      const ca = readFileSync(server.caFile, "utf8");
+      // The certificate is for localhost; the ws package takes the test CA.
+      class Trusting extends Ws {
+        constructor(url: string) {
+          super(url, { ca });
+        }
+      }
+      const transport = websocketTransport({
+        proxy: `wss://localhost:${gateway.port}/v2`,
+        WebSocket: Trusting,
+      });
+      const conn = await connect(server.url("scram", { sslmode: "disable" }), { transport });
+      try {
+        for (let i = 0; i < 20; i++) {
+          const { rows } = await conn.query<{ n: number; b: string }>(
+            "select $1::int as n, repeat('b', 70000) as b",
+            [i],
+          );
+          assert.equal(rows[0].n, i);
+          assert.equal(rows[0].b.length, 70000);
+        }
+      } finally {
+        await conn.close();
+      }
+      await eventually("the session is over", () => gateway.sessions === 0);
+    } finally {
+      await gateway.close();
+    }
   },
 );
