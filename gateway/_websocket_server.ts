@@ -303,6 +303,11 @@ export class FramedWebSocket implements GatewaySocket {
         this.#header.set(bytes.subarray(i, i + take), this.#headerLength);
         this.#headerLength += take;
         i += take;
+        if (this.#headerLength >= 2 && (this.#header[1] & 0x80) === 0) {
+          // Refused at its second byte: an unmasked frame's header is shorter than this waits for.
+          this.#breach("a client's frames must be masked");
+          continue;
+        }
         if (this.#headerLength < need || this.#headerNeed() > need) continue;
         if (this.#startFrame() && this.#remaining === 0) this.#endFrame();
         continue;
@@ -329,7 +334,6 @@ export class FramedWebSocket implements GatewaySocket {
     this.#fin = (h[0] & 0x80) !== 0;
     const opcode = h[0] & 0x0f;
     if ((h[0] & 0x70) !== 0) return this.#breach("no extension was negotiated");
-    if ((h[1] & 0x80) === 0) return this.#breach("a client's frames must be masked");
     let length = h[1] & 0x7f;
     let at = 2;
     if (length === 126) {

@@ -301,6 +301,13 @@ test("FramedWebSocket closes with 1002 on each breach of the protocol, and reads
   }
 });
 
+test("FramedWebSocket refuses an unmasked frame at its second byte, not waiting for more", async () => {
+  const { pipe, closeCode } = framed();
+  pipe.push(new Uint8Array([0x82, 0x01])); // a 1-byte binary frame, unmasked, its payload not sent
+  await eventually("1002", () => closeCode() !== undefined);
+  assert.equal(closeCode(), 1002);
+});
+
 test("FramedWebSocket echoes a client's close, then ends with the connection", async () => {
   const { pipe, socket, state, closeCode } = framed();
   pipe.push(clientFrame(0x8, concat(new Uint8Array([0x0f, 0xa0]), text("bye")))); // 4000
