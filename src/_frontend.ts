@@ -71,11 +71,8 @@ export function extendedQuery(
   rows = 0,
   portal = "",
 ): void {
-  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
-  const n = params.length;
-  w.begin(B).cstring(portal).cstring(name).int16(0).int16(n);
-  for (let i = 0; i < n; i++) w.value(params[i]);
-  w.int16(0).end();
+  if (parse) parseStatement(w, name, sql);
+  bind(w, portal, name, params);
   portalNext(w, rows, portal);
 }
 
@@ -94,11 +91,8 @@ export function preparedQuery(
   name: string,
   parse: boolean,
 ): void {
-  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
-  const n = params.length;
-  w.begin(B).byte(0).cstring(name).int16(0).int16(n);
-  for (let i = 0; i < n; i++) w.value(params[i]);
-  w.int16(0).end();
+  if (parse) parseStatement(w, name, sql);
+  bind(w, "", name, params);
   w.begin(D).byte(0x53).cstring(name).end();
   w.begin(E).byte(0).int32(0).end();
   w.begin(S).end();
@@ -117,8 +111,31 @@ export function boundQuery(
   formats: readonly number[] = [],
   binary = false,
 ): void {
+  bind(w, "", name, params, formats, binary);
+  w.begin(E).byte(0).int32(0).end();
+  w.begin(S).end();
+}
+
+/** Parse of `sql` as the statement `name`, the server inferring its parameters' types. */
+function parseStatement(w: Writer, name: string, sql: string): void {
+  w.begin(P).cstring(name).cstring(sql).int16(0).end();
+}
+
+/**
+ * Bind of the statement `name` to the portal `portal`: `params` text, or with `binary` a format
+ * code per parameter (1 for each `Uint8Array`); `formats` a result format code per column, or
+ * none for all text.
+ */
+function bind(
+  w: Writer,
+  portal: string,
+  name: string,
+  params: readonly BindValue[],
+  formats: readonly number[] = [],
+  binary = false,
+): void {
   const n = params.length;
-  w.begin(B).byte(0).cstring(name);
+  w.begin(B).cstring(portal).cstring(name);
   if (binary) {
     w.int16(n);
     for (let i = 0; i < n; i++) w.int16(params[i] instanceof Uint8Array ? 1 : 0);
@@ -128,8 +145,6 @@ export function boundQuery(
   w.int16(formats.length);
   for (let i = 0; i < formats.length; i++) w.int16(formats[i]);
   w.end();
-  w.begin(E).byte(0).int32(0).end();
-  w.begin(S).end();
 }
 
 /**
@@ -154,7 +169,7 @@ export function portalClose(w: Writer, portal: string): void {
  * (ParameterDescription) and its rows' description, and runs nothing.
  */
 export function describeStatement(w: Writer, sql: string, name: string, parse: boolean): void {
-  if (parse) w.begin(P).cstring(name).cstring(sql).int16(0).end();
+  if (parse) parseStatement(w, name, sql);
   w.begin(D).byte(0x53).cstring(name).end();
   w.begin(S).end();
 }

@@ -299,6 +299,8 @@ export class Connection implements AsyncDisposable {
     let values: BindValue[] | undefined;
     /** The parameters, when some of `values` are binary (see _binary_params.ts). */
     let binary: readonly unknown[] | undefined;
+    /** How the parameters (an array) become text, by their types when known. */
+    let text: ((params: readonly unknown[]) => (string | null)[]) | undefined;
     let rowMode: RowMode;
     let timeout = this.#config.queryTimeout;
     const types = options?.types ?? this.#types;
@@ -315,31 +317,18 @@ export class Connection implements AsyncDisposable {
       ) {
         typed = true;
         const oids = this.#paramTypes?.get(sql);
+        const shared = this.#serializers;
         if (oids === undefined) held = true;
-        else {
-          const shared = this.#serializers;
-          const statement = this.#statements?.bindable(sql, this.#transactionStatus === "idle");
-          if (statement === undefined) values = encodeTypedParams(params, oids, own, shared);
-          else {
-            values = encodeBound(
-              params,
-              statement.params!,
-              own,
-              shared,
-              (list) => encodeTypedParams(list, oids, own, shared),
-            );
-            binary = params;
-          }
-        }
-      } else {
+        else text = (list) => encodeTypedParams(list, oids, own, shared);
+      } else if (Array.isArray(params)) text = encodeText;
+      else values = encodeParams(params);
+      if (text !== undefined) {
         // A cached statement with parameters of types sent in binary: looked up only while the
         // connection has one.
-        const statement = Array.isArray(params)
-          ? this.#statements?.bindable(sql, this.#transactionStatus === "idle")
-          : undefined;
-        if (statement === undefined) values = encodeParams(params);
+        const statement = this.#statements?.bindable(sql, this.#transactionStatus === "idle");
+        if (statement === undefined) values = text(params!);
         else {
-          values = encodeBound(params!, statement.params!, undefined, undefined, encodeText);
+          values = encodeBound(params!, statement.params!, own, this.#serializers, text);
           binary = params;
         }
       }
